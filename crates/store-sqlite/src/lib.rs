@@ -1,0 +1,314 @@
+//! The embedded SQLite backend of the sealtrail store.
+//!
+//! One file in the data directory, in WAL mode with `synchronous=FULL`. Exactly one thread
+//! writes ([`writer`]): it group-commits append requests taken from a bounded queue and answers
+//! each only after its transaction is committed and synced. Reads run on a small pool of
+//! read-only connections on tokio's blocking threads, so they never wait for the writer.
+
+mod read;
+pub mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, params};
+use sealtrail_model::Timestamp;
+use sealtrail_store::{
+    ApiKey, Appended, HistoryQuery, ListQuery, NewKey, Page, PreparedEvent, QueueStatus, Store,
+    StoreError, StoreResult, StoredEvent, scopes_to_text,
+};
+use tokio::sync::{Semaphore, oneshot};
+use uuid::Uuid;
+
+use crate::writer::{AdminJob, BatchLimits, Command, Writer};
+
+/// The file name of the database inside the data directory.
+pub const DB_FILE: &str = "sealtrail.db";
+
+/// How the SQLite store is set up.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    /// The data directory; created when missing.
+    pub data_dir: PathBuf,
+    /// Most events in one commit.
+    pub batch_max_events: usize,
+    /// How long the writer waits for more requests before committing a batch that is not
+    /// full; zero commits at once with whatever is queued.
+    pub batch_max_wait: Duration,
+    /// Most events waiting in the write queue; beyond it appends fail with
+    /// [`StoreError::Overloaded`].
+    pub queue_capacity: usize,
+    /// Read connections.
+    pub readers: usize,
+}
+
+impl SqliteConfig {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            batch_max_events: 5_000,
+            batch_max_wait: Duration::ZERO,
+            queue_capacity: 50_000,
+            readers: 4,
+        }
+    }
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The schema could not be brought up to date.
+    #[error(transparent)]
+    Migrate(#[from] schema::MigrateError),
+    /// SQLite failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The writer thread could not start.
+    #[error("cannot start the writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    sender: Mutex<Option<mpsc::Sender<Command>>>,
+    permits: Arc<Semaphore>,
+    capacity: usize,
+    readers: read::Pool,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating when needed) the store in `config.data_dir` and starts its writer.
+    pub fn open(config: &SqliteConfig) -> Result<Self, OpenError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| OpenError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let path = config.data_dir.join(DB_FILE);
+        let mut conn = Connection::open(&path)?;
+        schema::configure_writer(&conn)?;
+        schema::migrate(&mut conn)?;
+        let readers = read::Pool::open(&path, config.readers.max(1))?;
+        let (sender, receiver) = mpsc::channel();
+        let limits = BatchLimits {
+            max_events: config.batch_max_events.max(1),
+            max_wait: config.batch_max_wait,
+        };
+        let writer = std::thread::Builder::new()
+            .name("sealtrail-writer".into())
+            .spawn(move || Writer::new(conn, limits).run(&receiver))
+            .map_err(OpenError::Thread)?;
+        let capacity = config.queue_capacity.max(1);
+        Ok(Self {
+            sender: Mutex::new(Some(sender)),
+            permits: Arc::new(Semaphore::new(capacity)),
+            capacity,
+            readers,
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// The database file of a data directory.
+    pub fn db_path(data_dir: &Path) -> PathBuf {
+        data_dir.join(DB_FILE)
+    }
+
+    fn send(&self, cmd: Command) -> StoreResult<()> {
+        let guard = self.sender.lock().expect("sender lock is never poisoned");
+        let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+        sender
+            .send(cmd)
+            .map_err(|_| StoreError::Database("the writer thread stopped".into()))
+    }
+
+    /// Runs a write on the writer thread and waits for its result.
+    async fn admin<T, F>(&self, job: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: AdminJob = Box::new(move |conn| {
+            let _ = reply.send(job(conn).map_err(db_error));
+        });
+        self.send(Command::Admin(job))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Database("the writer thread stopped".into()))?
+    }
+}
+
+pub(crate) fn db_error(err: rusqlite::Error) -> StoreError {
+    StoreError::Database(err.to_string())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append(&self, events: Vec<PreparedEvent>) -> StoreResult<Vec<Appended>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted = events.len().min(self.capacity) as u32;
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_many_owned(wanted)
+            .map_err(|_| StoreError::Overloaded)?;
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Append {
+            events,
+            reply,
+            _permit: permit,
+        })?;
+        answer
+            .await
+            .map_err(|_| StoreError::Database("the writer thread stopped".into()))?
+    }
+
+    async fn get(&self, tenant: &str, id: Uuid) -> StoreResult<Option<StoredEvent>> {
+        let tenant = tenant.to_owned();
+        self.readers
+            .run(move |conn| read::get(conn, &tenant, id))
+            .await
+    }
+
+    async fn list(&self, query: ListQuery) -> StoreResult<Page> {
+        self.readers.run(move |conn| read::list(conn, &query)).await
+    }
+
+    async fn history(&self, query: HistoryQuery) -> StoreResult<Page> {
+        self.readers
+            .run(move |conn| read::history(conn, &query))
+            .await
+    }
+
+    async fn create_key(&self, key: NewKey) -> StoreResult<ApiKey> {
+        self.admin(move |conn| {
+            conn.execute(
+                "INSERT INTO api_keys (id, tenant, scopes, name, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![key.id, key.tenant, scopes_to_text(&key.scopes), key.name, key.token_hash.as_slice(), key.created_at.micros()],
+            )?;
+            Ok(ApiKey {
+                id: key.id,
+                tenant: key.tenant,
+                scopes: key.scopes,
+                name: key.name,
+                created_at: key.created_at,
+                revoked_at: None,
+            })
+        })
+        .await
+    }
+
+    async fn put_key(&self, key: NewKey) -> StoreResult<ApiKey> {
+        self.admin(move |conn| {
+            conn.execute(
+                "INSERT INTO api_keys (id, tenant, scopes, name, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, scopes = excluded.scopes, \
+                 name = excluded.name, token_hash = excluded.token_hash, revoked_at = NULL",
+                params![key.id, key.tenant, scopes_to_text(&key.scopes), key.name, key.token_hash.as_slice(), key.created_at.micros()],
+            )?;
+            read::key_by(conn, "id = ?1", key.id.as_str())?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+        })
+        .await
+    }
+
+    async fn list_keys(&self, tenant: Option<String>) -> StoreResult<Vec<ApiKey>> {
+        self.readers
+            .run(move |conn| read::list_keys(conn, tenant.as_deref()))
+            .await
+    }
+
+    async fn revoke_key(&self, id: String, at: Timestamp) -> StoreResult<Option<ApiKey>> {
+        self.admin(move |conn| {
+            conn.execute(
+                "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, at.micros()],
+            )?;
+            read::key_by(conn, "id = ?1", id.as_str())
+        })
+        .await
+    }
+
+    async fn key_by_token_hash(&self, token_hash: [u8; 32]) -> StoreResult<Option<ApiKey>> {
+        self.readers
+            .run(move |conn| read::key_by(conn, "token_hash = ?1", token_hash.as_slice()))
+            .await
+    }
+
+    async fn count_keys(&self) -> StoreResult<u64> {
+        self.readers
+            .run(|conn| {
+                conn.query_row("SELECT count(*) FROM api_keys", [], |r| r.get::<_, i64>(0))
+                    .map(|n| n as u64)
+            })
+            .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.readers
+            .run(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+            .await?;
+        let writer_alive = self
+            .writer
+            .lock()
+            .expect("writer lock is never poisoned")
+            .as_ref()
+            .is_some_and(|w| !w.is_finished());
+        if writer_alive {
+            Ok(())
+        } else {
+            Err(StoreError::Database(
+                "the writer thread is not running".into(),
+            ))
+        }
+    }
+
+    fn queue_status(&self) -> QueueStatus {
+        QueueStatus {
+            depth: self.capacity - self.permits.available_permits(),
+            capacity: self.capacity,
+        }
+    }
+
+    async fn shutdown(&self) {
+        // Dropping the sender ends the writer's loop once it has drained the queue.
+        self.sender
+            .lock()
+            .expect("sender lock is never poisoned")
+            .take();
+        let handle = self
+            .writer
+            .lock()
+            .expect("writer lock is never poisoned")
+            .take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+/// Opens a connection for reading only.
+pub(crate) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    schema::configure_reader(&conn)?;
+    Ok(conn)
+}

@@ -1,0 +1,301 @@
+//! Reads: a pool of read-only connections, and the queries behind list, get, history and keys.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, ToSql, params_from_iter};
+use sealtrail_model::{Outcome, Timestamp};
+use sealtrail_store::{
+    ApiKey, Cursor, HistoryQuery, ListQuery, Order, Page, Relation, StoreError, StoreResult,
+    StoredEvent, scopes_from_text,
+};
+use serde_json::value::RawValue;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use crate::{db_error, open_reader};
+
+/// A fixed set of read connections; a query takes one on a blocking thread.
+pub(crate) struct Pool {
+    path: PathBuf,
+    conns: Arc<Mutex<Vec<Connection>>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Pool {
+    pub(crate) fn open(path: &Path, size: usize) -> rusqlite::Result<Self> {
+        let conns = (0..size)
+            .map(|_| open_reader(path))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(Self {
+            path: path.to_owned(),
+            conns: Arc::new(Mutex::new(conns)),
+            permits: Arc::new(Semaphore::new(size)),
+        })
+    }
+
+    /// Runs `f` on a free connection off the async runtime.
+    pub(crate) async fn run<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let conns = self.conns.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = conns.lock().expect("pool lock is never poisoned").pop();
+            // A connection lost to a panicking query is replaced.
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_reader(&path).map_err(db_error)?,
+            };
+            let result = f(&conn);
+            conns
+                .lock()
+                .expect("pool lock is never poisoned")
+                .push(conn);
+            drop(permit);
+            result.map_err(db_error)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
+    }
+}
+
+fn raw(body: String) -> rusqlite::Result<Box<RawValue>> {
+    RawValue::from_string(body).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+pub(crate) fn get(
+    conn: &Connection,
+    tenant: &str,
+    id: Uuid,
+) -> rusqlite::Result<Option<StoredEvent>> {
+    conn.prepare_cached("SELECT seq, body FROM events WHERE id = ?1 AND tenant = ?2")?
+        .query_row(rusqlite::params![id.as_bytes().as_slice(), tenant], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })
+        .optional()?
+        .map(|(seq, body)| {
+            Ok(StoredEvent {
+                tenant: tenant.to_owned(),
+                seq: seq as u64,
+                body: raw(body)?,
+                relation: None,
+            })
+        })
+        .transpose()
+}
+
+/// Appends `AND column IN (?, …)` for a non-empty list.
+fn push_in(sql: &mut String, args: &mut Vec<SqlValue>, column: &str, values: &[String]) {
+    match values {
+        [] => {}
+        [one] => {
+            sql.push_str(&format!(" AND {column} = ?"));
+            args.push(SqlValue::Text(one.clone()));
+        }
+        many => {
+            let marks = vec!["?"; many.len()].join(", ");
+            sql.push_str(&format!(" AND {column} IN ({marks})"));
+            args.extend(many.iter().cloned().map(SqlValue::Text));
+        }
+    }
+}
+
+pub(crate) fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Page> {
+    let f = &q.filter;
+    let mut sql = String::from("SELECT seq, body FROM events WHERE tenant = ?");
+    let mut args = vec![SqlValue::Text(q.tenant.clone())];
+    push_in(&mut sql, &mut args, "actor_id", &f.actor_id);
+    push_in(&mut sql, &mut args, "action", &f.action);
+    let categories: Vec<String> = f.category.iter().map(|c| c.as_str().to_owned()).collect();
+    push_in(&mut sql, &mut args, "category", &categories);
+    push_in(&mut sql, &mut args, "event_type", &f.event_type);
+    push_in(&mut sql, &mut args, "target_type", &f.target_type);
+    push_in(&mut sql, &mut args, "target_id", &f.target_id);
+    push_in(&mut sql, &mut args, "organization_id", &f.organization_id);
+    push_in(&mut sql, &mut args, "correlation_id", &f.correlation_id);
+    push_in(&mut sql, &mut args, "ip", &f.ip);
+    // Outcome is written as a literal so the partial index on failures can serve it.
+    let failures = f.outcome.contains(&Outcome::Failure);
+    let successes = f.outcome.contains(&Outcome::Success);
+    match (failures, successes) {
+        (true, false) => sql.push_str(" AND outcome = 'failure'"),
+        (false, true) => sql.push_str(" AND outcome = 'success'"),
+        _ => {}
+    }
+    if let Some(from) = f.from {
+        sql.push_str(" AND occurred_at >= ?");
+        args.push(SqlValue::Integer(from.micros()));
+    }
+    if let Some(to) = f.to {
+        sql.push_str(" AND occurred_at < ?");
+        args.push(SqlValue::Integer(to.micros()));
+    }
+    let (cmp, dir) = match q.order {
+        Order::Desc => ("<", "DESC"),
+        Order::Asc => (">", "ASC"),
+    };
+    sql.push_str(&format!(" AND seq {cmp} ? ORDER BY seq {dir} LIMIT ?"));
+    let start = match (q.cursor, q.order) {
+        (Some(Cursor::Seq(seq)), _) => seq.min(i64::MAX as u64) as i64,
+        (_, Order::Desc) => i64::MAX,
+        (_, Order::Asc) => 0,
+    };
+    let wanted = q.limit + 1;
+    // Without body filters one query answers; with them, scan on in chunks until enough match.
+    let chunk = if f.needs_body() {
+        wanted.max(256)
+    } else {
+        wanted
+    };
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut items = Vec::with_capacity(wanted);
+    let mut position = start;
+    loop {
+        let mut bound: Vec<&dyn ToSql> = args.iter().map(|a| a as &dyn ToSql).collect();
+        bound.push(&position);
+        let chunk_i64 = chunk as i64;
+        bound.push(&chunk_i64);
+        let mut rows = stmt.query(params_from_iter(bound))?;
+        let mut scanned = 0usize;
+        let mut last = position;
+        while let Some(row) = rows.next()? {
+            scanned += 1;
+            let seq: i64 = row.get(0)?;
+            last = seq;
+            let body: String = row.get(1)?;
+            if f.matches_body(&body) {
+                items.push(StoredEvent {
+                    tenant: q.tenant.clone(),
+                    seq: seq as u64,
+                    body: raw(body)?,
+                    relation: None,
+                });
+                if items.len() == wanted {
+                    break;
+                }
+            }
+        }
+        if items.len() == wanted || scanned < chunk {
+            break;
+        }
+        position = last;
+    }
+    Ok(finish(items, q.limit, |e| Cursor::Seq(e.seq)))
+}
+
+/// Cuts a page to `limit` items; the extra item, when there, proves a next page exists.
+fn finish(
+    mut items: Vec<StoredEvent>,
+    limit: usize,
+    cursor: impl Fn(&StoredEvent) -> Cursor,
+) -> Page {
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(cursor)
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+pub(crate) fn history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<Page> {
+    let mut sql = String::from(
+        "SELECT seq, occurred_at, body, (target_type IS ?2 AND target_id IS ?3) FROM events \
+         WHERE tenant = ?1 AND seq IN ( \
+            SELECT seq FROM events WHERE tenant = ?1 AND target_type = ?2 AND target_id = ?3 \
+            UNION SELECT seq FROM event_links WHERE tenant = ?1 AND type = ?2 AND id = ?3)",
+    );
+    let mut args = vec![
+        SqlValue::Text(q.tenant.clone()),
+        SqlValue::Text(q.entity_type.clone()),
+        SqlValue::Text(q.entity_id.clone()),
+    ];
+    push_in(&mut sql, &mut args, "event_type", &q.event_type);
+    if let Some(Cursor::Time(at, seq)) = q.cursor {
+        sql.push_str(" AND (occurred_at, seq) > (?, ?)");
+        args.push(SqlValue::Integer(at));
+        args.push(SqlValue::Integer(seq.min(i64::MAX as u64) as i64));
+    }
+    sql.push_str(" ORDER BY occurred_at, seq LIMIT ?");
+    args.push(SqlValue::Integer(q.limit as i64 + 1));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut times = Vec::new();
+    let items = stmt
+        .query_map(params_from_iter(args.iter()), |row| {
+            let seq: i64 = row.get(0)?;
+            let occurred: i64 = row.get(1)?;
+            let body: String = row.get(2)?;
+            let is_target: bool = row.get(3)?;
+            Ok((seq, occurred, body, is_target))
+        })?
+        .map(|row| {
+            let (seq, occurred, body, is_target) = row?;
+            times.push(occurred);
+            Ok(StoredEvent {
+                tenant: q.tenant.clone(),
+                seq: seq as u64,
+                body: raw(body)?,
+                relation: Some(if is_target {
+                    Relation::Target
+                } else {
+                    Relation::Related
+                }),
+            })
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let limit = q.limit;
+    let cut_time = times.get(limit.wrapping_sub(1)).copied().unwrap_or(0);
+    Ok(finish(items, limit, |e| Cursor::Time(cut_time, e.seq)))
+}
+
+fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
+    Ok(ApiKey {
+        id: row.get(0)?,
+        tenant: row.get(1)?,
+        scopes: scopes_from_text(&row.get::<_, String>(2)?),
+        name: row.get(3)?,
+        created_at: Timestamp::from_micros(row.get(4)?),
+        revoked_at: row.get::<_, Option<i64>>(5)?.map(Timestamp::from_micros),
+    })
+}
+
+const KEY_COLUMNS: &str = "id, tenant, scopes, name, created_at, revoked_at";
+
+pub(crate) fn key_by(
+    conn: &Connection,
+    condition: &str,
+    arg: impl ToSql,
+) -> rusqlite::Result<Option<ApiKey>> {
+    conn.prepare_cached(&format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys WHERE {condition}"
+    ))?
+    .query_row([arg], key_from_row)
+    .optional()
+}
+
+pub(crate) fn list_keys(conn: &Connection, tenant: Option<&str>) -> rusqlite::Result<Vec<ApiKey>> {
+    let sql = match tenant {
+        Some(_) => {
+            format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant = ?1 ORDER BY created_at, id")
+        }
+        None => format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"),
+    };
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = match tenant {
+        Some(t) => stmt.query_map([t], key_from_row)?.collect(),
+        None => stmt.query_map([], key_from_row)?.collect(),
+    };
+    rows
+}

@@ -1,0 +1,331 @@
+//! The single writer: a dedicated thread that owns the only writing connection, takes append
+//! requests from a queue and commits them in groups.
+//!
+//! Group commit: the thread blocks for the first request, then takes whatever else is already
+//! queued (and, if `batch_max_wait` is set, waits that long for more) up to `batch_max_events`,
+//! and writes all of it in one transaction with one sync. Under light load a batch is one
+//! request and commits at once; under heavy load batches grow, so the sync cost is shared.
+//! Each request keeps its own all-or-nothing meaning through a savepoint.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sealtrail_model::Timestamp;
+use sealtrail_store::{Appended, PreparedEvent, StoreError, StoreResult};
+use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+
+/// A closure run on the writer connection, for writes other than event appends.
+pub(crate) type AdminJob = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// What the writer is asked to do.
+pub(crate) enum Command {
+    /// Append the events of one request, all or nothing.
+    Append {
+        events: Vec<PreparedEvent>,
+        reply: oneshot::Sender<StoreResult<Vec<Appended>>>,
+        /// Held until the request is answered, so the queue's bound counts it.
+        _permit: OwnedSemaphorePermit,
+    },
+    /// Run a closure on the writing connection.
+    Admin(AdminJob),
+}
+
+/// Group-commit limits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchLimits {
+    pub(crate) max_events: usize,
+    pub(crate) max_wait: Duration,
+}
+
+struct PendingAppend {
+    events: Vec<PreparedEvent>,
+    reply: oneshot::Sender<StoreResult<Vec<Appended>>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+pub(crate) struct Writer {
+    conn: Connection,
+    limits: BatchLimits,
+    /// The last `seq` of each tenant seen so far.
+    last_seq: HashMap<String, u64>,
+    /// The last `recorded_at`, so the clock never runs backwards in the log.
+    last_recorded: i64,
+}
+
+impl Writer {
+    pub(crate) fn new(conn: Connection, limits: BatchLimits) -> Self {
+        Self {
+            conn,
+            limits,
+            last_seq: HashMap::new(),
+            last_recorded: i64::MIN,
+        }
+    }
+
+    /// Serves commands until every sender is gone, then returns after the last commit.
+    pub(crate) fn run(mut self, rx: &Receiver<Command>) {
+        while let Ok(first) = rx.recv() {
+            let mut group = vec![first];
+            let mut events = group_events(&group);
+            let deadline = Instant::now() + self.limits.max_wait;
+            while events < self.limits.max_events {
+                let next = match rx.try_recv() {
+                    Ok(cmd) => Some(cmd),
+                    Err(_) if self.limits.max_wait.is_zero() => None,
+                    Err(_) => {
+                        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                            Ok(cmd) => Some(cmd),
+                            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+                        }
+                    }
+                };
+                let Some(cmd) = next else { break };
+                events += group_events(std::slice::from_ref(&cmd));
+                group.push(cmd);
+            }
+            self.process(group);
+        }
+        tracing::debug!("writer queue closed; writer stops");
+    }
+
+    fn process(&mut self, group: Vec<Command>) {
+        let mut appends = Vec::new();
+        for cmd in group {
+            match cmd {
+                Command::Append {
+                    events,
+                    reply,
+                    _permit,
+                } => appends.push(PendingAppend {
+                    events,
+                    reply,
+                    _permit,
+                }),
+                Command::Admin(job) => {
+                    // Keep the queue's order: appends queued before this job commit first.
+                    self.commit_appends(std::mem::take(&mut appends));
+                    job(&mut self.conn);
+                }
+            }
+        }
+        self.commit_appends(appends);
+    }
+
+    fn commit_appends(&mut self, appends: Vec<PendingAppend>) {
+        if appends.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let now = Timestamp::now().micros().max(self.last_recorded);
+        let recorded_at = Timestamp::from_micros(now);
+        let total: usize = appends.iter().map(|a| a.events.len()).sum();
+        match self.write_group(&appends, recorded_at) {
+            Ok(results) => {
+                self.last_recorded = now;
+                for (append, result) in appends.into_iter().zip(results) {
+                    // A client that went away does not need its answer; the events stay stored.
+                    let _ = append.reply.send(result);
+                }
+                tracing::trace!(
+                    events = total,
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "batch committed"
+                );
+            }
+            Err(err) => {
+                tracing::error!(error = %err, events = total, "batch commit failed");
+                // The transaction rolled back: forget sequence numbers handed out in it.
+                self.last_seq.clear();
+                for append in appends {
+                    let _ = append
+                        .reply
+                        .send(Err(StoreError::Database(err.to_string())));
+                }
+            }
+        }
+    }
+
+    /// Writes a group in one transaction. The outer error fails the whole group; an inner
+    /// error (a conflict) fails only its request, whose savepoint is rolled back.
+    fn write_group(
+        &mut self,
+        appends: &[PendingAppend],
+        recorded_at: Timestamp,
+    ) -> rusqlite::Result<Vec<StoreResult<Vec<Appended>>>> {
+        let mut tx = self.conn.transaction()?;
+        let mut results = Vec::with_capacity(appends.len());
+        for append in appends {
+            let before: Vec<(String, Option<u64>)> = append
+                .events
+                .iter()
+                .map(|e| (e.tenant.clone(), self.last_seq.get(&e.tenant).copied()))
+                .collect();
+            let mut sp = tx.savepoint()?;
+            match write_request(&sp, &mut self.last_seq, &append.events, recorded_at)? {
+                Ok(done) => {
+                    sp.commit()?;
+                    results.push(Ok(done));
+                }
+                Err(conflict) => {
+                    sp.rollback()?;
+                    drop(sp);
+                    // Undo the seqs this request took, in reverse so the oldest value wins.
+                    for (tenant, seq) in before.into_iter().rev() {
+                        match seq {
+                            Some(seq) => self.last_seq.insert(tenant, seq),
+                            None => self.last_seq.remove(&tenant),
+                        };
+                    }
+                    results.push(Err(conflict));
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(results)
+    }
+}
+
+fn group_events(group: &[Command]) -> usize {
+    group
+        .iter()
+        .map(|c| match c {
+            Command::Append { events, .. } => events.len(),
+            Command::Admin(_) => 1,
+        })
+        .sum()
+}
+
+/// Writes one request's events; `Ok(Err(_))` is a conflict that must roll the request back.
+fn write_request(
+    conn: &Connection,
+    last_seq: &mut HashMap<String, u64>,
+    events: &[PreparedEvent],
+    recorded_at: Timestamp,
+) -> rusqlite::Result<StoreResult<Vec<Appended>>> {
+    let mut out = Vec::with_capacity(events.len());
+    let mut lookup = conn.prepare_cached(
+        "SELECT tenant, digest, seq, recorded_at, hash FROM events WHERE id = ?1",
+    )?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO events (tenant, seq, id, recorded_at, occurred_at, action, category, event_type, \
+         outcome, actor_id, target_type, target_id, organization_id, correlation_id, ip, digest, hash, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+    )?;
+    let mut link = conn.prepare_cached(
+        "INSERT OR IGNORE INTO event_links (tenant, type, id, seq) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (index, prepared) in events.iter().enumerate() {
+        if prepared.client_id {
+            let existing = lookup
+                .query_row([prepared.id.as_bytes().as_slice()], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, Vec<u8>>(1)?,
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, i64>(3)?,
+                        row.get::<_, Vec<u8>>(4)?,
+                    ))
+                })
+                .optional()?;
+            if let Some((tenant, digest, seq, recorded, hash)) = existing {
+                if tenant != prepared.tenant || digest != prepared.digest {
+                    return Ok(Err(StoreError::Conflict {
+                        index,
+                        id: prepared.id,
+                    }));
+                }
+                out.push(Appended {
+                    id: prepared.id,
+                    seq: seq as u64,
+                    recorded_at: Timestamp::from_micros(recorded),
+                    hash: hex::encode(hash),
+                    duplicate: true,
+                });
+                continue;
+            }
+        }
+        let seq = next_seq(conn, last_seq, &prepared.tenant)?;
+        let e = &prepared.event;
+        let stored = e
+            .clone()
+            .into_event(prepared.id, prepared.tenant.clone(), seq, recorded_at);
+        let (body, hash) = seal(&stored);
+        let context = stored.context.as_ref();
+        insert.execute(params![
+            stored.tenant,
+            seq as i64,
+            prepared.id.as_bytes().as_slice(),
+            recorded_at.micros(),
+            stored.occurred_at.micros(),
+            stored.action,
+            stored.category.as_str(),
+            stored.event_type,
+            stored.outcome.as_str(),
+            stored.actor.id,
+            stored.target.as_ref().map(|t| t.target_type.as_str()),
+            stored.target.as_ref().map(|t| t.id.as_str()),
+            stored.organization.as_ref().map(|o| o.id.as_str()),
+            context.and_then(|c| c.correlation_id.as_deref()),
+            context.and_then(|c| c.ip.as_deref()),
+            prepared.digest.as_slice(),
+            hash.as_slice(),
+            body,
+        ])?;
+        for related in &stored.related {
+            link.execute(params![
+                stored.tenant,
+                related.related_type,
+                related.id,
+                seq as i64
+            ])?;
+        }
+        out.push(Appended {
+            id: prepared.id,
+            seq,
+            recorded_at,
+            hash: hex::encode(hash),
+            duplicate: false,
+        });
+    }
+    Ok(Ok(out))
+}
+
+fn next_seq(
+    conn: &Connection,
+    last_seq: &mut HashMap<String, u64>,
+    tenant: &str,
+) -> rusqlite::Result<u64> {
+    let last = match last_seq.get(tenant) {
+        Some(last) => *last,
+        None => {
+            let max: Option<i64> = conn.query_row(
+                "SELECT max(seq) FROM events WHERE tenant = ?1",
+                [tenant],
+                |row| row.get(0),
+            )?;
+            max.unwrap_or(0) as u64
+        }
+    };
+    last_seq.insert(tenant.to_owned(), last + 1);
+    Ok(last + 1)
+}
+
+/// Serialises a stored event and computes its leaf hash: SHA-256 over `0x00` followed by the
+/// event's JSON with `hash` empty (RFC 9162 leaf domain separation). Returns the served JSON,
+/// with the hash filled in, and the hash.
+fn seal(event: &sealtrail_model::Event) -> (String, [u8; 32]) {
+    let mut body = serde_json::to_string(event).expect("event serialises to JSON");
+    let mut hasher = Sha256::new();
+    hasher.update([0u8]);
+    hasher.update(body.as_bytes());
+    let hash: [u8; 32] = hasher.finalize().into();
+    // The serialised event ends with `"hash":""}`; put the hash between the quotes.
+    debug_assert!(body.ends_with(r#""hash":""}"#));
+    body.truncate(body.len() - 2);
+    body.push_str(&hex::encode(hash));
+    body.push_str("\"}");
+    (body, hash)
+}

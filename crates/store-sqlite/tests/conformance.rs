@@ -1,0 +1,14 @@
+//! The store conformance suite, run against the SQLite backend.
+
+use std::sync::Arc;
+
+use sealtrail_store::Store;
+use sealtrail_store_sqlite::{SqliteConfig, SqliteStore};
+
+async fn fresh_store() -> Arc<dyn Store> {
+    // The directory lives as long as the test process; each test gets its own.
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    Arc::new(SqliteStore::open(&SqliteConfig::new(dir)).expect("open store"))
+}
+
+sealtrail_store::conformance_suite!(fresh_store());

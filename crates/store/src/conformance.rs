@@ -1,0 +1,703 @@
+//! The conformance suite: behaviour every [`Store`] backend must show.
+//!
+//! A backend instantiates it with [`conformance_suite!`](crate::conformance_suite), passing an
+//! async expression that makes a fresh, empty store; each case becomes its own test.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use sealtrail_model::{NewEvent, Redactor, Timestamp, parse_event};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    Cursor, EventFilter, HistoryQuery, ListQuery, NewKey, Order, PreparedEvent, Relation, Scope,
+    Store, StoreError,
+};
+
+/// Instantiates every conformance case as a `#[tokio::test]` in the calling module.
+///
+/// `$make` is an expression of type `impl Future<Output = Arc<dyn Store>>` giving a fresh store.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@cases $make;
+            seq_is_gap_free_per_tenant_in_request_order,
+            stored_event_is_served_in_full,
+            retry_with_the_same_id_is_a_duplicate,
+            same_id_with_another_body_conflicts_and_stores_nothing,
+            get_is_scoped_to_the_tenant,
+            every_filter_selects_exactly_its_events,
+            pages_return_every_match_exactly_once,
+            history_merges_target_and_related_oldest_first,
+            keys_are_stored_hashed_listed_and_revoked,
+            concurrent_appends_stay_gap_free,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let store: ::std::sync::Arc<dyn $crate::Store> = $make.await;
+                $crate::conformance::$case(store.clone()).await;
+                store.shutdown().await;
+            }
+        )*
+    };
+}
+
+/// Parses an event from JSON, panicking on invalid input (test data is valid by construction).
+pub fn event(value: Value) -> NewEvent {
+    let len = serde_json::to_vec(&value).map(|b| b.len()).unwrap_or(0);
+    parse_event(value, len, "", &Redactor::default(), Timestamp::now())
+        .unwrap_or_else(|errors| panic!("test event is invalid: {errors:?}"))
+}
+
+/// Prepares an event for a tenant.
+pub fn prepared(tenant: &str, value: Value) -> PreparedEvent {
+    PreparedEvent::new(tenant.to_owned(), event(value))
+}
+
+fn simple(action: &str, actor: &str) -> Value {
+    json!({"action": action, "actor": {"id": actor}})
+}
+
+fn body(event: &crate::StoredEvent) -> Value {
+    serde_json::from_str(event.body.get()).expect("stored body is JSON")
+}
+
+fn list_all_query(tenant: &str) -> ListQuery {
+    ListQuery {
+        tenant: tenant.to_owned(),
+        filter: EventFilter::default(),
+        order: Order::Asc,
+        limit: 1000,
+        cursor: None,
+    }
+}
+
+async fn seqs(store: &dyn Store, query: ListQuery) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut query = query;
+    loop {
+        let page = store.list(query.clone()).await.expect("list");
+        out.extend(page.items.iter().map(|e| e.seq));
+        match page.next_cursor {
+            Some(c) => query.cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
+/// Each tenant's `seq` starts at 1 and counts up without gaps, in the order of the request.
+pub async fn seq_is_gap_free_per_tenant_in_request_order(store: Arc<dyn Store>) {
+    let batch: Vec<PreparedEvent> = (0..5)
+        .map(|i| {
+            prepared(
+                if i % 2 == 0 { "a" } else { "b" },
+                simple(&format!("act.n{i}"), "u"),
+            )
+        })
+        .collect();
+    let ids: Vec<Uuid> = batch.iter().map(|e| e.id).collect();
+    let out = store.append(batch).await.expect("append");
+    let got: Vec<(Uuid, u64)> = out.iter().map(|a| (a.id, a.seq)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (ids[0], 1),
+            (ids[1], 1),
+            (ids[2], 2),
+            (ids[3], 2),
+            (ids[4], 3)
+        ]
+    );
+    let out = store
+        .append(vec![prepared("a", simple("x", "u"))])
+        .await
+        .expect("append");
+    assert_eq!(out[0].seq, 4);
+    assert_eq!(seqs(&*store, list_all_query("a")).await, vec![1, 2, 3, 4]);
+    assert_eq!(seqs(&*store, list_all_query("b")).await, vec![1, 2]);
+}
+
+/// A stored event comes back with every field, defaults applied and server fields filled in.
+pub async fn stored_event_is_served_in_full(store: Arc<dyn Store>) {
+    let e = prepared(
+        "t",
+        json!({"action": "asset.updated", "actor": {"id": "u1", "name": "Ann"},
+               "before": {"status": "new"}, "after": {"status": "used"}}),
+    );
+    let id = e.id;
+    let a = store.append(vec![e]).await.expect("append").remove(0);
+    let stored = store.get("t", id).await.expect("get").expect("present");
+    let v = body(&stored);
+    assert_eq!(v["id"], json!(id.to_string()));
+    assert_eq!(v["tenant"], json!("t"));
+    assert_eq!(v["seq"], json!(1));
+    assert_eq!(v["recorded_at"], json!(a.recorded_at.to_rfc3339()));
+    assert_eq!(
+        v["occurred_at"], v["recorded_at"],
+        "occurred_at defaults to recorded_at"
+    );
+    assert_eq!(v["category"], json!("other"));
+    assert_eq!(v["outcome"], json!("success"));
+    assert_eq!(
+        v["actor"],
+        json!({"id": "u1", "type": "user", "name": "Ann", "email": null})
+    );
+    for key in [
+        "event_type",
+        "error",
+        "target",
+        "organization",
+        "context",
+        "metadata",
+    ] {
+        assert_eq!(v[key], Value::Null, "{key} present and null");
+        assert!(
+            v.as_object().expect("object").contains_key(key),
+            "{key} present"
+        );
+    }
+    assert_eq!(v["related"], json!([]));
+    assert_eq!(
+        v["changes"],
+        json!([{"field": "status", "old_value": "new", "new_value": "used",
+                "changed_at": v["occurred_at"], "changed_by": "u1"}])
+    );
+    assert_eq!(v["hash"], json!(a.hash));
+    assert_eq!(a.hash.len(), 64);
+    assert!(
+        a.hash
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+}
+
+/// Sending an event again with its id stores nothing and answers with the stored record.
+pub async fn retry_with_the_same_id_is_a_duplicate(store: Arc<dyn Store>) {
+    let id = Uuid::new_v4();
+    let v = json!({"id": id, "action": "a", "actor": {"id": "u"}});
+    let first = store
+        .append(vec![prepared("t", v.clone())])
+        .await
+        .expect("append");
+    let again = store
+        .append(vec![prepared("t", simple("b", "u")), prepared("t", v)])
+        .await
+        .expect("append");
+    assert!(!first[0].duplicate);
+    assert!(!again[0].duplicate);
+    assert_eq!(again[0].seq, 2);
+    assert!(again[1].duplicate);
+    assert_eq!(again[1].seq, first[0].seq);
+    assert_eq!(again[1].hash, first[0].hash);
+    assert_eq!(again[1].recorded_at, first[0].recorded_at);
+    assert_eq!(seqs(&*store, list_all_query("t")).await, vec![1, 2]);
+}
+
+/// The same id with a different body fails the whole request and stores none of it.
+pub async fn same_id_with_another_body_conflicts_and_stores_nothing(store: Arc<dyn Store>) {
+    let id = Uuid::new_v4();
+    store
+        .append(vec![prepared(
+            "t",
+            json!({"id": id, "action": "a", "actor": {"id": "u"}}),
+        )])
+        .await
+        .expect("append");
+    let err = store
+        .append(vec![
+            prepared("t", simple("fresh", "u")),
+            prepared(
+                "t",
+                json!({"id": id, "action": "other", "actor": {"id": "u"}}),
+            ),
+        ])
+        .await
+        .expect_err("conflict");
+    assert!(
+        matches!(err, StoreError::Conflict { index: 1, id: got } if got == id),
+        "{err:?}"
+    );
+    // The same id in another tenant is also a conflict: ids are global.
+    let err = store
+        .append(vec![prepared(
+            "other",
+            json!({"id": id, "action": "a", "actor": {"id": "u"}}),
+        )])
+        .await
+        .expect_err("conflict");
+    assert!(
+        matches!(err, StoreError::Conflict { index: 0, .. }),
+        "{err:?}"
+    );
+    assert_eq!(seqs(&*store, list_all_query("t")).await, vec![1]);
+    let next = store
+        .append(vec![prepared("t", simple("x", "u"))])
+        .await
+        .expect("append");
+    assert_eq!(next[0].seq, 2, "a failed request leaves no gap");
+}
+
+/// An event is invisible from every other tenant.
+pub async fn get_is_scoped_to_the_tenant(store: Arc<dyn Store>) {
+    let e = prepared("t1", simple("a", "u"));
+    let id = e.id;
+    store.append(vec![e]).await.expect("append");
+    assert!(store.get("t1", id).await.expect("get").is_some());
+    assert!(store.get("t2", id).await.expect("get").is_none());
+    assert!(
+        store
+            .get("t1", Uuid::new_v4())
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(seqs(&*store, list_all_query("t2")).await.is_empty());
+}
+
+/// Every filter of SPEC §4.3 selects exactly the events it describes, alone and combined.
+pub async fn every_filter_selects_exactly_its_events(store: Arc<dyn Store>) {
+    let base = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").expect("time");
+    let day = 86_400_000_000i64;
+    let mut batch = Vec::new();
+    for i in 0..24i64 {
+        let at = Timestamp::from_micros(base.micros() + i * day);
+        let action = ["user.login", "asset.update", "asset.delete"][i as usize % 3];
+        let category = ["auth", "update", "delete", "other"][i as usize % 4];
+        let mut v = json!({
+            "action": action,
+            "category": category,
+            "actor": {"id": format!("u{}", i % 4)},
+            "occurred_at": at.to_rfc3339(),
+            "outcome": if i % 5 == 0 { "failure" } else { "success" },
+            "target": {"type": if i % 2 == 0 { "asset" } else { "user" }, "id": format!("{}", i % 6)},
+            "context": {"ip": format!("10.0.0.{}", i % 3), "correlation_id": format!("c{}", i % 7)},
+            "metadata": {"n": i % 4, "tags": ["x", format!("t{}", i % 2)]},
+            "changes": [{"field": format!("f{}.sub", i % 3), "old_value": 1, "new_value": 2}],
+        });
+        if i % 3 == 0 {
+            v["event_type"] = json!("STATUS_CHANGED");
+        }
+        if i % 4 != 3 {
+            v["organization"] = json!({"id": format!("o{}", i % 2)});
+        }
+        batch.push(prepared("t", v));
+    }
+    store.append(batch).await.expect("append");
+    store
+        .append(vec![prepared("noise", simple("user.login", "u0"))])
+        .await
+        .expect("append");
+    let all: Vec<u64> = (1..=24).collect();
+    let pick = |f: &dyn Fn(i64) -> bool| -> Vec<u64> {
+        all.iter().copied().filter(|s| f(*s as i64 - 1)).collect()
+    };
+    let cases: Vec<(EventFilter, Vec<u64>)> = vec![
+        (EventFilter::default(), all.clone()),
+        (
+            EventFilter {
+                actor_id: vec!["u1".into()],
+                ..Default::default()
+            },
+            pick(&|i| i % 4 == 1),
+        ),
+        (
+            EventFilter {
+                action: vec!["user.login".into(), "asset.delete".into()],
+                ..Default::default()
+            },
+            pick(&|i| i % 3 != 1),
+        ),
+        (
+            EventFilter {
+                category: vec![sealtrail_model::Category::Delete],
+                ..Default::default()
+            },
+            pick(&|i| i % 4 == 2),
+        ),
+        (
+            EventFilter {
+                event_type: vec!["STATUS_CHANGED".into()],
+                ..Default::default()
+            },
+            pick(&|i| i % 3 == 0),
+        ),
+        (
+            EventFilter {
+                target_type: vec!["user".into()],
+                ..Default::default()
+            },
+            pick(&|i| i % 2 == 1),
+        ),
+        (
+            EventFilter {
+                target_type: vec!["asset".into()],
+                target_id: vec!["2".into()],
+                ..Default::default()
+            },
+            pick(&|i| i % 2 == 0 && i % 6 == 2),
+        ),
+        (
+            EventFilter {
+                organization_id: vec!["o1".into()],
+                ..Default::default()
+            },
+            pick(&|i| i % 4 != 3 && i % 2 == 1),
+        ),
+        (
+            EventFilter {
+                outcome: vec![sealtrail_model::Outcome::Failure],
+                ..Default::default()
+            },
+            pick(&|i| i % 5 == 0),
+        ),
+        (
+            EventFilter {
+                outcome: vec![sealtrail_model::Outcome::Success],
+                ..Default::default()
+            },
+            pick(&|i| i % 5 != 0),
+        ),
+        (
+            EventFilter {
+                correlation_id: vec!["c3".into()],
+                ..Default::default()
+            },
+            pick(&|i| i % 7 == 3),
+        ),
+        (
+            EventFilter {
+                ip: vec!["10.0.0.2".into()],
+                ..Default::default()
+            },
+            pick(&|i| i % 3 == 2),
+        ),
+        (
+            EventFilter {
+                from: Some(Timestamp::from_micros(base.micros() + 5 * day)),
+                to: Some(Timestamp::from_micros(base.micros() + 9 * day)),
+                ..Default::default()
+            },
+            pick(&|i| (5..9).contains(&i)),
+        ),
+        (
+            EventFilter {
+                changed_field: vec!["f1".into()],
+                ..Default::default()
+            },
+            pick(&|i| i % 3 == 1),
+        ),
+        (
+            EventFilter {
+                changed_field: vec!["f1.sub".into()],
+                ..Default::default()
+            },
+            pick(&|i| i % 3 == 1),
+        ),
+        (
+            EventFilter {
+                changed_field: vec!["f1.su".into()],
+                ..Default::default()
+            },
+            vec![],
+        ),
+        (
+            EventFilter {
+                metadata: Some(json!({"n": 2})),
+                ..Default::default()
+            },
+            pick(&|i| i % 4 == 2),
+        ),
+        (
+            EventFilter {
+                metadata: Some(json!({"tags": ["t1"]})),
+                ..Default::default()
+            },
+            pick(&|i| i % 2 == 1),
+        ),
+        (
+            EventFilter {
+                actor_id: vec!["u0".into(), "u2".into()],
+                outcome: vec![sealtrail_model::Outcome::Failure],
+                metadata: Some(json!({"n": 0})),
+                ..Default::default()
+            },
+            pick(&|i| i % 2 == 0 && i % 5 == 0 && i % 4 == 0),
+        ),
+    ];
+    for (filter, expected) in cases {
+        for (order, limit) in [(Order::Asc, 1000), (Order::Desc, 3)] {
+            let query = ListQuery {
+                filter: filter.clone(),
+                order,
+                limit,
+                ..list_all_query("t")
+            };
+            let mut got = seqs(&*store, query).await;
+            if order == Order::Desc {
+                assert!(
+                    got.windows(2).all(|w| w[0] > w[1]),
+                    "descending for {filter:?}"
+                );
+                got.reverse();
+            }
+            assert_eq!(
+                got, expected,
+                "filter {filter:?} ({order:?}, limit {limit})"
+            );
+        }
+    }
+}
+
+/// Paging to the end in either order returns every event once, even while events arrive.
+pub async fn pages_return_every_match_exactly_once(store: Arc<dyn Store>) {
+    let batch: Vec<PreparedEvent> = (0..37)
+        .map(|i| prepared("t", simple("a", &format!("u{}", i % 2))))
+        .collect();
+    store.append(batch).await.expect("append");
+    for order in [Order::Desc, Order::Asc] {
+        let mut query = ListQuery {
+            filter: EventFilter {
+                actor_id: vec!["u0".into()],
+                ..Default::default()
+            },
+            order,
+            limit: 5,
+            ..list_all_query("t")
+        };
+        let mut seen = Vec::new();
+        let mut extra = 0;
+        loop {
+            let page = store.list(query.clone()).await.expect("list");
+            assert!(page.items.len() <= 5);
+            seen.extend(page.items.iter().map(|e| e.seq));
+            // Events arriving between pages must not disturb the walk.
+            store
+                .append(vec![prepared("t", simple("a", "u0"))])
+                .await
+                .expect("append");
+            extra += 1;
+            match page.next_cursor {
+                Some(c) => query.cursor = Some(c),
+                None => break,
+            }
+        }
+        let unique: BTreeSet<u64> = seen.iter().copied().collect();
+        assert_eq!(unique.len(), seen.len(), "no event twice ({order:?})");
+        let originals: BTreeSet<u64> = (1..=37).filter(|s| (s - 1) % 2 == 0).collect();
+        assert!(
+            originals.is_subset(&unique),
+            "every original match served ({order:?})"
+        );
+        if order == Order::Desc {
+            assert_eq!(unique, originals, "descending walks never see newer events");
+        }
+        assert!(extra > 1);
+    }
+}
+
+/// A timeline holds events targeting the entity and those naming it in `related`, by time.
+pub async fn history_merges_target_and_related_oldest_first(store: Arc<dyn Store>) {
+    let t = |s: &str| format!("2026-03-01T00:00:0{s}Z");
+    let events = vec![
+        json!({"action": "asset.created", "actor": {"id": "u"}, "occurred_at": t("5"),
+               "target": {"type": "asset", "id": "A1"}, "event_type": "CREATED"}),
+        json!({"action": "transfer.done", "actor": {"id": "u"}, "occurred_at": t("2"),
+               "target": {"type": "transfer", "id": "T1"}, "related": [{"type": "asset", "id": "A1"}],
+               "event_type": "TRANSFERRED"}),
+        json!({"action": "asset.updated", "actor": {"id": "u"}, "occurred_at": t("2"),
+               "target": {"type": "asset", "id": "A1"}, "related": [{"type": "asset", "id": "A1"}],
+               "event_type": "UPDATED"}),
+        json!({"action": "asset.updated", "actor": {"id": "u"}, "occurred_at": t("1"),
+               "target": {"type": "asset", "id": "A2"}}),
+        json!({"action": "asset.noted", "actor": {"id": "u"}, "occurred_at": t("9"),
+               "target": {"type": "asset", "id": "A1"}, "event_type": "NOTE_ADDED"}),
+    ];
+    store
+        .append(events.into_iter().map(|v| prepared("t", v)).collect())
+        .await
+        .expect("append");
+    let query = |event_type: Vec<String>, cursor: Option<Cursor>, limit: usize| HistoryQuery {
+        tenant: "t".into(),
+        entity_type: "asset".into(),
+        entity_id: "A1".into(),
+        event_type,
+        limit,
+        cursor,
+    };
+    let mut got = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .history(query(vec![], cursor, 2))
+            .await
+            .expect("history");
+        got.extend(page.items.iter().map(|e| (e.seq, e.relation)));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(
+        got,
+        vec![
+            (2, Some(Relation::Related)),
+            (3, Some(Relation::Target)),
+            (1, Some(Relation::Target)),
+            (5, Some(Relation::Target)),
+        ]
+    );
+    let page = store
+        .history(query(
+            vec!["TRANSFERRED".into(), "NOTE_ADDED".into()],
+            None,
+            10,
+        ))
+        .await
+        .expect("history");
+    assert_eq!(
+        page.items.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![2, 5]
+    );
+    let mut unknown = query(vec![], None, 10);
+    unknown.entity_id = "nope".into();
+    assert!(
+        store
+            .history(unknown)
+            .await
+            .expect("history")
+            .items
+            .is_empty()
+    );
+}
+
+/// Keys are found by token hash, listed per tenant and revoked at once.
+pub async fn keys_are_stored_hashed_listed_and_revoked(store: Arc<dyn Store>) {
+    let now = Timestamp::now();
+    let key = |id: &str, tenant: &str, hash: u8| NewKey {
+        id: id.into(),
+        tenant: tenant.into(),
+        scopes: vec![Scope::Ingest, Scope::Read],
+        name: format!("key {id}"),
+        token_hash: [hash; 32],
+        created_at: now,
+    };
+    assert_eq!(store.count_keys().await.expect("count"), 0);
+    let k1 = store.create_key(key("k1", "t1", 1)).await.expect("create");
+    store.create_key(key("k2", "t2", 2)).await.expect("create");
+    assert_eq!(k1.scopes, vec![Scope::Ingest, Scope::Read]);
+    assert_eq!(store.count_keys().await.expect("count"), 2);
+    let found = store
+        .key_by_token_hash([1; 32])
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(found, k1);
+    assert!(
+        store
+            .key_by_token_hash([9; 32])
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    let t1: Vec<String> = store
+        .list_keys(Some("t1".into()))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(t1, vec!["k1"]);
+    assert_eq!(store.list_keys(None).await.expect("list").len(), 2);
+    let later = Timestamp::from_micros(now.micros() + 5);
+    let revoked = store
+        .revoke_key("k1".into(), later)
+        .await
+        .expect("revoke")
+        .expect("found");
+    assert_eq!(revoked.revoked_at, Some(later));
+    let again = store
+        .revoke_key("k1".into(), Timestamp::from_micros(later.micros() + 5))
+        .await
+        .expect("revoke")
+        .expect("found");
+    assert_eq!(
+        again.revoked_at,
+        Some(later),
+        "first revocation time is kept"
+    );
+    assert!(
+        store
+            .revoke_key("nope".into(), later)
+            .await
+            .expect("revoke")
+            .is_none()
+    );
+    let found = store
+        .key_by_token_hash([1; 32])
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(found.revoked_at, Some(later));
+    // put_key replaces a fixed-id key, e.g. the bootstrap admin key when its token changes.
+    let mut boot = key("bootstrap", "*", 3);
+    boot.scopes = vec![Scope::Admin];
+    store.put_key(boot.clone()).await.expect("put");
+    boot.token_hash = [4; 32];
+    store.put_key(boot).await.expect("put");
+    assert!(
+        store
+            .key_by_token_hash([3; 32])
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .key_by_token_hash([4; 32])
+            .await
+            .expect("lookup")
+            .expect("found")
+            .id,
+        "bootstrap"
+    );
+}
+
+/// Many concurrent writers into one tenant still produce 1..=N with no gap or repeat.
+pub async fn concurrent_appends_stay_gap_free(store: Arc<dyn Store>) {
+    let writers = (0..8).map(|w| {
+        let store = store.clone();
+        async move {
+            let mut seqs = Vec::new();
+            for i in 0..10 {
+                let batch = (0..=(i % 3))
+                    .map(|_| prepared("t", simple("a", &format!("w{w}"))))
+                    .collect();
+                seqs.extend(
+                    store
+                        .append(batch)
+                        .await
+                        .expect("append")
+                        .iter()
+                        .map(|a| a.seq),
+                );
+            }
+            seqs
+        }
+    });
+    let mut all: Vec<u64> = futures::future::join_all(writers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    all.sort_unstable();
+    let n = all.len() as u64;
+    assert_eq!(all, (1..=n).collect::<Vec<_>>());
+    assert_eq!(
+        seqs(&*store, list_all_query("t")).await,
+        (1..=n).collect::<Vec<_>>()
+    );
+}

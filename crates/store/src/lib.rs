@@ -1,0 +1,149 @@
+//! The store: one trait that every storage backend implements, the query types it takes, and
+//! (in [`conformance`]) the test suite that every backend must pass.
+//!
+//! **Architecture Invariant:** a store assigns `seq` gap-free per tenant in append order, and
+//! acknowledges an append only after it is durable.
+
+pub mod conformance;
+mod cursor;
+mod keys;
+mod query;
+
+use async_trait::async_trait;
+use sealtrail_model::{NewEvent, Timestamp};
+use uuid::Uuid;
+
+pub use cursor::{Cursor, CursorError};
+pub use keys::{ApiKey, NewKey, Scope, scopes_from_text, scopes_to_text};
+pub use query::{EventFilter, HistoryQuery, ListQuery, Order, Page, Relation, StoredEvent};
+
+/// A validated event with its tenant and id settled, ready to append.
+#[derive(Debug, Clone)]
+pub struct PreparedEvent {
+    /// The log it goes into.
+    pub tenant: String,
+    /// The event id: the client's, or a fresh UUIDv7.
+    pub id: Uuid,
+    /// Whether the client chose the id (only then can it be a duplicate).
+    pub client_id: bool,
+    /// [`NewEvent::content_digest`], to tell a retry from a conflict.
+    pub digest: [u8; 32],
+    /// The event.
+    pub event: NewEvent,
+}
+
+impl PreparedEvent {
+    /// Settles tenant and id for an event.
+    pub fn new(tenant: String, event: NewEvent) -> Self {
+        let (id, client_id) = match event.id {
+            Some(id) => (id, true),
+            None => (Uuid::now_v7(), false),
+        };
+        let digest = event.content_digest();
+        Self {
+            tenant,
+            id,
+            client_id,
+            digest,
+            event,
+        }
+    }
+}
+
+/// Where an appended event landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The event id.
+    pub id: Uuid,
+    /// Its position in the tenant's log.
+    pub seq: u64,
+    /// When it was committed.
+    pub recorded_at: Timestamp,
+    /// Its leaf hash, lowercase hex.
+    pub hash: String,
+    /// Whether the event was already stored (a retry) and nothing new was written.
+    pub duplicate: bool,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An event's id is already stored with a different body; nothing of the request was stored.
+    #[error("event {index} has id {id}, which is already stored with a different body")]
+    Conflict {
+        /// Index of the event in its request.
+        index: usize,
+        /// The conflicting id.
+        id: Uuid,
+    },
+    /// The write queue is full; the client should retry later.
+    #[error("the write queue is full")]
+    Overloaded,
+    /// The store is shutting down and takes no more writes.
+    #[error("the store is shutting down")]
+    Closed,
+    /// The database could not be reached or failed.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+/// The result type of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// How full the write path is, for readiness checks and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStatus {
+    /// Events waiting to be written.
+    pub depth: usize,
+    /// Most events that may wait.
+    pub capacity: usize,
+}
+
+/// A storage backend.
+///
+/// Implementations must pass [`conformance`]. Appends of one call are all or nothing; events
+/// are given `seq` in the order of the slice.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Appends events durably, returning where each landed, in order. A client-chosen id that
+    /// is stored already with the same digest is a duplicate; with another digest the whole call
+    /// fails with [`StoreError::Conflict`] and nothing is stored.
+    async fn append(&self, events: Vec<PreparedEvent>) -> StoreResult<Vec<Appended>>;
+
+    /// One event of a tenant by id.
+    async fn get(&self, tenant: &str, id: Uuid) -> StoreResult<Option<StoredEvent>>;
+
+    /// A page of a tenant's events matching a filter, in `seq` order.
+    async fn list(&self, query: ListQuery) -> StoreResult<Page>;
+
+    /// A page of an entity's timeline: events targeting it or naming it in `related`, ordered
+    /// by `occurred_at` then `seq`, oldest first.
+    async fn history(&self, query: HistoryQuery) -> StoreResult<Page>;
+
+    /// Stores a new API key.
+    async fn create_key(&self, key: NewKey) -> StoreResult<ApiKey>;
+
+    /// Lists keys, of one tenant or of all.
+    async fn list_keys(&self, tenant: Option<String>) -> StoreResult<Vec<ApiKey>>;
+
+    /// Revokes a key; `None` when no such key exists. Revoking twice keeps the first time.
+    async fn revoke_key(&self, id: String, at: Timestamp) -> StoreResult<Option<ApiKey>>;
+
+    /// The key whose token hashes to `token_hash`, revoked or not.
+    async fn key_by_token_hash(&self, token_hash: [u8; 32]) -> StoreResult<Option<ApiKey>>;
+
+    /// Creates or replaces a key with a fixed id (the bootstrap admin key).
+    async fn put_key(&self, key: NewKey) -> StoreResult<ApiKey>;
+
+    /// How many keys exist, revoked ones included.
+    async fn count_keys(&self) -> StoreResult<u64>;
+
+    /// Whether the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// How full the write queue is.
+    fn queue_status(&self) -> QueueStatus;
+
+    /// Stops taking writes, writes everything queued, and closes.
+    async fn shutdown(&self);
+}
