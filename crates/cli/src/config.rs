@@ -1,0 +1,173 @@
+//! Configuration in layers: flags over `SEALTRAIL_*` environment over the TOML file over
+//! defaults. The file's keys are the flags' names in snake_case.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Deserialize;
+
+/// The file read when `--config` is not given, if it exists in the working directory.
+pub(crate) const DEFAULT_CONFIG_FILE: &str = "sealtrail.toml";
+
+/// `sealtrail serve` options. Each may also come from the environment or the config file.
+#[derive(Debug, Args, Default)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "SEALTRAIL_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the embedded store [default: ./sealtrail-data]
+    #[arg(long, env = "SEALTRAIL_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A PostgreSQL URL instead of the embedded store (not available in this version)
+    #[arg(
+        long,
+        env = "SEALTRAIL_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// TOML configuration file [default: ./sealtrail.toml when present]
+    #[arg(long, env = "SEALTRAIL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Most events written in one commit [default: 5000]
+    #[arg(long, env = "SEALTRAIL_BATCH_MAX_EVENTS", value_name = "N")]
+    pub batch_max_events: Option<usize>,
+    /// How long the writer waits to fill a batch, e.g. `0ms`, `2ms` [default: 0ms]
+    #[arg(long, env = "SEALTRAIL_BATCH_MAX_WAIT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub batch_max_wait: Option<Duration>,
+    /// Most events waiting to be written before ingest answers 503 [default: 50000]
+    #[arg(long, env = "SEALTRAIL_QUEUE_CAPACITY", value_name = "N")]
+    pub queue_capacity: Option<usize>,
+}
+
+/// The config file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    batch_max_events: Option<usize>,
+    #[serde(default, with = "humantime_serde_opt")]
+    batch_max_wait: Option<Duration>,
+    queue_capacity: Option<usize>,
+}
+
+mod humantime_serde_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// The settled configuration of `serve`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ServeConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Most events per commit.
+    pub batch_max_events: usize,
+    /// How long to wait to fill a batch.
+    pub batch_max_wait: Duration,
+    /// Write-queue capacity in events.
+    pub queue_capacity: usize,
+}
+
+impl ServeArgs {
+    /// Merges flags and environment (already merged by clap) over the file and defaults.
+    pub(crate) fn resolve(self) -> anyhow::Result<ServeConfig> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                read_file(Path::new(DEFAULT_CONFIG_FILE))?
+            }
+            None => FileConfig::default(),
+        };
+        if let Some(url) = self.database_url.or(file.database_url) {
+            let scheme = url.split(':').next().unwrap_or("");
+            bail!(
+                "--database-url with scheme {scheme:?} is not supported yet: this version stores events in the \
+                 embedded SQLite file under --data-dir; remove --database-url"
+            );
+        }
+        Ok(ServeConfig {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("sealtrail-data")),
+            batch_max_events: self
+                .batch_max_events
+                .or(file.batch_max_events)
+                .unwrap_or(5_000),
+            batch_max_wait: self
+                .batch_max_wait
+                .or(file.batch_max_wait)
+                .unwrap_or(Duration::ZERO),
+            queue_capacity: self
+                .queue_capacity
+                .or(file.queue_capacity)
+                .unwrap_or(50_000),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("s.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from-file\"\nbatch_max_wait = \"3ms\"\n",
+        )
+        .expect("write");
+        let args = ServeArgs {
+            data_dir: Some(PathBuf::from("/from-flag")),
+            config: Some(file),
+            ..Default::default()
+        };
+        let config = args.resolve().expect("resolve");
+        assert_eq!(config.listen, "127.0.0.1:9000".parse().expect("addr"));
+        assert_eq!(config.data_dir, PathBuf::from("/from-flag"));
+        assert_eq!(config.batch_max_wait, Duration::from_millis(3));
+        assert_eq!(config.queue_capacity, 50_000);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("s.toml");
+        std::fs::write(&file, "listn = \"x\"\n").expect("write");
+        let args = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        let err = args.resolve().expect_err("unknown key");
+        assert!(format!("{err:#}").contains("listn"), "{err:#}");
+    }
+}

@@ -1,0 +1,112 @@
+//! `sealtrail`: the tamper-evident audit trail server and its tools.
+
+mod config;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sealtrail_server::{AppState, bootstrap_admin, serve};
+use sealtrail_store_sqlite::{SqliteConfig, SqliteStore};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::ServeArgs;
+
+/// sealtrail — a tamper-evident audit trail.
+///
+/// Applications record who did what, to which record, when, from where and with what outcome;
+/// sealtrail stores every event append-only and serves search, timelines and exports over HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "sealtrail", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server (embedded SQLite store by default).
+    ///
+    /// With no configuration it listens on 127.0.0.1:8080 and keeps its data in
+    /// ./sealtrail-data. Settings come from flags, then SEALTRAIL_* environment variables, then
+    /// the TOML file (keys are the flag names in snake_case). On first start without
+    /// SEALTRAIL_ADMIN_TOKEN an admin key is created and printed once to standard error.
+    /// SIGTERM or SIGINT stops accepting requests, finishes those in flight and writes every
+    /// queued event before exiting.
+    Serve(ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("SEALTRAIL_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => run_serve(args),
+    }
+}
+
+fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let store_config = SqliteConfig {
+            batch_max_events: config.batch_max_events,
+            batch_max_wait: config.batch_max_wait,
+            queue_capacity: config.queue_capacity,
+            ..SqliteConfig::new(&config.data_dir)
+        };
+        let store = SqliteStore::open(&store_config)
+            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+        let store: Arc<dyn sealtrail_store::Store> = Arc::new(store);
+        let admin_token = std::env::var("SEALTRAIL_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
+        if let Some(token) = bootstrap_admin(store.as_ref(), admin_token.as_deref())
+            .await
+            .context("cannot set up the admin key")?
+        {
+            eprintln!(
+                "sealtrail: created the first admin key (bound to all tenants). It is shown only this once:\n\n    {token}\n"
+            );
+        }
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr().context("cannot read the bound address")?;
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), "sealtrail listening");
+        eprintln!("sealtrail: listening on http://{addr} (data in {})", config.data_dir.display());
+        serve(listener, AppState::new(store), shutdown_signal())
+            .await
+            .context("the server failed")?;
+        tracing::info!("sealtrail stopped; every queued event was written");
+        Ok(())
+    })
+}
+
+/// Resolves at the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; draining");
+}

@@ -1,0 +1,147 @@
+//! Credentials: API keys (`st_` + 43 base62 characters), kept only as SHA-256 hashes, with
+//! scopes and a tenant (or `*` for every tenant, admin keys only).
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use sealtrail_store::{ApiKey, Scope};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The prefix of every API key.
+pub const TOKEN_PREFIX: &str = "st_";
+/// Random base62 characters after the prefix: 43 of them carry 256 bits.
+pub const TOKEN_RANDOM_CHARS: usize = 43;
+/// The id of the key given by `SEALTRAIL_ADMIN_TOKEN`.
+pub const BOOTSTRAP_KEY_ID: &str = "bootstrap";
+
+/// A new random API key.
+pub fn generate_token() -> String {
+    let random: String = rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(TOKEN_RANDOM_CHARS)
+        .map(char::from)
+        .collect();
+    format!("{TOKEN_PREFIX}{random}")
+}
+
+/// The hash under which a token is stored.
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The credential a request was made with.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The key.
+    pub key: ApiKey,
+}
+
+impl Principal {
+    /// Fails with 403 unless the key holds `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.key.allows(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this key lacks the {} scope",
+                scope.as_str()
+            )))
+        }
+    }
+
+    /// Whether the key is bound to every tenant.
+    pub fn is_global(&self) -> bool {
+        self.key.is_global()
+    }
+
+    /// The tenant a request concerns: the key's own, or the one it names. A key bound to `*`
+    /// must name one; any other key may only name its own (else 403). `field` names where the
+    /// tenant was given, for the error.
+    pub fn tenant(
+        &self,
+        requested: Option<&str>,
+        field: &str,
+        in_body: bool,
+    ) -> Result<String, ApiError> {
+        match (self.is_global(), requested) {
+            (true, Some(t)) => sealtrail_model::validate_tenant(t)
+                .map(|t| t.into_string())
+                .map_err(|msg| {
+                    if in_body {
+                        ApiError::invalid(field, msg)
+                    } else {
+                        ApiError::bad_parameter(field, msg)
+                    }
+                }),
+            (true, None) => {
+                let msg = "is required with a key bound to all tenants";
+                Err(if in_body {
+                    ApiError::invalid(field, msg)
+                } else {
+                    ApiError::bad_parameter(field, msg)
+                })
+            }
+            (false, Some(t)) if t != self.key.tenant => Err(ApiError::Forbidden(format!(
+                "this key is bound to tenant {} and may not use tenant {t}",
+                self.key.tenant
+            ))),
+            (false, _) => Ok(self.key.tenant.clone()),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or(ApiError::Unauthorized(
+                "missing Authorization: Bearer credential",
+            ))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(ApiError::Unauthorized(
+                "the Authorization header must be Bearer <token>",
+            ))?;
+        let key = state
+            .store
+            .key_by_token_hash(hash_token(token))
+            .await?
+            .filter(|k| k.revoked_at.is_none())
+            .ok_or(ApiError::Unauthorized("unknown or revoked credential"))?;
+        Ok(Principal { key })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_prefixed_base62_and_distinct() {
+        let a = generate_token();
+        let b = generate_token();
+        assert_ne!(a, b);
+        assert!(a.starts_with(TOKEN_PREFIX));
+        assert_eq!(a.len(), TOKEN_PREFIX.len() + TOKEN_RANDOM_CHARS);
+        assert!(a[3..].chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(hash_token(&a), hash_token(&b));
+    }
+}

@@ -1,0 +1,273 @@
+//! `POST /api/v1/events`: one event, an array of events, or NDJSON; all or nothing; answered
+//! only once the events are durably committed.
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use sealtrail_model::limits::{MAX_BATCH_EVENTS, MAX_JSON_DEPTH};
+use sealtrail_model::{FieldError, NewEvent, Redactor, Timestamp, json::max_depth, parse_event};
+use sealtrail_store::{Appended, PreparedEvent, Scope};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+
+/// The answer to an ingest request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IngestResponse {
+    /// Events newly stored.
+    pub accepted: usize,
+    /// Events that were already stored (retries).
+    pub duplicates: usize,
+    /// Where each event of the request landed, in request order.
+    pub events: Vec<IngestedEvent>,
+}
+
+/// Where one event landed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IngestedEvent {
+    /// The event id.
+    pub id: Uuid,
+    /// Its position in the tenant's log.
+    pub seq: u64,
+    /// When it was committed.
+    #[schema(value_type = String, format = DateTime)]
+    pub recorded_at: Timestamp,
+    /// Its leaf hash.
+    pub hash: String,
+}
+
+impl From<Appended> for IngestedEvent {
+    fn from(a: Appended) -> Self {
+        Self {
+            id: a.id,
+            seq: a.seq,
+            recorded_at: a.recorded_at,
+            hash: a.hash,
+        }
+    }
+}
+
+/// Query parameters of the ingest endpoint.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct IngestParams {
+    /// For keys bound to all tenants: the tenant of events that do not name one.
+    pub tenant: Option<String>,
+}
+
+/// How the body was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Single,
+    Batch,
+}
+
+/// Bodies larger than this are parsed on a blocking thread, off the async workers.
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
+/// Ingest events.
+#[utoipa::path(
+    post,
+    path = "/api/v1/events",
+    tag = "ingest",
+    params(IngestParams),
+    request_body(
+        description = "One event object, a JSON array of events, or NDJSON (one event per line)",
+        content(
+            (crate::openapi::EventInput = "application/json"),
+            (Vec<crate::openapi::EventInput> = "application/json"),
+            (String = "application/x-ndjson"),
+        ),
+    ),
+    responses(
+        (status = 201, description = "Something new was stored", body = IngestResponse),
+        (status = 200, description = "Every event was already stored", body = IngestResponse),
+        (status = 400, description = "Malformed JSON or nesting deeper than 64", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad credential", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "No ingest scope, or another tenant", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An id already stored with a different body", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 MiB", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON or NDJSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid events; every problem listed", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Write queue full; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn ingest(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(params): Query<IngestParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Ingest)?;
+    let ndjson = content_kind(&headers)?;
+    let redactor = state.redactor.clone();
+    let now = Timestamp::now();
+    let parsed = if body.len() > INLINE_PARSE_BYTES {
+        tokio::task::spawn_blocking(move || parse_body(&body, ndjson, &redactor, now))
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("parser task failed: {e}")))?
+    } else {
+        parse_body(&body, ndjson, &redactor, now)
+    }?;
+    let (shape, events) = parsed;
+
+    let mut prepared = Vec::with_capacity(events.len());
+    for (i, event) in events.into_iter().enumerate() {
+        let field = field_path(shape, i, "tenant");
+        let requested = event.tenant.clone().or_else(|| params.tenant.clone());
+        let tenant = principal.tenant(requested.as_deref(), &field, true)?;
+        prepared.push(PreparedEvent::new(tenant, event));
+    }
+    let appended = state
+        .store
+        .append(prepared)
+        .await
+        .map_err(|err| match ApiError::from(err) {
+            ApiError::Conflict { id, .. } if shape == Shape::Single => ApiError::Conflict {
+                field: "id".into(),
+                id,
+            },
+            other => other,
+        })?;
+    let duplicates = appended.iter().filter(|a| a.duplicate).count();
+    let accepted = appended.len() - duplicates;
+    let status = if accepted > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let response = IngestResponse {
+        accepted,
+        duplicates,
+        events: appended.into_iter().map(IngestedEvent::from).collect(),
+    };
+    Ok((status, axum::Json(response)).into_response())
+}
+
+/// Whether the body is NDJSON (`true`) or JSON (`false`); anything else is 415.
+fn content_kind(headers: &HeaderMap) -> Result<bool, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Ok(false),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(true),
+        "" => Err(ApiError::UnsupportedMediaType(
+            "the Content-Type header is missing; send application/json or application/x-ndjson"
+                .into(),
+        )),
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "content type {other} is not accepted; send application/json or application/x-ndjson"
+        ))),
+    }
+}
+
+fn field_path(shape: Shape, index: usize, field: &str) -> String {
+    match shape {
+        Shape::Single => field.to_owned(),
+        Shape::Batch => format!("events[{index}].{field}"),
+    }
+}
+
+/// Parses and validates a whole body, collecting every problem of every event.
+fn parse_body(
+    body: &[u8],
+    ndjson: bool,
+    redactor: &Redactor,
+    now: Timestamp,
+) -> Result<(Shape, Vec<NewEvent>), ApiError> {
+    if max_depth(body) > MAX_JSON_DEPTH {
+        return Err(ApiError::TooDeep(MAX_JSON_DEPTH));
+    }
+    let (shape, raws): (Shape, Vec<(Value, usize)>) = if ndjson {
+        let text = std::str::from_utf8(body)
+            .map_err(|e| ApiError::MalformedJson(format!("the body is not UTF-8: {e}")))?;
+        let mut events = Vec::new();
+        for (line_no, line) in text.split('\n').enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let value: Value = serde_json::from_str(line).map_err(|e| {
+                ApiError::MalformedJson(format!("line {} is not valid JSON: {e}", line_no + 1))
+            })?;
+            events.push((value, line.len()));
+        }
+        (Shape::Batch, events)
+    } else {
+        let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        if first == Some(b'[') {
+            let raws: Vec<&RawValue> = serde_json::from_slice(body).map_err(malformed)?;
+            let mut events = Vec::with_capacity(raws.len());
+            for raw in raws {
+                let value: Value = serde_json::from_str(raw.get()).map_err(malformed)?;
+                events.push((value, raw.get().len()));
+            }
+            (Shape::Batch, events)
+        } else {
+            let value: Value = serde_json::from_slice(body).map_err(malformed)?;
+            (Shape::Single, vec![(value, body.len())])
+        }
+    };
+    if raws.is_empty() {
+        return Err(ApiError::invalid("events", "must hold at least one event"));
+    }
+    if raws.len() > MAX_BATCH_EVENTS {
+        return Err(ApiError::invalid(
+            "events",
+            format!(
+                "must hold at most {MAX_BATCH_EVENTS} events, not {}",
+                raws.len()
+            ),
+        ));
+    }
+    let mut errors: Vec<FieldError> = Vec::new();
+    let mut events = Vec::with_capacity(raws.len());
+    for (i, (value, len)) in raws.into_iter().enumerate() {
+        let prefix = match shape {
+            Shape::Single => String::new(),
+            Shape::Batch => format!("events[{i}]"),
+        };
+        match parse_event(value, len, &prefix, redactor, now) {
+            Ok(event) => events.push((i, event)),
+            Err(mut problems) => errors.append(&mut problems),
+        }
+    }
+    // The same id twice in one request is a mistake, not a retry.
+    let mut seen = std::collections::HashMap::new();
+    for (i, event) in &events {
+        if let Some(id) = event.id
+            && let Some(first) = seen.insert(id, *i)
+        {
+            errors.push(FieldError::new(
+                field_path(shape, *i, "id"),
+                format!("repeats the id of events[{first}]"),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok((shape, events.into_iter().map(|(_, e)| e).collect()))
+    } else {
+        Err(ApiError::Invalid(errors))
+    }
+}
+
+fn malformed(err: serde_json::Error) -> ApiError {
+    ApiError::MalformedJson(format!("the body is not valid JSON: {err}"))
+}

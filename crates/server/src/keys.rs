@@ -1,0 +1,318 @@
+//! Key management: `POST /keys`, `GET /keys`, `DELETE /keys/{id}` (admin scope).
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use sealtrail_model::{FieldError, Timestamp, validate_tenant};
+use sealtrail_store::{ApiKey, NewKey, Scope};
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::{Principal, generate_token, hash_token};
+use crate::error::ApiError;
+use crate::params::split_query;
+
+/// A key as listed (never with its token).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyView {
+    /// The key id.
+    pub id: String,
+    /// Its tenant, or `*`.
+    pub tenant: String,
+    /// Its scopes.
+    #[schema(value_type = Vec<String>)]
+    pub scopes: Vec<Scope>,
+    /// Its name.
+    pub name: String,
+    /// Creation time.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// Revocation time.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl From<ApiKey> for KeyView {
+    fn from(k: ApiKey) -> Self {
+        Self {
+            id: k.id,
+            tenant: k.tenant,
+            scopes: k.scopes,
+            name: k.name,
+            created_at: k.created_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+/// A newly created key: the only time its token is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyCreated {
+    /// The key id.
+    pub id: String,
+    /// The token; store it now, it is never shown again.
+    pub token: String,
+    /// Its tenant, or `*`.
+    pub tenant: String,
+    /// Its scopes.
+    #[schema(value_type = Vec<String>)]
+    pub scopes: Vec<Scope>,
+    /// Its name.
+    pub name: String,
+    /// Creation time.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+/// The key list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    /// The keys.
+    pub items: Vec<KeyView>,
+}
+
+/// The body of `POST /keys`.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // Documentation only: the body is validated field by field.
+pub struct NewKeyBody {
+    /// The tenant, or `*` for an admin key over every tenant.
+    tenant: String,
+    /// Non-empty subset of `ingest`, `read`, `admin`.
+    scopes: Vec<String>,
+    /// A human name.
+    name: Option<String>,
+}
+
+fn parse_new_key(body: Value) -> Result<(String, Vec<Scope>, String), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let Value::Object(mut map) = body else {
+        return Err(vec![FieldError::new("$", "must be a JSON object")]);
+    };
+    for key in map.keys() {
+        if !["tenant", "scopes", "name"].contains(&key.as_str()) {
+            errors.push(FieldError::new(key, "unknown field"));
+        }
+    }
+    let tenant = match map.remove("tenant") {
+        Some(Value::String(t)) if t == "*" => Some(t),
+        Some(Value::String(t)) => match validate_tenant(&t) {
+            Ok(t) => Some(t.into_string()),
+            Err(msg) => {
+                errors.push(FieldError::new("tenant", msg));
+                None
+            }
+        },
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new("tenant", "is required"));
+            None
+        }
+        Some(_) => {
+            errors.push(FieldError::new("tenant", "must be a string"));
+            None
+        }
+    };
+    let mut scopes = Vec::new();
+    match map.remove("scopes") {
+        Some(Value::Array(items)) if !items.is_empty() => {
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str().and_then(Scope::parse) {
+                    Some(s) if !scopes.contains(&s) => scopes.push(s),
+                    Some(_) => {}
+                    None => errors.push(FieldError::new(
+                        format!("scopes[{i}]"),
+                        "must be ingest, read or admin",
+                    )),
+                }
+            }
+        }
+        None | Some(Value::Null) => errors.push(FieldError::new("scopes", "is required")),
+        Some(_) => errors.push(FieldError::new(
+            "scopes",
+            "must be a non-empty array of ingest, read, admin",
+        )),
+    }
+    scopes.sort();
+    let name = match map.remove("name") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(n)) if n.chars().count() <= 128 => n,
+        Some(_) => {
+            errors.push(FieldError::new(
+                "name",
+                "must be a string of at most 128 characters",
+            ));
+            String::new()
+        }
+    };
+    if tenant.as_deref() == Some("*") && !scopes.contains(&Scope::Admin) {
+        errors.push(FieldError::new(
+            "tenant",
+            "only admin keys may be bound to all tenants (*)",
+        ));
+    }
+    match tenant {
+        Some(tenant) if errors.is_empty() => Ok((tenant, scopes, name)),
+        _ => Err(errors),
+    }
+}
+
+/// Create an API key. The token is in this answer only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys",
+    tag = "keys",
+    request_body(content = NewKeyBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The key, with its token", body = KeyCreated),
+        (status = 403, description = "Not an admin key, or another tenant", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad field", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Admin)?;
+    let value = crate::json_body(&headers, &body)?;
+    let (tenant, scopes, name) = parse_new_key(value).map_err(ApiError::Invalid)?;
+    if !principal.is_global() && tenant != principal.key.tenant {
+        return Err(ApiError::Forbidden(format!(
+            "this key may only create keys for tenant {}",
+            principal.key.tenant
+        )));
+    }
+    let token = generate_token();
+    let key = state
+        .store
+        .create_key(NewKey {
+            id: Uuid::now_v7().to_string(),
+            tenant,
+            scopes,
+            name,
+            token_hash: hash_token(&token),
+            created_at: Timestamp::now(),
+        })
+        .await?;
+    if !key.is_global() {
+        state
+            .audit_self(
+                &key.tenant,
+                "audit.key_created",
+                sealtrail_model::Category::Create,
+                &principal,
+                Some(&key),
+                json!({"scopes": key.scopes}),
+            )
+            .await?;
+    }
+    let created = KeyCreated {
+        id: key.id,
+        token,
+        tenant: key.tenant,
+        scopes: key.scopes,
+        name: key.name,
+        created_at: key.created_at,
+    };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// List keys: all of them for a key bound to `*` (or one tenant's with `?tenant=`), else the
+/// key's own tenant's.
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys",
+    tag = "keys",
+    params(("tenant" = Option<String>, Query, description = "Only this tenant's keys")),
+    responses(
+        (status = 200, description = "The keys, without tokens", body = KeyList),
+        (status = 403, description = "Not an admin key", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<KeyList>, ApiError> {
+    principal.require(Scope::Admin)?;
+    let mut query = split_query(raw.as_deref());
+    let requested = match query.remove("tenant") {
+        Some(mut values) if values.len() == 1 => values.pop(),
+        Some(_) => return Err(ApiError::bad_parameter("tenant", "may be given only once")),
+        None => None,
+    };
+    if let Some(name) = query.keys().next() {
+        return Err(ApiError::bad_parameter(
+            name.clone(),
+            "is not a known parameter",
+        ));
+    }
+    let tenant = match (principal.is_global(), requested) {
+        (true, requested) => requested,
+        (false, requested) => Some(principal.tenant(requested.as_deref(), "tenant", false)?),
+    };
+    let keys = state.store.list_keys(tenant).await?;
+    Ok(Json(KeyList {
+        items: keys.into_iter().map(KeyView::from).collect(),
+    }))
+}
+
+/// Revoke a key, at once.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/keys/{id}",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such key", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn revoke(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Scope::Admin)?;
+    let not_found = || ApiError::NotFound(format!("no key {id}"));
+    // A tenant's admin sees only its tenant's keys; others are simply not found.
+    let visible = state
+        .store
+        .list_keys(if principal.is_global() {
+            None
+        } else {
+            Some(principal.key.tenant.clone())
+        })
+        .await?
+        .into_iter()
+        .any(|k| k.id == id);
+    if !visible {
+        return Err(not_found());
+    }
+    let key = state
+        .store
+        .revoke_key(id.clone(), Timestamp::now())
+        .await?
+        .ok_or_else(not_found)?;
+    if !key.is_global() {
+        state
+            .audit_self(
+                &key.tenant,
+                "audit.key_revoked",
+                sealtrail_model::Category::Delete,
+                &principal,
+                Some(&key),
+                json!({}),
+            )
+            .await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

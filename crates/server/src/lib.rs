@@ -1,0 +1,349 @@
+//! The sealtrail HTTP server.
+//!
+//! [`app`] builds the axum router over a [`Store`]; [`serve`] runs it on a listener until a
+//! shutdown signal, then drains the store's write queue. Tests drive the same router in-process
+//! and over a real socket on port 0.
+//!
+//! **Architecture Invariant:** handlers never touch a database directly; everything goes through
+//! the [`Store`] trait, so every backend serves the same API.
+
+pub mod auth;
+mod docs;
+pub mod error;
+pub mod ingest;
+pub mod keys;
+pub mod openapi;
+pub mod ops;
+pub mod params;
+pub mod read;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, OriginalUri, Request};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{Next, from_fn};
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use sealtrail_model::limits::{MAX_JSON_DEPTH, MAX_REQUEST_BYTES};
+use sealtrail_model::{Actor, ActorType, Category, NewEvent, Outcome, Redactor, Target, Timestamp};
+use sealtrail_store::{ApiKey, NewKey, PreparedEvent, Scope, Store, StoreError};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use uuid::Uuid;
+
+use crate::auth::{BOOTSTRAP_KEY_ID, Principal, generate_token, hash_token};
+use crate::error::{ApiError, PROBLEM_JSON, problem_response};
+
+/// The header carrying the request id on every response.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The redaction rules for ingested events.
+    pub redactor: Arc<Redactor>,
+    openapi: Arc<str>,
+    docs_html: Arc<str>,
+}
+
+impl AppState {
+    /// State over a store, with the default redaction list.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        let openapi: Arc<str> = openapi::document().into();
+        let docs_html = docs::render(&openapi).into();
+        Self {
+            store,
+            redactor: Arc::new(Redactor::default()),
+            openapi,
+            docs_html,
+        }
+    }
+
+    /// Records an event sealtrail makes about itself, in the tenant whose data was touched,
+    /// with the acting key as actor. Fails the request when it cannot be recorded: an action
+    /// that must be audited does not happen unaudited.
+    pub(crate) async fn audit_self(
+        &self,
+        tenant: &str,
+        action: &str,
+        category: Category,
+        principal: &Principal,
+        key: Option<&ApiKey>,
+        metadata: Value,
+    ) -> Result<(), ApiError> {
+        let target = match key {
+            Some(k) => Target {
+                target_type: "api_key".into(),
+                id: k.id.clone(),
+                name: Some(k.name.clone()).filter(|n| !n.is_empty()),
+            },
+            None => Target {
+                target_type: "tenant".into(),
+                id: tenant.to_owned(),
+                name: None,
+            },
+        };
+        let event = NewEvent {
+            id: None,
+            tenant: None,
+            occurred_at: None,
+            action: action.to_owned(),
+            category,
+            event_type: None,
+            outcome: Outcome::Success,
+            error: None,
+            actor: Actor {
+                id: principal.key.id.clone(),
+                actor_type: ActorType::Service,
+                name: Some(principal.key.name.clone()).filter(|n| !n.is_empty()),
+                email: None,
+            },
+            target: Some(target),
+            organization: None,
+            context: None,
+            changes: Vec::new(),
+            related: Vec::new(),
+            metadata: Some(metadata),
+        };
+        self.store
+            .append(vec![PreparedEvent::new(tenant.to_owned(), event)])
+            .await?;
+        Ok(())
+    }
+
+    /// Records `audit.read_cross_tenant` when a key bound to every tenant read a tenant's data.
+    pub(crate) async fn audit_cross_tenant_read(
+        &self,
+        principal: &Principal,
+        tenant: &str,
+        uri: &OriginalUri,
+    ) -> Result<(), ApiError> {
+        if !principal.is_global() {
+            return Ok(());
+        }
+        self.audit_self(
+            tenant,
+            "audit.read_cross_tenant",
+            read::SELF_READ_CATEGORY,
+            principal,
+            None,
+            read::read_metadata(uri),
+        )
+        .await
+    }
+}
+
+/// The router with every route and layer.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/events", post(ingest::ingest))
+        .route("/audit-logs", get(read::list))
+        .route("/audit-logs/search", post(read::search))
+        .route("/audit-logs/entity/{type}/{id}", get(read::by_entity))
+        .route("/audit-logs/user/{actor_id}", get(read::by_user))
+        .route("/audit-logs/{id}", get(read::get_one))
+        .route("/entities/{type}/{id}/history", get(read::history))
+        .route(
+            "/entities/{type}/{id}/history/{event_type}",
+            get(read::history_of_type),
+        )
+        .route("/keys", post(keys::create).get(keys::list))
+        .route("/keys/{id}", delete(keys::revoke))
+        .route("/openapi.json", get(ops::openapi_json));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/docs", get(ops::docs))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(from_fn(problem_for_plain_errors))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(from_fn(request_id))
+        .with_state(state)
+}
+
+async fn not_found(uri: OriginalUri) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    problem_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the server failed to handle this request".into(),
+        Vec::new(),
+    )
+}
+
+/// Echoes the caller's `x-request-id` (or `x-correlation-id`) or makes one, on every response,
+/// and opens the request's tracing span.
+async fn request_id(mut request: Request, next: Next) -> Response {
+    let given = [&X_REQUEST_ID, &X_CORRELATION_ID]
+        .into_iter()
+        .find_map(|name| {
+            request
+                .headers()
+                .get(name)
+                .filter(|v| !v.is_empty() && v.len() <= 200 && v.to_str().is_ok())
+                .cloned()
+        });
+    let id = given.unwrap_or_else(|| {
+        HeaderValue::from_str(&Uuid::now_v7().to_string()).expect("a UUID is a valid header value")
+    });
+    request
+        .headers_mut()
+        .insert(X_REQUEST_ID.clone(), id.clone());
+    let span = tracing::info_span!(
+        "request",
+        request_id = id.to_str().unwrap_or(""),
+        method = %request.method(),
+        path = request.uri().path(),
+    );
+    let started = std::time::Instant::now();
+    let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "answered"
+        );
+    });
+    response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+    response
+}
+
+/// Turns the plain-text errors of the framework (unknown route, wrong method, body too large,
+/// extractor rejections) into problem+json, keeping their status and headers (`Allow`).
+async fn problem_for_plain_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let detail = match (status, String::from_utf8_lossy(&text).trim()) {
+        (StatusCode::METHOD_NOT_ALLOWED, _) => {
+            "this route does not take that method; see Allow".to_owned()
+        }
+        (StatusCode::PAYLOAD_TOO_LARGE, _) => {
+            format!("the request body is larger than {MAX_REQUEST_BYTES} bytes")
+        }
+        (_, "") => status.canonical_reason().unwrap_or("error").to_lowercase(),
+        (_, text) => text.to_owned(),
+    };
+    let slug = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too-large",
+        StatusCode::NOT_FOUND => "not-found",
+        _ if status.is_server_error() => "internal",
+        _ => "bad-request",
+    };
+    let problem = problem_response(status, slug, detail, Vec::new());
+    let (_, body) = problem.into_parts();
+    let mut response = Response::from_parts(parts, Body::empty());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    let (parts, _) = response.into_parts();
+    Response::from_parts(parts, body)
+}
+
+/// Parses a JSON request body (content type, nesting depth, syntax), for bodies other than
+/// ingest.
+pub(crate) fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the body as application/json".into(),
+        ));
+    }
+    if sealtrail_model::json::max_depth(body) > MAX_JSON_DEPTH {
+        return Err(ApiError::TooDeep(MAX_JSON_DEPTH));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))
+}
+
+/// Why the first admin key could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// The configured admin token is too short to be safe.
+    #[error("SEALTRAIL_ADMIN_TOKEN must be at least 32 characters")]
+    WeakToken,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Makes sure an admin key exists. With `admin_token` (from `SEALTRAIL_ADMIN_TOKEN`) that token
+/// becomes the key with id `bootstrap`, bound to every tenant. Without it, when the store has
+/// no key at all, a new admin key is created and its token returned, to be shown once.
+pub async fn bootstrap_admin(
+    store: &dyn Store,
+    admin_token: Option<&str>,
+) -> Result<Option<String>, BootstrapError> {
+    if let Some(token) = admin_token {
+        if token.len() < 32 {
+            return Err(BootstrapError::WeakToken);
+        }
+        store
+            .put_key(NewKey {
+                id: BOOTSTRAP_KEY_ID.into(),
+                tenant: "*".into(),
+                scopes: vec![Scope::Admin],
+                name: "bootstrap".into(),
+                token_hash: hash_token(token),
+                created_at: Timestamp::now(),
+            })
+            .await?;
+        return Ok(None);
+    }
+    if store.count_keys().await? > 0 {
+        return Ok(None);
+    }
+    let token = generate_token();
+    store
+        .create_key(NewKey {
+            id: Uuid::now_v7().to_string(),
+            tenant: "*".into(),
+            scopes: vec![Scope::Admin],
+            name: "initial admin".into(),
+            token_hash: hash_token(&token),
+            created_at: Timestamp::now(),
+        })
+        .await?;
+    Ok(Some(token))
+}
+
+/// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests finish, and
+/// drains the store's write queue before returning.
+pub async fn serve<F>(listener: TcpListener, state: AppState, shutdown: F) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let store = state.store.clone();
+    let result = axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    store.shutdown().await;
+    result
+}

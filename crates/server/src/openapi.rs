@@ -1,0 +1,179 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations, and the types that only
+//! exist to describe request shapes in it.
+
+#![allow(dead_code)] // The types below describe shapes for the document; nothing builds them.
+
+use sealtrail_model::{
+    Actor, Category, Change, Context, Event, Organization, Outcome, Related, Target,
+};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+
+/// An event as sent to `POST /events` (SPEC §3). Unknown fields are rejected.
+#[derive(ToSchema)]
+pub struct EventInput {
+    /// Client-chosen idempotency key; a UUIDv7 is assigned when absent.
+    id: Option<uuid::Uuid>,
+    /// Only for admin keys bound to all tenants.
+    tenant: Option<String>,
+    /// Client time of the action; at most 24 h in the future; defaults to `recorded_at`.
+    #[schema(format = DateTime)]
+    occurred_at: Option<String>,
+    /// 1–128 characters of `[A-Za-z0-9_.:-]`, starting with a letter.
+    action: String,
+    /// Defaults to `other`.
+    category: Option<Category>,
+    /// A domain event type, same character rules as `action`.
+    event_type: Option<String>,
+    /// Defaults to `success`.
+    outcome: Option<Outcome>,
+    /// Only with `outcome: failure`.
+    error: Option<String>,
+    /// Who acted; `id` required, `type` defaults to `user`.
+    actor: Actor,
+    /// What was acted upon; `type` and `id` required.
+    target: Option<Target>,
+    /// The customer organisation; `id` required.
+    organization: Option<Organization>,
+    /// Where it came from.
+    context: Option<Context>,
+    /// Field-level changes; computed from `before`/`after` when absent.
+    changes: Option<Vec<Change>>,
+    /// The record before the action (not stored).
+    #[schema(value_type = Option<Object>)]
+    before: Option<serde_json::Value>,
+    /// The record after the action (not stored).
+    #[schema(value_type = Option<Object>)]
+    after: Option<serde_json::Value>,
+    /// Links to other records.
+    related: Option<Vec<Related>>,
+    /// Free JSON, at most 32 KiB serialised.
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<serde_json::Value>,
+}
+
+/// A page of events.
+#[derive(ToSchema)]
+pub struct EventPage {
+    /// The events (timeline items also carry `relation`: `target` or `related`).
+    items: Vec<Event>,
+    /// Pass as `cursor` for the next page; `null` at the end.
+    next_cursor: Option<String>,
+}
+
+/// The body of `POST /audit-logs/search`: each filter a string or a list of strings.
+#[derive(ToSchema)]
+pub struct SearchBody {
+    actor_id: Option<Vec<String>>,
+    action: Option<Vec<String>>,
+    category: Option<Vec<Category>>,
+    event_type: Option<Vec<String>>,
+    target_type: Option<Vec<String>>,
+    target_id: Option<Vec<String>>,
+    organization_id: Option<Vec<String>>,
+    outcome: Option<Vec<Outcome>>,
+    correlation_id: Option<Vec<String>>,
+    ip: Option<Vec<String>>,
+    /// Events that changed this field or a field inside it.
+    changed_field: Option<Vec<String>>,
+    /// JSON containment on `metadata`.
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<serde_json::Value>,
+    #[schema(format = DateTime)]
+    from: Option<String>,
+    #[schema(format = DateTime)]
+    to: Option<String>,
+    /// `desc` (default) or `asc`, by `seq`.
+    order: Option<String>,
+    /// 1–1000, default 50.
+    limit: Option<usize>,
+    cursor: Option<String>,
+    /// For keys bound to all tenants.
+    tenant: Option<String>,
+}
+
+/// The list filters of SPEC §4.3; list filters are repeatable and OR within one name.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParamsDoc {
+    actor_id: Option<Vec<String>>,
+    action: Option<Vec<String>>,
+    category: Option<Vec<Category>>,
+    event_type: Option<Vec<String>>,
+    target_type: Option<Vec<String>>,
+    target_id: Option<Vec<String>>,
+    organization_id: Option<Vec<String>>,
+    outcome: Option<Vec<Outcome>>,
+    correlation_id: Option<Vec<String>>,
+    /// Matched exactly, after canonicalisation.
+    ip: Option<Vec<String>>,
+    /// `occurred_at` at or after (RFC 3339).
+    from: Option<String>,
+    /// `occurred_at` before (RFC 3339).
+    to: Option<String>,
+    /// `desc` (default) or `asc`, by `seq`.
+    order: Option<String>,
+    /// 1–1000, default 50.
+    limit: Option<usize>,
+    /// From the previous page's `next_cursor`.
+    cursor: Option<String>,
+    /// For keys bound to all tenants.
+    tenant: Option<String>,
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key: st_ followed by 43 base62 characters"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "sealtrail",
+        description = "A tamper-evident audit trail: ingest, query and verify who did what, to which record, when, from where, and whether it worked.",
+        license(name = "Apache-2.0"),
+    ),
+    paths(
+        crate::ingest::ingest,
+        crate::read::list,
+        crate::read::get_one,
+        crate::read::by_entity,
+        crate::read::by_user,
+        crate::read::search,
+        crate::read::history,
+        crate::read::history_of_type,
+        crate::keys::create,
+        crate::keys::list,
+        crate::keys::revoke,
+        crate::ops::healthz,
+        crate::ops::readyz,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "ingest", description = "Record events"),
+        (name = "read", description = "Query events and timelines"),
+        (name = "keys", description = "Manage API keys"),
+        (name = "operations", description = "Health and readiness"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document as JSON text.
+pub fn document() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises")
+}

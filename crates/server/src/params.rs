@@ -1,0 +1,299 @@
+//! Query-string and search-body parsing into store queries. Query parameters that are unknown,
+//! repeated where they may not be, or invalid are 400 naming the parameter; the same problems in
+//! a JSON body are 422 naming the field.
+
+use std::collections::BTreeMap;
+
+use sealtrail_model::validate::canonical_ip;
+use sealtrail_model::{Category, FieldError, Outcome, Timestamp};
+use sealtrail_store::{Cursor, EventFilter, Order};
+use serde_json::Value;
+
+/// Default page size.
+pub const DEFAULT_LIMIT: usize = 50;
+/// Largest page size.
+pub const MAX_LIMIT: usize = 1000;
+
+/// The list filters that may be given as query parameters, each repeatable.
+pub const FILTER_PARAMS: [&str; 10] = [
+    "actor_id",
+    "action",
+    "category",
+    "event_type",
+    "target_type",
+    "target_id",
+    "organization_id",
+    "outcome",
+    "correlation_id",
+    "ip",
+];
+
+/// Parameters shared by every list.
+#[derive(Debug, Default)]
+pub struct ListParams {
+    /// The filters.
+    pub filter: EventFilter,
+    /// The tenant named, if any.
+    pub tenant: Option<String>,
+    /// The direction.
+    pub order: Order,
+    /// The page size.
+    pub limit: usize,
+    /// Where to start.
+    pub cursor: Option<Cursor>,
+}
+
+/// Collects problems; `in_body` decides 400 (query) or 422 (body) at the end.
+#[derive(Default)]
+pub struct Problems(pub Vec<FieldError>);
+
+impl Problems {
+    fn push(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+}
+
+/// Splits a raw query string into repeated values per name.
+pub fn split_query(raw: Option<&str>) -> BTreeMap<String, Vec<String>> {
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        map.entry(k.into_owned()).or_default().push(v.into_owned());
+    }
+    map
+}
+
+/// Parses list parameters from a query string. `allowed_filters` are the filter names this
+/// endpoint takes (an entity list has no `target_*`); `extra` are other names it accepts, left
+/// in the returned map for the caller.
+pub fn parse_list_query(
+    raw: Option<&str>,
+    allowed_filters: &[&str],
+    extra: &[&str],
+) -> Result<(ListParams, BTreeMap<String, Vec<String>>), Vec<FieldError>> {
+    let mut map = split_query(raw);
+    let mut p = Problems::default();
+    let mut params = ListParams {
+        limit: DEFAULT_LIMIT,
+        ..Default::default()
+    };
+    let mut rest = BTreeMap::new();
+    for (name, values) in std::mem::take(&mut map) {
+        let name_str = name.as_str();
+        if allowed_filters.contains(&name_str) {
+            for value in &values {
+                add_filter(&mut params.filter, name_str, value, &mut p);
+            }
+            continue;
+        }
+        let single = || -> Result<&String, &'static str> {
+            if values.len() > 1 {
+                Err("may be given only once")
+            } else {
+                Ok(&values[0])
+            }
+        };
+        match name_str {
+            "from" | "to" | "order" | "limit" | "cursor" | "tenant" => match single() {
+                Err(msg) => p.push(name_str, msg),
+                Ok(value) => {
+                    set_common(&mut params, name_str, &Value::String(value.clone()), &mut p)
+                }
+            },
+            "q" => p.push("q", "full-text search is not available in this version"),
+            _ if extra.contains(&name_str) => {
+                rest.insert(name, values);
+            }
+            _ => p.push(name_str, "is not a known parameter"),
+        }
+    }
+    if p.0.is_empty() {
+        Ok((params, rest))
+    } else {
+        Err(p.0)
+    }
+}
+
+/// Adds one value of a filter parameter.
+fn add_filter(filter: &mut EventFilter, name: &str, value: &str, p: &mut Problems) {
+    if value.is_empty() {
+        p.push(name, "must not be empty");
+        return;
+    }
+    match name {
+        "actor_id" => filter.actor_id.push(value.to_owned()),
+        "action" => filter.action.push(value.to_owned()),
+        "event_type" => filter.event_type.push(value.to_owned()),
+        "target_type" => filter.target_type.push(value.to_owned()),
+        "target_id" => filter.target_id.push(value.to_owned()),
+        "organization_id" => filter.organization_id.push(value.to_owned()),
+        "correlation_id" => filter.correlation_id.push(value.to_owned()),
+        "changed_field" => filter.changed_field.push(value.to_owned()),
+        "category" => match Category::parse(value) {
+            Some(c) => filter.category.push(c),
+            None => p.push(
+                name,
+                "must be one of create, read, update, delete, auth, other",
+            ),
+        },
+        "outcome" => match Outcome::parse(value) {
+            Some(o) => filter.outcome.push(o),
+            None => p.push(name, "must be success or failure"),
+        },
+        "ip" => match canonical_ip(value) {
+            Some(ip) => filter.ip.push(ip),
+            None => p.push(name, "must be an IPv4 or IPv6 address"),
+        },
+        _ => p.push(name, "is not a known filter"),
+    }
+}
+
+/// Sets one of the non-filter parameters from a string (query) or JSON (body) value.
+fn set_common(params: &mut ListParams, name: &str, value: &Value, p: &mut Problems) {
+    match name {
+        "from" | "to" => match value.as_str().and_then(Timestamp::parse_rfc3339) {
+            Some(t) if name == "from" => params.filter.from = Some(t),
+            Some(t) => params.filter.to = Some(t),
+            None => p.push(name, "must be an RFC 3339 date-time"),
+        },
+        "order" => match value.as_str() {
+            Some("desc") => params.order = Order::Desc,
+            Some("asc") => params.order = Order::Asc,
+            _ => p.push(name, "must be asc or desc"),
+        },
+        "limit" => {
+            let n = match value {
+                Value::String(s) => s.parse::<usize>().ok(),
+                Value::Number(n) => n.as_u64().map(|n| n as usize),
+                _ => None,
+            };
+            match n {
+                Some(n @ 1..=MAX_LIMIT) => params.limit = n,
+                _ => p.push(name, format!("must be an integer from 1 to {MAX_LIMIT}")),
+            }
+        }
+        "cursor" => match value.as_str().map(Cursor::decode) {
+            Some(Ok(c)) => params.cursor = Some(c),
+            _ => p.push(name, "is not a cursor this server issued"),
+        },
+        "tenant" => match value.as_str() {
+            Some(t) => params.tenant = Some(t.to_owned()),
+            None => p.push(name, "must be a string"),
+        },
+        _ => p.push(name, "is not a known field"),
+    }
+}
+
+/// Parses a `POST /audit-logs/search` body: every filter as a string or a list of strings,
+/// plus `changed_field`, `metadata` (an object), `from`, `to`, `order`, `limit`, `cursor` and
+/// `tenant`.
+pub fn parse_search_body(body: Value) -> Result<ListParams, Vec<FieldError>> {
+    let mut p = Problems::default();
+    let mut params = ListParams {
+        limit: DEFAULT_LIMIT,
+        ..Default::default()
+    };
+    let Value::Object(map) = body else {
+        return Err(vec![FieldError::new(
+            "$",
+            "the search body must be a JSON object",
+        )]);
+    };
+    for (name, value) in map {
+        let name = name.as_str();
+        if FILTER_PARAMS.contains(&name) || name == "changed_field" {
+            let values: Vec<Value> = match value {
+                Value::Null => Vec::new(),
+                Value::Array(items) => items,
+                one => vec![one],
+            };
+            for (i, v) in values.iter().enumerate() {
+                match v.as_str() {
+                    Some(s) => add_filter(&mut params.filter, name, s, &mut p),
+                    None => p.push(&format!("{name}[{i}]"), "must be a string"),
+                }
+            }
+            continue;
+        }
+        match name {
+            "metadata" => match value {
+                Value::Null => {}
+                Value::Object(_) => params.filter.metadata = Some(value),
+                _ => p.push("metadata", "must be a JSON object"),
+            },
+            "q" => p.push("q", "full-text search is not available in this version"),
+            _ if value.is_null() => {}
+            "from" | "to" | "order" | "limit" | "cursor" | "tenant" => {
+                set_common(&mut params, name, &value, &mut p)
+            }
+            _ => p.push(name, "is not a known field"),
+        }
+    }
+    if p.0.is_empty() { Ok(params) } else { Err(p.0) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(
+        result: Result<(ListParams, BTreeMap<String, Vec<String>>), Vec<FieldError>>,
+    ) -> Vec<String> {
+        match result {
+            Ok(_) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.field).collect(),
+        }
+    }
+
+    #[test]
+    fn query_parameters_table() {
+        let cases: &[(&str, &[&str])] = &[
+            ("", &[]),
+            ("action=a&action=b&actor_id=u", &[]),
+            ("limit=0", &["limit"]),
+            ("limit=1001", &["limit"]),
+            ("limit=x", &["limit"]),
+            ("limit=5&limit=6", &["limit"]),
+            ("order=sideways", &["order"]),
+            ("from=yesterday", &["from"]),
+            ("category=destroy", &["category"]),
+            ("outcome=meh", &["outcome"]),
+            ("ip=1.2.3", &["ip"]),
+            ("cursor=nope", &["cursor"]),
+            ("colour=red", &["colour"]),
+            ("q=hello", &["q"]),
+            ("actor_id=", &["actor_id"]),
+        ];
+        for (query, expected) in cases {
+            assert_eq!(
+                fields(parse_list_query(Some(query), &FILTER_PARAMS, &[])),
+                *expected,
+                "{query}"
+            );
+        }
+    }
+
+    #[test]
+    fn ips_are_canonicalised_for_filtering() {
+        let (params, _) =
+            parse_list_query(Some("ip=2001:DB8:0:0::1"), &FILTER_PARAMS, &[]).expect("valid");
+        assert_eq!(params.filter.ip, vec!["2001:db8::1"]);
+    }
+
+    #[test]
+    fn search_bodies_take_lists_and_name_bad_fields() {
+        let params = parse_search_body(json!({
+            "action": ["a", "b"], "actor_id": "u", "changed_field": "status",
+            "metadata": {"k": 1}, "limit": 10, "order": "asc"
+        }))
+        .expect("valid");
+        assert_eq!(params.filter.action, vec!["a", "b"]);
+        assert_eq!(params.filter.changed_field, vec!["status"]);
+        assert_eq!(params.limit, 10);
+        let errors = parse_search_body(json!({"action": [1], "metadata": [], "limit": 0, "x": 1}))
+            .expect_err("invalid");
+        let mut fields: Vec<String> = errors.into_iter().map(|e| e.field).collect();
+        fields.sort();
+        assert_eq!(fields, ["action[0]", "limit", "metadata", "x"]);
+    }
+}

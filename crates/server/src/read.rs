@@ -1,0 +1,370 @@
+//! Read endpoints: lists with filters and cursors, one event by id, entity and user lists,
+//! the search body, and entity timelines.
+
+use axum::Json;
+use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use sealtrail_model::Category;
+use sealtrail_store::{HistoryQuery, ListQuery, Page, Scope};
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::params::{FILTER_PARAMS, ListParams, parse_list_query, parse_search_body};
+
+#[derive(Serialize)]
+struct PageBody {
+    items: Vec<Box<RawValue>>,
+    next_cursor: Option<String>,
+}
+
+/// Serialises a page; timeline items gain `"relation"`.
+fn page_response(page: Page) -> Response {
+    let items = page
+        .items
+        .into_iter()
+        .map(|e| match e.relation {
+            None => e.body,
+            Some(relation) => {
+                // The body is an object: put the relation before its closing brace.
+                let text = e.body.get();
+                let trimmed = text.trim_end().strip_suffix('}').unwrap_or(text);
+                let with = format!("{trimmed},\"relation\":\"{}\"}}", relation.as_str());
+                RawValue::from_string(with).expect("splicing a field into an object keeps it JSON")
+            }
+        })
+        .collect();
+    Json(PageBody {
+        items,
+        next_cursor: page.next_cursor.map(|c| c.encode()),
+    })
+    .into_response()
+}
+
+/// Runs a list for a principal: checks the read scope and tenant, audits cross-tenant reads.
+async fn run_list(
+    state: &AppState,
+    principal: &Principal,
+    params: ListParams,
+    uri: &OriginalUri,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Read)?;
+    let tenant = principal.tenant(params.tenant.as_deref(), "tenant", false)?;
+    let query = ListQuery {
+        tenant: tenant.clone(),
+        filter: params.filter,
+        order: params.order,
+        limit: params.limit,
+        cursor: params.cursor,
+    };
+    let page = state.store.list(query).await?;
+    state
+        .audit_cross_tenant_read(principal, &tenant, uri)
+        .await?;
+    Ok(page_response(page))
+}
+
+/// List a tenant's events, filtered, newest first by default.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit-logs",
+    tag = "read",
+    params(crate::openapi::ListParamsDoc),
+    responses(
+        (status = 200, description = "A page of events", body = crate::openapi::EventPage),
+        (status = 400, description = "A bad query parameter, named in errors", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad credential", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "No read scope, or another tenant", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    uri: OriginalUri,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let (params, _) =
+        parse_list_query(raw.as_deref(), &FILTER_PARAMS, &[]).map_err(ApiError::BadParameters)?;
+    run_list(&state, &principal, params, &uri).await
+}
+
+/// One event by id.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit-logs/{id}",
+    tag = "read",
+    params(
+        ("id" = Uuid, Path, description = "The event id"),
+        ("tenant" = Option<String>, Query, description = "For keys bound to all tenants"),
+    ),
+    responses(
+        (status = 200, description = "The event", body = sealtrail_model::Event),
+        (status = 400, description = "Malformed id", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event in this tenant", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_one(
+    State(state): State<AppState>,
+    principal: Principal,
+    uri: OriginalUri,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Read)?;
+    let (params, _) =
+        parse_list_query(raw.as_deref(), &[], &[]).map_err(ApiError::BadParameters)?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::bad_parameter("id", "must be a UUID"))?;
+    let tenant = principal.tenant(params.tenant.as_deref(), "tenant", false)?;
+    let event = state
+        .store
+        .get(&tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no event {id} in tenant {tenant}")))?;
+    state
+        .audit_cross_tenant_read(&principal, &tenant, &uri)
+        .await?;
+    let mut response = Bytes::from(event.body.get().to_owned()).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// Events whose target is one entity (the list, fixed to a target).
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit-logs/entity/{type}/{id}",
+    tag = "read",
+    params(
+        ("type" = String, Path, description = "The target type"),
+        ("id" = String, Path, description = "The target id"),
+        crate::openapi::ListParamsDoc,
+    ),
+    responses(
+        (status = 200, description = "A page of events", body = crate::openapi::EventPage),
+        (status = 400, description = "A bad query parameter", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn by_entity(
+    State(state): State<AppState>,
+    principal: Principal,
+    uri: OriginalUri,
+    Path((target_type, target_id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let allowed: Vec<&str> = FILTER_PARAMS
+        .into_iter()
+        .filter(|p| !p.starts_with("target_"))
+        .collect();
+    let (mut params, _) =
+        parse_list_query(raw.as_deref(), &allowed, &[]).map_err(ApiError::BadParameters)?;
+    params.filter.target_type = vec![target_type];
+    params.filter.target_id = vec![target_id];
+    run_list(&state, &principal, params, &uri).await
+}
+
+/// Events of one actor (the list, fixed to an actor).
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit-logs/user/{actor_id}",
+    tag = "read",
+    params(
+        ("actor_id" = String, Path, description = "The actor id"),
+        crate::openapi::ListParamsDoc,
+    ),
+    responses(
+        (status = 200, description = "A page of events", body = crate::openapi::EventPage),
+        (status = 400, description = "A bad query parameter", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn by_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    uri: OriginalUri,
+    Path(actor_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let allowed: Vec<&str> = FILTER_PARAMS
+        .into_iter()
+        .filter(|p| *p != "actor_id")
+        .collect();
+    let (mut params, _) =
+        parse_list_query(raw.as_deref(), &allowed, &[]).map_err(ApiError::BadParameters)?;
+    params.filter.actor_id = vec![actor_id];
+    run_list(&state, &principal, params, &uri).await
+}
+
+/// Search with a JSON body: every filter may be a list; plus `changed_field` and `metadata`
+/// containment; `cursor`, `order` and `limit` in the body.
+#[utoipa::path(
+    post,
+    path = "/api/v1/audit-logs/search",
+    tag = "read",
+    request_body(content = crate::openapi::SearchBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "A page of events", body = crate::openapi::EventPage),
+        (status = 400, description = "Malformed JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad field, named in errors", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn search(
+    State(state): State<AppState>,
+    principal: Principal,
+    uri: OriginalUri,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let value = crate::json_body(&headers, &body)?;
+    let params = parse_search_body(value).map_err(ApiError::Invalid)?;
+    run_list(&state, &principal, params, &uri).await
+}
+
+/// An entity's timeline: events targeting it and events naming it in `related`, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/entities/{type}/{id}/history",
+    tag = "read",
+    params(
+        ("type" = String, Path, description = "The entity type"),
+        ("id" = String, Path, description = "The entity id"),
+        ("event_type" = Option<Vec<String>>, Query, description = "Only these event types (repeatable)"),
+        ("limit" = Option<usize>, Query, description = "Page size, 1–1000 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "From the previous page's next_cursor"),
+        ("tenant" = Option<String>, Query, description = "For keys bound to all tenants"),
+    ),
+    responses(
+        (status = 200, description = "A page of the timeline; items carry relation", body = crate::openapi::EventPage),
+        (status = 400, description = "A bad query parameter", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn history(
+    State(state): State<AppState>,
+    principal: Principal,
+    uri: OriginalUri,
+    Path((entity_type, entity_id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    run_history(
+        &state,
+        &principal,
+        &uri,
+        entity_type,
+        entity_id,
+        None,
+        raw.as_deref(),
+    )
+    .await
+}
+
+/// An entity's timeline restricted to one event type.
+#[utoipa::path(
+    get,
+    path = "/api/v1/entities/{type}/{id}/history/{event_type}",
+    tag = "read",
+    params(
+        ("type" = String, Path, description = "The entity type"),
+        ("id" = String, Path, description = "The entity id"),
+        ("event_type" = String, Path, description = "The event type"),
+        ("limit" = Option<usize>, Query, description = "Page size, 1–1000 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "From the previous page's next_cursor"),
+        ("tenant" = Option<String>, Query, description = "For keys bound to all tenants"),
+    ),
+    responses(
+        (status = 200, description = "A page of the timeline", body = crate::openapi::EventPage),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn history_of_type(
+    State(state): State<AppState>,
+    principal: Principal,
+    uri: OriginalUri,
+    Path((entity_type, entity_id, event_type)): Path<(String, String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    run_history(
+        &state,
+        &principal,
+        &uri,
+        entity_type,
+        entity_id,
+        Some(event_type),
+        raw.as_deref(),
+    )
+    .await
+}
+
+async fn run_history(
+    state: &AppState,
+    principal: &Principal,
+    uri: &OriginalUri,
+    entity_type: String,
+    entity_id: String,
+    event_type: Option<String>,
+    raw: Option<&str>,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Read)?;
+    let allowed: &[&str] = if event_type.is_some() {
+        &[]
+    } else {
+        &["event_type"]
+    };
+    let (params, _) = parse_list_query(raw, allowed, &[]).map_err(ApiError::BadParameters)?;
+    if params.order != Default::default()
+        || params.filter.from.is_some()
+        || params.filter.to.is_some()
+    {
+        return Err(ApiError::bad_parameter(
+            "order",
+            "a timeline is always oldest first and takes no time range",
+        ));
+    }
+    let tenant = principal.tenant(params.tenant.as_deref(), "tenant", false)?;
+    let mut event_types = params.filter.event_type;
+    event_types.extend(event_type);
+    let cursor = match params.cursor {
+        None => None,
+        Some(c @ sealtrail_store::Cursor::Time(..)) => Some(c),
+        Some(_) => {
+            return Err(ApiError::bad_parameter(
+                "cursor",
+                "is not a timeline cursor",
+            ));
+        }
+    };
+    let page = state
+        .store
+        .history(HistoryQuery {
+            tenant: tenant.clone(),
+            entity_type,
+            entity_id,
+            event_type: event_types,
+            limit: params.limit,
+            cursor,
+        })
+        .await?;
+    state
+        .audit_cross_tenant_read(principal, &tenant, uri)
+        .await?;
+    Ok(page_response(page))
+}
+
+/// The category used for the events sealtrail records about itself when a key reads.
+pub(crate) const SELF_READ_CATEGORY: Category = Category::Read;
+
+/// Metadata of a cross-tenant read event: the path and query that were read.
+pub(crate) fn read_metadata(uri: &OriginalUri) -> Value {
+    serde_json::json!({"path": uri.path(), "query": uri.query()})
+}
