@@ -63,21 +63,15 @@ pub fn split_query(raw: Option<&str>) -> BTreeMap<String, Vec<String>> {
 }
 
 /// Parses list parameters from a query string. `allowed_filters` are the filter names this
-/// endpoint takes (an entity list has no `target_*`); `extra` are other names it accepts, left
-/// in the returned map for the caller.
-pub fn parse_list_query(
-    raw: Option<&str>,
-    allowed_filters: &[&str],
-    extra: &[&str],
-) -> Result<(ListParams, BTreeMap<String, Vec<String>>), Vec<FieldError>> {
-    let mut map = split_query(raw);
+/// endpoint takes (an entity list has no `target_*`).
+pub fn parse_list_query(raw: Option<&str>, allowed_filters: &[&str]) -> Result<ListParams, Vec<FieldError>> {
+    let map = split_query(raw);
     let mut p = Problems::default();
     let mut params = ListParams {
         limit: DEFAULT_LIMIT,
         ..Default::default()
     };
-    let mut rest = BTreeMap::new();
-    for (name, values) in std::mem::take(&mut map) {
+    for (name, values) in map {
         let name_str = name.as_str();
         if allowed_filters.contains(&name_str) {
             for value in &values {
@@ -100,14 +94,11 @@ pub fn parse_list_query(
                 }
             },
             "q" => p.push("q", "full-text search is not available in this version"),
-            _ if extra.contains(&name_str) => {
-                rest.insert(name, values);
-            }
             _ => p.push(name_str, "is not a known parameter"),
         }
     }
     if p.0.is_empty() {
-        Ok((params, rest))
+        Ok(params)
     } else {
         Err(p.0)
     }
@@ -236,9 +227,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn fields(
-        result: Result<(ListParams, BTreeMap<String, Vec<String>>), Vec<FieldError>>,
-    ) -> Vec<String> {
+    fn fields(result: Result<ListParams, Vec<FieldError>>) -> Vec<String> {
         match result {
             Ok(_) => Vec::new(),
             Err(e) => e.into_iter().map(|e| e.field).collect(),
@@ -266,7 +255,7 @@ mod tests {
         ];
         for (query, expected) in cases {
             assert_eq!(
-                fields(parse_list_query(Some(query), &FILTER_PARAMS, &[])),
+                fields(parse_list_query(Some(query), &FILTER_PARAMS)),
                 *expected,
                 "{query}"
             );
@@ -275,8 +264,7 @@ mod tests {
 
     #[test]
     fn ips_are_canonicalised_for_filtering() {
-        let (params, _) =
-            parse_list_query(Some("ip=2001:DB8:0:0::1"), &FILTER_PARAMS, &[]).expect("valid");
+        let params = parse_list_query(Some("ip=2001:DB8:0:0::1"), &FILTER_PARAMS).expect("valid");
         assert_eq!(params.filter.ip, vec!["2001:db8::1"]);
     }
 

@@ -89,8 +89,7 @@ pub async fn list(
     uri: OriginalUri,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (params, _) =
-        parse_list_query(raw.as_deref(), &FILTER_PARAMS, &[]).map_err(ApiError::BadParameters)?;
+    let params = parse_list_query(raw.as_deref(), &FILTER_PARAMS).map_err(ApiError::BadParameters)?;
     run_list(&state, &principal, params, &uri).await
 }
 
@@ -118,8 +117,7 @@ pub async fn get_one(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Read)?;
-    let (params, _) =
-        parse_list_query(raw.as_deref(), &[], &[]).map_err(ApiError::BadParameters)?;
+    let params = parse_list_query(raw.as_deref(), &[]).map_err(ApiError::BadParameters)?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::bad_parameter("id", "must be a UUID"))?;
     let tenant = principal.tenant(params.tenant.as_deref(), "tenant", false)?;
     let event = state
@@ -165,8 +163,7 @@ pub async fn by_entity(
         .into_iter()
         .filter(|p| !p.starts_with("target_"))
         .collect();
-    let (mut params, _) =
-        parse_list_query(raw.as_deref(), &allowed, &[]).map_err(ApiError::BadParameters)?;
+    let mut params = parse_list_query(raw.as_deref(), &allowed).map_err(ApiError::BadParameters)?;
     params.filter.target_type = vec![target_type];
     params.filter.target_id = vec![target_id];
     run_list(&state, &principal, params, &uri).await
@@ -198,8 +195,7 @@ pub async fn by_user(
         .into_iter()
         .filter(|p| *p != "actor_id")
         .collect();
-    let (mut params, _) =
-        parse_list_query(raw.as_deref(), &allowed, &[]).map_err(ApiError::BadParameters)?;
+    let mut params = parse_list_query(raw.as_deref(), &allowed).map_err(ApiError::BadParameters)?;
     params.filter.actor_id = vec![actor_id];
     run_list(&state, &principal, params, &uri).await
 }
@@ -321,7 +317,7 @@ async fn run_history(
     } else {
         &["event_type"]
     };
-    let (params, _) = parse_list_query(raw, allowed, &[]).map_err(ApiError::BadParameters)?;
+    let params = parse_list_query(raw, allowed).map_err(ApiError::BadParameters)?;
     if params.order != Default::default()
         || params.filter.from.is_some()
         || params.filter.to.is_some()

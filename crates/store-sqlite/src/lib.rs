@@ -99,8 +99,7 @@ impl SqliteStore {
         })?;
         let path = config.data_dir.join(DB_FILE);
         let mut conn = Connection::open(&path)?;
-        schema::configure_writer(&conn)?;
-        schema::migrate(&mut conn)?;
+        schema::prepare_writer(&mut conn)?;
         let readers = read::Pool::open(&path, config.readers.max(1))?;
         let (sender, receiver) = mpsc::channel();
         let limits = BatchLimits {

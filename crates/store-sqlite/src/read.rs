@@ -293,9 +293,8 @@ pub(crate) fn list_keys(conn: &Connection, tenant: Option<&str>) -> rusqlite::Re
         None => format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"),
     };
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = match tenant {
+    match tenant {
         Some(t) => stmt.query_map([t], key_from_row)?.collect(),
         None => stmt.query_map([], key_from_row)?.collect(),
-    };
-    rows
+    }
 }

@@ -8,7 +8,7 @@
 //! Each request keeps its own all-or-nothing meaning through a savepoint.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -75,12 +75,9 @@ impl Writer {
                 let next = match rx.try_recv() {
                     Ok(cmd) => Some(cmd),
                     Err(_) if self.limits.max_wait.is_zero() => None,
-                    Err(_) => {
-                        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                            Ok(cmd) => Some(cmd),
-                            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-                        }
-                    }
+                    Err(_) => rx
+                        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                        .ok(),
                 };
                 let Some(cmd) = next else { break };
                 events += group_events(std::slice::from_ref(&cmd));
@@ -114,7 +111,7 @@ impl Writer {
         self.commit_appends(appends);
     }
 
-    fn commit_appends(&mut self, appends: Vec<PendingAppend>) {
+    fn commit_appends(&mut self, mut appends: Vec<PendingAppend>) {
         if appends.is_empty() {
             return;
         }
@@ -122,7 +119,7 @@ impl Writer {
         let now = Timestamp::now().micros().max(self.last_recorded);
         let recorded_at = Timestamp::from_micros(now);
         let total: usize = appends.iter().map(|a| a.events.len()).sum();
-        match self.write_group(&appends, recorded_at) {
+        match self.write_group(&mut appends, recorded_at) {
             Ok(results) => {
                 self.last_recorded = now;
                 for (append, result) in appends.into_iter().zip(results) {
@@ -152,10 +149,14 @@ impl Writer {
     /// error (a conflict) fails only its request, whose savepoint is rolled back.
     fn write_group(
         &mut self,
-        appends: &[PendingAppend],
+        appends: &mut [PendingAppend],
         recorded_at: Timestamp,
     ) -> rusqlite::Result<Vec<StoreResult<Vec<Appended>>>> {
-        let mut tx = self.conn.transaction()?;
+        // IMMEDIATE takes the write lock up front, so a busy database is waited for (busy_timeout)
+        // instead of failing half-way through the batch.
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(appends.len());
         for append in appends {
             let before: Vec<(String, Option<u64>)> = append
@@ -164,7 +165,9 @@ impl Writer {
                 .map(|e| (e.tenant.clone(), self.last_seq.get(&e.tenant).copied()))
                 .collect();
             let mut sp = tx.savepoint()?;
-            match write_request(&sp, &mut self.last_seq, &append.events, recorded_at)? {
+            // The events move into the rows; a failed request is answered without them.
+            let events = std::mem::take(&mut append.events);
+            match write_request(&sp, &mut self.last_seq, events, recorded_at)? {
                 Ok(done) => {
                     sp.commit()?;
                     results.push(Ok(done));
@@ -202,7 +205,7 @@ fn group_events(group: &[Command]) -> usize {
 fn write_request(
     conn: &Connection,
     last_seq: &mut HashMap<String, u64>,
-    events: &[PreparedEvent],
+    events: Vec<PreparedEvent>,
     recorded_at: Timestamp,
 ) -> rusqlite::Result<StoreResult<Vec<Appended>>> {
     let mut out = Vec::with_capacity(events.len());
@@ -217,7 +220,7 @@ fn write_request(
     let mut link = conn.prepare_cached(
         "INSERT OR IGNORE INTO event_links (tenant, type, id, seq) VALUES (?1, ?2, ?3, ?4)",
     )?;
-    for (index, prepared) in events.iter().enumerate() {
+    for (index, prepared) in events.into_iter().enumerate() {
         if prepared.client_id {
             let existing = lookup
                 .query_row([prepared.id.as_bytes().as_slice()], |row| {
