@@ -52,6 +52,25 @@ enum Suite {
         #[arg(long, default_value_t = 16)]
         clients: usize,
     },
+    /// Writes the raw baseline's rows to an NDJSON file, for the driver comparison.
+    Rows {
+        /// Events to write.
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        /// Output file.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Inserts rows from a `rows` file with rusqlite, one transaction per batch (the driver
+    /// comparison's rusqlite half; the sqlx half is `crates/bench/sqlx-driver`).
+    Raw {
+        /// The rows file.
+        #[arg(long)]
+        rows: std::path::PathBuf,
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
     /// Latency of filtered list pages of 50 over HTTP with many stored events.
     Query {
         /// Events to seed.
@@ -65,26 +84,54 @@ enum Suite {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         match cli.suite {
-            Suite::Ingest { events, batch, clients } => ingest(events, batch, clients).await,
+            Suite::Ingest {
+                events,
+                batch,
+                clients,
+            } => ingest(events, batch, clients).await,
             Suite::Latency { requests, clients } => latency(requests, clients).await,
             Suite::Query { events, requests } => query(events, requests).await,
+            Suite::Rows { events, out } => write_rows(events, &out),
+            Suite::Raw { rows, batch } => raw_from_file(&rows, batch),
         }
     })
 }
 
 /// A realistic event of about 1 KB; `i` varies actor, action, target and time.
 fn sample_event(i: usize) -> Value {
-    let actions = ["asset.created", "asset.updated", "asset.assigned", "asset.transferred", "user.login", "user.logout", "document.added", "note.added"];
-    let category = ["create", "update", "update", "update", "auth", "auth", "create", "create"][i % 8];
-    let event_type = ["CREATED", "UPDATED", "ASSIGNED", "TRANSFERRED", "LOGIN", "LOGOUT", "DOCUMENT_ADDED", "NOTE_ADDED"][i % 8];
+    let actions = [
+        "asset.created",
+        "asset.updated",
+        "asset.assigned",
+        "asset.transferred",
+        "user.login",
+        "user.logout",
+        "document.added",
+        "note.added",
+    ];
+    let category = [
+        "create", "update", "update", "update", "auth", "auth", "create", "create",
+    ][i % 8];
+    let event_type = [
+        "CREATED",
+        "UPDATED",
+        "ASSIGNED",
+        "TRANSFERRED",
+        "LOGIN",
+        "LOGOUT",
+        "DOCUMENT_ADDED",
+        "NOTE_ADDED",
+    ][i % 8];
     json!({
         "action": actions[i % actions.len()],
         "category": category,
         "event_type": event_type,
-        "outcome": if i % 50 == 0 { "failure" } else { "success" },
+        "outcome": if i.is_multiple_of(50) { "failure" } else { "success" },
         "actor": {"id": format!("user-{}", i % 1000), "name": format!("User Number {}", i % 1000), "email": format!("user{}@example.com", i % 1000)},
         "target": {"type": "asset", "id": format!("asset-{}", i % 10_000), "name": format!("Laptop {}", i % 10_000)},
         "organization": {"id": format!("org-{}", i % 20), "name": "Example Organisation"},
@@ -138,7 +185,13 @@ async fn start_server() -> anyhow::Result<Server> {
     let task = tokio::spawn(serve(listener, AppState::new(store.clone()), async move {
         let _ = rx.await;
     }));
-    Ok(Server { base, store, _dir: dir, shutdown, task })
+    Ok(Server {
+        base,
+        store,
+        _dir: dir,
+        shutdown,
+        task,
+    })
 }
 
 impl Server {
@@ -161,14 +214,94 @@ fn raw_rows(n: usize) -> Vec<RawRow> {
         .map(|i| {
             let value = sample_event(i);
             let len = value.to_string().len();
-            let event = parse_event(value, len, "", &Redactor::default(), now).expect("valid sample");
+            let event =
+                parse_event(value, len, "", &Redactor::default(), now).expect("valid sample");
             let prepared = PreparedEvent::new("bench".into(), event);
-            let stored = prepared.event.clone().into_event(prepared.id, "bench".into(), i as u64 + 1, now);
+            let stored =
+                prepared
+                    .event
+                    .clone()
+                    .into_event(prepared.id, "bench".into(), i as u64 + 1, now);
             let body = serde_json::to_string(&stored).expect("json");
             RawRow { prepared, body }
         })
         .collect()
 }
+
+/// The columns of one row in the order of the INSERT, as JSON, for the driver comparison.
+fn row_json(row: &RawRow, seq: usize) -> Value {
+    let e = &row.prepared.event;
+    let ctx = e.context.as_ref();
+    json!([
+        "bench",
+        seq,
+        row.prepared.id.simple().to_string(),
+        0,
+        0,
+        e.action,
+        e.category.as_str(),
+        e.event_type,
+        e.outcome.as_str(),
+        e.actor.id,
+        e.target.as_ref().map(|t| &t.target_type),
+        e.target.as_ref().map(|t| &t.id),
+        e.organization.as_ref().map(|o| &o.id),
+        ctx.and_then(|c| c.correlation_id.as_ref()),
+        ctx.and_then(|c| c.ip.as_ref()),
+        "00".repeat(32),
+        "00".repeat(32),
+        row.body
+    ])
+}
+
+fn write_rows(events: usize, out: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
+    for (i, row) in raw_rows(events).iter().enumerate() {
+        serde_json::to_writer(&mut file, &row_json(row, i + 1))?;
+        file.write_all(b"\n")?;
+    }
+    file.flush()?;
+    Ok(())
+}
+
+fn raw_from_file(path: &std::path::Path, batch: usize) -> anyhow::Result<()> {
+    let rows: Vec<Vec<Value>> = std::fs::read_to_string(path)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let dir = tempfile::tempdir()?;
+    let mut conn = rusqlite::Connection::open(dir.path().join("raw.db"))?;
+    sealtrail_store_sqlite::schema::prepare_writer(&mut conn)?;
+    let to_sql = |v: &Value| -> rusqlite::types::Value {
+        match v {
+            Value::Null => rusqlite::types::Value::Null,
+            Value::Number(n) => rusqlite::types::Value::Integer(n.as_i64().unwrap_or(0)),
+            Value::String(s) => rusqlite::types::Value::Text(s.clone()),
+            other => rusqlite::types::Value::Text(other.to_string()),
+        }
+    };
+    let started = Instant::now();
+    for chunk in rows.chunks(batch) {
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(INSERT_SQL)?;
+            for row in chunk {
+                stmt.execute(rusqlite::params_from_iter(row.iter().map(to_sql)))?;
+            }
+        }
+        tx.commit()?;
+    }
+    println!(
+        "rusqlite: {:.0} rows/s",
+        rows.len() as f64 / started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+const INSERT_SQL: &str = "INSERT INTO events (tenant, seq, id, recorded_at, occurred_at, action, category, event_type, \
+     outcome, actor_id, target_type, target_id, organization_id, correlation_id, ip, digest, hash, body) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 
 /// The baseline: the same rows straight into SQLite with the store's schema and settings, one
 /// prepared statement, one transaction per batch, no HTTP, no validation, no hashing.
@@ -186,11 +319,7 @@ fn raw_baseline(rows: &[RawRow], batch: usize) -> anyhow::Result<f64> {
     for (b, chunk) in rows.chunks(batch).enumerate() {
         let tx = conn.transaction()?;
         {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO events (tenant, seq, id, recorded_at, occurred_at, action, category, event_type, \
-                 outcome, actor_id, target_type, target_id, organization_id, correlation_id, ip, digest, hash, body) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-            )?;
+            let mut stmt = tx.prepare_cached(INSERT_SQL)?;
             for (i, row) in chunk.iter().enumerate() {
                 let e = &row.prepared.event;
                 let ctx = e.context.as_ref();
@@ -223,7 +352,10 @@ fn raw_baseline(rows: &[RawRow], batch: usize) -> anyhow::Result<f64> {
 }
 
 async fn ingest(events: usize, batch: usize, clients: usize) -> anyhow::Result<()> {
-    println!("ingest: {events} events of ~{} bytes, batches of {batch}, {clients} HTTP clients", sample_event(1).to_string().len());
+    println!(
+        "ingest: {events} events of ~{} bytes, batches of {batch}, {clients} HTTP clients",
+        sample_event(1).to_string().len()
+    );
     let rows = tokio::task::spawn_blocking(move || raw_rows(events)).await?;
     let raw_rate = tokio::task::spawn_blocking(move || raw_baseline(&rows, batch)).await??;
     println!("  raw SQLite baseline : {raw_rate:>10.0} events/s");
@@ -234,7 +366,9 @@ async fn ingest(events: usize, batch: usize, clients: usize) -> anyhow::Result<(
     // Bodies are serialised before the clock starts: the client's JSON work is not measured.
     let bodies: Vec<Vec<u8>> = (0..events.div_ceil(batch))
         .map(|b| {
-            let items: Vec<Value> = (b * batch..((b + 1) * batch).min(events)).map(sample_event).collect();
+            let items: Vec<Value> = (b * batch..((b + 1) * batch).min(events))
+                .map(sample_event)
+                .collect();
             serde_json::to_vec(&items).expect("json")
         })
         .collect();
@@ -243,12 +377,26 @@ async fn ingest(events: usize, batch: usize, clients: usize) -> anyhow::Result<(
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|_| {
-            let (http, url, key, bodies, next) = (http.clone(), format!("{}/api/v1/events", server.base), key.clone(), bodies.clone(), next.clone());
+            let (http, url, key, bodies, next) = (
+                http.clone(),
+                format!("{}/api/v1/events", server.base),
+                key.clone(),
+                bodies.clone(),
+                next.clone(),
+            );
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(body) = bodies.get(i) else { return Ok::<_, anyhow::Error>(()) };
-                    let r = http.post(&url).bearer_auth(&key).header("content-type", "application/json").body(body.clone()).send().await?;
+                    let Some(body) = bodies.get(i) else {
+                        return Ok::<_, anyhow::Error>(());
+                    };
+                    let r = http
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await?;
                     anyhow::ensure!(r.status() == 201, "ingest answered {}", r.status());
                 }
             })
@@ -259,7 +407,10 @@ async fn ingest(events: usize, batch: usize, clients: usize) -> anyhow::Result<(
     }
     let http_rate = events as f64 / started.elapsed().as_secs_f64();
     println!("  HTTP batch ingest   : {http_rate:>10.0} events/s");
-    println!("  ratio HTTP / raw    : {:>10.1} %", 100.0 * http_rate / raw_rate);
+    println!(
+        "  ratio HTTP / raw    : {:>10.1} %",
+        100.0 * http_rate / raw_rate
+    );
     server.stop().await
 }
 
@@ -276,20 +427,32 @@ async fn create_key(http: &reqwest::Client, base: &str) -> anyhow::Result<String
 }
 
 async fn latency(requests: usize, clients: usize) -> anyhow::Result<()> {
-    println!("latency: {clients} clients × {requests} single-event requests, each acknowledged after fsync");
+    println!(
+        "latency: {clients} clients × {requests} single-event requests, each acknowledged after fsync"
+    );
     let server = start_server().await?;
     let http = reqwest::Client::new();
     let key = create_key(&http, &server.base).await?;
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
-            let (http, url, key) = (http.clone(), format!("{}/api/v1/events", server.base), key.clone());
+            let (http, url, key) = (
+                http.clone(),
+                format!("{}/api/v1/events", server.base),
+                key.clone(),
+            );
             tokio::spawn(async move {
                 let mut times = Vec::with_capacity(requests);
                 for i in 0..requests {
                     let body = serde_json::to_vec(&sample_event(c * requests + i)).expect("json");
                     let t = Instant::now();
-                    let r = http.post(&url).bearer_auth(&key).header("content-type", "application/json").body(body).send().await?;
+                    let r = http
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await?;
                     anyhow::ensure!(r.status() == 201, "ingest answered {}", r.status());
                     r.bytes().await?;
                     times.push(t.elapsed());
@@ -304,12 +467,20 @@ async fn latency(requests: usize, clients: usize) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     all.sort_unstable();
-    println!("  p50 {}  p99 {}  max {}  ({:.0} events/s overall)", ms(percentile(&all, 0.50)), ms(percentile(&all, 0.99)), ms(percentile(&all, 1.0)), all.len() as f64 / elapsed.as_secs_f64());
+    println!(
+        "  p50 {}  p99 {}  max {}  ({:.0} events/s overall)",
+        ms(percentile(&all, 0.50)),
+        ms(percentile(&all, 0.99)),
+        ms(percentile(&all, 1.0)),
+        all.len() as f64 / elapsed.as_secs_f64()
+    );
     server.stop().await
 }
 
 async fn query(events: usize, requests: usize) -> anyhow::Result<()> {
-    println!("query: {events} stored events, {requests} requests per shape, pages of 50, over HTTP");
+    println!(
+        "query: {events} stored events, {requests} requests per shape, pages of 50, over HTTP"
+    );
     let server = start_server().await?;
     let http = reqwest::Client::new();
     let key = create_key(&http, &server.base).await?;
@@ -322,10 +493,14 @@ async fn query(events: usize, requests: usize) -> anyhow::Result<()> {
                 .map(|i| {
                     let mut v = sample_event(i);
                     // Spread events over the last 30 days so time filters have something to cut.
-                    let at = now.micros() - ((events - i) as i64) * (30 * 86_400_000_000 / events as i64);
+                    let at = now.micros()
+                        - ((events - i) as i64) * (30 * 86_400_000_000 / events as i64);
                     v["occurred_at"] = json!(Timestamp::from_micros(at).to_rfc3339());
                     let len = v.to_string().len();
-                    PreparedEvent::new("bench".into(), parse_event(v, len, "", &Redactor::default(), now).expect("valid"))
+                    PreparedEvent::new(
+                        "bench".into(),
+                        parse_event(v, len, "", &Redactor::default(), now).expect("valid"),
+                    )
                 })
                 .collect()
         })
@@ -338,13 +513,24 @@ async fn query(events: usize, requests: usize) -> anyhow::Result<()> {
         ("no filter", "".to_owned()),
         ("actor_id", "actor_id=user-42".to_owned()),
         ("action", "action=asset.transferred".to_owned()),
-        ("target", "target_type=asset&target_id=asset-4242".to_owned()),
+        (
+            "target",
+            "target_type=asset&target_id=asset-4242".to_owned(),
+        ),
         ("outcome=failure", "outcome=failure".to_owned()),
-        ("actor + last 7 days", format!("actor_id=user-42&from={from}")),
+        (
+            "actor + last 7 days",
+            format!("actor_id=user-42&from={from}"),
+        ),
         ("ip", "ip=10.42.0.42".to_owned()),
         ("order=asc, category", "order=asc&category=auth".to_owned()),
+        ("category=delete (none)", "category=delete".to_owned()),
+        ("correlation_id", "correlation_id=corr-424242".to_owned()),
     ];
-    println!("  {:<22} {:>10} {:>10} {:>8}", "filter", "p50", "p95", "items");
+    println!(
+        "  {:<22} {:>10} {:>10} {:>8}",
+        "filter", "p50", "p95", "items"
+    );
     for (name, q) in shapes {
         let url = format!("{}/api/v1/audit-logs?limit=50&{q}", server.base);
         let mut times = Vec::with_capacity(requests);
@@ -358,9 +544,16 @@ async fn query(events: usize, requests: usize) -> anyhow::Result<()> {
             items = v["items"].as_array().map_or(0, Vec::len);
         }
         times.sort_unstable();
-        println!("  {name:<22} {:>10} {:>10} {items:>8}", ms(percentile(&times, 0.50)), ms(percentile(&times, 0.95)));
+        println!(
+            "  {name:<22} {:>10} {:>10} {items:>8}",
+            ms(percentile(&times, 0.50)),
+            ms(percentile(&times, 0.95))
+        );
     }
-    let url = format!("{}/api/v1/entities/asset/asset-4242/history?limit=50", server.base);
+    let url = format!(
+        "{}/api/v1/entities/asset/asset-4242/history?limit=50",
+        server.base
+    );
     let mut times = Vec::new();
     for _ in 0..requests {
         let t = Instant::now();
@@ -370,6 +563,11 @@ async fn query(events: usize, requests: usize) -> anyhow::Result<()> {
         times.push(t.elapsed());
     }
     times.sort_unstable();
-    println!("  {:<22} {:>10} {:>10}", "entity history", ms(percentile(&times, 0.50)), ms(percentile(&times, 0.95)));
+    println!(
+        "  {:<22} {:>10} {:>10}",
+        "entity history",
+        ms(percentile(&times, 0.50)),
+        ms(percentile(&times, 0.95))
+    );
     server.stop().await
 }

@@ -64,7 +64,10 @@ pub fn split_query(raw: Option<&str>) -> BTreeMap<String, Vec<String>> {
 
 /// Parses list parameters from a query string. `allowed_filters` are the filter names this
 /// endpoint takes (an entity list has no `target_*`).
-pub fn parse_list_query(raw: Option<&str>, allowed_filters: &[&str]) -> Result<ListParams, Vec<FieldError>> {
+pub fn parse_list_query(
+    raw: Option<&str>,
+    allowed_filters: &[&str],
+) -> Result<ListParams, Vec<FieldError>> {
     let map = split_query(raw);
     let mut p = Problems::default();
     let mut params = ListParams {
@@ -97,11 +100,7 @@ pub fn parse_list_query(raw: Option<&str>, allowed_filters: &[&str]) -> Result<L
             _ => p.push(name_str, "is not a known parameter"),
         }
     }
-    if p.0.is_empty() {
-        Ok(params)
-    } else {
-        Err(p.0)
-    }
+    if p.0.is_empty() { Ok(params) } else { Err(p.0) }
 }
 
 /// Adds one value of a filter parameter.

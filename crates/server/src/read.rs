@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use sealtrail_model::Category;
+use sealtrail_model::{Category, FieldError};
 use sealtrail_store::{HistoryQuery, ListQuery, Page, Scope};
 use serde::Serialize;
 use serde_json::Value;
@@ -89,7 +89,8 @@ pub async fn list(
     uri: OriginalUri,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = parse_list_query(raw.as_deref(), &FILTER_PARAMS).map_err(ApiError::BadParameters)?;
+    let params =
+        parse_list_query(raw.as_deref(), &FILTER_PARAMS).map_err(ApiError::BadParameters)?;
     run_list(&state, &principal, params, &uri).await
 }
 
@@ -317,16 +318,16 @@ async fn run_history(
     } else {
         &["event_type"]
     };
-    let params = parse_list_query(raw, allowed).map_err(ApiError::BadParameters)?;
-    if params.order != Default::default()
-        || params.filter.from.is_some()
-        || params.filter.to.is_some()
-    {
-        return Err(ApiError::bad_parameter(
-            "order",
-            "a timeline is always oldest first and takes no time range",
-        ));
+    // A timeline is always oldest first by occurred_at and takes no time range.
+    let unsupported: Vec<FieldError> = crate::params::split_query(raw)
+        .into_keys()
+        .filter(|name| matches!(name.as_str(), "order" | "from" | "to"))
+        .map(|name| FieldError::new(name, "is not a parameter of a timeline"))
+        .collect();
+    if !unsupported.is_empty() {
+        return Err(ApiError::BadParameters(unsupported));
     }
+    let params = parse_list_query(raw, allowed).map_err(ApiError::BadParameters)?;
     let tenant = principal.tenant(params.tenant.as_deref(), "tenant", false)?;
     let mut event_types = params.filter.event_type;
     event_types.extend(event_type);

@@ -211,24 +211,27 @@ fn finish(
 }
 
 pub(crate) fn history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<Page> {
+    // The matching seqs come from two indexes; CROSS JOIN keeps them the outer loop, so each
+    // event row is then fetched by (tenant, seq) instead of scanning the tenant.
     let mut sql = String::from(
-        "SELECT seq, occurred_at, body, (target_type IS ?2 AND target_id IS ?3) FROM events \
-         WHERE tenant = ?1 AND seq IN ( \
+        "WITH hits(seq) AS ( \
             SELECT seq FROM events WHERE tenant = ?1 AND target_type = ?2 AND target_id = ?3 \
-            UNION SELECT seq FROM event_links WHERE tenant = ?1 AND type = ?2 AND id = ?3)",
+            UNION SELECT seq FROM event_links WHERE tenant = ?1 AND type = ?2 AND id = ?3) \
+         SELECT e.seq, e.occurred_at, e.body, (e.target_type IS ?2 AND e.target_id IS ?3) \
+         FROM hits CROSS JOIN events e ON e.tenant = ?1 AND e.seq = hits.seq WHERE 1",
     );
     let mut args = vec![
         SqlValue::Text(q.tenant.clone()),
         SqlValue::Text(q.entity_type.clone()),
         SqlValue::Text(q.entity_id.clone()),
     ];
-    push_in(&mut sql, &mut args, "event_type", &q.event_type);
+    push_in(&mut sql, &mut args, "e.event_type", &q.event_type);
     if let Some(Cursor::Time(at, seq)) = q.cursor {
-        sql.push_str(" AND (occurred_at, seq) > (?, ?)");
+        sql.push_str(" AND (e.occurred_at, e.seq) > (?, ?)");
         args.push(SqlValue::Integer(at));
         args.push(SqlValue::Integer(seq.min(i64::MAX as u64) as i64));
     }
-    sql.push_str(" ORDER BY occurred_at, seq LIMIT ?");
+    sql.push_str(" ORDER BY e.occurred_at, e.seq LIMIT ?");
     args.push(SqlValue::Integer(q.limit as i64 + 1));
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut times = Vec::new();
