@@ -1,0 +1,265 @@
+//! The canonical, versioned byte encoding of an event: what a leaf of the log commits to.
+//!
+//! `docs/integrity.md` specifies it byte by byte; `tests/golden/` pins it. Changing anything here
+//! changes every hash ever made, so a new layout is a new version, never an edit.
+//!
+//! Personal fields (actor name and e-mail, context ip and user agent, and the target's name
+//! when the target is a person) enter only as keyed digests ([`personal_digest`]) under a key
+//! per subject. Erasing a subject's values and key later leaves every leaf, chain link and
+//! proof as it was.
+
+use hmac::{Hmac, Mac};
+use sealtrail_model::{Category, Event, Outcome};
+use serde_json::Value;
+use sha2::Sha256;
+
+use crate::merkle::{Hash, leaf_hash};
+
+/// The encoding version this module writes.
+pub const ENTRY_VERSION: u8 = 1;
+
+/// The hash a first event names as its predecessor.
+pub const GENESIS: Hash = [0u8; 32];
+
+/// The personal fields of an event, each as it enters the leaf: a keyed digest, or absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PersonalDigests {
+    /// `actor.name`.
+    pub actor_name: Option<Hash>,
+    /// `actor.email`.
+    pub actor_email: Option<Hash>,
+    /// `context.ip`.
+    pub ip: Option<Hash>,
+    /// `context.user_agent`.
+    pub user_agent: Option<Hash>,
+    /// `target.name`, when the target is a person.
+    pub target_name: Option<Hash>,
+}
+
+/// The keyed digest of one personal value: HMAC-SHA-256 under the subject's key over the field
+/// name, a zero byte, and the value's UTF-8 bytes.
+pub fn personal_digest(subject_key: &[u8; 32], field: &str, value: &str) -> Hash {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(subject_key).expect("HMAC takes any key length");
+    mac.update(field.as_bytes());
+    mac.update(&[0]);
+    mac.update(value.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+/// Whether a target type names a person, whose name is personal data (default: `user`).
+pub fn is_person_type(target_type: &str, person_types: &[&str]) -> bool {
+    person_types
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(target_type))
+}
+
+/// Computes the digests of an event's personal fields. `actor_key` is the actor's subject key;
+/// `target_key` the target's, when the target is a person (else its name is public).
+pub fn digests_for(
+    event: &Event,
+    actor_key: &[u8; 32],
+    target_key: Option<&[u8; 32]>,
+) -> PersonalDigests {
+    let context = event.context.as_ref();
+    PersonalDigests {
+        actor_name: event
+            .actor
+            .name
+            .as_deref()
+            .map(|v| personal_digest(actor_key, "actor.name", v)),
+        actor_email: event
+            .actor
+            .email
+            .as_deref()
+            .map(|v| personal_digest(actor_key, "actor.email", v)),
+        ip: context
+            .and_then(|c| c.ip.as_deref())
+            .map(|v| personal_digest(actor_key, "context.ip", v)),
+        user_agent: context
+            .and_then(|c| c.user_agent.as_deref())
+            .map(|v| personal_digest(actor_key, "context.user_agent", v)),
+        target_name: match (
+            target_key,
+            event.target.as_ref().and_then(|t| t.name.as_deref()),
+        ) {
+            (Some(key), Some(name)) => Some(personal_digest(key, "target.name", name)),
+            _ => None,
+        },
+    }
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn bytes(&mut self, v: &[u8]) {
+        self.0.extend_from_slice(v);
+    }
+    fn str(&mut self, v: &str) {
+        self.len(v.len());
+        self.bytes(v.as_bytes());
+    }
+    fn len(&mut self, n: usize) {
+        self.u32(
+            u32::try_from(n).expect("lengths are bounded far below 4 GiB by the model's limits"),
+        );
+    }
+    fn opt<T>(&mut self, v: Option<T>, mut f: impl FnMut(&mut Self, T)) {
+        match v {
+            None => self.u8(0),
+            Some(v) => {
+                self.u8(1);
+                f(self, v);
+            }
+        }
+    }
+    fn json(&mut self, v: &Value) {
+        match v {
+            Value::Null => self.u8(0),
+            Value::Bool(false) => self.u8(1),
+            Value::Bool(true) => self.u8(2),
+            Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    self.u8(3);
+                    self.i64(i);
+                } else if let Some(u) = n.as_u64() {
+                    self.u8(4);
+                    self.u64(u);
+                } else {
+                    self.u8(5);
+                    self.u64(n.as_f64().unwrap_or(0.0).to_bits());
+                }
+            }
+            Value::String(s) => {
+                self.u8(6);
+                self.str(s);
+            }
+            Value::Array(items) => {
+                self.u8(7);
+                self.len(items.len());
+                items.iter().for_each(|i| self.json(i));
+            }
+            Value::Object(map) => {
+                self.u8(8);
+                self.len(map.len());
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                for (k, v) in entries {
+                    self.str(k);
+                    self.json(v);
+                }
+            }
+        }
+    }
+}
+
+fn category_code(c: Category) -> u8 {
+    match c {
+        Category::Create => 0,
+        Category::Read => 1,
+        Category::Update => 2,
+        Category::Delete => 3,
+        Category::Auth => 4,
+        Category::Other => 5,
+    }
+}
+
+fn actor_type_code(t: sealtrail_model::ActorType) -> u8 {
+    match t {
+        sealtrail_model::ActorType::User => 0,
+        sealtrail_model::ActorType::Service => 1,
+        sealtrail_model::ActorType::System => 2,
+        sealtrail_model::ActorType::Anonymous => 3,
+    }
+}
+
+/// Encodes an event as the leaf entry of version [`ENTRY_VERSION`]. Personal values are taken
+/// from `digests`, never from the event, so an anonymised event encodes as it did before.
+/// `prev` is the leaf hash of the event before it in the tenant's log ([`GENESIS`] for seq 1).
+pub fn encode_entry(event: &Event, digests: &PersonalDigests, prev: &Hash) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(512));
+    w.u8(ENTRY_VERSION);
+    w.str(&event.tenant);
+    w.u64(event.seq);
+    w.bytes(event.id.as_bytes());
+    w.i64(event.recorded_at.micros());
+    w.i64(event.occurred_at.micros());
+    w.str(&event.action);
+    w.u8(category_code(event.category));
+    w.opt(event.event_type.as_deref(), |w, v| w.str(v));
+    w.u8(match event.outcome {
+        Outcome::Success => 0,
+        Outcome::Failure => 1,
+    });
+    w.opt(event.error.as_deref(), |w, v| w.str(v));
+    w.str(&event.actor.id);
+    w.u8(actor_type_code(event.actor.actor_type));
+    w.opt(digests.actor_name.as_ref(), |w, d| w.bytes(d));
+    w.opt(digests.actor_email.as_ref(), |w, d| w.bytes(d));
+    w.opt(event.target.as_ref(), |w, t| {
+        w.str(&t.target_type);
+        w.str(&t.id);
+        // A person's name is a digest (tag 2); any other name is plain text (tag 1).
+        match (&digests.target_name, t.name.as_deref()) {
+            (Some(d), _) => {
+                w.u8(2);
+                w.bytes(d);
+            }
+            (None, Some(name)) => {
+                w.u8(1);
+                w.str(name);
+            }
+            (None, None) => w.u8(0),
+        }
+    });
+    w.opt(event.organization.as_ref(), |w, o| {
+        w.str(&o.id);
+        w.opt(o.name.as_deref(), |w, v| w.str(v));
+    });
+    w.opt(event.context.as_ref(), |w, c| {
+        w.opt(digests.ip.as_ref(), |w, d| w.bytes(d));
+        w.opt(digests.user_agent.as_ref(), |w, d| w.bytes(d));
+        w.opt(c.session_id.as_deref(), |w, v| w.str(v));
+        w.opt(c.correlation_id.as_deref(), |w, v| w.str(v));
+        w.opt(c.endpoint.as_deref(), |w, v| w.str(v));
+        w.opt(c.method.as_deref(), |w, v| w.str(v));
+        w.opt(c.status_code, |w, v| w.u16(v));
+        w.opt(c.duration_ms.as_ref(), |w, n| {
+            w.json(&Value::Number(n.clone()))
+        });
+    });
+    w.len(event.changes.len());
+    for c in &event.changes {
+        w.str(&c.field);
+        w.json(&c.old_value);
+        w.json(&c.new_value);
+    }
+    w.len(event.related.len());
+    for r in &event.related {
+        w.str(&r.related_type);
+        w.str(&r.id);
+    }
+    w.opt(event.metadata.as_ref(), |w, m| w.json(m));
+    w.bytes(prev);
+    w.0
+}
+
+/// The leaf hash of an event: RFC 9162 leaf hash of its [`encode_entry`] bytes.
+pub fn event_leaf_hash(event: &Event, digests: &PersonalDigests, prev: &Hash) -> Hash {
+    leaf_hash(&encode_entry(event, digests, prev))
+}
