@@ -121,7 +121,8 @@ fn every_field_and_the_predecessor_change_the_leaf() {
     let digests = digests_for(&base, &ACTOR_KEY, Some(&TARGET_KEY));
     let leaf = |e: &Event, prev: &[u8; 32]| leaf_hash(&encode_entry(e, &digests, prev));
     let original = leaf(&base, &GENESIS);
-    let mutations: Vec<(&str, Box<dyn Fn(&mut Event)>)> = vec![
+    type Mutation = (&'static str, Box<dyn Fn(&mut Event)>);
+    let mutations: Vec<Mutation> = vec![
         ("tenant", Box::new(|e| e.tenant.push('x'))),
         ("seq", Box::new(|e| e.seq += 1)),
         ("id", Box::new(|e| e.id = uuid::Uuid::nil())),
