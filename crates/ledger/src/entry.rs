@@ -263,3 +263,50 @@ pub fn encode_entry(event: &Event, digests: &PersonalDigests, prev: &Hash) -> Ve
 pub fn event_leaf_hash(event: &Event, digests: &PersonalDigests, prev: &Hash) -> Hash {
     leaf_hash(&encode_entry(event, digests, prev))
 }
+
+impl PersonalDigests {
+    /// The stored form: one byte whose bits 0–4 say which of actor name, actor e-mail, ip,
+    /// user agent and target name are present, then those digests in that order.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let fields = self.fields();
+        let mut out = vec![0u8];
+        for (bit, digest) in fields.iter().enumerate() {
+            if let Some(d) = digest {
+                out[0] |= 1 << bit;
+                out.extend_from_slice(d);
+            }
+        }
+        out
+    }
+
+    /// Parses the stored form; `None` when it is malformed.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let (&bits, mut rest) = bytes.split_first()?;
+        if bits >> 5 != 0 {
+            return None;
+        }
+        let mut take = |bit: u8| -> Option<Option<Hash>> {
+            if bits & (1 << bit) == 0 {
+                return Some(None);
+            }
+            let (d, tail) = rest.split_at_checked(32)?;
+            rest = tail;
+            Some(Some(d.try_into().ok()?))
+        };
+        let digests = Self {
+            actor_name: take(0)?,
+            actor_email: take(1)?,
+            ip: take(2)?,
+            user_agent: take(3)?,
+            target_name: take(4)?,
+        };
+        rest.is_empty().then_some(digests)
+    }
+
+    fn fields(&self) -> [Option<Hash>; 5] {
+        [self.actor_name, self.actor_email, self.ip, self.user_agent, self.target_name]
+    }
+}
+
+/// The person types of the default configuration: targets of these types are people.
+pub const DEFAULT_PERSON_TYPES: [&str; 1] = ["user"];

@@ -7,6 +7,7 @@
 
 mod read;
 pub mod schema;
+mod seal;
 mod writer;
 
 use std::path::{Path, PathBuf};

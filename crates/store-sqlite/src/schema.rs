@@ -4,7 +4,10 @@ use rusqlite::Connection;
 
 /// The migrations, in order (files under `migrations/`); `PRAGMA user_version` records how many
 /// have run. A migration file never changes once released: add a new one.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_events_links_keys.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_events_links_keys.sql"),
+    include_str!("../migrations/0002_seal.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();

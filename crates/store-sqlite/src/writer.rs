@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OptionalExtension, params};
 use sealtrail_model::Timestamp;
 use sealtrail_store::{Appended, PreparedEvent, StoreError, StoreResult};
-use sha2::{Digest, Sha256};
+use sealtrail_ledger::entry::{DEFAULT_PERSON_TYPES, digests_for, event_leaf_hash, is_person_type};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
+
+use crate::seal::{self, TenantLog};
 
 /// A closure run on the writer connection, for writes other than event appends.
 pub(crate) type AdminJob = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -49,8 +51,10 @@ struct PendingAppend {
 pub(crate) struct Writer {
     conn: Connection,
     limits: BatchLimits,
-    /// The last `seq` of each tenant seen so far.
-    last_seq: HashMap<String, u64>,
+    /// Where each tenant's log ends (seq, last leaf, frontier), for tenants seen so far.
+    tenants: HashMap<String, TenantLog>,
+    /// Subject keys seen so far.
+    subject_keys: HashMap<(String, String), [u8; 32]>,
     /// The last `recorded_at`, so the clock never runs backwards in the log.
     last_recorded: i64,
 }
@@ -60,7 +64,8 @@ impl Writer {
         Self {
             conn,
             limits,
-            last_seq: HashMap::new(),
+            tenants: HashMap::new(),
+            subject_keys: HashMap::new(),
             last_recorded: i64::MIN,
         }
     }
@@ -134,8 +139,9 @@ impl Writer {
             }
             Err(err) => {
                 tracing::error!(error = %err, events = total, "batch commit failed");
-                // The transaction rolled back: forget sequence numbers handed out in it.
-                self.last_seq.clear();
+                // The transaction rolled back: forget the log ends and keys made in it.
+                self.tenants.clear();
+                self.subject_keys.clear();
                 for append in appends {
                     let _ = append
                         .reply
@@ -159,15 +165,15 @@ impl Writer {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(appends.len());
         for append in appends {
-            let before: Vec<(String, Option<u64>)> = append
+            let before: Vec<(String, Option<TenantLog>)> = append
                 .events
                 .iter()
-                .map(|e| (e.tenant.clone(), self.last_seq.get(&e.tenant).copied()))
+                .map(|e| (e.tenant.clone(), self.tenants.get(&e.tenant).cloned()))
                 .collect();
             let mut sp = tx.savepoint()?;
             // The events move into the rows; a failed request is answered without them.
             let events = std::mem::take(&mut append.events);
-            match write_request(&sp, &mut self.last_seq, events, recorded_at)? {
+            match write_request(&sp, &mut self.tenants, &mut self.subject_keys, events, recorded_at)? {
                 Ok(done) => {
                     sp.commit()?;
                     results.push(Ok(done));
@@ -175,13 +181,15 @@ impl Writer {
                 Err(conflict) => {
                     sp.rollback()?;
                     drop(sp);
-                    // Undo the seqs this request took, in reverse so the oldest value wins.
-                    for (tenant, seq) in before.into_iter().rev() {
-                        match seq {
-                            Some(seq) => self.last_seq.insert(tenant, seq),
-                            None => self.last_seq.remove(&tenant),
+                    // Undo the log ends this request moved, in reverse so the oldest state wins,
+                    // and forget keys it may have created.
+                    for (tenant, log) in before.into_iter().rev() {
+                        match log {
+                            Some(log) => self.tenants.insert(tenant, log),
+                            None => self.tenants.remove(&tenant),
                         };
                     }
+                    self.subject_keys.clear();
                     results.push(Err(conflict));
                 }
             }
@@ -204,7 +212,8 @@ fn group_events(group: &[Command]) -> usize {
 /// Writes one request's events; `Ok(Err(_))` is a conflict that must roll the request back.
 fn write_request(
     conn: &Connection,
-    last_seq: &mut HashMap<String, u64>,
+    tenants: &mut HashMap<String, TenantLog>,
+    subject_keys: &mut HashMap<(String, String), [u8; 32]>,
     events: Vec<PreparedEvent>,
     recorded_at: Timestamp,
 ) -> rusqlite::Result<StoreResult<Vec<Appended>>> {
@@ -214,11 +223,15 @@ fn write_request(
     )?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO events (tenant, seq, id, recorded_at, occurred_at, action, category, event_type, \
-         outcome, actor_id, target_type, target_id, organization_id, correlation_id, ip, digest, hash, body) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+         outcome, actor_id, target_type, target_id, organization_id, correlation_id, ip, digest, hash, body, \
+         prev_hash, personal) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
     )?;
     let mut link = conn.prepare_cached(
         "INSERT OR IGNORE INTO event_links (tenant, type, id, seq) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let mut node = conn.prepare_cached(
+        "INSERT INTO tree_nodes (tenant, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
     )?;
     for (index, prepared) in events.into_iter().enumerate() {
         if prepared.client_id {
@@ -250,12 +263,39 @@ fn write_request(
                 continue;
             }
         }
-        let seq = next_seq(conn, last_seq, &prepared.tenant)?;
-        let e = &prepared.event;
-        let stored = e
-            .clone()
-            .into_event(prepared.id, prepared.tenant.clone(), seq, recorded_at);
-        let (body, hash) = seal(&stored);
+        if !tenants.contains_key(&prepared.tenant) {
+            let log = seal::load_tenant(conn, &prepared.tenant)?;
+            tenants.insert(prepared.tenant.clone(), log);
+        }
+        let log = tenants.get_mut(&prepared.tenant).expect("loaded above");
+        let seq = log.seq + 1;
+        let mut stored = prepared
+            .event
+            .into_event(prepared.id, prepared.tenant, seq, recorded_at);
+        // Personal fields enter the leaf as digests under their subject's key.
+        let actor_key = seal::subject_key(conn, subject_keys, &stored.tenant, &stored.actor.id)?;
+        let target_key = match &stored.target {
+            Some(t) if t.name.is_some() && is_person_type(&t.target_type, &DEFAULT_PERSON_TYPES) => {
+                Some(seal::subject_key(conn, subject_keys, &stored.tenant, &t.id)?)
+            }
+            _ => None,
+        };
+        let digests = digests_for(&stored, &actor_key, target_key.as_ref());
+        let prev = log.prev;
+        let hash = event_leaf_hash(&stored, &digests, &prev);
+        stored.hash = hex::encode(hash);
+        let body = serde_json::to_string(&stored).expect("event serialises to JSON");
+        let mut node_result = Ok(());
+        log.frontier.push(hash, |level, index, h| {
+            if level > 0 && node_result.is_ok() {
+                node_result = node
+                    .execute(params![stored.tenant, level, index as i64, h.as_slice()])
+                    .map(|_| ());
+            }
+        });
+        node_result?;
+        log.seq = seq;
+        log.prev = hash;
         let context = stored.context.as_ref();
         insert.execute(params![
             stored.tenant,
@@ -276,6 +316,8 @@ fn write_request(
             prepared.digest.as_slice(),
             hash.as_slice(),
             body,
+            prev.as_slice(),
+            digests.to_bytes(),
         ])?;
         for related in &stored.related {
             link.execute(params![
@@ -294,41 +336,4 @@ fn write_request(
         });
     }
     Ok(Ok(out))
-}
-
-fn next_seq(
-    conn: &Connection,
-    last_seq: &mut HashMap<String, u64>,
-    tenant: &str,
-) -> rusqlite::Result<u64> {
-    let last = match last_seq.get(tenant) {
-        Some(last) => *last,
-        None => {
-            let max: Option<i64> = conn.query_row(
-                "SELECT max(seq) FROM events WHERE tenant = ?1",
-                [tenant],
-                |row| row.get(0),
-            )?;
-            max.unwrap_or(0) as u64
-        }
-    };
-    last_seq.insert(tenant.to_owned(), last + 1);
-    Ok(last + 1)
-}
-
-/// Serialises a stored event and computes its leaf hash: SHA-256 over `0x00` followed by the
-/// event's JSON with `hash` empty (RFC 9162 leaf domain separation). Returns the served JSON,
-/// with the hash filled in, and the hash.
-fn seal(event: &sealtrail_model::Event) -> (String, [u8; 32]) {
-    let mut body = serde_json::to_string(event).expect("event serialises to JSON");
-    let mut hasher = Sha256::new();
-    hasher.update([0u8]);
-    hasher.update(body.as_bytes());
-    let hash: [u8; 32] = hasher.finalize().into();
-    // The serialised event ends with `"hash":""}`; put the hash between the quotes.
-    debug_assert!(body.ends_with(r#""hash":""}"#));
-    body.truncate(body.len() - 2);
-    body.push_str(&hex::encode(hash));
-    body.push_str("\"}");
-    (body, hash)
 }
