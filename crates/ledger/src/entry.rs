@@ -304,7 +304,13 @@ impl PersonalDigests {
     }
 
     fn fields(&self) -> [Option<Hash>; 5] {
-        [self.actor_name, self.actor_email, self.ip, self.user_agent, self.target_name]
+        [
+            self.actor_name,
+            self.actor_email,
+            self.ip,
+            self.user_agent,
+            self.target_name,
+        ]
     }
 }
 

@@ -303,7 +303,7 @@ impl NewEvent {
 }
 
 /// A stored event as served by every read endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Event {
     /// The event id (UUIDv7 unless the client chose one).
     pub id: Uuid,

@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, params};
 use sealtrail_model::Timestamp;
 use sealtrail_store::{
-    ApiKey, Appended, HistoryQuery, ListQuery, NewKey, Page, PreparedEvent, QueueStatus, Store,
-    StoreError, StoreResult, StoredEvent, scopes_to_text,
+    ApiKey, Appended, Checkpoint, HistoryQuery, ListQuery, NewKey, Page, PreparedEvent,
+    QueueStatus, Store, StoreError, StoreResult, StoredEvent, TreeHead, scopes_to_text,
 };
 use tokio::sync::{Semaphore, oneshot};
 use uuid::Uuid;
@@ -124,6 +124,31 @@ impl SqliteStore {
     /// The database file of a data directory.
     pub fn db_path(data_dir: &Path) -> PathBuf {
         data_dir.join(DB_FILE)
+    }
+
+    /// The one way past the immutability triggers, for retention and anonymisation: runs `job`
+    /// on the writer's connection with the sanction open, then records `audit` (for example
+    /// `audit.anonymized` or `audit.purged`) in the same transaction. Direct UPDATE or DELETE
+    /// of events outside this path is refused by the database.
+    pub async fn sanctioned<F>(
+        &self,
+        reason: &str,
+        audit: PreparedEvent,
+        job: F,
+    ) -> StoreResult<Appended>
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Sanctioned {
+            reason: reason.to_owned(),
+            job: Box::new(job),
+            audit: Box::new(audit),
+            reply,
+        })?;
+        answer
+            .await
+            .map_err(|_| StoreError::Database("the writer thread stopped".into()))?
     }
 
     fn send(&self, cmd: Command) -> StoreResult<()> {
@@ -275,6 +300,60 @@ impl Store for SqliteStore {
                 "the writer thread is not running".into(),
             ))
         }
+    }
+
+    async fn tree_heads(&self) -> StoreResult<Vec<TreeHead>> {
+        self.readers.run(read::tree_heads).await
+    }
+
+    async fn put_checkpoint(&self, cp: Checkpoint) -> StoreResult<()> {
+        self.admin(move |conn| {
+            conn.execute(
+                "INSERT OR IGNORE INTO checkpoints (tenant, size, root, issued_at, key_id, signature, note) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![cp.tenant, cp.size as i64, cp.root.as_slice(), cp.issued_at.micros(), cp.key_id, cp.signature, cp.note],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn latest_checkpoint(&self, tenant: &str) -> StoreResult<Option<Checkpoint>> {
+        let tenant = tenant.to_owned();
+        self.readers
+            .run(move |conn| read::latest_checkpoint(conn, &tenant))
+            .await
+    }
+
+    async fn leaf_of(&self, tenant: &str, id: Uuid) -> StoreResult<Option<(u64, [u8; 32])>> {
+        let tenant = tenant.to_owned();
+        self.readers
+            .run(move |conn| read::leaf_of(conn, &tenant, id))
+            .await
+    }
+
+    async fn inclusion_proof(
+        &self,
+        tenant: &str,
+        index: u64,
+        size: u64,
+    ) -> StoreResult<Option<Vec<[u8; 32]>>> {
+        let tenant = tenant.to_owned();
+        self.readers
+            .run(move |conn| read::inclusion_proof(conn, &tenant, index, size))
+            .await
+    }
+
+    async fn consistency_proof(
+        &self,
+        tenant: &str,
+        from: u64,
+        to: u64,
+    ) -> StoreResult<Option<Vec<[u8; 32]>>> {
+        let tenant = tenant.to_owned();
+        self.readers
+            .run(move |conn| read::consistency_proof(conn, &tenant, from, to))
+            .await
     }
 
     fn queue_status(&self) -> QueueStatus {

@@ -301,3 +301,107 @@ pub(crate) fn list_keys(conn: &Connection, tenant: Option<&str>) -> rusqlite::Re
         None => stmt.query_map([], key_from_row)?.collect(),
     }
 }
+
+pub(crate) fn tree_heads(conn: &Connection) -> rusqlite::Result<Vec<sealtrail_store::TreeHead>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT tenant, size, root FROM tree_heads ORDER BY tenant")?;
+    stmt.query_map([], |r| {
+        Ok(sealtrail_store::TreeHead {
+            tenant: r.get(0)?,
+            size: r.get::<_, i64>(1)? as u64,
+            root: hash_column(r, 2)?,
+        })
+    })?
+    .collect()
+}
+
+fn hash_column(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<[u8; 32]> {
+    let blob: Vec<u8> = row.get(i)?;
+    blob.try_into().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Blob,
+            "a hash is 32 bytes".into(),
+        )
+    })
+}
+
+pub(crate) fn tree_size(conn: &Connection, tenant: &str) -> rusqlite::Result<u64> {
+    Ok(conn
+        .prepare_cached("SELECT size FROM tree_heads WHERE tenant = ?1")?
+        .query_row([tenant], |r| r.get::<_, i64>(0))
+        .optional()?
+        .unwrap_or(0) as u64)
+}
+
+pub(crate) fn latest_checkpoint(
+    conn: &Connection,
+    tenant: &str,
+) -> rusqlite::Result<Option<sealtrail_store::Checkpoint>> {
+    conn.prepare_cached(
+        "SELECT tenant, size, root, issued_at, key_id, signature, note FROM checkpoints \
+         WHERE tenant = ?1 ORDER BY issued_at DESC, size DESC LIMIT 1",
+    )?
+    .query_row([tenant], checkpoint_from_row)
+    .optional()
+}
+
+pub(crate) fn checkpoint_from_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<sealtrail_store::Checkpoint> {
+    Ok(sealtrail_store::Checkpoint {
+        tenant: r.get(0)?,
+        size: r.get::<_, i64>(1)? as u64,
+        root: hash_column(r, 2)?,
+        issued_at: Timestamp::from_micros(r.get(3)?),
+        key_id: r.get(4)?,
+        signature: r.get(5)?,
+        note: r.get(6)?,
+    })
+}
+
+pub(crate) fn leaf_of(
+    conn: &Connection,
+    tenant: &str,
+    id: Uuid,
+) -> rusqlite::Result<Option<(u64, [u8; 32])>> {
+    conn.prepare_cached("SELECT seq, hash FROM events WHERE id = ?1 AND tenant = ?2")?
+        .query_row(rusqlite::params![id.as_bytes().as_slice(), tenant], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, hash_column(r, 1)?))
+        })
+        .optional()
+}
+
+fn proof_error(e: sealtrail_ledger::merkle::ProofError) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e))
+}
+
+pub(crate) fn inclusion_proof(
+    conn: &Connection,
+    tenant: &str,
+    index: u64,
+    size: u64,
+) -> rusqlite::Result<Option<Vec<[u8; 32]>>> {
+    if index >= size || size > tree_size(conn, tenant)? {
+        return Ok(None);
+    }
+    let nodes = crate::seal::DbNodes { conn, tenant };
+    sealtrail_ledger::merkle::inclusion_proof(&nodes, index, size)
+        .map(Some)
+        .map_err(proof_error)
+}
+
+pub(crate) fn consistency_proof(
+    conn: &Connection,
+    tenant: &str,
+    from: u64,
+    to: u64,
+) -> rusqlite::Result<Option<Vec<[u8; 32]>>> {
+    if from == 0 || from > to || to > tree_size(conn, tenant)? {
+        return Ok(None);
+    }
+    let nodes = crate::seal::DbNodes { conn, tenant };
+    sealtrail_ledger::merkle::consistency_proof(&nodes, from, to)
+        .map(Some)
+        .map_err(proof_error)
+}

@@ -29,11 +29,19 @@ impl NodeSource for DbNodes<'_> {
         let blob: Option<Vec<u8>> = if level == 0 {
             self.conn
                 .prepare_cached("SELECT hash FROM events WHERE tenant = ?1 AND seq = ?2")
-                .and_then(|mut s| s.query_row(params![self.tenant, index as i64 + 1], |r| r.get(0)).optional())
+                .and_then(|mut s| {
+                    s.query_row(params![self.tenant, index as i64 + 1], |r| r.get(0))
+                        .optional()
+                })
         } else {
             self.conn
-                .prepare_cached("SELECT hash FROM tree_nodes WHERE tenant = ?1 AND level = ?2 AND idx = ?3")
-                .and_then(|mut s| s.query_row(params![self.tenant, level, index as i64], |r| r.get(0)).optional())
+                .prepare_cached(
+                    "SELECT hash FROM tree_nodes WHERE tenant = ?1 AND level = ?2 AND idx = ?3",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![self.tenant, level, index as i64], |r| r.get(0))
+                        .optional()
+                })
         }
         .map_err(|_| missing())?;
         blob.and_then(|b| b.try_into().ok()).ok_or_else(missing)

@@ -12,9 +12,9 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
+use sealtrail_ledger::entry::{DEFAULT_PERSON_TYPES, digests_for, event_leaf_hash, is_person_type};
 use sealtrail_model::Timestamp;
 use sealtrail_store::{Appended, PreparedEvent, StoreError, StoreResult};
-use sealtrail_ledger::entry::{DEFAULT_PERSON_TYPES, digests_for, event_leaf_hash, is_person_type};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use crate::seal::{self, TenantLog};
@@ -33,7 +33,17 @@ pub(crate) enum Command {
     },
     /// Run a closure on the writing connection.
     Admin(AdminJob),
+    /// Change stored events through the sanctioned path, recording an audit event.
+    Sanctioned {
+        reason: String,
+        job: SanctionedJob,
+        audit: Box<PreparedEvent>,
+        reply: oneshot::Sender<StoreResult<Appended>>,
+    },
 }
+
+/// A change to stored events, run with the immutability triggers lifted.
+pub(crate) type SanctionedJob = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
 
 /// Group-commit limits.
 #[derive(Debug, Clone, Copy)]
@@ -111,6 +121,19 @@ impl Writer {
                     self.commit_appends(std::mem::take(&mut appends));
                     job(&mut self.conn);
                 }
+                Command::Sanctioned {
+                    reason,
+                    job,
+                    audit,
+                    reply,
+                } => {
+                    self.commit_appends(std::mem::take(&mut appends));
+                    let result = self.run_sanctioned(&reason, job, *audit);
+                    // The job may have changed anything: reload log ends and keys on next use.
+                    self.tenants.clear();
+                    self.subject_keys.clear();
+                    let _ = reply.send(result);
+                }
             }
         }
         self.commit_appends(appends);
@@ -151,6 +174,54 @@ impl Writer {
         }
     }
 
+    /// The sanctioned path: in one transaction, open the sanction (which lifts the triggers),
+    /// run the job, close the sanction, and append the audit event that records the act.
+    /// Either all of it commits or none of it does.
+    fn run_sanctioned(
+        &mut self,
+        reason: &str,
+        job: SanctionedJob,
+        audit: PreparedEvent,
+    ) -> StoreResult<Appended> {
+        let now = Timestamp::from_micros(Timestamp::now().micros().max(self.last_recorded));
+        let result = (|| -> rusqlite::Result<StoreResult<Vec<Appended>>> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute("INSERT INTO sanction (id, reason) VALUES (1, ?1)", [reason])?;
+            job(&tx)?;
+            tx.execute("DELETE FROM sanction", [])?;
+            // The job may have changed the log: start from the database's state.
+            let mut tenants = HashMap::new();
+            let mut keys = HashMap::new();
+            let written = write_request(&tx, &mut tenants, &mut keys, vec![audit], now)?;
+            if written.is_ok() {
+                let mut head = tx.prepare_cached(
+                    "INSERT INTO tree_heads (tenant, size, root) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (tenant) DO UPDATE SET size = excluded.size, root = excluded.root",
+                )?;
+                for (tenant, log) in &tenants {
+                    head.execute(params![
+                        tenant,
+                        log.seq as i64,
+                        log.frontier.root().as_slice()
+                    ])?;
+                }
+                drop(head);
+                tx.commit()?;
+            }
+            Ok(written)
+        })();
+        match result {
+            Ok(Ok(mut appended)) => {
+                self.last_recorded = now.micros();
+                Ok(appended.remove(0))
+            }
+            Ok(Err(err)) => Err(err),
+            Err(err) => Err(StoreError::Database(err.to_string())),
+        }
+    }
+
     /// Writes a group in one transaction. The outer error fails the whole group; an inner
     /// error (a conflict) fails only its request, whose savepoint is rolled back.
     fn write_group(
@@ -164,6 +235,10 @@ impl Writer {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(appends.len());
+        let touched: std::collections::BTreeSet<String> = appends
+            .iter()
+            .flat_map(|a| a.events.iter().map(|e| e.tenant.clone()))
+            .collect();
         for append in appends {
             let before: Vec<(String, Option<TenantLog>)> = append
                 .events
@@ -173,7 +248,13 @@ impl Writer {
             let mut sp = tx.savepoint()?;
             // The events move into the rows; a failed request is answered without them.
             let events = std::mem::take(&mut append.events);
-            match write_request(&sp, &mut self.tenants, &mut self.subject_keys, events, recorded_at)? {
+            match write_request(
+                &sp,
+                &mut self.tenants,
+                &mut self.subject_keys,
+                events,
+                recorded_at,
+            )? {
                 Ok(done) => {
                     sp.commit()?;
                     results.push(Ok(done));
@@ -194,6 +275,22 @@ impl Writer {
                 }
             }
         }
+        // Keep each touched tenant's tree head current for the checkpointer.
+        {
+            let mut head = tx.prepare_cached(
+                "INSERT INTO tree_heads (tenant, size, root) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (tenant) DO UPDATE SET size = excluded.size, root = excluded.root",
+            )?;
+            for tenant in &touched {
+                if let Some(log) = self.tenants.get(tenant).filter(|l| l.seq > 0) {
+                    head.execute(params![
+                        tenant,
+                        log.seq as i64,
+                        log.frontier.root().as_slice()
+                    ])?;
+                }
+            }
+        }
         tx.commit()?;
         Ok(results)
     }
@@ -204,7 +301,7 @@ fn group_events(group: &[Command]) -> usize {
         .iter()
         .map(|c| match c {
             Command::Append { events, .. } => events.len(),
-            Command::Admin(_) => 1,
+            Command::Admin(_) | Command::Sanctioned { .. } => 1,
         })
         .sum()
 }
@@ -275,8 +372,15 @@ fn write_request(
         // Personal fields enter the leaf as digests under their subject's key.
         let actor_key = seal::subject_key(conn, subject_keys, &stored.tenant, &stored.actor.id)?;
         let target_key = match &stored.target {
-            Some(t) if t.name.is_some() && is_person_type(&t.target_type, &DEFAULT_PERSON_TYPES) => {
-                Some(seal::subject_key(conn, subject_keys, &stored.tenant, &t.id)?)
+            Some(t)
+                if t.name.is_some() && is_person_type(&t.target_type, &DEFAULT_PERSON_TYPES) =>
+            {
+                Some(seal::subject_key(
+                    conn,
+                    subject_keys,
+                    &stored.tenant,
+                    &t.id,
+                )?)
             }
             _ => None,
         };

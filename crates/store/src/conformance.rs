@@ -32,6 +32,8 @@ macro_rules! conformance_suite {
             history_merges_target_and_related_oldest_first,
             keys_are_stored_hashed_listed_and_revoked,
             concurrent_appends_stay_gap_free,
+            the_log_is_a_merkle_tree_with_proofs,
+            checkpoints_are_kept_newest_last,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -700,4 +702,119 @@ pub async fn concurrent_appends_stay_gap_free(store: Arc<dyn Store>) {
         seqs(&*store, list_all_query("t")).await,
         (1..=n).collect::<Vec<_>>()
     );
+}
+
+/// Every tenant's log is the RFC 9162 tree over its leaf hashes, and the store's proofs are
+/// the ones an independent in-memory tree gives.
+pub async fn the_log_is_a_merkle_tree_with_proofs(store: Arc<dyn Store>) {
+    use sealtrail_ledger::merkle::{
+        MemoryTree, consistency_proof, inclusion_proof, verify_inclusion,
+    };
+    let mut leaves = Vec::new();
+    let mut ids = Vec::new();
+    for round in 0..9 {
+        let batch: Vec<PreparedEvent> = (0..=round % 5)
+            .map(|i| {
+                prepared(
+                    "t",
+                    json!({"action": "a", "actor": {"id": format!("u{i}"), "name": "N"}}),
+                )
+            })
+            .collect();
+        store
+            .append(vec![prepared("other", simple("x", "u"))])
+            .await
+            .expect("append");
+        for a in store.append(batch).await.expect("append") {
+            let hash: [u8; 32] = hex_to_hash(&a.hash);
+            leaves.push(hash);
+            ids.push(a.id);
+        }
+    }
+    let tree = MemoryTree::from_leaves(leaves.iter().copied());
+    let n = tree.size();
+    let heads = store.tree_heads().await.expect("heads");
+    let head = heads.iter().find(|h| h.tenant == "t").expect("head of t");
+    assert_eq!((head.size, head.root), (n, tree.root()));
+    assert!(heads.iter().any(|h| h.tenant == "other" && h.size == 9));
+    for size in [1, 2, 5, n - 1, n] {
+        for index in [0, size / 2, size - 1] {
+            let got = store
+                .inclusion_proof("t", index, size)
+                .await
+                .expect("proof")
+                .expect("in range");
+            assert_eq!(
+                got,
+                inclusion_proof(&tree, index, size).expect("proof"),
+                "inclusion {index} in {size}"
+            );
+            let root = tree.root_at(size).expect("root");
+            verify_inclusion(&leaves[index as usize], index, size, &got, &root).expect("verifies");
+        }
+        let got = store
+            .consistency_proof("t", 1.max(size / 3), size)
+            .await
+            .expect("proof")
+            .expect("in range");
+        assert_eq!(
+            got,
+            consistency_proof(&tree, 1.max(size / 3), size).expect("proof")
+        );
+    }
+    assert_eq!(store.inclusion_proof("t", n, n).await.expect("proof"), None);
+    assert_eq!(
+        store.inclusion_proof("t", 0, n + 1).await.expect("proof"),
+        None
+    );
+    assert_eq!(
+        store.consistency_proof("t", 0, n).await.expect("proof"),
+        None
+    );
+    assert_eq!(
+        store.consistency_proof("t", 3, n + 1).await.expect("proof"),
+        None
+    );
+    assert_eq!(
+        store.leaf_of("t", ids[4]).await.expect("leaf"),
+        Some((5, leaves[4]))
+    );
+    assert_eq!(store.leaf_of("other", ids[4]).await.expect("leaf"), None);
+}
+
+fn hex_to_hash(text: &str) -> [u8; 32] {
+    let bytes: Vec<u8> = (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect();
+    bytes.try_into().expect("32 bytes")
+}
+
+/// Checkpoints are stored once and the newest one is found.
+pub async fn checkpoints_are_kept_newest_last(store: Arc<dyn Store>) {
+    assert_eq!(store.latest_checkpoint("t").await.expect("latest"), None);
+    let cp = |size: u64, at: i64| crate::Checkpoint {
+        tenant: "t".into(),
+        size,
+        root: [size as u8; 32],
+        issued_at: Timestamp::from_micros(at),
+        key_id: "k1".into(),
+        signature: "c2ln".into(),
+        note: format!("note {size}"),
+    };
+    store.put_checkpoint(cp(3, 10)).await.expect("put");
+    store.put_checkpoint(cp(5, 20)).await.expect("put");
+    store
+        .put_checkpoint(cp(5, 20))
+        .await
+        .expect("the same checkpoint twice is fine");
+    store
+        .put_checkpoint(cp(5, 30))
+        .await
+        .expect("a heartbeat re-signs the same size");
+    assert_eq!(
+        store.latest_checkpoint("t").await.expect("latest"),
+        Some(cp(5, 30))
+    );
+    assert_eq!(store.latest_checkpoint("u").await.expect("latest"), None);
 }

@@ -90,6 +90,36 @@ pub enum StoreError {
 /// The result type of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The head of a tenant's tree: its size and root after the last commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeHead {
+    /// The tenant.
+    pub tenant: String,
+    /// Number of events (leaves).
+    pub size: u64,
+    /// The Merkle root.
+    pub root: [u8; 32],
+}
+
+/// A signed tree head, as stored and served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The tenant.
+    pub tenant: String,
+    /// The tree size it covers.
+    pub size: u64,
+    /// The root of that tree.
+    pub root: [u8; 32],
+    /// When it was signed.
+    pub issued_at: Timestamp,
+    /// The signing key's id.
+    pub key_id: String,
+    /// The bare Ed25519 signature over the note body, base64.
+    pub signature: String,
+    /// The whole C2SP signed note.
+    pub note: String,
+}
+
 /// How full the write path is, for readiness checks and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueStatus {
@@ -140,6 +170,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The current tree head of every tenant that has events.
+    async fn tree_heads(&self) -> StoreResult<Vec<TreeHead>>;
+
+    /// Stores a signed checkpoint.
+    async fn put_checkpoint(&self, checkpoint: Checkpoint) -> StoreResult<()>;
+
+    /// The newest checkpoint of a tenant.
+    async fn latest_checkpoint(&self, tenant: &str) -> StoreResult<Option<Checkpoint>>;
+
+    /// An event's `seq` and leaf hash, by id within a tenant.
+    async fn leaf_of(&self, tenant: &str, id: Uuid) -> StoreResult<Option<(u64, [u8; 32])>>;
+
+    /// The inclusion proof of leaf `index` in the tenant's tree of `size` leaves; `Ok(None)`
+    /// when `size` is larger than the tree or `index` not below it.
+    async fn inclusion_proof(
+        &self,
+        tenant: &str,
+        index: u64,
+        size: u64,
+    ) -> StoreResult<Option<Vec<[u8; 32]>>>;
+
+    /// The consistency proof between two sizes of a tenant's tree; `Ok(None)` when the sizes
+    /// are not `0 < from <= to <= tree size`.
+    async fn consistency_proof(
+        &self,
+        tenant: &str,
+        from: u64,
+        to: u64,
+    ) -> StoreResult<Option<Vec<[u8; 32]>>>;
 
     /// How full the write queue is.
     fn queue_status(&self) -> QueueStatus;

@@ -1,0 +1,176 @@
+//! The seal of the SQLite store, checked in the file itself: immutability enforced by the
+//! database, the sanctioned path, and leaves that recompute from the stored rows.
+
+use sealtrail_ledger::entry::{GENESIS, PersonalDigests, event_leaf_hash};
+use sealtrail_model::Event;
+use sealtrail_store::Store;
+use sealtrail_store::conformance::prepared;
+use sealtrail_store_sqlite::{SqliteConfig, SqliteStore};
+use serde_json::json;
+
+async fn store_with_events() -> (SqliteStore, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("dir").keep();
+    let store = SqliteStore::open(&SqliteConfig::new(&dir)).expect("open");
+    for i in 0..5 {
+        store
+            .append(vec![prepared(
+                "t",
+                json!({"action": "user.updated", "actor": {"id": "u1", "name": "Ann", "email": "ann@example.com"},
+                       "target": {"type": "user", "id": format!("p{i}"), "name": "Bo"},
+                       "context": {"ip": "10.0.0.1", "user_agent": "ua"},
+                       "changes": [{"field": "n", "old_value": i, "new_value": i + 1}]}),
+            )])
+            .await
+            .expect("append");
+    }
+    (store, dir.join(sealtrail_store_sqlite::DB_FILE))
+}
+
+fn raw(path: &std::path::Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).expect("open raw")
+}
+
+/// Recomputes every leaf of tenant `t` from its row and checks it against the stored hash and
+/// the chain.
+fn assert_leaves_recompute(path: &std::path::Path) {
+    let conn = raw(path);
+    let mut stmt = conn
+        .prepare("SELECT seq, hash, prev_hash, personal, body FROM events WHERE tenant = 't' ORDER BY seq")
+        .expect("prepare");
+    let rows: Vec<(i64, Vec<u8>, Vec<u8>, Vec<u8>, String)> = stmt
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert!(!rows.is_empty());
+    let mut prev = GENESIS;
+    for (seq, hash, prev_hash, personal, body) in rows {
+        let event: Event = serde_json::from_str(&body).expect("body is an event");
+        let digests = PersonalDigests::from_bytes(&personal).expect("digests");
+        assert_eq!(prev_hash, prev.to_vec(), "seq {seq} names its predecessor");
+        let leaf = event_leaf_hash(&event, &digests, &prev);
+        assert_eq!(leaf.to_vec(), hash, "seq {seq} recomputes");
+        assert_eq!(event.hash, hex::encode(leaf));
+        prev = leaf;
+    }
+}
+
+#[tokio::test]
+async fn leaves_recompute_from_the_stored_rows() {
+    let (store, path) = store_with_events().await;
+    store.shutdown().await;
+    assert_leaves_recompute(&path);
+}
+
+#[tokio::test]
+async fn the_database_refuses_direct_updates_and_deletes() {
+    let (store, path) = store_with_events().await;
+    let conn = raw(&path);
+    for sql in [
+        "UPDATE events SET action = 'forged' WHERE seq = 2",
+        "DELETE FROM events WHERE seq = 5",
+        "UPDATE event_links SET id = 'x'",
+        "DELETE FROM tree_nodes",
+        "INSERT INTO checkpoints VALUES ('t', 1, x'00', 1, 'k', 's', 'n')",
+    ] {
+        let _ = conn.execute_batch(sql);
+    }
+    let err = conn
+        .execute("UPDATE events SET action = 'forged' WHERE seq = 2", [])
+        .expect_err("refused");
+    assert!(err.to_string().contains("immutable"), "{err}");
+    let err = conn
+        .execute("DELETE FROM events WHERE seq = 5", [])
+        .expect_err("refused");
+    assert!(err.to_string().contains("immutable"), "{err}");
+    let err = conn
+        .execute("DELETE FROM tree_nodes", [])
+        .expect_err("refused");
+    assert!(err.to_string().contains("immutable"), "{err}");
+    let err = conn
+        .execute("UPDATE checkpoints SET size = 2", [])
+        .expect_err("refused");
+    assert!(err.to_string().contains("immutable"), "{err}");
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM events WHERE tenant = 't'", [], |r| {
+            r.get(0)
+        })
+        .expect("count");
+    assert_eq!(n, 5);
+    store.shutdown().await;
+    assert_leaves_recompute(&path);
+}
+
+#[tokio::test]
+async fn the_sanctioned_path_changes_rows_records_itself_and_keeps_every_leaf() {
+    let (store, path) = store_with_events().await;
+    let audit = prepared(
+        "t",
+        json!({"action": "audit.anonymized", "actor": {"id": "bootstrap", "type": "service"},
+                                      "metadata": {"subject": "u1"}}),
+    );
+    // Erase the subject's personal values and key, as anonymisation does.
+    let appended = store
+        .sanctioned("anonymize u1", audit, |conn| {
+            conn.execute(
+                "UPDATE events SET body = replace(replace(body, '\"Ann\"', 'null'), '\"ann@example.com\"', 'null') \
+                 WHERE tenant = 't' AND actor_id = 'u1'",
+                [],
+            )?;
+            conn.execute("UPDATE subject_keys SET key = NULL WHERE tenant = 't' AND subject = 'u1'", [])?;
+            Ok(())
+        })
+        .await
+        .expect("sanctioned");
+    assert_eq!(appended.seq, 6, "the act is the next event of the log");
+    let conn = raw(&path);
+    let erased: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM events WHERE tenant = 't' AND body LIKE '%Ann%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(erased, 0);
+    let open: i64 = conn
+        .query_row("SELECT count(*) FROM sanction", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(open, 0, "the sanction closes with its transaction");
+    assert!(
+        conn.execute("UPDATE events SET action = 'x'", []).is_err(),
+        "and the triggers are back"
+    );
+    // A failing job leaves nothing behind: no change, no audit event.
+    let failed = store
+        .sanctioned(
+            "broken",
+            prepared("t", json!({"action": "audit.purged", "actor": {"id": "x"}})),
+            |conn| {
+                conn.execute("UPDATE events SET action = 'gone' WHERE seq = 1", [])?;
+                conn.execute("SELECT * FROM no_such_table", [])?;
+                Ok(())
+            },
+        )
+        .await;
+    assert!(failed.is_err());
+    let action: String = conn
+        .query_row(
+            "SELECT action FROM events WHERE tenant = 't' AND seq = 1",
+            [],
+            |r| r.get(0),
+        )
+        .expect("row");
+    assert_eq!(action, "user.updated");
+    let next = store
+        .append(vec![prepared(
+            "t",
+            json!({"action": "a", "actor": {"id": "u2"}}),
+        )])
+        .await
+        .expect("append");
+    assert_eq!(next[0].seq, 7);
+    store.shutdown().await;
+    assert_leaves_recompute(&path);
+}
