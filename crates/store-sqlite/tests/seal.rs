@@ -37,7 +37,8 @@ fn assert_leaves_recompute(path: &std::path::Path) {
     let mut stmt = conn
         .prepare("SELECT seq, hash, prev_hash, personal, body FROM events WHERE tenant = 't' ORDER BY seq")
         .expect("prepare");
-    let rows: Vec<(i64, Vec<u8>, Vec<u8>, Vec<u8>, String)> = stmt
+    type Row = (i64, Vec<u8>, Vec<u8>, Vec<u8>, String);
+    let rows: Vec<Row> = stmt
         .query_map([], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
