@@ -41,6 +41,22 @@ pub(crate) struct ServeArgs {
     /// Most events waiting to be written before ingest answers 503 [default: 50000]
     #[arg(long, env = "SEALTRAIL_QUEUE_CAPACITY", value_name = "N")]
     pub queue_capacity: Option<usize>,
+    /// Checkpoint signing key: a file holding a base64 Ed25519 secret [default: a key made in
+    /// DATA_DIR/keys at first start]. A new key retires the previous one, which stays listed.
+    #[arg(long, env = "SEALTRAIL_SIGNING_KEY", value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// Append every checkpoint to this file too (a witness outside the data directory)
+    #[arg(long, env = "SEALTRAIL_WITNESS_FILE", value_name = "FILE")]
+    pub witness_file: Option<PathBuf>,
+    /// Sign a checkpoint after this many new events [default: 1000]
+    #[arg(long, env = "SEALTRAIL_CHECKPOINT_EVERY_EVENTS", value_name = "N")]
+    pub checkpoint_every_events: Option<u64>,
+    /// Sign a checkpoint this long after the last one when new events arrived [default: 10s]
+    #[arg(long, env = "SEALTRAIL_CHECKPOINT_EVERY", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub checkpoint_every: Option<Duration>,
+    /// Sign a checkpoint at least this often, even when idle [default: 60s]
+    #[arg(long, env = "SEALTRAIL_CHECKPOINT_HEARTBEAT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub checkpoint_heartbeat: Option<Duration>,
 }
 
 /// The config file's shape.
@@ -54,6 +70,13 @@ struct FileConfig {
     #[serde(default, with = "humantime_serde_opt")]
     batch_max_wait: Option<Duration>,
     queue_capacity: Option<usize>,
+    signing_key: Option<PathBuf>,
+    witness_file: Option<PathBuf>,
+    checkpoint_every_events: Option<u64>,
+    #[serde(default, with = "humantime_serde_opt")]
+    checkpoint_every: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    checkpoint_heartbeat: Option<Duration>,
 }
 
 mod humantime_serde_opt {
@@ -71,7 +94,7 @@ mod humantime_serde_opt {
 }
 
 /// The settled configuration of `serve`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) struct ServeConfig {
     /// Where to listen.
     pub listen: SocketAddr,
@@ -83,6 +106,10 @@ pub(crate) struct ServeConfig {
     pub batch_max_wait: Duration,
     /// Write-queue capacity in events.
     pub queue_capacity: usize,
+    /// The configured signing key file.
+    pub signing_key: Option<PathBuf>,
+    /// Checkpoint cadence and witness.
+    pub checkpoints: sealtrail_server::checkpointer::CheckpointPolicy,
 }
 
 impl ServeArgs {
@@ -123,6 +150,27 @@ impl ServeArgs {
                 .queue_capacity
                 .or(file.queue_capacity)
                 .unwrap_or(50_000),
+            signing_key: self.signing_key.or(file.signing_key),
+            checkpoints: {
+                let defaults = sealtrail_server::checkpointer::CheckpointPolicy::default();
+                sealtrail_server::checkpointer::CheckpointPolicy {
+                    every_events: self
+                        .checkpoint_every_events
+                        .or(file.checkpoint_every_events)
+                        .unwrap_or(defaults.every_events)
+                        .max(1),
+                    every: self
+                        .checkpoint_every
+                        .or(file.checkpoint_every)
+                        .unwrap_or(defaults.every),
+                    heartbeat: self
+                        .checkpoint_heartbeat
+                        .or(file.checkpoint_heartbeat)
+                        .unwrap_or(defaults.heartbeat),
+                    witness_file: self.witness_file.or(file.witness_file),
+                    ..defaults
+                }
+            },
         })
     }
 }

@@ -80,7 +80,11 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         let addr = listener.local_addr().context("cannot read the bound address")?;
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "sealtrail listening");
         eprintln!("sealtrail: listening on http://{addr} (data in {})", config.data_dir.display());
-        serve(listener, AppState::new(store), shutdown_signal())
+        let keys = sealtrail_server::signing::KeyRing::load(&config.data_dir, config.signing_key.as_deref())
+            .context("cannot load the checkpoint signing key")?;
+        tracing::info!(key_id = keys.active_id(), "checkpoints are signed");
+        let state = AppState::with_keys(store, keys, config.checkpoints.clone());
+        serve(listener, state, shutdown_signal())
             .await
             .context("the server failed")?;
         tracing::info!("sealtrail stopped; every queued event was written");

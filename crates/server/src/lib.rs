@@ -8,14 +8,17 @@
 //! the [`Store`] trait, so every backend serves the same API.
 
 pub mod auth;
+pub mod checkpointer;
 mod docs;
 pub mod error;
 pub mod ingest;
+pub mod integrity;
 pub mod keys;
 pub mod openapi;
 pub mod ops;
 pub mod params;
 pub mod read;
+pub mod signing;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -49,18 +52,38 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The redaction rules for ingested events.
     pub redactor: Arc<Redactor>,
+    /// The checkpoint signing keys.
+    pub keys: Arc<signing::KeyRing>,
+    /// When checkpoints are signed.
+    pub checkpoints: checkpointer::CheckpointPolicy,
     openapi: Arc<str>,
     docs_html: Arc<str>,
 }
 
 impl AppState {
-    /// State over a store, with the default redaction list.
+    /// State over a store, with the default redaction list and checkpoint policy and a signing
+    /// key held only in memory (tests, benchmarks); the binary uses [`AppState::with_keys`].
     pub fn new(store: Arc<dyn Store>) -> Self {
+        Self::with_keys(
+            store,
+            signing::KeyRing::ephemeral(),
+            checkpointer::CheckpointPolicy::default(),
+        )
+    }
+
+    /// State over a store with its signing keys and checkpoint policy.
+    pub fn with_keys(
+        store: Arc<dyn Store>,
+        keys: signing::KeyRing,
+        checkpoints: checkpointer::CheckpointPolicy,
+    ) -> Self {
         let openapi: Arc<str> = openapi::document().into();
         let docs_html = docs::render(&openapi).into();
         Self {
             store,
             redactor: Arc::new(Redactor::default()),
+            keys: Arc::new(keys),
+            checkpoints,
             openapi,
             docs_html,
         }
@@ -156,6 +179,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/keys", post(keys::create).get(keys::list))
         .route("/keys/{id}", delete(keys::revoke))
+        .route("/integrity/checkpoint", get(integrity::checkpoint))
+        .route("/integrity/proof/{id}", get(integrity::proof))
+        .route("/integrity/consistency", get(integrity::consistency))
+        .route("/integrity/public-keys", get(integrity::public_keys))
         .route("/openapi.json", get(ops::openapi_json));
     Router::new()
         .nest("/api/v1", api)
@@ -334,16 +361,26 @@ pub async fn bootstrap_admin(
     Ok(Some(token))
 }
 
-/// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests finish, and
-/// drains the store's write queue before returning.
+/// Serves until `shutdown` resolves, with the checkpointer running beside it; then stops
+/// accepting, lets in-flight requests finish, signs a last checkpoint over everything written,
+/// and drains the store's write queue before returning.
 pub async fn serve<F>(listener: TcpListener, state: AppState, shutdown: F) -> std::io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
     let store = state.store.clone();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let checkpointer = tokio::spawn(checkpointer::run(
+        store.clone(),
+        state.keys.clone(),
+        state.checkpoints.clone(),
+        stopped,
+    ));
     let result = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await;
+    let _ = stop.send(true);
+    let _ = checkpointer.await;
     store.shutdown().await;
     result
 }

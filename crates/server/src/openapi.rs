@@ -158,6 +158,10 @@ impl Modify for BearerAuth {
         crate::keys::create,
         crate::keys::list,
         crate::keys::revoke,
+        crate::integrity::checkpoint,
+        crate::integrity::proof,
+        crate::integrity::consistency,
+        crate::integrity::public_keys,
         crate::ops::healthz,
         crate::ops::readyz,
     ),
@@ -166,6 +170,7 @@ impl Modify for BearerAuth {
         (name = "ingest", description = "Record events"),
         (name = "read", description = "Query events and timelines"),
         (name = "keys", description = "Manage API keys"),
+        (name = "integrity", description = "Signed checkpoints and Merkle proofs"),
         (name = "operations", description = "Health and readiness"),
     )
 )]

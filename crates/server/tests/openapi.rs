@@ -35,6 +35,10 @@ async fn the_served_document_is_openapi_3_1_and_lists_every_route() {
         "/api/v1/entities/{type}/{id}/history/{event_type}",
         "/api/v1/keys",
         "/api/v1/keys/{id}",
+        "/api/v1/integrity/checkpoint",
+        "/api/v1/integrity/proof/{id}",
+        "/api/v1/integrity/consistency",
+        "/api/v1/integrity/public-keys",
         "/healthz",
         "/readyz",
     ] {

@@ -78,7 +78,15 @@ pub async fn spawn_app_with(configure: impl FnOnce(SqliteConfig) -> SqliteConfig
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel::<()>();
-    let state = AppState::new(store.clone());
+    let mut state = AppState::new(store.clone());
+    // Checkpoint after every event, looking often: every test also exercises the checkpointer.
+    state.checkpoints = sealtrail_server::checkpointer::CheckpointPolicy {
+        every_events: 1,
+        every: std::time::Duration::ZERO,
+        heartbeat: std::time::Duration::from_secs(3600),
+        tick: std::time::Duration::from_millis(20),
+        witness_file: Some(data_dir.join("witness.ndjson")),
+    };
     let server = tokio::spawn(serve(listener, state, async move {
         let _ = rx.await;
     }));
@@ -203,4 +211,23 @@ impl TestApp {
 /// A minimal valid event.
 pub fn event(action: &str, actor: &str) -> Value {
     json!({"action": action, "actor": {"id": actor}})
+}
+
+impl TestApp {
+    /// Waits (up to 30 s) until the tenant's latest checkpoint covers `size` events.
+    pub async fn checkpoint_at(&self, token: &str, size: u64) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let a = self.get("/api/v1/integrity/checkpoint", token).await;
+            if a.status == StatusCode::OK && a.body["size"].as_u64() == Some(size) {
+                return a.body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint of size {size}: {:?}",
+                a.body
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
 }

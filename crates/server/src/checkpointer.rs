@@ -1,0 +1,135 @@
+//! The checkpointer: signs each tenant's tree head every `every_events` events or `every`
+//! time once something new arrived, and at least every `heartbeat` even when nothing did, so
+//! that cutting off the newest events is detectable. Each checkpoint is stored and, when
+//! configured, appended to a witness file outside the data directory.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sealtrail_ledger::checkpoint::{TreeHead, origin, sign};
+use sealtrail_model::Timestamp;
+use sealtrail_store::{Checkpoint, Store};
+use tokio::sync::watch;
+
+use crate::signing::KeyRing;
+
+/// When checkpoints are made.
+#[derive(Debug, Clone)]
+pub struct CheckpointPolicy {
+    /// Sign after this many new events.
+    pub every_events: u64,
+    /// Sign when this long passed since the last checkpoint and something new arrived.
+    pub every: Duration,
+    /// Sign at least this often, even when nothing arrived.
+    pub heartbeat: Duration,
+    /// How often the checkpointer looks.
+    pub tick: Duration,
+    /// Append every checkpoint, one JSON line each, to this file.
+    pub witness_file: Option<PathBuf>,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        Self {
+            every_events: 1000,
+            every: Duration::from_secs(10),
+            heartbeat: Duration::from_secs(60),
+            tick: Duration::from_millis(500),
+            witness_file: None,
+        }
+    }
+}
+
+/// Runs until `stop` turns true, then signs whatever is not yet covered and returns.
+pub async fn run(
+    store: Arc<dyn Store>,
+    keys: Arc<KeyRing>,
+    policy: CheckpointPolicy,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last: HashMap<String, Checkpoint> = HashMap::new();
+    loop {
+        let stopping = *stop.borrow();
+        if let Err(err) = pass(store.as_ref(), &keys, &policy, &mut last, stopping).await {
+            tracing::warn!(error = %err, "checkpoint pass failed");
+        }
+        if stopping {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(policy.tick) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+async fn pass(
+    store: &dyn Store,
+    keys: &KeyRing,
+    policy: &CheckpointPolicy,
+    last: &mut HashMap<String, Checkpoint>,
+    final_pass: bool,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let now = Timestamp::now();
+    for head in store.tree_heads().await? {
+        if !last.contains_key(&head.tenant)
+            && let Some(cp) = store.latest_checkpoint(&head.tenant).await?
+        {
+            last.insert(head.tenant.clone(), cp);
+        }
+        let due = match last.get(&head.tenant) {
+            None => true,
+            Some(cp) => {
+                let age = Duration::from_micros(
+                    now.micros().saturating_sub(cp.issued_at.micros()).max(0) as u64,
+                );
+                let new = head.size.saturating_sub(cp.size);
+                new >= policy.every_events
+                    || (new > 0 && (age >= policy.every || final_pass))
+                    || age >= policy.heartbeat
+            }
+        };
+        if !due {
+            continue;
+        }
+        let tree_head = TreeHead {
+            origin: origin(&head.tenant),
+            size: head.size,
+            root: head.root,
+            issued_at: now,
+        };
+        let signed = sign(&tree_head, keys.active_id(), keys.active());
+        let checkpoint = Checkpoint {
+            tenant: head.tenant.clone(),
+            size: head.size,
+            root: head.root,
+            issued_at: now,
+            key_id: keys.active_id().to_owned(),
+            signature: signed.signature,
+            note: signed.note,
+        };
+        store.put_checkpoint(checkpoint.clone()).await?;
+        if let Some(path) = &policy.witness_file {
+            witness(path, &checkpoint)?;
+        }
+        last.insert(head.tenant, checkpoint);
+    }
+    Ok(())
+}
+
+/// Appends a checkpoint to the witness file and syncs it.
+fn witness(path: &std::path::Path, cp: &Checkpoint) -> std::io::Result<()> {
+    let line = serde_json::json!({
+        "tenant": cp.tenant, "size": cp.size, "root_hash": hex::encode(cp.root),
+        "issued_at": cp.issued_at, "key_id": cp.key_id, "signature": cp.signature, "note": cp.note,
+    });
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(file, "{line}")?;
+    file.sync_data()
+}
