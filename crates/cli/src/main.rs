@@ -1,6 +1,7 @@
 //! `sealtrail`: the tamper-evident audit trail server and its tools.
 
 mod config;
+mod verify;
 
 use std::sync::Arc;
 
@@ -34,9 +35,16 @@ enum Command {
     /// SIGTERM or SIGINT stops accepting requests, finishes those in flight and writes every
     /// queued event before exiting.
     Serve(ServeArgs),
+    /// Check a store offline: every event against its seal, the hash chain, every checkpoint's
+    /// root and signature, and the tail against the newest checkpoint.
+    ///
+    /// Each finding is printed as `FAIL seq=N id=UUID: KIND detail` (KIND: altered, missing,
+    /// inserted, reordered, truncated, bad-signature), the first one first. Exits 0 when
+    /// everything verifies, 1 when tampering was found, 2 on a usage or I/O error.
+    Verify(verify::VerifyArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -44,8 +52,17 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match cli.command {
-        Command::Serve(args) => run_serve(args),
+    let outcome = match cli.command {
+        Command::Serve(args) => run_serve(args).map(|()| true),
+        Command::Verify(args) => verify::run(&args),
+    };
+    match outcome {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
+        Err(err) => {
+            eprintln!("sealtrail: {err:#}");
+            std::process::ExitCode::from(2)
+        }
     }
 }
 

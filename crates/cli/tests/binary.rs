@@ -304,3 +304,75 @@ async fn sigterm_drains_in_flight_requests_and_exits_cleanly() {
     let acked = acked.lock().expect("lock").clone();
     assert_all_acked_present_and_gap_free(&data, &acked).await;
 }
+
+#[tokio::test]
+async fn verify_passes_a_clean_store_and_names_a_tampered_event() {
+    let root = tempfile::tempdir().expect("dir");
+    let data = root.path().join("data");
+    let mut server = start(&data, Some(ADMIN)).await;
+    let http = reqwest::Client::new();
+    let key = make_key(&http, &server.base, ADMIN).await;
+    let batch: Vec<Value> = (0..20)
+        .map(|i| json!({"action": "verify.test", "actor": {"id": format!("u{i}"), "name": "Ann"}}))
+        .collect();
+    let r = http
+        .post(format!("{}/api/v1/events", server.base))
+        .bearer_auth(&key)
+        .json(&batch)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let ingested: Value = r.json().await.expect("json");
+    let pid = server.child.id().expect("pid").to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(server.child.wait().await.expect("wait").success());
+
+    let verify = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .arg("verify")
+            .args(args)
+            .output()
+            .expect("run verify")
+    };
+    let data_arg = data.to_str().expect("utf-8");
+    let clean = verify(&["--data-dir", data_arg]);
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    assert!(clean.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&clean.stderr).contains("everything verifies"));
+
+    // Someone with the file edits an event, past the triggers.
+    let conn = rusqlite::Connection::open(data.join("sealtrail.db")).expect("open");
+    conn.execute_batch("DROP TRIGGER events_immutable_update")
+        .expect("drop");
+    conn.execute("UPDATE events SET body = replace(body, 'verify.test', 'verify.tesT') WHERE tenant = 't' AND seq = 7", [])
+        .expect("tamper");
+    let tampered = verify(&["--data-dir", data_arg]);
+    assert_eq!(tampered.status.code(), Some(1));
+    let out = String::from_utf8(tampered.stdout).expect("utf-8");
+    // seq 1 of tenant t is the audit.key_created event, so the 6th ingested event is seq 7.
+    let id = ingested["events"][5]["id"].as_str().expect("id");
+    assert!(
+        out.lines()
+            .next()
+            .expect("a finding")
+            .starts_with(&format!("FAIL seq=7 id={id}: altered")),
+        "{out}"
+    );
+
+    let missing = verify(&[
+        "--data-dir",
+        root.path().join("nowhere").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(missing.status.code(), Some(2));
+    let usage = verify(&[]);
+    assert_eq!(usage.status.code(), Some(2));
+}

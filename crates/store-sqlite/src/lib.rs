@@ -8,6 +8,7 @@
 mod read;
 pub mod schema;
 mod seal;
+pub mod verify;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,146 @@
+//! `sealtrail verify`: checks a store offline and names the first event that was altered,
+//! removed, inserted or reordered. Exit status 0 when everything verifies, 1 when something
+//! was found, 2 on a usage or I/O error.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use clap::Args;
+use ed25519_dalek::VerifyingKey;
+use sealtrail_server::signing::{PublicKeyInfo, key_id};
+
+/// `sealtrail verify` options.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["data_dir", "database_url", "export"])))]
+pub(crate) struct VerifyArgs {
+    /// Verify the embedded store in this data directory (its keys/keyring.json lists the
+    /// public keys; --public-key adds one to trust)
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Verify a PostgreSQL store (not available in this version)
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Verify an NDJSON export offline (not available in this version)
+    #[arg(long, value_name = "FILE", requires = "public_key")]
+    export: Option<PathBuf>,
+    /// A checkpoint public key: base64 as listed by /integrity/public-keys, or a PEM file
+    #[arg(long, value_name = "FILE")]
+    public_key: Option<PathBuf>,
+}
+
+/// The outcome: `Ok(true)` verified, `Ok(false)` tampering found, `Err` usage or I/O.
+pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
+    if args.database_url.is_some() {
+        bail!("--database-url: this version verifies the embedded store only (--data-dir)");
+    }
+    if args.export.is_some() {
+        bail!(
+            "--export: verifying exports is not available in this version; verify the store with --data-dir"
+        );
+    }
+    let dir = args.data_dir.as_deref().context("give --data-dir")?;
+    let db = dir.join(sealtrail_store_sqlite::DB_FILE);
+    if !db.exists() {
+        bail!(
+            "{} holds no sealtrail store ({} is missing)",
+            dir.display(),
+            db.display()
+        );
+    }
+    let mut keys = keyring(dir)?;
+    if let Some(path) = &args.public_key {
+        let key = read_public_key(path)?;
+        keys.insert(key_id(&key), key);
+    }
+    let conn = sealtrail_store_sqlite::verify::open_for_verify(&db)?;
+    let total = sealtrail_store_sqlite::verify::count_events(&conn)?;
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} events ({per_sec}, {eta} left)",
+            )
+            .expect("a valid template"),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let started = std::time::Instant::now();
+    let report = sealtrail_store_sqlite::verify::verify_store(&conn, &keys, &mut |n| {
+        if let Some(bar) = &bar {
+            bar.set_position(n);
+        }
+    })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let mut out = std::io::stdout().lock();
+    for finding in &report.findings {
+        use std::io::Write;
+        writeln!(out, "{finding}")?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "sealtrail verify: {} events in {} tenants, {} checkpoints, {:.2} s ({:.0} events/s): {}",
+        report.events,
+        report.tenants,
+        report.checkpoints,
+        seconds,
+        report.events as f64 / seconds.max(1e-9),
+        if report.findings.is_empty() {
+            "everything verifies".to_owned()
+        } else {
+            format!("{} findings", report.findings.len())
+        }
+    );
+    Ok(report.findings.is_empty())
+}
+
+fn keyring(dir: &Path) -> anyhow::Result<HashMap<String, VerifyingKey>> {
+    let path = dir.join("keys").join("keyring.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let infos: Vec<PublicKeyInfo> =
+        serde_json::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+    infos
+        .into_iter()
+        .map(|k| {
+            Ok((
+                k.key_id.clone(),
+                decode_key(k.public_key.trim())
+                    .with_context(|| format!("bad key {} in {}", k.key_id, path.display()))?,
+            ))
+        })
+        .collect()
+}
+
+fn decode_key(text: &str) -> anyhow::Result<VerifyingKey> {
+    let bytes = STANDARD.decode(text).context("not base64")?;
+    // A PEM SubjectPublicKeyInfo of an Ed25519 key ends with the 32 raw key bytes.
+    let raw: [u8; 32] = match bytes.len() {
+        32 => bytes.try_into().expect("32 bytes"),
+        44 => bytes[12..].try_into().expect("32 bytes"),
+        n => bail!("an Ed25519 public key is 32 bytes, not {n}"),
+    };
+    VerifyingKey::from_bytes(&raw).context("not an Ed25519 public key")
+}
+
+fn read_public_key(path: &Path) -> anyhow::Result<VerifyingKey> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    decode_key(body.trim()).with_context(|| {
+        format!(
+            "{} is not a base64 or PEM Ed25519 public key",
+            path.display()
+        )
+    })
+}

@@ -1,0 +1,232 @@
+//! Tampering with a real store file, the way someone holding the file would (dropping the
+//! triggers and indexes first), is always caught by the verify walk, which names the right
+//! event; an untouched store always verifies.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use ed25519_dalek::SigningKey;
+use proptest::prelude::*;
+use sealtrail_ledger::checkpoint::{TreeHead, origin, sign};
+use sealtrail_model::Timestamp;
+use sealtrail_store::conformance::prepared;
+use sealtrail_store::{Checkpoint, Store};
+use sealtrail_store_sqlite::verify::{Kind, Report, verify_store};
+use sealtrail_store_sqlite::{SqliteConfig, SqliteStore};
+use serde_json::json;
+
+const KEY_ID: &str = "test-key";
+
+fn signing_key() -> SigningKey {
+    SigningKey::from_bytes(&[42; 32])
+}
+
+/// A store with `n` events in tenant `t`, a few in tenant `u`, checkpoints of both tenants at
+/// their full size, closed; returns the database path.
+fn build(n: usize) -> PathBuf {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().expect("dir").keep();
+        let store = SqliteStore::open(&SqliteConfig::new(&dir)).expect("open");
+        for i in 0..n {
+            let mut v = json!({"action": format!("act.n{}", i % 4), "category": "update",
+                "actor": {"id": format!("u{}", i % 3), "name": "Ann", "email": "ann@example.com"},
+                "target": {"type": "asset", "id": format!("a{i}")},
+                "context": {"ip": "10.0.0.1", "correlation_id": format!("c{i}")},
+                "changes": [{"field": "n", "old_value": i, "new_value": i + 1}]});
+            if i % 2 == 0 {
+                v["event_type"] = json!("UPDATED");
+                v["organization"] = json!({"id": "o1"});
+            }
+            store.append(vec![prepared("t", v)]).await.expect("append");
+        }
+        store
+            .append(vec![prepared(
+                "u",
+                json!({"action": "x", "actor": {"id": "v"}}),
+            )])
+            .await
+            .expect("append");
+        for head in store.tree_heads().await.expect("heads") {
+            let th = TreeHead {
+                origin: origin(&head.tenant),
+                size: head.size,
+                root: head.root,
+                issued_at: Timestamp::now(),
+            };
+            let signed = sign(&th, KEY_ID, &signing_key());
+            store
+                .put_checkpoint(Checkpoint {
+                    tenant: head.tenant,
+                    size: head.size,
+                    root: head.root,
+                    issued_at: th.issued_at,
+                    key_id: KEY_ID.into(),
+                    signature: signed.signature,
+                    note: signed.note,
+                })
+                .await
+                .expect("checkpoint");
+        }
+        store.shutdown().await;
+        dir.join(sealtrail_store_sqlite::DB_FILE)
+    })
+}
+
+fn verify(path: &PathBuf) -> Report {
+    let conn = rusqlite::Connection::open(path).expect("open");
+    let keys = HashMap::from([(KEY_ID.to_owned(), signing_key().verifying_key())]);
+    verify_store(&conn, &keys, &mut |_| {}).expect("walk")
+}
+
+/// Opens the file as an attacker: triggers and the uniqueness of (tenant, seq) out of the way.
+fn attacker(path: &PathBuf) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).expect("open");
+    let triggers: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("names");
+    for t in triggers {
+        conn.execute_batch(&format!("DROP TRIGGER {t}"))
+            .expect("drop trigger");
+    }
+    conn.execute_batch("DROP INDEX events_tenant_seq")
+        .expect("drop index");
+    conn
+}
+
+fn id_at(conn: &rusqlite::Connection, seq: usize) -> uuid::Uuid {
+    let blob: Vec<u8> = conn
+        .query_row(
+            "SELECT id FROM events WHERE tenant = 't' AND seq = ?1",
+            [seq as i64],
+            |r| r.get(0),
+        )
+        .expect("row");
+    uuid::Uuid::from_slice(&blob).expect("uuid")
+}
+
+const COLUMNS: [(&str, &str); 20] = [
+    ("tenant", "'t2'"),
+    ("seq", "seq + 1000"),
+    ("id", "randomblob(16)"),
+    ("recorded_at", "recorded_at + 1"),
+    ("occurred_at", "occurred_at - 1"),
+    ("action", "'forged.action'"),
+    ("category", "'delete'"),
+    ("event_type", "'FORGED'"),
+    ("outcome", "'failure'"),
+    ("actor_id", "'mallory'"),
+    ("target_type", "'other'"),
+    ("target_id", "'zzz'"),
+    ("organization_id", "'o9'"),
+    ("correlation_id", "'c-forged'"),
+    ("ip", "'10.9.9.9'"),
+    ("hash", "randomblob(32)"),
+    ("prev_hash", "randomblob(32)"),
+    ("personal", "x'00'"),
+    (
+        "body",
+        "replace(body, '\"old_value\":', '\"old_value\":7777,\"x\":')",
+    ),
+    ("body", "replace(body, '\"Ann\"', '\"Eve\"')"),
+];
+
+#[test]
+fn an_untouched_store_verifies() {
+    for n in [1, 2, 7, 33] {
+        let path = build(n);
+        let report = verify(&path);
+        assert_eq!(report.findings, vec![], "{n} events");
+        assert_eq!(report.events, n as u64 + 1);
+        assert_eq!(report.checkpoints, 2);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn altering_any_column_of_any_row_is_caught(n in 2usize..20, pick in any::<usize>(), column in 0usize..COLUMNS.len()) {
+        let k = pick % n + 1;
+        let path = build(n);
+        let conn = attacker(&path);
+        let id = id_at(&conn, k);
+        let (name, value) = COLUMNS[column];
+        conn.execute(&format!("UPDATE events SET {name} = {value} WHERE tenant = 't' AND seq = ?1"), [k as i64]).expect("tamper");
+        let report = verify(&path);
+        let first = report.findings.first().unwrap_or_else(|| panic!("altering {name} of seq {k} went unnoticed"));
+        prop_assert_eq!(first.seq, k as u64, "{} of seq {}: {:?}", name, k, report.findings);
+        match name {
+            // The row left its place: the place is reported empty.
+            "tenant" | "seq" => prop_assert!(first.kind == Kind::Missing || first.id == Some(id), "{:?}", first),
+            _ => {
+                prop_assert_eq!(first.kind, Kind::Altered, "{}: {:?}", name, first);
+                prop_assert_eq!(first.id, Some(id), "{}: {:?}", name, first);
+            }
+        }
+    }
+
+    #[test]
+    fn deleting_inserting_swapping_and_cutting_are_caught(n in 3usize..20, a in any::<usize>(), b in any::<usize>()) {
+        // Delete a row in the middle.
+        let k = a % (n - 1) + 1;
+        let path = build(n);
+        attacker(&path).execute("DELETE FROM events WHERE tenant = 't' AND seq = ?1", [k as i64]).expect("delete");
+        let f = verify(&path).findings;
+        prop_assert_eq!((f[0].seq, f[0].id, f[0].kind), (k as u64, None, Kind::Missing), "{:?}", f);
+
+        // Insert a forged row that claims an existing position.
+        let path = build(n);
+        let conn = attacker(&path);
+        let forged = uuid::Uuid::new_v4();
+        conn.execute(
+            "INSERT INTO events (tenant, seq, id, recorded_at, occurred_at, action, category, event_type, outcome, actor_id, \
+             target_type, target_id, organization_id, correlation_id, ip, digest, hash, body, prev_hash, personal) \
+             SELECT tenant, seq, ?2, recorded_at, occurred_at, 'forged', category, event_type, outcome, actor_id, target_type, \
+             target_id, organization_id, correlation_id, ip, digest, hash, replace(body, action, 'forged'), prev_hash, personal \
+             FROM events WHERE tenant = 't' AND seq = ?1",
+            rusqlite::params![k as i64, forged.as_bytes().as_slice()],
+        ).expect("insert");
+        let f = verify(&path).findings;
+        prop_assert_eq!((f[0].seq, f[0].id, f[0].kind), (k as u64, Some(forged), Kind::Inserted), "{:?}", f);
+
+        // Swap two rows' positions.
+        let (i, j) = { let i = a % n + 1; let j = b % n + 1; (i.min(j), i.max(j)) };
+        if i != j {
+            let path = build(n);
+            let conn = attacker(&path);
+            let moved = id_at(&conn, j);
+            conn.execute_batch(&format!(
+                "UPDATE events SET seq = -1 WHERE tenant = 't' AND seq = {i}; \
+                 UPDATE events SET seq = {i} WHERE tenant = 't' AND seq = {j}; \
+                 UPDATE events SET seq = {j} WHERE tenant = 't' AND seq = -1;"
+            )).expect("swap");
+            let f = verify(&path).findings;
+            prop_assert_eq!((f[0].seq, f[0].id, f[0].kind), (i as u64, Some(moved), Kind::Reordered), "{:?}", f);
+        }
+
+        // Cut the tail after the checkpoint.
+        let cut = a % n + 1;
+        let path = build(n);
+        attacker(&path).execute("DELETE FROM events WHERE tenant = 't' AND seq >= ?1", [cut as i64]).expect("cut");
+        let f = verify(&path).findings;
+        prop_assert_eq!((f[0].seq, f[0].id, f[0].kind), (cut as u64, None, Kind::Truncated), "{:?}", f);
+
+        // Replace a checkpoint's signature.
+        let path = build(n);
+        let conn = attacker(&path);
+        let forged_sig = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 64]);
+        let column = if b % 2 == 0 { "signature" } else { "note" };
+        let value = if column == "signature" { format!("'{forged_sig}'") } else { "replace(note, substr(note, -20, 8), 'AAAAAAAA')".into() };
+        conn.execute_batch(&format!("UPDATE checkpoints SET {column} = {value} WHERE tenant = 't'")).expect("forge");
+        let f = verify(&path).findings;
+        prop_assert_eq!((f[0].seq, f[0].id, f[0].kind), (n as u64, None, Kind::BadSignature), "{:?}", f);
+    }
+}
