@@ -42,6 +42,24 @@ enum Command {
     /// inserted, reordered, truncated, bad-signature), the first one first. Exits 0 when
     /// everything verifies, 1 when tampering was found, 2 on a usage or I/O error.
     Verify(verify::VerifyArgs),
+    /// Write a tenant's whole log as verifiable NDJSON: a header, every event in seq order with
+    /// its seal material, and the newest signed checkpoint. `sealtrail verify --export` checks it
+    /// offline with nothing but the public key.
+    Export(ExportArgs),
+}
+
+/// `sealtrail export` options.
+#[derive(Debug, clap::Args)]
+struct ExportArgs {
+    /// The data directory of the embedded store
+    #[arg(long, env = "SEALTRAIL_DATA_DIR", value_name = "DIR")]
+    data_dir: std::path::PathBuf,
+    /// The tenant to export
+    #[arg(long)]
+    tenant: String,
+    /// Write here instead of standard output
+    #[arg(long, value_name = "FILE")]
+    out: Option<std::path::PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,6 +73,7 @@ fn main() -> std::process::ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => run_serve(args).map(|()| true),
         Command::Verify(args) => verify::run(&args),
+        Command::Export(args) => run_export(&args).map(|()| true),
     };
     match outcome {
         Ok(true) => std::process::ExitCode::SUCCESS,
@@ -107,6 +126,37 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("sealtrail stopped; every queued event was written");
         Ok(())
     })
+}
+
+fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
+    let db = args.data_dir.join(sealtrail_store_sqlite::DB_FILE);
+    anyhow::ensure!(
+        db.exists(),
+        "{} holds no sealtrail store",
+        args.data_dir.display()
+    );
+    let conn = sealtrail_store_sqlite::verify::open_for_verify(&db)?;
+    let summary = match &args.out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            let mut out = std::io::BufWriter::new(file);
+            sealtrail_store_sqlite::export::export_tenant(&conn, &args.tenant, &mut out)?
+        }
+        None => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            sealtrail_store_sqlite::export::export_tenant(&conn, &args.tenant, &mut out)?
+        }
+    };
+    eprintln!(
+        "sealtrail export: {} events of tenant {}, checkpoint {}",
+        summary.events,
+        args.tenant,
+        summary
+            .checkpoint_size
+            .map_or_else(|| "none yet".to_owned(), |s| format!("of size {s}"))
+    );
+    Ok(())
 }
 
 /// Resolves at the first SIGTERM or SIGINT.

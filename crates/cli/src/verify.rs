@@ -24,7 +24,7 @@ pub(crate) struct VerifyArgs {
     /// Verify a PostgreSQL store (not available in this version)
     #[arg(long, value_name = "URL", hide_env_values = true)]
     database_url: Option<String>,
-    /// Verify an NDJSON export offline (not available in this version)
+    /// Verify an NDJSON export of `sealtrail export` offline, with --public-key
     #[arg(long, value_name = "FILE", requires = "public_key")]
     export: Option<PathBuf>,
     /// A checkpoint public key: base64 as listed by /integrity/public-keys, or a PEM file
@@ -37,9 +37,12 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     if args.database_url.is_some() {
         bail!("--database-url: this version verifies the embedded store only (--data-dir)");
     }
-    if args.export.is_some() {
-        bail!(
-            "--export: verifying exports is not available in this version; verify the store with --data-dir"
+    if let Some(export) = &args.export {
+        return verify_export(
+            export,
+            args.public_key
+                .as_deref()
+                .context("--export needs --public-key")?,
         );
     }
     let dir = args.data_dir.as_deref().context("give --data-dir")?;
@@ -99,6 +102,31 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
         }
     );
     Ok(report.findings.is_empty())
+}
+
+fn verify_export(path: &Path, public_key: &Path) -> anyhow::Result<bool> {
+    let key = read_public_key(public_key)?;
+    let keys = HashMap::from([(key_id(&key), key)]);
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let started = std::time::Instant::now();
+    let (findings, events) = sealtrail_ledger::walk::verify_export(&text, &keys)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut out = std::io::stdout().lock();
+    for finding in &findings {
+        use std::io::Write;
+        writeln!(out, "{finding}")?;
+    }
+    eprintln!(
+        "sealtrail verify: {events} exported events, {:.2} s: {}",
+        started.elapsed().as_secs_f64(),
+        if findings.is_empty() {
+            "everything verifies".to_owned()
+        } else {
+            format!("{} findings", findings.len())
+        }
+    );
+    Ok(findings.is_empty())
 }
 
 fn keyring(dir: &Path) -> anyhow::Result<HashMap<String, VerifyingKey>> {

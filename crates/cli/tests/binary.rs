@@ -376,3 +376,143 @@ async fn verify_passes_a_clean_store_and_names_a_tampered_event() {
     let usage = verify(&[]);
     assert_eq!(usage.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn an_export_verifies_offline_with_only_the_public_key() {
+    let root = tempfile::tempdir().expect("dir");
+    let data = root.path().join("data");
+    let mut server = start(&data, Some(ADMIN)).await;
+    let http = reqwest::Client::new();
+    let key = make_key(&http, &server.base, ADMIN).await;
+    let batch: Vec<Value> = (0..12)
+        .map(|i| json!({"action": "export.test", "actor": {"id": format!("u{}", i % 3), "name": "Ann"}, "context": {"ip": "10.0.0.1"}}))
+        .collect();
+    let r = http
+        .post(format!("{}/api/v1/events", server.base))
+        .bearer_auth(&key)
+        .json(&batch)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let keys: Value = http
+        .get(format!("{}/api/v1/integrity/public-keys", server.base))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let public = keys["keys"][0]["public_key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let pid = server.child.id().expect("pid").to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(
+        server.child.wait().await.expect("wait").success(),
+        "the shutdown signs a last checkpoint"
+    );
+
+    let export = root.path().join("t.ndjson");
+    let key_file = root.path().join("public.key");
+    std::fs::write(&key_file, &public).expect("write key");
+    let out = std::process::Command::new(BIN)
+        .args([
+            "export",
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+            "--tenant",
+            "t",
+            "--out",
+            export.to_str().expect("utf-8"),
+        ])
+        .output()
+        .expect("export");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verify = |file: &std::path::Path| {
+        std::process::Command::new(BIN)
+            .args([
+                "verify",
+                "--export",
+                file.to_str().expect("utf-8"),
+                "--public-key",
+                key_file.to_str().expect("utf-8"),
+            ])
+            .output()
+            .expect("verify")
+    };
+    let clean = verify(&export);
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&clean.stdout),
+        String::from_utf8_lossy(&clean.stderr)
+    );
+
+    // Alter one exported event, and drop another: both are named.
+    let text = std::fs::read_to_string(&export).expect("read");
+    let lines: Vec<&str> = text.lines().collect();
+    let fifth: Value = serde_json::from_str(lines[5]).expect("json");
+    let altered: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 5 {
+                l.replace("export.test", "export.tesT")
+            } else {
+                (*l).to_owned()
+            }
+        })
+        .collect();
+    let tampered = root.path().join("altered.ndjson");
+    std::fs::write(&tampered, altered.join("\n")).expect("write");
+    let out = verify(&tampered);
+    assert_eq!(out.status.code(), Some(1));
+    let first = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(
+        first.starts_with(&format!(
+            "FAIL seq={} id={}: altered",
+            fifth["seq"],
+            fifth["id"].as_str().expect("id")
+        )),
+        "{first}"
+    );
+    let dropped: Vec<&str> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 5)
+        .map(|(_, l)| *l)
+        .collect();
+    std::fs::write(&tampered, dropped.join("\n")).expect("write");
+    let out = verify(&tampered);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .starts_with(&format!("FAIL seq={} id=-: missing", fifth["seq"]))
+    );
+    // The wrong key proves nothing.
+    std::fs::write(&key_file, base64_of([5u8; 32])).expect("write");
+    let out = verify(&export);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .contains("bad-signature")
+    );
+}
+
+fn base64_of(bytes: [u8; 32]) -> String {
+    use base64::Engine;
+    let key = ed25519_dalek::SigningKey::from_bytes(&bytes).verifying_key();
+    base64::engine::general_purpose::STANDARD.encode(key.as_bytes())
+}

@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod entry;
 pub mod merkle;
+pub mod walk;
 
 pub use merkle::{
     Frontier, Hash, MemoryTree, NodeSource, ProofError, consistency_proof, empty_root,

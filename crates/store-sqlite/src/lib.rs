@@ -5,6 +5,7 @@
 //! each only after its transaction is committed and synced. Reads run on a small pool of
 //! read-only connections on tokio's blocking threads, so they never wait for the writer.
 
+pub mod export;
 mod read;
 pub mod schema;
 mod seal;

@@ -1,80 +1,19 @@
-//! `sealtrail verify --data-dir`: walks the whole store file, read-only, and recomputes the
-//! seal — every leaf from its row, the hash chain, every stored checkpoint's root and
-//! signature — and compares the newest checkpoint with the tail. Findings come in walk order:
-//! tenants by name, events by `seq`.
+//! `sealtrail verify --data-dir`: walks the whole store file, read-only, with the ledger's
+//! [`TenantWalk`]: every leaf recomputed from its row, the hash chain, every stored
+//! checkpoint's signature and root, the newest checkpoint against the tail. On top of the seal
+//! it checks what only the store has: the indexed columns against the sealed event, and
+//! present personal values against their digests where the subject's key remains. Findings
+//! come in walk order: tenants by name, events by `seq`.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use ed25519_dalek::VerifyingKey;
 use rusqlite::{Connection, OpenFlags, params};
-use sealtrail_ledger::checkpoint;
-use sealtrail_ledger::entry::{GENESIS, PersonalDigests, event_leaf_hash, personal_digest};
-use sealtrail_ledger::merkle::{Frontier, Hash};
+use sealtrail_ledger::entry::{PersonalDigests, personal_digest};
+pub use sealtrail_ledger::walk::{Finding, Kind};
+use sealtrail_ledger::walk::{Item, SignedHead, TenantWalk, check_signature};
 use sealtrail_model::Event;
 use uuid::Uuid;
-
-/// What kind of tampering a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A stored event differs from what was sealed.
-    Altered,
-    /// An event is gone from the middle of the log.
-    Missing,
-    /// An event that was never appended is in the log.
-    Inserted,
-    /// An event sits at another event's position.
-    Reordered,
-    /// Events covered by a checkpoint are gone from the end of the log.
-    Truncated,
-    /// A checkpoint's signature does not verify.
-    BadSignature,
-}
-
-impl Kind {
-    /// The name printed in `FAIL` lines.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Altered => "altered",
-            Self::Missing => "missing",
-            Self::Inserted => "inserted",
-            Self::Reordered => "reordered",
-            Self::Truncated => "truncated",
-            Self::BadSignature => "bad-signature",
-        }
-    }
-}
-
-/// One problem found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    /// The tenant.
-    pub tenant: String,
-    /// The position concerned.
-    pub seq: u64,
-    /// The event concerned, when there is one.
-    pub id: Option<Uuid>,
-    /// What is wrong.
-    pub kind: Kind,
-    /// Details, for people.
-    pub detail: String,
-}
-
-impl fmt::Display for Finding {
-    /// `FAIL seq=N id=UUID: KIND detail`, with `id=-` where no event is there.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let id = self.id.map_or_else(|| "-".to_owned(), |id| id.to_string());
-        write!(
-            f,
-            "FAIL seq={} id={}: {} tenant {}: {}",
-            self.seq,
-            id,
-            self.kind.as_str(),
-            self.tenant,
-            self.detail
-        )
-    }
-}
 
 /// What a walk covered.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -95,16 +34,6 @@ pub enum WalkError {
     /// The database could not be read.
     #[error("cannot read the store: {0}")]
     Sqlite(#[from] rusqlite::Error),
-}
-
-struct Row {
-    seq: i64,
-    id: Vec<u8>,
-    hash: Vec<u8>,
-    prev_hash: Option<Vec<u8>>,
-    personal: Option<Vec<u8>>,
-    body: String,
-    columns: Columns,
 }
 
 /// The filter columns, which must agree with the sealed body.
@@ -141,6 +70,23 @@ impl Columns {
             correlation_id: ctx.and_then(|c| c.correlation_id.clone()),
             ip: ctx.and_then(|c| c.ip.clone()),
         }
+    }
+
+    fn from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Self> {
+        Ok(Self {
+            recorded_at: r.get(at)?,
+            occurred_at: r.get(at + 1)?,
+            action: r.get(at + 2)?,
+            category: r.get(at + 3)?,
+            event_type: r.get(at + 4)?,
+            outcome: r.get(at + 5)?,
+            actor_id: r.get(at + 6)?,
+            target_type: r.get(at + 7)?,
+            target_id: r.get(at + 8)?,
+            organization_id: r.get(at + 9)?,
+            correlation_id: r.get(at + 10)?,
+            ip: r.get(at + 11)?,
+        })
     }
 }
 
@@ -180,6 +126,10 @@ pub fn verify_store(
     Ok(report)
 }
 
+fn hash(blob: Option<Vec<u8>>) -> Option<[u8; 32]> {
+    blob.and_then(|b| b.try_into().ok())
+}
+
 fn walk_tenant(
     conn: &Connection,
     tenant: &str,
@@ -187,7 +137,7 @@ fn walk_tenant(
     report: &mut Report,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), WalkError> {
-    let mut checkpoints: Vec<sealtrail_store::Checkpoint> = conn
+    let stored: Vec<sealtrail_store::Checkpoint> = conn
         .prepare(
             "SELECT tenant, size, root, issued_at, key_id, signature, note FROM checkpoints \
              WHERE tenant = ?1 ORDER BY size, issued_at",
@@ -195,22 +145,29 @@ fn walk_tenant(
         .query_map([tenant], crate::read::checkpoint_from_row)?
         .collect::<Result<_, _>>()?;
     // Signatures first: a checkpoint that does not verify proves nothing about the rows.
-    checkpoints.retain(|cp| {
+    let mut signed = Vec::new();
+    for cp in stored {
         report.checkpoints += 1;
-        match check_signature(cp, keys) {
-            Ok(()) => true,
-            Err(detail) => {
-                report.findings.push(Finding {
-                    tenant: tenant.to_owned(),
-                    seq: cp.size,
-                    id: None,
-                    kind: Kind::BadSignature,
-                    detail,
-                });
-                false
-            }
+        let head = SignedHead {
+            size: cp.size,
+            root: cp.root,
+            issued_at: cp.issued_at,
+            key_id: cp.key_id,
+            signature: cp.signature,
+            note: cp.note,
+        };
+        match check_signature(tenant, &head, keys) {
+            Ok(()) => signed.push(head),
+            Err(detail) => report.findings.push(Finding {
+                tenant: tenant.to_owned(),
+                seq: head.size,
+                id: None,
+                kind: Kind::BadSignature,
+                detail,
+            }),
         }
-    });
+    }
+    let mut walk = TenantWalk::new(tenant, signed);
     let mut subject_keys: HashMap<String, Option<[u8; 32]>> = HashMap::new();
     let mut key_stmt =
         conn.prepare("SELECT key FROM subject_keys WHERE tenant = ?1 AND subject = ?2")?;
@@ -220,229 +177,45 @@ fn walk_tenant(
          FROM events WHERE tenant = ?1 ORDER BY seq, rowid",
     )?;
     let mut rows = stmt.query(params![tenant])?;
-    let mut expected: u64 = 1;
-    let mut prev: Hash = GENESIS;
-    let mut frontier = Frontier::new();
-    let mut next_cp = 0usize;
-    // After a structural break, positions no longer line up with the tree: stop comparing roots.
-    let mut broken = false;
-    let push = |report: &mut Report, seq: u64, id: Option<Uuid>, kind: Kind, detail: String| {
-        report.findings.push(Finding {
-            tenant: tenant.to_owned(),
-            seq,
-            id,
-            kind,
-            detail,
-        });
-    };
     while let Some(r) = rows.next()? {
-        let row = Row {
-            seq: r.get(0)?,
-            id: r.get(1)?,
-            hash: r.get(2)?,
-            prev_hash: r.get(3)?,
-            personal: r.get(4)?,
-            body: r.get(5)?,
-            columns: Columns {
-                recorded_at: r.get(6)?,
-                occurred_at: r.get(7)?,
-                action: r.get(8)?,
-                category: r.get(9)?,
-                event_type: r.get(10)?,
-                outcome: r.get(11)?,
-                actor_id: r.get(12)?,
-                target_type: r.get(13)?,
-                target_id: r.get(14)?,
-                organization_id: r.get(15)?,
-                correlation_id: r.get(16)?,
-                ip: r.get(17)?,
-            },
-        };
         report.events += 1;
         if report.events.is_multiple_of(65_536) {
             progress(report.events);
         }
-        let seq = row.seq.max(0) as u64;
-        let id = Uuid::from_slice(&row.id).ok();
-        let event: Option<Event> = serde_json::from_str(&row.body).ok();
-        if seq < expected {
-            broken = true;
-            let kind = match &event {
-                Some(e) if e.seq != seq => Kind::Reordered,
-                _ => Kind::Inserted,
-            };
-            push(
-                report,
-                seq,
-                id,
-                kind,
-                format!("a second event claims seq {seq}"),
-            );
-            continue;
-        }
-        if seq > expected {
-            broken = true;
-            push(
-                report,
-                expected,
-                None,
-                Kind::Missing,
-                format!("the log skips from seq {} to {seq}", expected - 1),
-            );
-            prev = row
-                .prev_hash
+        let personal: Option<Vec<u8>> = r.get(4)?;
+        let body: String = r.get(5)?;
+        let columns = Columns::from_row(r, 6)?;
+        let item = Item {
+            seq: r.get::<_, i64>(0)?.max(0) as u64,
+            id: Uuid::from_slice(&r.get::<_, Vec<u8>>(1)?).ok(),
+            hash: hash(r.get(2)?),
+            prev_hash: hash(r.get(3)?),
+            digests: personal
                 .as_deref()
-                .and_then(|p| p.try_into().ok())
-                .unwrap_or(GENESIS);
-        }
-        expected = seq + 1;
-        let Some(event) = event else {
-            push(
-                report,
-                seq,
-                id,
-                Kind::Altered,
-                "the stored event is not valid JSON of an event".into(),
-            );
-            prev = row.hash.as_slice().try_into().unwrap_or(GENESIS);
-            frontier.push(prev, |_, _, _| {});
-            continue;
+                .and_then(PersonalDigests::from_bytes)
+                .unwrap_or_default(),
+            event: serde_json::from_str(&body).ok(),
         };
-        if event.seq != seq || event.tenant != tenant {
-            broken = true;
-            let kind = if event.tenant == tenant {
-                Kind::Reordered
-            } else {
-                Kind::Altered
-            };
-            push(
-                report,
-                seq,
-                id,
-                kind,
-                format!(
-                    "the event at seq {seq} is the sealed event of seq {} of tenant {}",
-                    event.seq, event.tenant
-                ),
-            );
-            prev = row.hash.as_slice().try_into().unwrap_or(GENESIS);
-            frontier.push(prev, |_, _, _| {});
-            continue;
-        }
-        let digests = row
-            .personal
-            .as_deref()
-            .and_then(PersonalDigests::from_bytes)
-            .unwrap_or_default();
-        let leaf = event_leaf_hash(&event, &digests, &prev);
-        let problem = if Some(event.id) != id {
-            Some(format!(
-                "the id column says {} but the sealed event is {}",
-                id.map_or("-".into(), |i| i.to_string()),
-                event.id
-            ))
-        } else if leaf.as_slice() != row.hash.as_slice() || event.hash != hex::encode(leaf) {
-            let own_prev: Option<Hash> = row.prev_hash.as_deref().and_then(|p| p.try_into().ok());
-            let chained = own_prev.is_some_and(|p| {
-                p != prev && event_leaf_hash(&event, &digests, &p).as_slice() == row.hash.as_slice()
-            });
-            Some(if chained {
-                "the event does not follow its predecessor in the chain".to_owned()
-            } else {
-                "the event's content does not match its leaf hash".to_owned()
-            })
-        } else if row.prev_hash.as_deref() != Some(prev.as_slice()) {
-            Some("the stored predecessor hash is not the previous event's leaf".into())
-        } else if Columns::of(&event) != row.columns {
-            Some("an indexed column disagrees with the sealed event".into())
-        } else {
-            personal_mismatch(&event, &digests, tenant, &mut subject_keys, &mut key_stmt)?
-        };
-        if let Some(detail) = problem {
-            push(report, seq, Some(event.id), Kind::Altered, detail);
-        }
-        prev = leaf;
-        frontier.push(leaf, |_, _, _| {});
-        while let Some(cp) = checkpoints
-            .get(next_cp)
-            .filter(|cp| cp.size == frontier.size())
-        {
-            if !broken && frontier.root() != cp.root {
-                push(
-                    report,
-                    seq,
-                    Some(event.id),
-                    Kind::Altered,
-                    format!(
-                        "the log does not match the checkpoint of size {} signed at {}",
-                        cp.size,
-                        cp.issued_at.to_rfc3339()
-                    ),
-                );
+        let digests = item.digests.clone();
+        let mut lookup_error = None;
+        walk.push(item, |event| {
+            if Columns::of(event) != columns {
+                return Some("an indexed column disagrees with the sealed event".into());
             }
-            next_cp += 1;
-        }
-        while checkpoints
-            .get(next_cp)
-            .is_some_and(|cp| cp.size < frontier.size())
-        {
-            next_cp += 1;
+            match personal_mismatch(event, &digests, tenant, &mut subject_keys, &mut key_stmt) {
+                Ok(problem) => problem,
+                Err(err) => {
+                    lookup_error = Some(err);
+                    None
+                }
+            }
+        });
+        if let Some(err) = lookup_error {
+            return Err(err.into());
         }
     }
-    if let Some(newest) = checkpoints.iter().max_by_key(|cp| cp.size)
-        && newest.size > frontier.size()
-    {
-        push(
-            report,
-            frontier.size() + 1,
-            None,
-            Kind::Truncated,
-            format!(
-                "the checkpoint signed at {} covers {} events, the log holds {}",
-                newest.issued_at.to_rfc3339(),
-                newest.size,
-                frontier.size()
-            ),
-        );
-    }
+    report.findings.extend(walk.finish());
     Ok(())
-}
-
-fn check_signature(
-    cp: &sealtrail_store::Checkpoint,
-    keys: &HashMap<String, VerifyingKey>,
-) -> Result<(), String> {
-    let key = keys.get(&cp.key_id).ok_or_else(|| {
-        format!(
-            "checkpoint of size {} is signed by unknown key {}",
-            cp.size, cp.key_id
-        )
-    })?;
-    let head = checkpoint::verify(&cp.note, &cp.key_id, key)
-        .map_err(|e| format!("checkpoint of size {}: {e}", cp.size))?;
-    if head.size != cp.size || head.root != cp.root || head.origin != checkpoint::origin(&cp.tenant)
-    {
-        return Err(format!(
-            "checkpoint of size {}: the signed note says something else",
-            cp.size
-        ));
-    }
-    // The bare signature served by the API must be the note's.
-    let bare = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &cp.signature)
-        .ok()
-        .and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok())
-        .ok_or_else(|| {
-            format!(
-                "checkpoint of size {}: the signature is not base64 Ed25519",
-                cp.size
-            )
-        })?;
-    ed25519_dalek::Verifier::verify(key, checkpoint::body(&head).as_bytes(), &bare).map_err(|_| {
-        format!(
-            "checkpoint of size {}: the signature does not verify",
-            cp.size
-        )
-    })
 }
 
 /// Checks the personal values still present against their digests, where the key still exists.
@@ -452,16 +225,17 @@ fn personal_mismatch(
     tenant: &str,
     cache: &mut HashMap<String, Option<[u8; 32]>>,
     stmt: &mut rusqlite::Statement<'_>,
-) -> Result<Option<String>, WalkError> {
-    let mut key_of = |subject: &str| -> Result<Option<[u8; 32]>, WalkError> {
+) -> rusqlite::Result<Option<String>> {
+    let mut key_of = |subject: &str| -> rusqlite::Result<Option<[u8; 32]>> {
         if let Some(k) = cache.get(subject) {
             return Ok(*k);
         }
-        let key: Option<[u8; 32]> = stmt
-            .query_row(params![tenant, subject], |r| r.get::<_, Option<Vec<u8>>>(0))
-            .ok()
-            .flatten()
-            .and_then(|b| b.try_into().ok());
+        let key = match stmt.query_row(params![tenant, subject], |r| r.get::<_, Option<Vec<u8>>>(0))
+        {
+            Ok(blob) => hash(blob),
+            Err(rusqlite::Error::QueryReturnedNoRows) => None,
+            Err(e) => return Err(e),
+        };
         cache.insert(subject.to_owned(), key);
         Ok(key)
     };

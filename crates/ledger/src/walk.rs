@@ -1,0 +1,390 @@
+//! Walking a tenant's log to check its seal, wherever the log comes from (a store file or an
+//! export): every leaf recomputed from its event, the hash chain, the tree against every signed
+//! checkpoint, and the newest checkpoint against the tail. Findings name the first event that
+//! was altered, removed, inserted or reordered.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use sealtrail_model::{Event, Timestamp};
+use uuid::Uuid;
+
+use crate::checkpoint;
+use crate::entry::{GENESIS, PersonalDigests, event_leaf_hash};
+use crate::merkle::{Frontier, Hash};
+
+/// What kind of tampering a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A stored event differs from what was sealed.
+    Altered,
+    /// An event is gone from the middle of the log.
+    Missing,
+    /// An event that was never appended is in the log.
+    Inserted,
+    /// An event sits at another event's position.
+    Reordered,
+    /// Events covered by a checkpoint are gone from the end of the log.
+    Truncated,
+    /// A checkpoint's signature does not verify.
+    BadSignature,
+}
+
+impl Kind {
+    /// The name printed in `FAIL` lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Altered => "altered",
+            Self::Missing => "missing",
+            Self::Inserted => "inserted",
+            Self::Reordered => "reordered",
+            Self::Truncated => "truncated",
+            Self::BadSignature => "bad-signature",
+        }
+    }
+}
+
+/// One problem found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The tenant.
+    pub tenant: String,
+    /// The position concerned.
+    pub seq: u64,
+    /// The event concerned, when there is one.
+    pub id: Option<Uuid>,
+    /// What is wrong.
+    pub kind: Kind,
+    /// Details, for people.
+    pub detail: String,
+}
+
+impl fmt::Display for Finding {
+    /// `FAIL seq=N id=UUID: KIND detail`, with `id=-` where no event is there.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let id = self.id.map_or_else(|| "-".to_owned(), |id| id.to_string());
+        write!(
+            f,
+            "FAIL seq={} id={}: {} tenant {}: {}",
+            self.seq,
+            id,
+            self.kind.as_str(),
+            self.tenant,
+            self.detail
+        )
+    }
+}
+
+/// A signed checkpoint as stored or exported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHead {
+    /// The tree size.
+    pub size: u64,
+    /// The root.
+    pub root: Hash,
+    /// When it was signed.
+    pub issued_at: Timestamp,
+    /// The key's id.
+    pub key_id: String,
+    /// The bare signature, base64.
+    pub signature: String,
+    /// The signed note.
+    pub note: String,
+}
+
+/// Checks a checkpoint's note and bare signature with the key its id names; says why not.
+pub fn check_signature(
+    tenant: &str,
+    head: &SignedHead,
+    keys: &HashMap<String, VerifyingKey>,
+) -> Result<(), String> {
+    let size = head.size;
+    let key = keys.get(&head.key_id).ok_or_else(|| {
+        format!(
+            "checkpoint of size {size} is signed by unknown key {}",
+            head.key_id
+        )
+    })?;
+    let parsed = checkpoint::verify(&head.note, &head.key_id, key)
+        .map_err(|e| format!("checkpoint of size {size}: {e}"))?;
+    if parsed.size != size
+        || parsed.root != head.root
+        || parsed.origin != checkpoint::origin(tenant)
+    {
+        return Err(format!(
+            "checkpoint of size {size}: the signed note says something else"
+        ));
+    }
+    let bare = STANDARD
+        .decode(&head.signature)
+        .ok()
+        .and_then(|b| Signature::from_slice(&b).ok())
+        .ok_or_else(|| format!("checkpoint of size {size}: the signature is not base64 Ed25519"))?;
+    key.verify(checkpoint::body(&parsed).as_bytes(), &bare)
+        .map_err(|_| format!("checkpoint of size {size}: the signature does not verify"))
+}
+
+/// One event of the log as found, with what was stored beside it.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// The position it was found at.
+    pub seq: u64,
+    /// The id stored beside it (its index column, say), if any.
+    pub id: Option<Uuid>,
+    /// The leaf hash stored beside it.
+    pub hash: Option<Hash>,
+    /// The predecessor hash stored beside it.
+    pub prev_hash: Option<Hash>,
+    /// The stored personal digests.
+    pub digests: PersonalDigests,
+    /// The event, if it parsed.
+    pub event: Option<Event>,
+}
+
+/// The walk of one tenant's log, fed in `seq` order.
+pub struct TenantWalk {
+    tenant: String,
+    expected: u64,
+    prev: Hash,
+    frontier: Frontier,
+    checkpoints: Vec<SignedHead>,
+    next_cp: usize,
+    /// After a structural break positions no longer line up with the tree: roots are not
+    /// compared any more (the first finding already names the place).
+    broken: bool,
+    findings: Vec<Finding>,
+}
+
+impl TenantWalk {
+    /// Starts a walk; `checkpoints` must already have verified signatures.
+    pub fn new(tenant: &str, mut checkpoints: Vec<SignedHead>) -> Self {
+        checkpoints.sort_by_key(|c| (c.size, c.issued_at));
+        Self {
+            tenant: tenant.to_owned(),
+            expected: 1,
+            prev: GENESIS,
+            frontier: Frontier::new(),
+            checkpoints,
+            next_cp: 0,
+            broken: false,
+            findings: Vec::new(),
+        }
+    }
+
+    fn push_finding(&mut self, seq: u64, id: Option<Uuid>, kind: Kind, detail: String) {
+        self.findings.push(Finding {
+            tenant: self.tenant.clone(),
+            seq,
+            id,
+            kind,
+            detail,
+        });
+    }
+
+    /// Checks the next item. `extra` runs further checks on an event that passed the seal (its
+    /// indexed columns, its personal values) and says what is wrong, if anything.
+    pub fn push(&mut self, item: Item, extra: impl FnOnce(&Event) -> Option<String>) {
+        let seq = item.seq;
+        if seq < self.expected {
+            self.broken = true;
+            let kind = match &item.event {
+                Some(e) if e.seq != seq => Kind::Reordered,
+                _ => Kind::Inserted,
+            };
+            self.push_finding(
+                seq,
+                item.id,
+                kind,
+                format!("a second event claims seq {seq}"),
+            );
+            return;
+        }
+        if seq > self.expected {
+            self.broken = true;
+            let detail = format!("the log skips from seq {} to {seq}", self.expected - 1);
+            self.push_finding(self.expected, None, Kind::Missing, detail);
+            self.prev = item.prev_hash.unwrap_or(GENESIS);
+        }
+        self.expected = seq + 1;
+        let Some(event) = item.event else {
+            self.push_finding(
+                seq,
+                item.id,
+                Kind::Altered,
+                "the stored event is not valid JSON of an event".into(),
+            );
+            self.advance(item.hash.unwrap_or(GENESIS), seq, item.id);
+            return;
+        };
+        if event.seq != seq || event.tenant != self.tenant {
+            self.broken = true;
+            let kind = if event.tenant == self.tenant {
+                Kind::Reordered
+            } else {
+                Kind::Altered
+            };
+            let detail = format!(
+                "the event at seq {seq} is the sealed event of seq {} of tenant {}",
+                event.seq, event.tenant
+            );
+            self.push_finding(seq, item.id, kind, detail);
+            self.advance(item.hash.unwrap_or(GENESIS), seq, item.id);
+            return;
+        }
+        let leaf = event_leaf_hash(&event, &item.digests, &self.prev);
+        let problem = if item.id.is_some_and(|id| id != event.id) {
+            Some(format!(
+                "the stored id says {} but the sealed event is {}",
+                item.id.map_or("-".into(), |i| i.to_string()),
+                event.id
+            ))
+        } else if item.hash.is_some_and(|h| h != leaf) || event.hash != hex::encode(leaf) {
+            let chained = item.prev_hash.is_some_and(|p| {
+                p != self.prev && item.hash == Some(event_leaf_hash(&event, &item.digests, &p))
+            });
+            Some(if chained {
+                "the event does not follow its predecessor in the chain".to_owned()
+            } else {
+                "the event's content does not match its leaf hash".to_owned()
+            })
+        } else if item.prev_hash.is_some_and(|p| p != self.prev) {
+            Some("the stored predecessor hash is not the previous event's leaf".into())
+        } else {
+            extra(&event)
+        };
+        if let Some(detail) = problem {
+            self.push_finding(seq, Some(event.id), Kind::Altered, detail);
+        }
+        self.advance(leaf, seq, Some(event.id));
+    }
+
+    fn advance(&mut self, leaf: Hash, seq: u64, id: Option<Uuid>) {
+        self.prev = leaf;
+        self.frontier.push(leaf, |_, _, _| {});
+        while let Some(cp) = self
+            .checkpoints
+            .get(self.next_cp)
+            .filter(|cp| cp.size <= self.frontier.size())
+        {
+            if cp.size == self.frontier.size() && !self.broken && self.frontier.root() != cp.root {
+                let detail = format!(
+                    "the log does not match the checkpoint of size {} signed at {}",
+                    cp.size,
+                    cp.issued_at.to_rfc3339()
+                );
+                self.push_finding(seq, id, Kind::Altered, detail);
+            }
+            self.next_cp += 1;
+        }
+    }
+
+    /// Ends the walk: checks the tail against the newest checkpoint and returns the findings.
+    pub fn finish(mut self) -> Vec<Finding> {
+        if let Some(newest) = self.checkpoints.iter().max_by_key(|cp| cp.size).cloned()
+            && newest.size > self.frontier.size()
+        {
+            let detail = format!(
+                "the checkpoint signed at {} covers {} events, the log holds {}",
+                newest.issued_at.to_rfc3339(),
+                newest.size,
+                self.frontier.size()
+            );
+            self.push_finding(self.frontier.size() + 1, None, Kind::Truncated, detail);
+        }
+        self.findings
+    }
+
+    /// How many events the walk has seen in place.
+    pub fn size(&self) -> u64 {
+        self.frontier.size()
+    }
+}
+
+/// Verifies an NDJSON export (see `docs/integrity.md` §7) with the given trusted keys.
+/// Returns the findings and the number of events read; `Err` when the file is not an export.
+pub fn verify_export(
+    text: &str,
+    keys: &HashMap<String, VerifyingKey>,
+) -> Result<(Vec<Finding>, u64), String> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty()).enumerate();
+    let (_, header) = lines.next().ok_or("the export is empty")?;
+    let header: serde_json::Value =
+        serde_json::from_str(header).map_err(|e| format!("line 1 is not JSON: {e}"))?;
+    if header["sealtrail_export"] != 1 {
+        return Err("line 1 is not a sealtrail export header".into());
+    }
+    let tenant = header["tenant"]
+        .as_str()
+        .ok_or("the header names no tenant")?
+        .to_owned();
+    let mut items = Vec::new();
+    let mut checkpoint = None;
+    for (i, line) in lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("line {} is not JSON: {e}", i + 1))?;
+        if let Some(cp) = value.get("checkpoint") {
+            checkpoint = Some(
+                parse_head(cp).ok_or_else(|| format!("line {}: a malformed checkpoint", i + 1))?,
+            );
+            continue;
+        }
+        let seal = &value["seal"];
+        let hex32 = |v: &serde_json::Value| -> Option<Hash> {
+            hex::decode(v.as_str()?).ok()?.try_into().ok()
+        };
+        let event: Option<Event> = serde_json::from_value(value.clone()).ok();
+        items.push(Item {
+            seq: value["seq"].as_u64().unwrap_or(0),
+            id: None,
+            hash: None,
+            prev_hash: hex32(&seal["prev"]),
+            digests: seal["personal"]
+                .as_str()
+                .and_then(|p| hex::decode(p).ok())
+                .and_then(|b| PersonalDigests::from_bytes(&b))
+                .unwrap_or_default(),
+            event,
+        });
+    }
+    let mut findings = Vec::new();
+    let signed = match checkpoint {
+        None => return Err("the export carries no checkpoint: nothing vouches for it".into()),
+        Some(head) => match check_signature(&tenant, &head, keys) {
+            Ok(()) => vec![head],
+            Err(detail) => {
+                findings.push(Finding {
+                    tenant: tenant.clone(),
+                    seq: head.size,
+                    id: None,
+                    kind: Kind::BadSignature,
+                    detail,
+                });
+                Vec::new()
+            }
+        },
+    };
+    let count = items.len() as u64;
+    let mut walk = TenantWalk::new(&tenant, signed);
+    for item in items {
+        walk.push(item, |_| None);
+    }
+    findings.extend(walk.finish());
+    Ok((findings, count))
+}
+
+fn parse_head(v: &serde_json::Value) -> Option<SignedHead> {
+    Some(SignedHead {
+        size: v["size"].as_u64()?,
+        root: hex::decode(v["root_hash"].as_str()?)
+            .ok()?
+            .try_into()
+            .ok()?,
+        issued_at: Timestamp::parse_rfc3339(v["issued_at"].as_str()?)?,
+        key_id: v["key_id"].as_str()?.to_owned(),
+        signature: v["signature"].as_str()?.to_owned(),
+        note: v["note"].as_str()?.to_owned(),
+    })
+}
