@@ -309,27 +309,10 @@ async fn sigterm_drains_in_flight_requests_and_exits_cleanly() {
 async fn verify_passes_a_clean_store_and_names_a_tampered_event() {
     let root = tempfile::tempdir().expect("dir");
     let data = root.path().join("data");
-    let mut server = start(&data, Some(ADMIN)).await;
-    let http = reqwest::Client::new();
-    let key = make_key(&http, &server.base, ADMIN).await;
     let batch: Vec<Value> = (0..20)
         .map(|i| json!({"action": "verify.test", "actor": {"id": format!("u{i}"), "name": "Ann"}}))
         .collect();
-    let r = http
-        .post(format!("{}/api/v1/events", server.base))
-        .bearer_auth(&key)
-        .json(&batch)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let ingested: Value = r.json().await.expect("json");
-    let pid = server.child.id().expect("pid").to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(server.child.wait().await.expect("wait").success());
+    let (ingested, _) = ingest_then_stop(&data, &batch).await;
 
     let verify = |args: &[&str]| {
         std::process::Command::new(BIN)
@@ -381,41 +364,10 @@ async fn verify_passes_a_clean_store_and_names_a_tampered_event() {
 async fn an_export_verifies_offline_with_only_the_public_key() {
     let root = tempfile::tempdir().expect("dir");
     let data = root.path().join("data");
-    let mut server = start(&data, Some(ADMIN)).await;
-    let http = reqwest::Client::new();
-    let key = make_key(&http, &server.base, ADMIN).await;
     let batch: Vec<Value> = (0..12)
         .map(|i| json!({"action": "export.test", "actor": {"id": format!("u{}", i % 3), "name": "Ann"}, "context": {"ip": "10.0.0.1"}}))
         .collect();
-    let r = http
-        .post(format!("{}/api/v1/events", server.base))
-        .bearer_auth(&key)
-        .json(&batch)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let keys: Value = http
-        .get(format!("{}/api/v1/integrity/public-keys", server.base))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
-    let public = keys["keys"][0]["public_key"]
-        .as_str()
-        .expect("key")
-        .to_owned();
-    let pid = server.child.id().expect("pid").to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(
-        server.child.wait().await.expect("wait").success(),
-        "the shutdown signs a last checkpoint"
-    );
+    let (_, public) = ingest_then_stop(&data, &batch).await;
 
     let export = root.path().join("t.ndjson");
     let key_file = root.path().join("public.key");
@@ -509,6 +461,45 @@ async fn an_export_verifies_offline_with_only_the_public_key() {
             .expect("utf-8")
             .contains("bad-signature")
     );
+}
+
+/// Starts the server, ingests `batch` into tenant `t`, and stops it with SIGTERM (which signs a
+/// last checkpoint). Returns the ingest answer and the signing public key (base64).
+async fn ingest_then_stop(data: &Path, batch: &[Value]) -> (Value, String) {
+    let mut server = start(data, Some(ADMIN)).await;
+    let http = reqwest::Client::new();
+    let key = make_key(&http, &server.base, ADMIN).await;
+    let r = http
+        .post(format!("{}/api/v1/events", server.base))
+        .bearer_auth(&key)
+        .json(&batch)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let ingested: Value = r.json().await.expect("json");
+    let keys: Value = http
+        .get(format!("{}/api/v1/integrity/public-keys", server.base))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let public = keys["keys"][0]["public_key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let pid = server.child.id().expect("pid").to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(
+        server.child.wait().await.expect("wait").success(),
+        "exits 0 after SIGTERM and signs a last checkpoint"
+    );
+    (ingested, public)
 }
 
 fn base64_of(bytes: [u8; 32]) -> String {

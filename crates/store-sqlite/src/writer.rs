@@ -196,18 +196,7 @@ impl Writer {
             let mut keys = HashMap::new();
             let written = write_request(&tx, &mut tenants, &mut keys, vec![audit], now)?;
             if written.is_ok() {
-                let mut head = tx.prepare_cached(
-                    "INSERT INTO tree_heads (tenant, size, root) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (tenant) DO UPDATE SET size = excluded.size, root = excluded.root",
-                )?;
-                for (tenant, log) in &tenants {
-                    head.execute(params![
-                        tenant,
-                        log.seq as i64,
-                        log.frontier.root().as_slice()
-                    ])?;
-                }
-                drop(head);
+                write_heads(&tx, tenants.iter())?;
                 tx.commit()?;
             }
             Ok(written)
@@ -276,24 +265,30 @@ impl Writer {
             }
         }
         // Keep each touched tenant's tree head current for the checkpointer.
-        {
-            let mut head = tx.prepare_cached(
-                "INSERT INTO tree_heads (tenant, size, root) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (tenant) DO UPDATE SET size = excluded.size, root = excluded.root",
-            )?;
-            for tenant in &touched {
-                if let Some(log) = self.tenants.get(tenant).filter(|l| l.seq > 0) {
-                    head.execute(params![
-                        tenant,
-                        log.seq as i64,
-                        log.frontier.root().as_slice()
-                    ])?;
-                }
-            }
-        }
+        let touched_logs = touched.iter().filter_map(|t| self.tenants.get_key_value(t));
+        write_heads(&tx, touched_logs)?;
         tx.commit()?;
         Ok(results)
     }
+}
+
+/// Records the head (size and root) of each given tenant's tree.
+fn write_heads<'a>(
+    conn: &Connection,
+    logs: impl Iterator<Item = (&'a String, &'a TenantLog)>,
+) -> rusqlite::Result<()> {
+    let mut head = conn.prepare_cached(
+        "INSERT INTO tree_heads (tenant, size, root) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (tenant) DO UPDATE SET size = excluded.size, root = excluded.root",
+    )?;
+    for (tenant, log) in logs.filter(|(_, l)| l.seq > 0) {
+        head.execute(params![
+            tenant,
+            log.seq as i64,
+            log.frontier.root().as_slice()
+        ])?;
+    }
+    Ok(())
 }
 
 fn group_events(group: &[Command]) -> usize {
