@@ -10,6 +10,21 @@ fn esc(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Escapes prose and shows its `backticked` words as code.
+fn prose(text: &str) -> String {
+    esc(text)
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                format!("<code>{part}</code>")
+            } else {
+                part.to_owned()
+            }
+        })
+        .collect()
+}
+
 /// Names a schema briefly: a `$ref` becomes a link to its component.
 fn schema_name(schema: &Value) -> String {
     if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
@@ -99,7 +114,7 @@ pub(crate) fn render(openapi: &str) -> String {
                             ""
                         },
                         schema_name(s),
-                        esc(s["description"].as_str().unwrap_or(""))
+                        prose(s["description"].as_str().unwrap_or(""))
                     ));
                 }
                 html.push_str("</table>");
@@ -124,10 +139,10 @@ fn render_operation(html: &mut String, path: &str, method: &str, op: &Value) {
         m = esc(method),
         M = esc(&method.to_uppercase()),
         p = esc(path),
-        s = esc(summary),
+        s = prose(summary),
     ));
     if let Some(desc) = op["description"].as_str().filter(|d| *d != summary) {
-        html.push_str(&format!("<p>{}</p>", esc(desc)));
+        html.push_str(&format!("<p>{}</p>", prose(desc)));
     }
     if let Some(params) = op["parameters"].as_array().filter(|p| !p.is_empty()) {
         html.push_str(
@@ -144,7 +159,7 @@ fn render_operation(html: &mut String, path: &str, method: &str, op: &Value) {
                 },
                 esc(p["in"].as_str().unwrap_or("")),
                 schema_name(&p["schema"]),
-                esc(p["description"].as_str().unwrap_or("")),
+                prose(p["description"].as_str().unwrap_or("")),
             ));
         }
         html.push_str("</table>");

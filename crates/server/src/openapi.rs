@@ -92,21 +92,48 @@ pub struct SearchBody {
     tenant: Option<String>,
 }
 
-/// The list filters of SPEC §4.3; list filters are repeatable and OR within one name.
+/// The actor filter of a list (repeatable; values OR together).
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListParamsDoc {
+pub struct ActorFilterDoc {
+    /// `actor.id` is one of these.
     actor_id: Option<Vec<String>>,
-    action: Option<Vec<String>>,
-    category: Option<Vec<Category>>,
-    event_type: Option<Vec<String>>,
+}
+
+/// The target filters of a list (repeatable; values OR together).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TargetFilterDoc {
+    /// `target.type` is one of these.
     target_type: Option<Vec<String>>,
+    /// `target.id` is one of these.
     target_id: Option<Vec<String>>,
+}
+
+/// The other list filters of SPEC §4.3 (repeatable; values OR together, filters AND).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OtherFiltersDoc {
+    /// `action` is one of these.
+    action: Option<Vec<String>>,
+    /// `category` is one of these.
+    category: Option<Vec<Category>>,
+    /// `event_type` is one of these.
+    event_type: Option<Vec<String>>,
+    /// `organization.id` is one of these.
     organization_id: Option<Vec<String>>,
+    /// `outcome` is one of these.
     outcome: Option<Vec<Outcome>>,
+    /// `context.correlation_id` is one of these.
     correlation_id: Option<Vec<String>>,
-    /// Matched exactly, after canonicalisation.
+    /// `context.ip` is one of these, matched exactly after canonicalisation.
     ip: Option<Vec<String>>,
+}
+
+/// Time range, order and paging of a list.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PagingDoc {
     /// `occurred_at` at or after (RFC 3339).
     from: Option<String>,
     /// `occurred_at` before (RFC 3339).

@@ -74,7 +74,12 @@ async fn run_list(
     get,
     path = "/api/v1/audit-logs",
     tag = "read",
-    params(crate::openapi::ListParamsDoc),
+    params(
+        crate::openapi::ActorFilterDoc,
+        crate::openapi::TargetFilterDoc,
+        crate::openapi::OtherFiltersDoc,
+        crate::openapi::PagingDoc,
+    ),
     responses(
         (status = 200, description = "A page of events", body = crate::openapi::EventPage),
         (status = 400, description = "A bad query parameter, named in errors", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -145,7 +150,9 @@ pub async fn get_one(
     params(
         ("type" = String, Path, description = "The target type"),
         ("id" = String, Path, description = "The target id"),
-        crate::openapi::ListParamsDoc,
+        crate::openapi::ActorFilterDoc,
+        crate::openapi::OtherFiltersDoc,
+        crate::openapi::PagingDoc,
     ),
     responses(
         (status = 200, description = "A page of events", body = crate::openapi::EventPage),
@@ -177,7 +184,9 @@ pub async fn by_entity(
     tag = "read",
     params(
         ("actor_id" = String, Path, description = "The actor id"),
-        crate::openapi::ListParamsDoc,
+        crate::openapi::TargetFilterDoc,
+        crate::openapi::OtherFiltersDoc,
+        crate::openapi::PagingDoc,
     ),
     responses(
         (status = 200, description = "A page of events", body = crate::openapi::EventPage),

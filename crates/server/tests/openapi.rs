@@ -44,6 +44,28 @@ async fn the_served_document_is_openapi_3_1_and_lists_every_route() {
     ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }
+    // Each list documents exactly the filters it takes.
+    let names = |path: &str| -> Vec<String> {
+        paths[path]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .map(|p| p["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    let entity = names("/api/v1/audit-logs/entity/{type}/{id}");
+    assert!(
+        entity.contains(&"actor_id".to_owned()) && !entity.contains(&"target_type".to_owned()),
+        "{entity:?}"
+    );
+    let user = names("/api/v1/audit-logs/user/{actor_id}");
+    assert!(user.contains(&"target_id".to_owned()), "{user:?}");
+    assert_eq!(
+        user.iter().filter(|n| *n == "actor_id").count(),
+        1,
+        "only the path's actor_id: {user:?}"
+    );
+    assert_eq!(names("/api/v1/audit-logs").len(), 16);
 }
 
 #[tokio::test]
