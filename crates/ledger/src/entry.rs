@@ -61,32 +61,65 @@ pub fn digests_for(
     actor_key: &[u8; 32],
     target_key: Option<&[u8; 32]>,
 ) -> PersonalDigests {
+    let person_types: &[&str] = if target_key.is_some() {
+        &[event_target_type(event)]
+    } else {
+        &[]
+    };
+    digests_with(event, person_types, |subject| {
+        Ok::<_, std::convert::Infallible>(if subject == event.actor.id {
+            *actor_key
+        } else {
+            *target_key.unwrap_or(actor_key)
+        })
+    })
+    .unwrap_or_else(|never| match never {})
+}
+
+fn event_target_type(event: &Event) -> &str {
+    event.target.as_ref().map_or("", |t| t.target_type.as_str())
+}
+
+/// Computes the digests of an event's personal fields, asking `key_of` for a subject's key only
+/// when that subject has a personal value in the event (so no key is made for subjects that
+/// never carry personal data). A target whose type is in `person_types` is a person.
+pub fn digests_with<E>(
+    event: &Event,
+    person_types: &[&str],
+    mut key_of: impl FnMut(&str) -> Result<[u8; 32], E>,
+) -> Result<PersonalDigests, E> {
     let context = event.context.as_ref();
-    PersonalDigests {
-        actor_name: event
-            .actor
-            .name
-            .as_deref()
-            .map(|v| personal_digest(actor_key, "actor.name", v)),
-        actor_email: event
-            .actor
-            .email
-            .as_deref()
-            .map(|v| personal_digest(actor_key, "actor.email", v)),
-        ip: context
-            .and_then(|c| c.ip.as_deref())
-            .map(|v| personal_digest(actor_key, "context.ip", v)),
-        user_agent: context
-            .and_then(|c| c.user_agent.as_deref())
-            .map(|v| personal_digest(actor_key, "context.user_agent", v)),
-        target_name: match (
-            target_key,
-            event.target.as_ref().and_then(|t| t.name.as_deref()),
-        ) {
-            (Some(key), Some(name)) => Some(personal_digest(key, "target.name", name)),
-            _ => None,
-        },
+    let actor_values = [
+        ("actor.name", event.actor.name.as_deref()),
+        ("actor.email", event.actor.email.as_deref()),
+        ("context.ip", context.and_then(|c| c.ip.as_deref())),
+        (
+            "context.user_agent",
+            context.and_then(|c| c.user_agent.as_deref()),
+        ),
+    ];
+    let mut actor = [None; 4];
+    if actor_values.iter().any(|(_, v)| v.is_some()) {
+        let key = key_of(&event.actor.id)?;
+        for (slot, (field, value)) in actor.iter_mut().zip(actor_values) {
+            *slot = value.map(|v| personal_digest(&key, field, v));
+        }
     }
+    let target_name = match &event.target {
+        Some(t) if is_person_type(&t.target_type, person_types) => match t.name.as_deref() {
+            Some(name) => Some(personal_digest(&key_of(&t.id)?, "target.name", name)),
+            None => None,
+        },
+        _ => None,
+    };
+    let [actor_name, actor_email, ip, user_agent] = actor;
+    Ok(PersonalDigests {
+        actor_name,
+        actor_email,
+        ip,
+        user_agent,
+        target_name,
+    })
 }
 
 struct Writer(Vec<u8>);

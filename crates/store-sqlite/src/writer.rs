@@ -12,7 +12,7 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use sealtrail_ledger::entry::{DEFAULT_PERSON_TYPES, digests_for, event_leaf_hash, is_person_type};
+use sealtrail_ledger::entry::{DEFAULT_PERSON_TYPES, digests_with, event_leaf_hash};
 use sealtrail_model::Timestamp;
 use sealtrail_store::{Appended, PreparedEvent, StoreError, StoreResult};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -364,22 +364,11 @@ fn write_request(
         let mut stored = prepared
             .event
             .into_event(prepared.id, prepared.tenant, seq, recorded_at);
-        // Personal fields enter the leaf as digests under their subject's key.
-        let actor_key = seal::subject_key(conn, subject_keys, &stored.tenant, &stored.actor.id)?;
-        let target_key = match &stored.target {
-            Some(t)
-                if t.name.is_some() && is_person_type(&t.target_type, &DEFAULT_PERSON_TYPES) =>
-            {
-                Some(seal::subject_key(
-                    conn,
-                    subject_keys,
-                    &stored.tenant,
-                    &t.id,
-                )?)
-            }
-            _ => None,
-        };
-        let digests = digests_for(&stored, &actor_key, target_key.as_ref());
+        // Personal fields enter the leaf as digests under their subject's key; a key is made
+        // only for a subject that carries personal data.
+        let digests = digests_with(&stored, &DEFAULT_PERSON_TYPES, |subject| {
+            seal::subject_key(conn, subject_keys, &stored.tenant, subject)
+        })?;
         let prev = log.prev;
         let hash = event_leaf_hash(&stored, &digests, &prev);
         stored.hash = hex::encode(hash);

@@ -175,3 +175,25 @@ async fn the_sanctioned_path_changes_rows_records_itself_and_keeps_every_leaf() 
     store.shutdown().await;
     assert_leaves_recompute(&path);
 }
+
+#[tokio::test]
+async fn subject_keys_exist_only_for_subjects_with_personal_data() {
+    let (store, path) = store_with_events().await;
+    store
+        .append(vec![prepared("t", json!({"action": "job.ran", "actor": {"id": "cron", "type": "system"},
+                                           "target": {"type": "asset", "id": "A1", "name": "Laptop"}}))])
+        .await
+        .expect("append");
+    store.shutdown().await;
+    let conn = raw(&path);
+    let subjects: Vec<String> = conn
+        .prepare("SELECT subject FROM subject_keys WHERE tenant = 't' ORDER BY subject")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    // u1 (named actor) and p0..p4 (named people as targets); not cron, not the asset.
+    assert_eq!(subjects, ["p0", "p1", "p2", "p3", "p4", "u1"]);
+    assert_leaves_recompute(&path);
+}
