@@ -87,6 +87,17 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
         use std::io::Write;
         writeln!(out, "{finding}")?;
     }
+    for (tenant, u) in &report.uncovered {
+        eprintln!(
+            "sealtrail verify: warning: tenant {tenant}: the last {} events (newest recorded {}) are chained but no checkpoint covers them yet (newest checkpoint: {})",
+            u.events,
+            u.last_event_at.to_rfc3339(),
+            u.newest_checkpoint_at.map_or_else(
+                || "none".to_owned(),
+                |t| format!("signed {}", t.to_rfc3339())
+            )
+        );
+    }
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
         "sealtrail verify: {} events in {} tenants, {} checkpoints, {:.2} s ({:.0} events/s): {}",

@@ -156,6 +156,20 @@ pub struct TenantWalk {
     /// compared any more (the first finding already names the place).
     broken: bool,
     findings: Vec<Finding>,
+    last_recorded: Option<Timestamp>,
+}
+
+/// Events at the end of a log that no verified checkpoint covers yet: chained, but not vouched
+/// for by a signature. Normal for a few seconds after a write; suspicious when the newest
+/// checkpoint is far older than the newest event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uncovered {
+    /// How many events.
+    pub events: u64,
+    /// When the newest verified checkpoint was signed, if any.
+    pub newest_checkpoint_at: Option<Timestamp>,
+    /// When the newest event was recorded.
+    pub last_event_at: Timestamp,
 }
 
 impl TenantWalk {
@@ -171,7 +185,23 @@ impl TenantWalk {
             next_cp: 0,
             broken: false,
             findings: Vec::new(),
+            last_recorded: None,
         }
+    }
+
+    /// The events after the newest verified checkpoint, if there are any.
+    pub fn uncovered(&self) -> Option<Uncovered> {
+        let newest = self
+            .checkpoints
+            .iter()
+            .max_by_key(|cp| (cp.size, cp.issued_at));
+        let covered = newest.map_or(0, |cp| cp.size);
+        let events = self.frontier.size().saturating_sub(covered);
+        (events > 0).then(|| Uncovered {
+            events,
+            newest_checkpoint_at: newest.map(|cp| cp.issued_at),
+            last_event_at: self.last_recorded.unwrap_or(Timestamp::from_micros(0)),
+        })
     }
 
     fn push_finding(&mut self, seq: u64, id: Option<Uuid>, kind: Kind, detail: String) {
@@ -258,6 +288,7 @@ impl TenantWalk {
         if let Some(detail) = problem {
             self.push_finding(seq, Some(event.id), Kind::Altered, detail);
         }
+        self.last_recorded = Some(event.recorded_at);
         self.advance(leaf, seq, Some(event.id));
     }
 

@@ -26,6 +26,8 @@ pub struct Report {
     pub checkpoints: u64,
     /// Problems, first first.
     pub findings: Vec<Finding>,
+    /// Per tenant, events after the newest verified checkpoint.
+    pub uncovered: Vec<(String, sealtrail_ledger::walk::Uncovered)>,
 }
 
 /// Why a walk could not run at all.
@@ -213,6 +215,9 @@ fn walk_tenant(
         if let Some(err) = lookup_error {
             return Err(err.into());
         }
+    }
+    if let Some(uncovered) = walk.uncovered() {
+        report.uncovered.push((tenant.to_owned(), uncovered));
     }
     report.findings.extend(walk.finish());
     Ok(())

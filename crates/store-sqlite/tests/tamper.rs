@@ -234,3 +234,34 @@ proptest! {
         prop_assert_eq!((f[0].seq, f[0].id, f[0].kind), (n as u64, None, Kind::BadSignature), "{:?}", f);
     }
 }
+
+#[test]
+fn events_after_the_newest_checkpoint_are_reported_as_uncovered() {
+    let path = build(5);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store =
+            SqliteStore::open(&SqliteConfig::new(path.parent().expect("dir"))).expect("open");
+        let more = vec![
+            prepared("t", json!({"action": "late", "actor": {"id": "x"}})),
+            prepared("t", json!({"action": "later", "actor": {"id": "x"}})),
+        ];
+        store.append(more).await.expect("append");
+        store.shutdown().await;
+    });
+    let report = verify(&path);
+    assert_eq!(
+        report.findings,
+        vec![],
+        "uncovered events are not tampering"
+    );
+    let uncovered: Vec<(&str, u64)> = report
+        .uncovered
+        .iter()
+        .map(|(t, u)| (t.as_str(), u.events))
+        .collect();
+    assert_eq!(uncovered, vec![("t", 2)]);
+}
