@@ -1058,12 +1058,13 @@ async fn health_readiness_and_back_pressure() {
     };
     // Wait until the stalled request holds the queue's only place.
     let mut full = false;
-    for _ in 0..500 {
+    // A generous deadline: this waits for a state, it does not time anything.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         if app.store.queue_status().depth == 1 {
             full = true;
             break;
         }
-        tokio::task::yield_now().await;
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     assert!(full, "the first request reached the queue");
