@@ -100,10 +100,10 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     }
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
-        "sealtrail verify: {} events in {} tenants, {} checkpoints, {:.2} s ({:.0} events/s): {}",
-        report.events,
-        report.tenants,
-        report.checkpoints,
+        "sealtrail verify: {}, {}, {}, {:.2} s ({:.0} events/s): {}",
+        count(report.events, "event"),
+        count(report.tenants, "tenant"),
+        count(report.checkpoints, "checkpoint"),
         seconds,
         report.events as f64 / seconds.max(1e-9),
         if report.findings.is_empty() {
@@ -138,6 +138,11 @@ fn verify_export(path: &Path, public_key: &Path) -> anyhow::Result<bool> {
         }
     );
     Ok(findings.is_empty())
+}
+
+/// `1 event`, `2 events`.
+fn count(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 fn keyring(dir: &Path) -> anyhow::Result<HashMap<String, VerifyingKey>> {
