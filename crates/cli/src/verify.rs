@@ -17,8 +17,8 @@ use sealtrail_server::signing::{PublicKeyInfo, key_id};
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["data_dir", "database_url", "export"])))]
 pub(crate) struct VerifyArgs {
-    /// Verify the embedded store in this data directory (its keys/keyring.json lists the
-    /// public keys; --public-key adds one to trust)
+    /// Verify the embedded store in this data directory. Without --public-key the keys listed
+    /// in its keys/keyring.json are trusted; with --public-key only the keys given are.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Verify a PostgreSQL store (not available in this version)
@@ -27,9 +27,10 @@ pub(crate) struct VerifyArgs {
     /// Verify an NDJSON export of `sealtrail export` offline, with --public-key
     #[arg(long, value_name = "FILE", requires = "public_key")]
     export: Option<PathBuf>,
-    /// A checkpoint public key: base64 as listed by /integrity/public-keys, or a PEM file
+    /// A checkpoint public key to trust: base64 as listed by /integrity/public-keys, or a PEM
+    /// file. Repeat it for retired keys. Keep these apart from the data they check
     #[arg(long, value_name = "FILE")]
-    public_key: Option<PathBuf>,
+    public_key: Vec<PathBuf>,
 }
 
 /// The outcome: `Ok(true)` verified, `Ok(false)` tampering found, `Err` usage or I/O.
@@ -37,13 +38,13 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     if args.database_url.is_some() {
         bail!("--database-url: this version verifies the embedded store only (--data-dir)");
     }
+    let given: HashMap<String, VerifyingKey> = args
+        .public_key
+        .iter()
+        .map(|path| read_public_key(path).map(|key| (key_id(&key), key)))
+        .collect::<anyhow::Result<_>>()?;
     if let Some(export) = &args.export {
-        return verify_export(
-            export,
-            args.public_key
-                .as_deref()
-                .context("--export needs --public-key")?,
-        );
+        return verify_export(export, &given);
     }
     let dir = args.data_dir.as_deref().context("give --data-dir")?;
     let db = dir.join(sealtrail_store_sqlite::DB_FILE);
@@ -54,11 +55,13 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
             db.display()
         );
     }
-    let mut keys = keyring(dir)?;
-    if let Some(path) = &args.public_key {
-        let key = read_public_key(path)?;
-        keys.insert(key_id(&key), key);
-    }
+    // Keys given on the command line replace the data directory's own list: whoever can
+    // rewrite the store can also add a key of their own to keyring.json.
+    let keys = if given.is_empty() {
+        keyring(dir)?
+    } else {
+        given
+    };
     let conn = sealtrail_store_sqlite::verify::open_for_verify(&db)?;
     let total = sealtrail_store_sqlite::verify::count_events(&conn)?;
     let bar = if std::io::stderr().is_terminal() {
@@ -115,13 +118,11 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     Ok(report.findings.is_empty())
 }
 
-fn verify_export(path: &Path, public_key: &Path) -> anyhow::Result<bool> {
-    let key = read_public_key(public_key)?;
-    let keys = HashMap::from([(key_id(&key), key)]);
+fn verify_export(path: &Path, keys: &HashMap<String, VerifyingKey>) -> anyhow::Result<bool> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let started = std::time::Instant::now();
-    let (findings, events) = sealtrail_ledger::walk::verify_export(&text, &keys)
+    let (findings, events) = sealtrail_ledger::walk::verify_export(&text, keys)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut out = std::io::stdout().lock();
     for finding in &findings {

@@ -312,7 +312,7 @@ async fn verify_passes_a_clean_store_and_names_a_tampered_event() {
     let batch: Vec<Value> = (0..20)
         .map(|i| json!({"action": "verify.test", "actor": {"id": format!("u{i}"), "name": "Ann"}}))
         .collect();
-    let (ingested, _) = ingest_then_stop(&data, &batch).await;
+    let (ingested, public) = ingest_then_stop(&data, &batch).await;
 
     let verify = |args: &[&str]| {
         std::process::Command::new(BIN)
@@ -331,6 +331,31 @@ async fn verify_passes_a_clean_store_and_names_a_tampered_event() {
     );
     assert!(clean.stdout.is_empty());
     assert!(String::from_utf8_lossy(&clean.stderr).contains("everything verifies"));
+    // Keys given on the command line replace the data directory's own list.
+    let right = root.path().join("right.b64");
+    std::fs::write(&right, &public).expect("write");
+    let wrong = root.path().join("wrong.b64");
+    std::fs::write(&wrong, base64_of([5u8; 32])).expect("write");
+    let pinned = verify(&[
+        "--data-dir",
+        data_arg,
+        "--public-key",
+        right.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        pinned.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&pinned.stdout)
+    );
+    let other = verify(&[
+        "--data-dir",
+        data_arg,
+        "--public-key",
+        wrong.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(other.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&other.stdout).contains("bad-signature"));
 
     // Someone with the file edits an event, past the triggers.
     let conn = rusqlite::Connection::open(data.join("sealtrail.db")).expect("open");
