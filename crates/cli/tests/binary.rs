@@ -136,6 +136,24 @@ fn spawn_clients(
         .collect()
 }
 
+/// Starts the server and clients that ingest into it, and waits for `n` acknowledged events.
+async fn ingest_concurrently(
+    data: &Path,
+    n: usize,
+) -> (
+    Running,
+    Arc<Mutex<Vec<String>>>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let server = start(data, Some(ADMIN)).await;
+    let http = reqwest::Client::new();
+    let key = make_key(&http, &server.base, ADMIN).await;
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let clients = spawn_clients(&http, &server.base, &key, &acked);
+    wait_for_acks(&acked, n).await;
+    (server, acked, clients)
+}
+
 async fn wait_for_acks(acked: &Arc<Mutex<Vec<String>>>, n: usize) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while acked.lock().expect("lock").len() < n {
@@ -263,12 +281,7 @@ async fn first_start_prints_an_admin_key_once() {
 async fn kill_9_during_concurrent_ingest_loses_no_acknowledged_event() {
     let root = tempfile::tempdir().expect("dir");
     let data = root.path().join("data");
-    let mut server = start(&data, Some(ADMIN)).await;
-    let http = reqwest::Client::new();
-    let key = make_key(&http, &server.base, ADMIN).await;
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let clients = spawn_clients(&http, &server.base, &key, &acked);
-    wait_for_acks(&acked, 500).await;
+    let (mut server, acked, clients) = ingest_concurrently(&data, 500).await;
     // SIGKILL: no chance to flush or clean up.
     server.child.start_kill().expect("kill -9");
     server.child.wait().await.expect("wait");
@@ -284,12 +297,7 @@ async fn kill_9_during_concurrent_ingest_loses_no_acknowledged_event() {
 async fn sigterm_drains_in_flight_requests_and_exits_cleanly() {
     let root = tempfile::tempdir().expect("dir");
     let data = root.path().join("data");
-    let mut server = start(&data, Some(ADMIN)).await;
-    let http = reqwest::Client::new();
-    let key = make_key(&http, &server.base, ADMIN).await;
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let clients = spawn_clients(&http, &server.base, &key, &acked);
-    wait_for_acks(&acked, 300).await;
+    let (mut server, acked, clients) = ingest_concurrently(&data, 300).await;
     let pid = server.child.id().expect("pid").to_string();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid])

@@ -79,6 +79,11 @@ impl ApiError {
         Self::BadParameters(vec![FieldError::new(field, message)])
     }
 
+    /// A body that does not parse as JSON (400).
+    pub fn malformed(err: serde_json::Error) -> Self {
+        Self::MalformedJson(format!("the body is not valid JSON: {err}"))
+    }
+
     /// A single invalid body field (422).
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid(vec![FieldError::new(field, message)])

@@ -2,7 +2,7 @@
 //! only once the events are durably committed.
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use sealtrail_model::limits::{MAX_BATCH_EVENTS, MAX_JSON_DEPTH};
@@ -155,17 +155,7 @@ pub async fn ingest(
 
 /// Whether the body is NDJSON (`true`) or JSON (`false`); anything else is 415.
 fn content_kind(headers: &HeaderMap) -> Result<bool, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match essence.as_str() {
+    match crate::content_type(headers).as_str() {
         "application/json" => Ok(false),
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(true),
         "" => Err(ApiError::UnsupportedMediaType(
@@ -213,15 +203,15 @@ fn parse_body(
     } else {
         let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
         if first == Some(b'[') {
-            let raws: Vec<&RawValue> = serde_json::from_slice(body).map_err(malformed)?;
+            let raws: Vec<&RawValue> = serde_json::from_slice(body).map_err(ApiError::malformed)?;
             let mut events = Vec::with_capacity(raws.len());
             for raw in raws {
-                let value: Value = serde_json::from_str(raw.get()).map_err(malformed)?;
+                let value: Value = serde_json::from_str(raw.get()).map_err(ApiError::malformed)?;
                 events.push((value, raw.get().len()));
             }
             (Shape::Batch, events)
         } else {
-            let value: Value = serde_json::from_slice(body).map_err(malformed)?;
+            let value: Value = serde_json::from_slice(body).map_err(ApiError::malformed)?;
             (Shape::Single, vec![(value, body.len())])
         }
     };
@@ -266,8 +256,4 @@ fn parse_body(
     } else {
         Err(ApiError::Invalid(errors))
     }
-}
-
-fn malformed(err: serde_json::Error) -> ApiError {
-    ApiError::MalformedJson(format!("the body is not valid JSON: {err}"))
 }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::params::split_query;
+use crate::params::tenant_and_counts;
 use crate::signing::PublicKeyInfo;
 
 /// A signed tree head.
@@ -65,32 +65,6 @@ pub struct PublicKeys {
     pub keys: Vec<PublicKeyInfo>,
 }
 
-/// Reads the listed integer parameters and the tenant from a query string.
-fn query_params(
-    raw: Option<&str>,
-    names: &[&str],
-) -> Result<(Option<String>, Vec<Option<u64>>), ApiError> {
-    let map = split_query(raw);
-    let mut tenant = None;
-    let mut values = vec![None; names.len()];
-    for (name, given) in map {
-        if given.len() > 1 {
-            return Err(ApiError::bad_parameter(name, "may be given only once"));
-        }
-        if name == "tenant" {
-            tenant = given.into_iter().next();
-        } else if let Some(i) = names.iter().position(|n| *n == name) {
-            let value = given[0].parse::<u64>().map_err(|_| {
-                ApiError::bad_parameter(name.clone(), "must be a non-negative integer")
-            })?;
-            values[i] = Some(value);
-        } else {
-            return Err(ApiError::bad_parameter(name, "is not a known parameter"));
-        }
-    }
-    Ok((tenant, values))
-}
-
 /// The latest signed checkpoint of the caller's tenant.
 #[utoipa::path(
     get,
@@ -109,7 +83,7 @@ pub async fn checkpoint(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<CheckpointView>, ApiError> {
     principal.require(Scope::Read)?;
-    let (tenant, _) = query_params(raw.as_deref(), &[])?;
+    let (tenant, _) = tenant_and_counts(raw.as_deref(), &[])?;
     let tenant = principal.tenant(tenant.as_deref(), "tenant", false)?;
     let cp = state
         .store
@@ -151,7 +125,7 @@ pub async fn proof(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<InclusionProof>, ApiError> {
     principal.require(Scope::Read)?;
-    let (tenant, values) = query_params(raw.as_deref(), &["size"])?;
+    let (tenant, values) = tenant_and_counts(raw.as_deref(), &["size"])?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::bad_parameter("id", "must be a UUID"))?;
     let tenant = principal.tenant(tenant.as_deref(), "tenant", false)?;
     let (seq, leaf) = state
@@ -213,7 +187,7 @@ pub async fn consistency(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ConsistencyProof>, ApiError> {
     principal.require(Scope::Read)?;
-    let (tenant, values) = query_params(raw.as_deref(), &["from", "to"])?;
+    let (tenant, values) = tenant_and_counts(raw.as_deref(), &["from", "to"])?;
     let from = values[0].ok_or_else(|| ApiError::bad_parameter("from", "is required"))?;
     let to = values[1].ok_or_else(|| ApiError::bad_parameter("to", "is required"))?;
     let tenant = principal.tenant(tenant.as_deref(), "tenant", false)?;

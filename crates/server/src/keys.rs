@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::{Principal, generate_token, hash_token};
 use crate::error::ApiError;
-use crate::params::split_query;
+use crate::params::tenant_and_counts;
 
 /// A key as listed (never with its token).
 #[derive(Debug, Serialize, ToSchema)]
@@ -242,18 +242,7 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<KeyList>, ApiError> {
     principal.require(Scope::Admin)?;
-    let mut query = split_query(raw.as_deref());
-    let requested = match query.remove("tenant") {
-        Some(mut values) if values.len() == 1 => values.pop(),
-        Some(_) => return Err(ApiError::bad_parameter("tenant", "may be given only once")),
-        None => None,
-    };
-    if let Some(name) = query.keys().next() {
-        return Err(ApiError::bad_parameter(
-            name.clone(),
-            "is not a known parameter",
-        ));
-    }
+    let (requested, _) = tenant_and_counts(raw.as_deref(), &[])?;
     let tenant = match (principal.is_global(), requested) {
         (true, requested) => requested,
         (false, requested) => Some(principal.tenant(requested.as_deref(), "tenant", false)?),

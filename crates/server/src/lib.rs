@@ -293,12 +293,7 @@ async fn problem_for_plain_errors(request: Request, next: Next) -> Response {
 /// Parses a JSON request body (content type, nesting depth, syntax), for bodies other than
 /// ingest.
 pub(crate) fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
+    if content_type(headers) != "application/json" {
         return Err(ApiError::UnsupportedMediaType(
             "send the body as application/json".into(),
         ));
@@ -306,8 +301,18 @@ pub(crate) fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiEr
     if sealtrail_model::json::max_depth(body) > MAX_JSON_DEPTH {
         return Err(ApiError::TooDeep(MAX_JSON_DEPTH));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(body).map_err(ApiError::malformed)
+}
+
+/// The media type of a request without parameters, lower case (`""` when absent).
+pub(crate) fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// Why the first admin key could not be set up.

@@ -221,6 +221,42 @@ pub fn parse_search_body(body: Value) -> Result<ListParams, Vec<FieldError>> {
     if p.0.is_empty() { Ok(params) } else { Err(p.0) }
 }
 
+/// Reads a query string of single-valued parameters: `tenant` and the non-negative integers
+/// named in `names`; anything else, or anything repeated, is a 400 naming it.
+pub fn tenant_and_counts(
+    raw: Option<&str>,
+    names: &[&str],
+) -> Result<(Option<String>, Vec<Option<u64>>), crate::error::ApiError> {
+    let map = split_query(raw);
+    let mut tenant = None;
+    let mut values = vec![None; names.len()];
+    for (name, given) in map {
+        if given.len() > 1 {
+            return Err(crate::error::ApiError::bad_parameter(
+                name,
+                "may be given only once",
+            ));
+        }
+        if name == "tenant" {
+            tenant = given.into_iter().next();
+        } else if let Some(i) = names.iter().position(|n| *n == name) {
+            let value = given[0].parse::<u64>().map_err(|_| {
+                crate::error::ApiError::bad_parameter(
+                    name.clone(),
+                    "must be a non-negative integer",
+                )
+            })?;
+            values[i] = Some(value);
+        } else {
+            return Err(crate::error::ApiError::bad_parameter(
+                name,
+                "is not a known parameter",
+            ));
+        }
+    }
+    Ok((tenant, values))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

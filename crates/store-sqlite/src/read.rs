@@ -87,7 +87,6 @@ pub(crate) fn get(
         .optional()?
         .map(|(seq, body)| {
             Ok(StoredEvent {
-                tenant: tenant.to_owned(),
                 seq: seq as u64,
                 body: raw(body)?,
                 relation: None,
@@ -177,7 +176,6 @@ pub(crate) fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Page> {
             let body: String = row.get(1)?;
             if f.matches_body(&body) {
                 items.push(StoredEvent {
-                    tenant: q.tenant.clone(),
                     seq: seq as u64,
                     body: raw(body)?,
                     relation: None,
@@ -247,7 +245,6 @@ pub(crate) fn history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<P
             let (seq, occurred, body, is_target) = row?;
             times.push(occurred);
             Ok(StoredEvent {
-                tenant: q.tenant.clone(),
                 seq: seq as u64,
                 body: raw(body)?,
                 relation: Some(if is_target {

@@ -224,9 +224,13 @@ impl Writer {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(appends.len());
-        let touched: std::collections::BTreeSet<String> = appends
+        // The tenants this group writes to; one clone per tenant, not per event.
+        let touched: Vec<String> = appends
             .iter()
-            .flat_map(|a| a.events.iter().map(|e| e.tenant.clone()))
+            .flat_map(|a| a.events.iter().map(|e| e.tenant.as_str()))
+            .collect::<std::collections::HashSet<&str>>()
+            .into_iter()
+            .map(str::to_owned)
             .collect();
         for append in appends {
             let before: Vec<(String, Option<TenantLog>)> = append

@@ -146,8 +146,6 @@ impl Relation {
 /// A stored event: its seq and its serialised JSON as served.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
-    /// The tenant.
-    pub tenant: String,
     /// Position in the tenant's log.
     pub seq: u64,
     /// The event as served, JSON text.
