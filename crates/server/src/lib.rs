@@ -154,10 +154,10 @@ impl AppState {
         self.audit_self(
             tenant,
             "audit.read_cross_tenant",
-            read::SELF_READ_CATEGORY,
+            Category::Read,
             principal,
             None,
-            read::read_metadata(uri),
+            serde_json::json!({"path": uri.path(), "query": uri.query()}),
         )
         .await
     }

@@ -5,10 +5,9 @@ use axum::Json;
 use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use sealtrail_model::{Category, FieldError};
+use sealtrail_model::FieldError;
 use sealtrail_store::{HistoryQuery, ListQuery, Page, Scope};
 use serde::Serialize;
-use serde_json::Value;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
@@ -365,12 +364,4 @@ async fn run_history(
         .audit_cross_tenant_read(principal, &tenant, uri)
         .await?;
     Ok(page_response(page))
-}
-
-/// The category used for the events sealtrail records about itself when a key reads.
-pub(crate) const SELF_READ_CATEGORY: Category = Category::Read;
-
-/// Metadata of a cross-tenant read event: the path and query that were read.
-pub(crate) fn read_metadata(uri: &OriginalUri) -> Value {
-    serde_json::json!({"path": uri.path(), "query": uri.query()})
 }
