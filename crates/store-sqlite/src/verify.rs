@@ -9,26 +9,13 @@ use std::collections::HashMap;
 
 use ed25519_dalek::VerifyingKey;
 use rusqlite::{Connection, OpenFlags, params};
-use sealtrail_ledger::entry::{PersonalDigests, personal_digest};
+use sealtrail_ledger::entry::PersonalDigests;
 pub use sealtrail_ledger::walk::{Finding, Kind};
 use sealtrail_ledger::walk::{Item, SignedHead, TenantWalk, check_signature};
-use sealtrail_model::Event;
+use sealtrail_store::verify::{IndexColumns, personal_mismatch};
 use uuid::Uuid;
 
-/// What a walk covered.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Report {
-    /// Tenants walked.
-    pub tenants: u64,
-    /// Events walked.
-    pub events: u64,
-    /// Checkpoints checked.
-    pub checkpoints: u64,
-    /// Problems, first first.
-    pub findings: Vec<Finding>,
-    /// Per tenant, events after the newest verified checkpoint.
-    pub uncovered: Vec<(String, sealtrail_ledger::walk::Uncovered)>,
-}
+pub use sealtrail_store::verify::Report;
 
 /// Why a walk could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -38,58 +25,22 @@ pub enum WalkError {
     Sqlite(#[from] rusqlite::Error),
 }
 
-/// The filter columns, which must agree with the sealed body.
-#[derive(PartialEq, Eq, Debug)]
-struct Columns {
-    recorded_at: i64,
-    occurred_at: i64,
-    action: String,
-    category: String,
-    event_type: Option<String>,
-    outcome: String,
-    actor_id: String,
-    target_type: Option<String>,
-    target_id: Option<String>,
-    organization_id: Option<String>,
-    correlation_id: Option<String>,
-    ip: Option<String>,
-}
-
-impl Columns {
-    fn of(e: &Event) -> Self {
-        let ctx = e.context.as_ref();
-        Self {
-            recorded_at: e.recorded_at.micros(),
-            occurred_at: e.occurred_at.micros(),
-            action: e.action.clone(),
-            category: e.category.as_str().to_owned(),
-            event_type: e.event_type.clone(),
-            outcome: e.outcome.as_str().to_owned(),
-            actor_id: e.actor.id.clone(),
-            target_type: e.target.as_ref().map(|t| t.target_type.clone()),
-            target_id: e.target.as_ref().map(|t| t.id.clone()),
-            organization_id: e.organization.as_ref().map(|o| o.id.clone()),
-            correlation_id: ctx.and_then(|c| c.correlation_id.clone()),
-            ip: ctx.and_then(|c| c.ip.clone()),
-        }
-    }
-
-    fn from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Self> {
-        Ok(Self {
-            recorded_at: r.get(at)?,
-            occurred_at: r.get(at + 1)?,
-            action: r.get(at + 2)?,
-            category: r.get(at + 3)?,
-            event_type: r.get(at + 4)?,
-            outcome: r.get(at + 5)?,
-            actor_id: r.get(at + 6)?,
-            target_type: r.get(at + 7)?,
-            target_id: r.get(at + 8)?,
-            organization_id: r.get(at + 9)?,
-            correlation_id: r.get(at + 10)?,
-            ip: r.get(at + 11)?,
-        })
-    }
+/// Reads the filter columns of a row, starting at column `at`.
+fn columns_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<IndexColumns> {
+    Ok(IndexColumns {
+        recorded_at: r.get(at)?,
+        occurred_at: r.get(at + 1)?,
+        action: r.get(at + 2)?,
+        category: r.get(at + 3)?,
+        event_type: r.get(at + 4)?,
+        outcome: r.get(at + 5)?,
+        actor_id: r.get(at + 6)?,
+        target_type: r.get(at + 7)?,
+        target_id: r.get(at + 8)?,
+        organization_id: r.get(at + 9)?,
+        correlation_id: r.get(at + 10)?,
+        ip: r.get(at + 11)?,
+    })
 }
 
 /// Opens a store file for verification, read-only.
@@ -186,7 +137,7 @@ fn walk_tenant(
         }
         let personal: Option<Vec<u8>> = r.get(4)?;
         let body: String = r.get(5)?;
-        let columns = Columns::from_row(r, 6)?;
+        let columns = columns_from_row(r, 6)?;
         let item = Item {
             seq: r.get::<_, i64>(0)?.max(0) as u64,
             id: Uuid::from_slice(&r.get::<_, Vec<u8>>(1)?).ok(),
@@ -201,10 +152,12 @@ fn walk_tenant(
         let digests = item.digests.clone();
         let mut lookup_error = None;
         walk.push(item, |event| {
-            if Columns::of(event) != columns {
-                return Some("an indexed column disagrees with the sealed event".into());
+            if let Some(problem) = columns.mismatch(event) {
+                return Some(problem);
             }
-            match personal_mismatch(event, &digests, tenant, &mut subject_keys, &mut key_stmt) {
+            let key_of =
+                |subject: &str| subject_key(&mut subject_keys, &mut key_stmt, tenant, subject);
+            match personal_mismatch(event, &digests, key_of) {
                 Ok(problem) => problem,
                 Err(err) => {
                     lookup_error = Some(err);
@@ -223,58 +176,21 @@ fn walk_tenant(
     Ok(())
 }
 
-/// Checks the personal values still present against their digests, where the key still exists.
-fn personal_mismatch(
-    event: &Event,
-    digests: &PersonalDigests,
-    tenant: &str,
+/// A subject's key, `None` when erased or unknown; cached per walk.
+fn subject_key(
     cache: &mut HashMap<String, Option<[u8; 32]>>,
     stmt: &mut rusqlite::Statement<'_>,
-) -> rusqlite::Result<Option<String>> {
-    let mut key_of = |subject: &str| -> rusqlite::Result<Option<[u8; 32]>> {
-        if let Some(k) = cache.get(subject) {
-            return Ok(*k);
-        }
-        let key = match stmt.query_row(params![tenant, subject], |r| r.get::<_, Option<Vec<u8>>>(0))
-        {
-            Ok(blob) => hash(blob),
-            Err(rusqlite::Error::QueryReturnedNoRows) => None,
-            Err(e) => return Err(e),
-        };
-        cache.insert(subject.to_owned(), key);
-        Ok(key)
+    tenant: &str,
+    subject: &str,
+) -> rusqlite::Result<Option<[u8; 32]>> {
+    if let Some(k) = cache.get(subject) {
+        return Ok(*k);
+    }
+    let key = match stmt.query_row(params![tenant, subject], |r| r.get::<_, Option<Vec<u8>>>(0)) {
+        Ok(blob) => hash(blob),
+        Err(rusqlite::Error::QueryReturnedNoRows) => None,
+        Err(e) => return Err(e),
     };
-    let ctx = event.context.as_ref();
-    let actor_fields = [
-        (
-            "actor.name",
-            event.actor.name.as_deref(),
-            digests.actor_name,
-        ),
-        (
-            "actor.email",
-            event.actor.email.as_deref(),
-            digests.actor_email,
-        ),
-        ("context.ip", ctx.and_then(|c| c.ip.as_deref()), digests.ip),
-        (
-            "context.user_agent",
-            ctx.and_then(|c| c.user_agent.as_deref()),
-            digests.user_agent,
-        ),
-    ];
-    for (field, value, digest) in actor_fields {
-        if let (Some(value), Some(key)) = (value, key_of(&event.actor.id)?)
-            && digest != Some(personal_digest(&key, field, value))
-        {
-            return Ok(Some(format!("{field} does not match its sealed digest")));
-        }
-    }
-    if let (Some(t), Some(digest)) = (&event.target, digests.target_name)
-        && let (Some(name), Some(key)) = (t.name.as_deref(), key_of(&t.id)?)
-        && digest != personal_digest(&key, "target.name", name)
-    {
-        return Ok(Some("target.name does not match its sealed digest".into()));
-    }
-    Ok(None)
+    cache.insert(subject.to_owned(), key);
+    Ok(key)
 }

@@ -8,6 +8,7 @@ pub mod conformance;
 mod cursor;
 mod keys;
 mod query;
+pub mod verify;
 
 use async_trait::async_trait;
 use sealtrail_model::{NewEvent, Timestamp};

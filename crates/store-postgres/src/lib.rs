@@ -1,0 +1,593 @@
+//! The PostgreSQL backend of the sealtrail store: the production backend, which several
+//! sealtrail server processes may share.
+//!
+//! Everything lives in its own schema (`sealtrail` by default), brought up to date by versioned
+//! migrations ([`schema`]). `events` is range-partitioned by month on `recorded_at`; partitions
+//! are made at start and ahead of time by a background job. Each process has one writer task
+//! ([`writer`]) that group-commits append requests from a bounded queue and seals every event
+//! in the transaction that stores it, under a per-tenant advisory lock, so any number of
+//! processes keep each tenant's `seq` gap-free and its chain and tree valid. Writes and reads
+//! use separate connection pools; reads of events may go to a replica.
+
+mod nodes;
+mod read;
+pub mod schema;
+pub mod testing;
+pub mod verify;
+mod writer;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use sealtrail_model::Timestamp;
+use sealtrail_store::{
+    ApiKey, Appended, Checkpoint, HistoryQuery, ListQuery, NewKey, Page, PreparedEvent,
+    QueueStatus, Store, StoreError, StoreResult, StoredEvent, TreeHead, scopes_to_text,
+};
+use time::OffsetDateTime;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+pub use crate::writer::SanctionedJob;
+use crate::writer::{BatchLimits, Command, Writer};
+
+/// Months of partitions kept ready beyond the current one.
+pub const PARTITIONS_AHEAD: u32 = 3;
+
+/// How often the background job checks that partitions exist ahead.
+const PARTITION_UPKEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// How the PostgreSQL store is set up.
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// The primary's URL: writes, keys, checkpoints and proofs.
+    pub url: String,
+    /// A read replica's URL for event reads (lists, get, timelines); the primary when `None`.
+    pub read_url: Option<String>,
+    /// The schema that holds every table.
+    pub schema: String,
+    /// Most events in one commit.
+    pub batch_max_events: usize,
+    /// How long the writer waits for more requests before committing a batch that is not full.
+    pub batch_max_wait: Duration,
+    /// Most events waiting in the write queue; beyond it appends fail with
+    /// [`StoreError::Overloaded`].
+    pub queue_capacity: usize,
+    /// Connections of the write pool.
+    pub write_connections: usize,
+    /// Connections of the read pool.
+    pub read_connections: usize,
+    /// Whether to apply missing migrations at open; when off, an out-of-date schema is an error.
+    pub migrate: bool,
+}
+
+impl PgConfig {
+    /// Defaults for a database URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            read_url: None,
+            schema: "sealtrail".into(),
+            batch_max_events: 5_000,
+            batch_max_wait: Duration::ZERO,
+            queue_capacity: 50_000,
+            write_connections: 4,
+            read_connections: 8,
+            migrate: true,
+        }
+    }
+}
+
+/// Why a PostgreSQL operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// PostgreSQL answered with an error, or the connection failed.
+    #[error("{}", describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection could be had from a pool.
+    #[error("no database connection: {0}")]
+    Pool(String),
+    /// Something stored is not in the shape this build writes.
+    #[error("damaged store: {0}")]
+    Damaged(String),
+    /// A Merkle node a proof needs is not stored.
+    #[error("proof: {0}")]
+    Proof(#[from] sealtrail_ledger::merkle::ProofError),
+}
+
+impl PgError {
+    /// The SQLSTATE, when PostgreSQL gave one.
+    pub fn code(&self) -> Option<&SqlState> {
+        match self {
+            Self::Postgres(e) => e.code(),
+            _ => None,
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for PgError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        match err {
+            deadpool_postgres::PoolError::Backend(e) => Self::Postgres(e),
+            other => Self::Pool(other.to_string()),
+        }
+    }
+}
+
+impl From<PgError> for StoreError {
+    fn from(err: PgError) -> Self {
+        StoreError::Database(err.to_string())
+    }
+}
+
+/// A database failure in one line: the server's code and message, or the connection's error
+/// with its cause.
+fn describe(err: &tokio_postgres::Error) -> String {
+    if let Some(db) = err.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(err) {
+        Some(cause) => format!("{err}: {cause}"),
+        None => err.to_string(),
+    }
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The URL does not parse.
+    #[error("invalid database URL: {0}")]
+    Url(tokio_postgres::Error),
+    /// The schema could not be brought up to date.
+    #[error(transparent)]
+    Schema(#[from] schema::SchemaError),
+    /// A pool could not be built or the database could not be reached.
+    #[error(transparent)]
+    Database(#[from] PgError),
+}
+
+/// A public key that signs checkpoints, as published in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// The key id (also the key name in checkpoint notes).
+    pub key_id: String,
+    /// The Ed25519 public key, base64.
+    pub public_key: String,
+    /// When it became a signing key.
+    pub created_at: Timestamp,
+    /// When it stopped signing.
+    pub retired_at: Option<Timestamp>,
+}
+
+/// Builds a pool of `size` connections whose search path is `schema`.
+pub fn pool(url: &str, schema: &str, size: usize) -> Result<Pool, OpenError> {
+    schema::check_name(schema)?;
+    let mut config: tokio_postgres::Config = url.parse().map_err(OpenError::Url)?;
+    config.options(format!("-c search_path={schema}"));
+    if config.get_application_name().is_none() {
+        config.application_name("sealtrail");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| OpenError::Database(PgError::Pool(e.to_string())))
+}
+
+/// Applies missing migrations to the schema at `url` (`sealtrail migrate`); returns how many.
+pub async fn migrate(url: &str, schema: &str) -> Result<u32, OpenError> {
+    let pool = pool(url, schema, 1)?;
+    let mut client = pool.get().await.map_err(PgError::from)?;
+    let applied = schema::migrate(&mut client, schema).await?;
+    schema::ensure_partitions(&mut client, OffsetDateTime::now_utc(), 0, PARTITIONS_AHEAD)
+        .await
+        .map_err(PgError::from)?;
+    Ok(applied)
+}
+
+/// The PostgreSQL store.
+pub struct PgStore {
+    sender: Mutex<Option<mpsc::UnboundedSender<Command>>>,
+    permits: Arc<Semaphore>,
+    capacity: usize,
+    write: Pool,
+    read: Pool,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    upkeep: JoinHandle<()>,
+}
+
+impl PgStore {
+    /// Connects, brings the schema up to date (or checks it is), makes the partitions of this
+    /// month and the next [`PARTITIONS_AHEAD`], and starts the writer and the partition job.
+    pub async fn open(config: &PgConfig) -> Result<Self, OpenError> {
+        let write = pool(&config.url, &config.schema, config.write_connections)?;
+        let read = pool(
+            config.read_url.as_deref().unwrap_or(&config.url),
+            &config.schema,
+            config.read_connections,
+        )?;
+        {
+            let mut client = write.get().await.map_err(PgError::from)?;
+            if config.migrate {
+                schema::migrate(&mut client, &config.schema).await?;
+            } else {
+                schema::require_current(&client, &config.schema).await?;
+            }
+            schema::ensure_partitions(&mut client, OffsetDateTime::now_utc(), 0, PARTITIONS_AHEAD)
+                .await
+                .map_err(PgError::from)?;
+        }
+        let upkeep = tokio::spawn(partition_upkeep(write.clone()));
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let writer = Writer {
+            pool: write.clone(),
+            limits: BatchLimits {
+                max_events: config.batch_max_events.max(1),
+                max_wait: config.batch_max_wait,
+            },
+        };
+        let writer = tokio::spawn(writer.run(receiver));
+        let capacity = config.queue_capacity.max(1);
+        Ok(Self {
+            sender: Mutex::new(Some(sender)),
+            permits: Arc::new(Semaphore::new(capacity)),
+            capacity,
+            write,
+            read,
+            writer: Mutex::new(Some(writer)),
+            upkeep,
+        })
+    }
+
+    /// The one way past the immutability triggers, for retention and anonymisation: runs `job`
+    /// in the writer's transaction with the sanction open and the tenant locked, then records
+    /// `audit` (for example `audit.anonymized` or `audit.purged`) in the same transaction.
+    /// Direct UPDATE, DELETE or TRUNCATE of events outside this path is refused by the database.
+    pub async fn sanctioned(
+        &self,
+        reason: &str,
+        audit: PreparedEvent,
+        job: SanctionedJob,
+    ) -> StoreResult<Appended> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Sanctioned {
+            reason: reason.to_owned(),
+            job,
+            audit: Box::new(audit),
+            reply,
+        })?;
+        answer
+            .await
+            .map_err(|_| StoreError::Database("the writer task stopped".into()))?
+    }
+
+    /// Publishes checkpoint public keys in the database, so that `sealtrail verify
+    /// --database-url` knows every key that signed, whichever server it was. A key already
+    /// listed keeps its creation time and takes the given retirement.
+    pub async fn publish_signing_keys(&self, keys: &[SigningKeyRecord]) -> StoreResult<()> {
+        let client = self.write.get().await.map_err(PgError::from)?;
+        for k in keys {
+            client
+                .execute(
+                    "INSERT INTO signing_keys (key_id, public_key, created_at, retired_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (key_id) DO UPDATE SET retired_at = excluded.retired_at",
+                    &[
+                        &k.key_id,
+                        &k.public_key,
+                        &k.created_at.to_datetime(),
+                        &k.retired_at.map(Timestamp::to_datetime),
+                    ],
+                )
+                .await
+                .map_err(PgError::from)?;
+        }
+        Ok(())
+    }
+
+    /// The pool of the primary, for tools and tests that query the schema directly.
+    pub fn write_pool(&self) -> &Pool {
+        &self.write
+    }
+
+    fn send(&self, cmd: Command) -> StoreResult<()> {
+        let guard = self.sender.lock().expect("sender lock is never poisoned");
+        let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+        sender
+            .send(cmd)
+            .map_err(|_| StoreError::Database("the writer task stopped".into()))
+    }
+
+    async fn primary(&self) -> Result<deadpool_postgres::Object, PgError> {
+        Ok(self.write.get().await?)
+    }
+
+    async fn reader(&self) -> Result<deadpool_postgres::Object, PgError> {
+        Ok(self.read.get().await?)
+    }
+}
+
+/// Keeps partitions ready ahead, hourly, for as long as the store is open.
+async fn partition_upkeep(pool: Pool) {
+    let mut tick = tokio::time::interval(PARTITION_UPKEEP_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let outcome = match pool.get().await {
+            Ok(mut client) => schema::ensure_partitions(
+                &mut client,
+                OffsetDateTime::now_utc(),
+                0,
+                PARTITIONS_AHEAD,
+            )
+            .await
+            .map_err(PgError::from),
+            Err(e) => Err(PgError::from(e)),
+        };
+        if let Err(err) = outcome {
+            tracing::warn!(error = %err, "partition upkeep failed; retrying in an hour");
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn append(&self, events: Vec<PreparedEvent>) -> StoreResult<Vec<Appended>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted = events.len().min(self.capacity) as u32;
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_many_owned(wanted)
+            .map_err(|_| StoreError::Overloaded)?;
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Append {
+            events,
+            reply,
+            _permit: permit,
+        })?;
+        answer
+            .await
+            .map_err(|_| StoreError::Database("the writer task stopped".into()))?
+    }
+
+    async fn get(&self, tenant: &str, id: Uuid) -> StoreResult<Option<StoredEvent>> {
+        Ok(read::get(&**self.reader().await?, tenant, id).await?)
+    }
+
+    async fn list(&self, query: ListQuery) -> StoreResult<Page> {
+        Ok(read::list(&self.reader().await?, &query).await?)
+    }
+
+    async fn history(&self, query: HistoryQuery) -> StoreResult<Page> {
+        Ok(read::history(&self.reader().await?, &query).await?)
+    }
+
+    async fn create_key(&self, key: NewKey) -> StoreResult<ApiKey> {
+        let client = self.primary().await?;
+        client
+            .execute(
+                "INSERT INTO api_keys (id, tenant, scopes, name, token_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&key.id, &key.tenant, &scopes_to_text(&key.scopes), &key.name, &key.token_hash.as_slice(), &key.created_at.to_datetime()],
+            )
+            .await
+            .map_err(PgError::from)?;
+        Ok(ApiKey {
+            id: key.id,
+            tenant: key.tenant,
+            scopes: key.scopes,
+            name: key.name,
+            created_at: key.created_at,
+            revoked_at: None,
+        })
+    }
+
+    async fn put_key(&self, key: NewKey) -> StoreResult<ApiKey> {
+        let client = self.primary().await?;
+        let row = client
+            .query_one(
+                &format!(
+                    "INSERT INTO api_keys (id, tenant, scopes, name, token_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, scopes = excluded.scopes, \
+                     name = excluded.name, token_hash = excluded.token_hash, revoked_at = NULL \
+                     RETURNING {}",
+                    read::KEY_COLUMNS
+                ),
+                &[&key.id, &key.tenant, &scopes_to_text(&key.scopes), &key.name, &key.token_hash.as_slice(), &key.created_at.to_datetime()],
+            )
+            .await
+            .map_err(PgError::from)?;
+        Ok(read::key_from_row(&row))
+    }
+
+    async fn list_keys(&self, tenant: Option<String>) -> StoreResult<Vec<ApiKey>> {
+        let client = self.primary().await?;
+        let sql = format!(
+            "SELECT {} FROM api_keys WHERE $1::text IS NULL OR tenant = $1 ORDER BY created_at, id",
+            read::KEY_COLUMNS
+        );
+        let rows = client
+            .query(&sql, &[&tenant])
+            .await
+            .map_err(PgError::from)?;
+        Ok(rows.iter().map(read::key_from_row).collect())
+    }
+
+    async fn revoke_key(&self, id: String, at: Timestamp) -> StoreResult<Option<ApiKey>> {
+        let client = self.primary().await?;
+        client
+            .execute(
+                "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                &[&id, &at.to_datetime()],
+            )
+            .await
+            .map_err(PgError::from)?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {} FROM api_keys WHERE id = $1", read::KEY_COLUMNS),
+                &[&id],
+            )
+            .await
+            .map_err(PgError::from)?;
+        Ok(row.as_ref().map(read::key_from_row))
+    }
+
+    async fn key_by_token_hash(&self, token_hash: [u8; 32]) -> StoreResult<Option<ApiKey>> {
+        // From the primary, never a replica: a revocation takes effect at once.
+        let client = self.primary().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {} FROM api_keys WHERE token_hash = $1",
+                read::KEY_COLUMNS
+            ))
+            .await
+            .map_err(PgError::from)?;
+        let row = client
+            .query_opt(&stmt, &[&token_hash.as_slice()])
+            .await
+            .map_err(PgError::from)?;
+        Ok(row.as_ref().map(read::key_from_row))
+    }
+
+    async fn count_keys(&self) -> StoreResult<u64> {
+        let client = self.primary().await?;
+        let row = client
+            .query_one("SELECT count(*) FROM api_keys", &[])
+            .await
+            .map_err(PgError::from)?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        for pool in [&self.write, &self.read] {
+            let client = pool.get().await.map_err(PgError::from)?;
+            client
+                .simple_query("SELECT 1")
+                .await
+                .map_err(PgError::from)?;
+        }
+        let writer_alive = self
+            .writer
+            .lock()
+            .expect("writer lock is never poisoned")
+            .as_ref()
+            .is_some_and(|w| !w.is_finished());
+        if writer_alive {
+            Ok(())
+        } else {
+            Err(StoreError::Database(
+                "the writer task is not running".into(),
+            ))
+        }
+    }
+
+    async fn tree_heads(&self) -> StoreResult<Vec<TreeHead>> {
+        Ok(read::tree_heads(&**self.primary().await?).await?)
+    }
+
+    async fn put_checkpoint(&self, cp: Checkpoint) -> StoreResult<()> {
+        let client = self.primary().await?;
+        client
+            .execute(
+                "INSERT INTO checkpoints (tenant, size, root, issued_at, key_id, signature, note) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                &[
+                    &cp.tenant,
+                    &(cp.size as i64),
+                    &cp.root.as_slice(),
+                    &cp.issued_at.to_datetime(),
+                    &cp.key_id,
+                    &cp.signature,
+                    &cp.note,
+                ],
+            )
+            .await
+            .map_err(PgError::from)?;
+        Ok(())
+    }
+
+    async fn latest_checkpoint(&self, tenant: &str) -> StoreResult<Option<Checkpoint>> {
+        Ok(read::latest_checkpoint(&**self.primary().await?, tenant).await?)
+    }
+
+    async fn leaf_of(&self, tenant: &str, id: Uuid) -> StoreResult<Option<(u64, [u8; 32])>> {
+        Ok(read::leaf_of(&**self.primary().await?, tenant, id).await?)
+    }
+
+    async fn inclusion_proof(
+        &self,
+        tenant: &str,
+        index: u64,
+        size: u64,
+    ) -> StoreResult<Option<Vec<[u8; 32]>>> {
+        let client = self.primary().await?;
+        if index >= size || size > read::tree_size(&**client, tenant).await? {
+            return Ok(None);
+        }
+        let proof = nodes::with_nodes(&**client, tenant, |source| {
+            sealtrail_ledger::merkle::inclusion_proof(source, index, size)
+        })
+        .await?;
+        Ok(Some(proof))
+    }
+
+    async fn consistency_proof(
+        &self,
+        tenant: &str,
+        from: u64,
+        to: u64,
+    ) -> StoreResult<Option<Vec<[u8; 32]>>> {
+        let client = self.primary().await?;
+        if from == 0 || from > to || to > read::tree_size(&**client, tenant).await? {
+            return Ok(None);
+        }
+        let proof = nodes::with_nodes(&**client, tenant, |source| {
+            sealtrail_ledger::merkle::consistency_proof(source, from, to)
+        })
+        .await?;
+        Ok(Some(proof))
+    }
+
+    fn queue_status(&self) -> QueueStatus {
+        QueueStatus {
+            depth: self.capacity - self.permits.available_permits(),
+            capacity: self.capacity,
+        }
+    }
+
+    async fn shutdown(&self) {
+        // Dropping the sender ends the writer's loop once it has drained the queue.
+        self.sender
+            .lock()
+            .expect("sender lock is never poisoned")
+            .take();
+        let handle = self
+            .writer
+            .lock()
+            .expect("writer lock is never poisoned")
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+        self.upkeep.abort();
+    }
+}
