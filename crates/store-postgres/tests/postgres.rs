@@ -1,0 +1,479 @@
+//! What the PostgreSQL store does beyond the shared conformance suite: migrations, monthly
+//! partitions, immutability inside the database and its sanctioned path, several writers on
+//! one database, and the verify walk catching tampering. Each test has its own schema.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use sealtrail_ledger::checkpoint::{TreeHead, origin, sign};
+use sealtrail_ledger::walk::Kind;
+use sealtrail_model::Timestamp;
+use sealtrail_store::conformance::prepared;
+use sealtrail_store::{Checkpoint, EventFilter, ListQuery, Order, Store};
+use sealtrail_store_postgres::testing::fresh_store_with;
+use sealtrail_store_postgres::verify::{Report, verify_store};
+use sealtrail_store_postgres::{PgConfig, PgStore, schema};
+use serde_json::json;
+
+const KEY_ID: &str = "test-key";
+
+fn signing_key() -> SigningKey {
+    SigningKey::from_bytes(&[42; 32])
+}
+
+fn keys() -> HashMap<String, ed25519_dalek::VerifyingKey> {
+    HashMap::from([(KEY_ID.to_owned(), signing_key().verifying_key())])
+}
+
+fn event(i: usize) -> serde_json::Value {
+    let mut v = json!({"action": format!("act.n{}", i % 4), "category": "update",
+        "actor": {"id": format!("u{}", i % 3), "name": "Ann", "email": "ann@example.com"},
+        "target": {"type": "asset", "id": format!("a{i}")},
+        "context": {"ip": "10.0.0.1", "correlation_id": format!("c{i}")},
+        "related": [{"type": "ticket", "id": format!("k{}", i % 2)}],
+        "metadata": {"n": i},
+        "changes": [{"field": "n", "old_value": i, "new_value": i + 1}]});
+    if i % 2 == 0 {
+        v["event_type"] = json!("UPDATED");
+        v["organization"] = json!({"id": "o1"});
+    }
+    v
+}
+
+async fn checkpoint_all(store: &PgStore) {
+    for head in store.tree_heads().await.expect("heads") {
+        let th = TreeHead {
+            origin: origin(&head.tenant),
+            size: head.size,
+            root: head.root,
+            issued_at: Timestamp::now(),
+        };
+        let signed = sign(&th, KEY_ID, &signing_key());
+        store
+            .put_checkpoint(Checkpoint {
+                tenant: head.tenant,
+                size: head.size,
+                root: head.root,
+                issued_at: th.issued_at,
+                key_id: KEY_ID.into(),
+                signature: signed.signature,
+                note: signed.note,
+            })
+            .await
+            .expect("checkpoint");
+    }
+}
+
+/// A store with `n` events in tenant `t` (in requests of three), one in `u`, and checkpoints.
+async fn build(n: usize) -> Option<(PgStore, PgConfig)> {
+    let (store, config) = fresh_store_with(|_| {}).await?;
+    let events: Vec<_> = (0..n).map(|i| prepared("t", event(i))).collect();
+    for chunk in events.chunks(3) {
+        store.append(chunk.to_vec()).await.expect("append");
+    }
+    store
+        .append(vec![prepared(
+            "u",
+            json!({"action": "x", "actor": {"id": "v"}}),
+        )])
+        .await
+        .expect("append");
+    checkpoint_all(&store).await;
+    Some((store, config))
+}
+
+async fn verify(store: &PgStore) -> Report {
+    let client = store.write_pool().get().await.expect("client");
+    verify_store(&client, &keys(), &mut |_| {})
+        .await
+        .expect("walk")
+}
+
+/// Runs SQL as someone who holds the database would: with every trigger switched off.
+async fn tamper(store: &PgStore, sql: &str) {
+    let client = store.write_pool().get().await.expect("client");
+    client
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL session_replication_role = replica; {sql}; COMMIT;"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("tampering with {sql:?} failed: {e}"));
+}
+
+async fn id_at(store: &PgStore, seq: i64) -> uuid::Uuid {
+    let client = store.write_pool().get().await.expect("client");
+    client
+        .query_one(
+            "SELECT id FROM leaves WHERE tenant = 't' AND seq = $1",
+            &[&seq],
+        )
+        .await
+        .expect("id")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untouched_store_verifies() {
+    let Some((store, _)) = build(20).await else {
+        return;
+    };
+    let report = verify(&store).await;
+    assert_eq!(report.findings, vec![], "{report:?}");
+    assert_eq!(
+        (report.tenants, report.events, report.checkpoints),
+        (2, 21, 2)
+    );
+    store.shutdown().await;
+}
+
+/// Each tampering as data: the SQL, the kind verify must report, and the seq it must name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampering_is_caught_and_names_the_event() {
+    let cases: &[(&str, Kind, u64)] = &[
+        (
+            "UPDATE events SET action = 'act.forged' WHERE tenant = 't' AND seq = 7",
+            Kind::Altered,
+            7,
+        ),
+        (
+            "UPDATE events SET body = replace(body, '\"act.n2\"', '\"act.n9\"') WHERE tenant = 't' AND seq = 3",
+            Kind::Altered,
+            3,
+        ),
+        (
+            "UPDATE events SET ip = '10.9.9.9' WHERE tenant = 't' AND seq = 5",
+            Kind::Altered,
+            5,
+        ),
+        (
+            "UPDATE events SET recorded_at = recorded_at + interval '1 second' WHERE tenant = 't' AND seq = 4",
+            Kind::Altered,
+            4,
+        ),
+        (
+            "UPDATE leaves SET hash = '\\x00' WHERE tenant = 't' AND seq = 9",
+            Kind::Altered,
+            9,
+        ),
+        (
+            "DELETE FROM events WHERE tenant = 't' AND seq = 6",
+            Kind::Missing,
+            6,
+        ),
+        (
+            "DELETE FROM events WHERE tenant = 't' AND seq >= 11",
+            Kind::Truncated,
+            11,
+        ),
+        (
+            "UPDATE events SET seq = CASE seq WHEN 2 THEN 8 ELSE 2 END WHERE tenant = 't' AND seq IN (2, 8)",
+            Kind::Reordered,
+            2,
+        ),
+        (
+            "INSERT INTO events SELECT tenant, seq, id, recorded_at + interval '1 microsecond', occurred_at, action, \
+             category, event_type, outcome, actor_id, target_type, target_id, organization_id, correlation_id, ip, \
+             hash, prev_hash, personal, metadata, body FROM events WHERE tenant = 't' AND seq = 10",
+            Kind::Inserted,
+            10,
+        ),
+        (
+            "UPDATE checkpoints SET signature = 'AAAA' WHERE tenant = 't'",
+            Kind::BadSignature,
+            12,
+        ),
+    ];
+    for (sql, kind, seq) in cases {
+        let Some((store, _)) = build(12).await else {
+            return;
+        };
+        let id = id_at(&store, *seq as i64).await;
+        tamper(&store, sql).await;
+        let report = verify(&store).await;
+        let first = report
+            .findings
+            .first()
+            .unwrap_or_else(|| panic!("{sql}: nothing found"));
+        assert_eq!((first.kind, first.seq), (*kind, *seq), "{sql}: {report:?}");
+        if matches!(kind, Kind::Altered) {
+            assert_eq!(first.id, Some(id), "{sql}");
+        }
+        store.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_cut_before_any_checkpoint_is_caught_by_the_recorded_size() {
+    let Some((store, _)) = fresh_store_with(|_| {}).await else {
+        return;
+    };
+    for i in 0..5 {
+        store
+            .append(vec![prepared("t", event(i))])
+            .await
+            .expect("append");
+    }
+    tamper(&store, "DELETE FROM events WHERE tenant = 't' AND seq = 5").await;
+    let report = verify(&store).await;
+    assert_eq!(report.findings.len(), 1, "{report:?}");
+    assert_eq!(
+        (report.findings[0].kind, report.findings[0].seq),
+        (Kind::Truncated, 5)
+    );
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_refuses_direct_changes_to_sealed_rows() {
+    let Some((store, _)) = build(3).await else {
+        return;
+    };
+    let client = store.write_pool().get().await.expect("client");
+    let statements = [
+        "UPDATE events SET action = 'x' WHERE tenant = 't'",
+        "DELETE FROM events WHERE tenant = 't'",
+        "TRUNCATE events",
+        "UPDATE leaves SET seq = seq + 100",
+        "DELETE FROM leaves",
+        "TRUNCATE leaves",
+        "DELETE FROM event_links",
+        "UPDATE tree_nodes SET hash = '\\x00'",
+        "DELETE FROM tree_nodes",
+        "UPDATE checkpoints SET size = 1",
+        "DELETE FROM checkpoints",
+        "TRUNCATE checkpoints",
+    ];
+    for sql in statements {
+        let err = client.batch_execute(sql).await.expect_err(sql);
+        let db = err.as_db_error().unwrap_or_else(|| panic!("{sql}: {err}"));
+        assert!(
+            db.message().contains("immutable"),
+            "{sql}: {}",
+            db.message()
+        );
+    }
+    // Truncating a partition directly is refused too.
+    let partition: String = client
+        .query_one(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events' \
+             AND p.relnamespace = current_schema()::regnamespace ORDER BY 1 LIMIT 1",
+            &[],
+        )
+        .await
+        .expect("a partition")
+        .get(0);
+    let err = client
+        .batch_execute(&format!("TRUNCATE {partition}"))
+        .await
+        .expect_err("truncate partition");
+    assert!(
+        err.as_db_error()
+            .is_some_and(|d| d.message().contains("immutable")),
+        "{err:?}"
+    );
+    let report = verify(&store).await;
+    assert_eq!(report.findings, vec![]);
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sanctioned_path_changes_rows_and_records_itself_or_does_nothing() {
+    let Some((store, _)) = build(3).await else {
+        return;
+    };
+    let audit = prepared(
+        "t",
+        json!({"action": "audit.anonymized", "actor": {"id": "admin"}}),
+    );
+    let appended = store
+        .sanctioned(
+            "test erasure",
+            audit,
+            Box::new(|tx| {
+                Box::pin(async move {
+                    tx.execute(
+                        "UPDATE events SET ip = NULL WHERE tenant = 't' AND seq = 1",
+                        &[],
+                    )
+                    .await
+                    .map(|_| ())
+                })
+            }),
+        )
+        .await
+        .expect("sanctioned");
+    assert_eq!(appended.seq, 4);
+    let client = store.write_pool().get().await.expect("client");
+    let ip: Option<String> = client
+        .query_one("SELECT ip FROM events WHERE tenant = 't' AND seq = 1", &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(ip, None);
+    let open: i64 = client
+        .query_one("SELECT count(*) FROM sanction", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(open, 0, "the sanction is closed again");
+    // A failing job leaves nothing: neither its change nor the audit event.
+    let audit = prepared(
+        "t",
+        json!({"action": "audit.purged", "actor": {"id": "admin"}}),
+    );
+    let failed = store
+        .sanctioned(
+            "test failure",
+            audit,
+            Box::new(|tx| {
+                Box::pin(async move {
+                    tx.execute("DELETE FROM events WHERE tenant = 't' AND seq = 2", &[])
+                        .await?;
+                    tx.execute("SELECT no_such_column FROM events", &[])
+                        .await
+                        .map(|_| ())
+                })
+            }),
+        )
+        .await;
+    assert!(failed.is_err());
+    let list = store
+        .list(ListQuery {
+            tenant: "t".into(),
+            filter: EventFilter::default(),
+            order: Order::Asc,
+            limit: 100,
+            cursor: None,
+        })
+        .await
+        .expect("list");
+    let seqs: Vec<u64> = list.items.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_apply_once_and_partitions_are_made_ahead() {
+    let Some((store, config)) = fresh_store_with(|_| {}).await else {
+        return;
+    };
+    let mut client = store.write_pool().get().await.expect("client");
+    assert_eq!(
+        schema::migrate(&mut client, &config.schema)
+            .await
+            .expect("again"),
+        0
+    );
+    assert_eq!(
+        schema::version(&**client, &config.schema)
+            .await
+            .expect("version"),
+        schema::SCHEMA_VERSION
+    );
+    let partitions: Vec<String> = client
+        .query(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_class p ON p.oid = i.inhparent \
+             WHERE p.relname = 'events' AND p.relnamespace = to_regnamespace($1)::oid ORDER BY 1",
+            &[&config.schema],
+        )
+        .await
+        .expect("partitions")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let now = time::OffsetDateTime::now_utc();
+    assert_eq!(
+        partitions.len(),
+        1 + sealtrail_store_postgres::PARTITIONS_AHEAD as usize
+    );
+    assert_eq!(
+        partitions[0],
+        format!("events_y{:04}m{:02}", now.year(), u8::from(now.month()))
+    );
+    // Opening without migrating refuses a schema that is behind.
+    let mut fresh = PgConfig::new(config.url.clone());
+    fresh.schema = format!("{}_empty", config.schema);
+    fresh.migrate = false;
+    let err = PgStore::open(&fresh).await.err().expect("refused");
+    assert!(err.to_string().contains("sealtrail migrate"), "{err}");
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_partition_is_made_when_a_write_needs_it() {
+    let Some((store, config)) = fresh_store_with(|_| {}).await else {
+        return;
+    };
+    let client = store.write_pool().get().await.expect("client");
+    let now = time::OffsetDateTime::now_utc();
+    client
+        .batch_execute(&format!(
+            "DROP TABLE \"{}\".events_y{:04}m{:02}",
+            config.schema,
+            now.year(),
+            u8::from(now.month())
+        ))
+        .await
+        .expect("drop the empty current partition");
+    let out = store
+        .append(vec![prepared("t", event(0))])
+        .await
+        .expect("append makes the partition");
+    assert_eq!(out[0].seq, 1);
+    store.shutdown().await;
+}
+
+/// Two stores on one schema stand for two processes: writing into the same tenant at once,
+/// they keep `seq` gap-free and the chain, tree and checkpoints valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_on_one_database_keep_one_log() {
+    let Some((first, config)) = fresh_store_with(|_| {}).await else {
+        return;
+    };
+    let second = PgStore::open(&config).await.expect("second store");
+    let stores: Vec<Arc<PgStore>> = vec![Arc::new(first), Arc::new(second)];
+    let mut tasks = Vec::new();
+    for (w, store) in stores.iter().enumerate() {
+        for t in 0..4 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for r in 0..10 {
+                    let batch: Vec<_> = (0..(1 + (w + t + r) % 4))
+                        .map(|i| prepared("shared", event(i)))
+                        .collect();
+                    for a in store.append(batch).await.expect("append") {
+                        ids.push(a.id);
+                    }
+                }
+                ids
+            }));
+        }
+    }
+    let mut acked = Vec::new();
+    for task in tasks {
+        acked.extend(task.await.expect("task"));
+    }
+    let page = stores[0]
+        .list(ListQuery {
+            tenant: "shared".into(),
+            filter: EventFilter::default(),
+            order: Order::Asc,
+            limit: 1000,
+            cursor: None,
+        })
+        .await
+        .expect("list");
+    let seqs: Vec<u64> = page.items.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=acked.len() as u64).collect::<Vec<_>>());
+    checkpoint_all(&stores[1]).await;
+    let report = verify(&stores[0]).await;
+    assert_eq!(report.findings, vec![], "{report:?}");
+    assert_eq!(report.events, acked.len() as u64);
+    for store in stores {
+        store.shutdown().await;
+    }
+}
