@@ -34,7 +34,7 @@ fn event(i: usize) -> serde_json::Value {
         "related": [{"type": "ticket", "id": format!("k{}", i % 2)}],
         "metadata": {"n": i},
         "changes": [{"field": "n", "old_value": i, "new_value": i + 1}]});
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         v["event_type"] = json!("UPDATED");
         v["organization"] = json!({"id": "o1"});
     }
