@@ -21,7 +21,8 @@ pub(crate) struct ServeArgs {
     /// Directory of the embedded store [default: ./sealtrail-data]
     #[arg(long, env = "SEALTRAIL_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// A PostgreSQL URL instead of the embedded store (not available in this version)
+    /// A PostgreSQL URL (postgres://user@host:port/db) instead of the embedded store. The data
+    /// directory then holds only the signing keys
     #[arg(
         long,
         env = "SEALTRAIL_DATABASE_URL",
@@ -29,6 +30,22 @@ pub(crate) struct ServeArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+    /// A PostgreSQL read replica's URL for event reads (lists, search, timelines) [default: the
+    /// --database-url primary]
+    #[arg(
+        long,
+        env = "SEALTRAIL_READ_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub read_database_url: Option<String>,
+    /// The PostgreSQL schema that holds sealtrail's tables [default: sealtrail]
+    #[arg(long, env = "SEALTRAIL_DATABASE_SCHEMA", value_name = "NAME")]
+    pub database_schema: Option<String>,
+    /// Do not apply database migrations at start; refuse to start on an out-of-date schema
+    /// (run `sealtrail migrate` instead)
+    #[arg(long, env = "SEALTRAIL_NO_MIGRATE")]
+    pub no_migrate: bool,
     /// TOML configuration file [default: ./sealtrail.toml when present]
     #[arg(long, env = "SEALTRAIL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -66,6 +83,10 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    read_database_url: Option<String>,
+    database_schema: Option<String>,
+    #[serde(default)]
+    no_migrate: bool,
     batch_max_events: Option<usize>,
     #[serde(default, with = "humantime_serde_opt")]
     batch_max_wait: Option<Duration>,
@@ -100,6 +121,8 @@ pub(crate) struct ServeConfig {
     pub listen: SocketAddr,
     /// The data directory.
     pub data_dir: PathBuf,
+    /// The PostgreSQL store, when one is configured instead of the embedded one.
+    pub postgres: Option<PostgresSettings>,
     /// Most events per commit.
     pub batch_max_events: usize,
     /// How long to wait to fill a batch.
@@ -112,6 +135,19 @@ pub(crate) struct ServeConfig {
     pub checkpoints: sealtrail_server::checkpointer::CheckpointPolicy,
 }
 
+/// Where the PostgreSQL store is.
+#[derive(Debug, Clone)]
+pub(crate) struct PostgresSettings {
+    /// The primary.
+    pub url: String,
+    /// A replica for event reads.
+    pub read_url: Option<String>,
+    /// The schema.
+    pub schema: String,
+    /// Whether to migrate at start.
+    pub migrate: bool,
+}
+
 impl ServeArgs {
     /// Merges flags and environment (already merged by clap) over the file and defaults.
     pub(crate) fn resolve(self) -> anyhow::Result<ServeConfig> {
@@ -122,13 +158,27 @@ impl ServeArgs {
             }
             None => FileConfig::default(),
         };
-        if let Some(url) = self.database_url.or(file.database_url) {
-            let scheme = url.split(':').next().unwrap_or("");
-            bail!(
-                "--database-url with scheme {scheme:?} is not supported yet: this version stores events in the \
-                 embedded SQLite file under --data-dir; remove --database-url"
-            );
-        }
+        let postgres = match self.database_url.or(file.database_url) {
+            Some(url) => {
+                let scheme = url.split("://").next().unwrap_or("");
+                if !matches!(scheme, "postgres" | "postgresql") {
+                    bail!(
+                        "--database-url must be a postgres:// or postgresql:// URL, not {scheme:?}; \
+                         leave it out to use the embedded store under --data-dir"
+                    );
+                }
+                Some(PostgresSettings {
+                    url,
+                    read_url: self.read_database_url.or(file.read_database_url),
+                    schema: self
+                        .database_schema
+                        .or(file.database_schema)
+                        .unwrap_or_else(|| "sealtrail".to_owned()),
+                    migrate: !(self.no_migrate || file.no_migrate),
+                })
+            }
+            None => None,
+        };
         Ok(ServeConfig {
             listen: self
                 .listen
@@ -138,6 +188,7 @@ impl ServeArgs {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("sealtrail-data")),
+            postgres,
             batch_max_events: self
                 .batch_max_events
                 .or(file.batch_max_events)
@@ -217,5 +268,31 @@ mod tests {
         };
         let err = args.resolve().expect_err("unknown key");
         assert!(format!("{err:#}").contains("listn"), "{err:#}");
+    }
+
+    #[test]
+    fn a_database_url_selects_postgres_with_its_schema_and_migration_setting() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("s.toml");
+        std::fs::write(
+            &file,
+            "database_url = \"postgres://db/x\"\ndatabase_schema = \"audit\"\nno_migrate = true\n",
+        )
+        .expect("write");
+        let args = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        let pg = args.resolve().expect("resolve").postgres.expect("postgres");
+        assert_eq!(
+            (pg.url.as_str(), pg.schema.as_str(), pg.migrate, pg.read_url),
+            ("postgres://db/x", "audit", false, None)
+        );
+        let args = ServeArgs {
+            database_url: Some("mysql://db/x".into()),
+            ..Default::default()
+        };
+        let err = args.resolve().expect_err("not postgres");
+        assert!(format!("{err:#}").contains("postgres://"), "{err:#}");
     }
 }

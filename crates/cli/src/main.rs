@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sealtrail_server::{AppState, bootstrap_admin, serve};
+use sealtrail_store_postgres::{PgConfig, PgStore, SigningKeyRecord};
 use sealtrail_store_sqlite::{SqliteConfig, SqliteStore};
 use tracing_subscriber::EnvFilter;
 
@@ -42,10 +43,36 @@ enum Command {
     /// inserted, reordered, truncated, bad-signature), the first one first. Exits 0 when
     /// everything verifies, 1 when tampering was found, 2 on a usage or I/O error.
     Verify(verify::VerifyArgs),
+    /// Bring a PostgreSQL database's sealtrail schema up to date and make its partitions.
+    ///
+    /// `sealtrail serve --database-url` does this at start unless --no-migrate is given; run it
+    /// yourself when several servers start together or when migrations need a deploy step.
+    Migrate(MigrateArgs),
     /// Write a tenant's whole log as verifiable NDJSON: a header, every event in seq order with
     /// its seal material, and the newest signed checkpoint. `sealtrail verify --export` checks it
     /// offline with nothing but the public key.
     Export(ExportArgs),
+}
+
+/// `sealtrail migrate` options.
+#[derive(Debug, clap::Args)]
+struct MigrateArgs {
+    /// The PostgreSQL database
+    #[arg(
+        long,
+        env = "SEALTRAIL_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database_url: String,
+    /// The schema that holds sealtrail's tables
+    #[arg(
+        long,
+        env = "SEALTRAIL_DATABASE_SCHEMA",
+        value_name = "NAME",
+        default_value = "sealtrail"
+    )]
+    database_schema: String,
 }
 
 /// `sealtrail export` options.
@@ -73,6 +100,7 @@ fn main() -> std::process::ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => run_serve(args).map(|()| true),
         Command::Verify(args) => verify::run(&args),
+        Command::Migrate(args) => run_migrate(&args).map(|()| true),
         Command::Export(args) => run_export(&args).map(|()| true),
     };
     match outcome {
@@ -92,15 +120,42 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let store_config = SqliteConfig {
-            batch_max_events: config.batch_max_events,
-            batch_max_wait: config.batch_max_wait,
-            queue_capacity: config.queue_capacity,
-            ..SqliteConfig::new(&config.data_dir)
+        let keys = sealtrail_server::signing::KeyRing::load(&config.data_dir, config.signing_key.as_deref())
+            .context("cannot load the checkpoint signing key")?;
+        let (store, location): (Arc<dyn sealtrail_store::Store>, String) = match &config.postgres {
+            None => {
+                let store_config = SqliteConfig {
+                    batch_max_events: config.batch_max_events,
+                    batch_max_wait: config.batch_max_wait,
+                    queue_capacity: config.queue_capacity,
+                    ..SqliteConfig::new(&config.data_dir)
+                };
+                let store = SqliteStore::open(&store_config)
+                    .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+                (Arc::new(store), format!("data in {}", config.data_dir.display()))
+            }
+            Some(pg) => {
+                let pg_config = PgConfig {
+                    read_url: pg.read_url.clone(),
+                    schema: pg.schema.clone(),
+                    batch_max_events: config.batch_max_events,
+                    batch_max_wait: config.batch_max_wait,
+                    queue_capacity: config.queue_capacity,
+                    migrate: pg.migrate,
+                    ..PgConfig::new(pg.url.clone())
+                };
+                let store = PgStore::open(&pg_config)
+                    .await
+                    .context("cannot open the PostgreSQL store")?;
+                // Every server that signs into this database lists its keys there, so
+                // `sealtrail verify --database-url` knows them all.
+                store
+                    .publish_signing_keys(&published(&keys))
+                    .await
+                    .context("cannot publish the signing keys to the database")?;
+                (Arc::new(store), format!("PostgreSQL schema {}", pg.schema))
+            }
         };
-        let store = SqliteStore::open(&store_config)
-            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
-        let store: Arc<dyn sealtrail_store::Store> = Arc::new(store);
         let admin_token = std::env::var("SEALTRAIL_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
         if let Some(token) = bootstrap_admin(store.as_ref(), admin_token.as_deref())
             .await
@@ -114,10 +169,8 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr().context("cannot read the bound address")?;
-        tracing::info!(%addr, data_dir = %config.data_dir.display(), "sealtrail listening");
-        eprintln!("sealtrail: listening on http://{addr} (data in {})", config.data_dir.display());
-        let keys = sealtrail_server::signing::KeyRing::load(&config.data_dir, config.signing_key.as_deref())
-            .context("cannot load the checkpoint signing key")?;
+        tracing::info!(%addr, store = %location, "sealtrail listening");
+        eprintln!("sealtrail: listening on http://{addr} ({location})");
         tracing::info!(key_id = keys.active_id(), "checkpoints are signed");
         let state = AppState::with_keys(store, keys, config.checkpoints.clone());
         serve(listener, state, shutdown_signal())
@@ -126,6 +179,39 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("sealtrail stopped; every queued event was written");
         Ok(())
     })
+}
+
+/// The key ring's public keys as the database lists them.
+fn published(keys: &sealtrail_server::signing::KeyRing) -> Vec<SigningKeyRecord> {
+    keys.keys()
+        .iter()
+        .map(|k| SigningKeyRecord {
+            key_id: k.key_id.clone(),
+            public_key: k.public_key.clone(),
+            created_at: k.created_at,
+            retired_at: k.retired_at,
+        })
+        .collect()
+}
+
+fn run_migrate(args: &MigrateArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let applied = runtime
+        .block_on(sealtrail_store_postgres::migrate(
+            &args.database_url,
+            &args.database_schema,
+        ))
+        .context("cannot migrate the database")?;
+    eprintln!(
+        "sealtrail migrate: schema {} is at version {} ({applied} migration{} applied)",
+        args.database_schema,
+        sealtrail_store_postgres::schema::SCHEMA_VERSION,
+        if applied == 1 { "" } else { "s" }
+    );
+    Ok(())
 }
 
 fn run_export(args: &ExportArgs) -> anyhow::Result<()> {

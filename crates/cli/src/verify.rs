@@ -21,9 +21,18 @@ pub(crate) struct VerifyArgs {
     /// in its keys/keyring.json are trusted; with --public-key only the keys given are.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Verify a PostgreSQL store (not available in this version)
+    /// Verify a PostgreSQL store. Without --public-key the keys the servers published in its
+    /// signing_keys table are trusted; with --public-key only the keys given are
     #[arg(long, value_name = "URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// The PostgreSQL schema that holds sealtrail's tables
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "sealtrail",
+        requires = "database_url"
+    )]
+    database_schema: String,
     /// Verify an NDJSON export of `sealtrail export` offline, with --public-key
     #[arg(long, value_name = "FILE", requires = "public_key")]
     export: Option<PathBuf>,
@@ -35,9 +44,6 @@ pub(crate) struct VerifyArgs {
 
 /// The outcome: `Ok(true)` verified, `Ok(false)` tampering found, `Err` usage or I/O.
 pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
-    if args.database_url.is_some() {
-        bail!("--database-url: this version verifies the embedded store only (--data-dir)");
-    }
     let given: HashMap<String, VerifyingKey> = args
         .public_key
         .iter()
@@ -45,6 +51,9 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
         .collect::<anyhow::Result<_>>()?;
     if let Some(export) = &args.export {
         return verify_export(export, &given);
+    }
+    if let Some(url) = &args.database_url {
+        return verify_postgres(url, &args.database_schema, given);
     }
     let dir = args.data_dir.as_deref().context("give --data-dir")?;
     let db = dir.join(sealtrail_store_sqlite::DB_FILE);
@@ -64,7 +73,63 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     };
     let conn = sealtrail_store_sqlite::verify::open_for_verify(&db)?;
     let total = sealtrail_store_sqlite::verify::count_events(&conn)?;
-    let bar = if std::io::stderr().is_terminal() {
+    let bar = progress_bar(total);
+    let started = std::time::Instant::now();
+    let report = sealtrail_store_sqlite::verify::verify_store(&conn, &keys, &mut |n| {
+        if let Some(bar) = &bar {
+            bar.set_position(n);
+        }
+    })?;
+    print_report(&report, bar, started)
+}
+
+fn verify_postgres(
+    url: &str,
+    schema: &str,
+    given: HashMap<String, VerifyingKey>,
+) -> anyhow::Result<bool> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let pool = sealtrail_store_postgres::pool(url, schema, 1)?;
+        let client = pool.get().await.context("cannot connect to the database")?;
+        let version = sealtrail_store_postgres::schema::version(&**client, schema).await?;
+        if version == 0 {
+            bail!("schema {schema} of that database holds no sealtrail store");
+        }
+        // Keys given on the command line replace the database's own list: whoever can rewrite
+        // the store can also add a key of their own to signing_keys.
+        let keys = if given.is_empty() {
+            sealtrail_store_postgres::verify::published_keys(&client)
+                .await?
+                .into_iter()
+                .map(|(id, key)| {
+                    decode_key(key.trim())
+                        .map(|k| (id.clone(), k))
+                        .with_context(|| format!("bad key {id} in signing_keys"))
+                })
+                .collect::<anyhow::Result<_>>()?
+        } else {
+            given
+        };
+        let total = sealtrail_store_postgres::verify::count_events(&client).await?;
+        let bar = progress_bar(total);
+        let started = std::time::Instant::now();
+        let report = sealtrail_store_postgres::verify::verify_store(&client, &keys, &mut |n| {
+            if let Some(bar) = &bar {
+                bar.set_position(n);
+            }
+        })
+        .await?;
+        print_report(&report, bar, started)
+    })
+}
+
+/// A progress bar on a terminal; nothing in a pipe.
+fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(total);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -72,16 +137,16 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
             )
             .expect("a valid template"),
         );
-        Some(bar)
-    } else {
-        None
-    };
-    let started = std::time::Instant::now();
-    let report = sealtrail_store_sqlite::verify::verify_store(&conn, &keys, &mut |n| {
-        if let Some(bar) = &bar {
-            bar.set_position(n);
-        }
-    })?;
+        bar
+    })
+}
+
+/// Prints the findings to standard output and the summary to standard error.
+fn print_report(
+    report: &sealtrail_store::verify::Report,
+    bar: Option<indicatif::ProgressBar>,
+    started: std::time::Instant,
+) -> anyhow::Result<bool> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

@@ -2,65 +2,21 @@
 //! middle of concurrent ingestion.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sealtrail");
+mod common;
+
+use common::{BIN, Running, all_events};
+
 const ADMIN: &str = "st_binarytestbinarytestbinarytestbinarytest01";
 
-struct Running {
-    child: Child,
-    base: String,
-    /// Everything the process wrote to standard error so far.
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-/// Starts `sealtrail serve` on a free port and waits until it listens.
+/// Starts `sealtrail serve` with its embedded store in `data_dir` on a free port.
 async fn start(data_dir: &Path, admin_token: Option<&str>) -> Running {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("SEALTRAIL_LOG", "warn")
-        .env_remove("SEALTRAIL_ADMIN_TOKEN")
-        .env_remove("SEALTRAIL_CONFIG")
-        .current_dir(data_dir.parent().expect("parent"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    if let Some(t) = admin_token {
-        cmd.env("SEALTRAIL_ADMIN_TOKEN", t);
-    }
-    let mut child = cmd.spawn().expect("spawn sealtrail");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let stderr = Arc::new(Mutex::new(Vec::new()));
-    let base = loop {
-        let line = lines
-            .next_line()
-            .await
-            .expect("read stderr")
-            .expect("sealtrail exited before listening");
-        stderr.lock().expect("lock").push(line.clone());
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().expect("address").to_owned();
-        }
-    };
-    let sink = stderr.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            sink.lock().expect("lock").push(line);
-        }
-    });
-    Running {
-        child,
-        base,
-        stderr,
-    }
+    let args = vec!["--data-dir".into(), data_dir.as_os_str().to_owned()];
+    common::start(&args, admin_token, data_dir.parent().expect("parent")).await
 }
 
 async fn make_key(http: &reqwest::Client, base: &str, admin: &str) -> String {
@@ -76,31 +32,6 @@ async fn make_key(http: &reqwest::Client, base: &str, admin: &str) -> String {
         .as_str()
         .expect("token")
         .to_owned()
-}
-
-async fn all_events(http: &reqwest::Client, base: &str, token: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut url = format!("{base}/api/v1/audit-logs?tenant=t&order=asc&limit=1000");
-        if let Some(c) = &cursor {
-            url.push_str(&format!("&cursor={c}"));
-        }
-        let page: Value = http
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("send")
-            .json()
-            .await
-            .expect("json");
-        out.extend(page["items"].as_array().expect("items").iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => return out,
-        }
-    }
 }
 
 /// Runs clients that ingest until their requests fail, recording every acknowledged id.
@@ -168,7 +99,7 @@ async fn wait_for_acks(acked: &Arc<Mutex<Vec<String>>>, n: usize) {
 async fn assert_all_acked_present_and_gap_free(data_dir: &Path, acked: &[String]) {
     let server = start(data_dir, Some(ADMIN)).await;
     let http = reqwest::Client::new();
-    let events = all_events(&http, &server.base, ADMIN).await;
+    let events = all_events(&http, &server.base, ADMIN, "t").await;
     // Reading through the global admin key records one audit event after the read; ignore it.
     let ids: std::collections::HashSet<&str> = events
         .iter()

@@ -75,25 +75,21 @@ async fn pass(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let now = Timestamp::now();
     for head in store.tree_heads().await? {
-        if !last.contains_key(&head.tenant)
-            && let Some(cp) = store.latest_checkpoint(&head.tenant).await?
-        {
-            last.insert(head.tenant.clone(), cp);
-        }
-        let due = match last.get(&head.tenant) {
-            None => true,
-            Some(cp) => {
-                let age = Duration::from_micros(
-                    now.micros().saturating_sub(cp.issued_at.micros()).max(0) as u64,
-                );
-                let new = head.size.saturating_sub(cp.size);
-                new >= policy.every_events
-                    || (new > 0 && (age >= policy.every || final_pass))
-                    || age >= policy.heartbeat
-            }
-        };
-        if !due {
+        if !is_due(last.get(&head.tenant), &head, now, policy, final_pass) {
             continue;
+        }
+        // The store may hold a newer checkpoint than this process knows (at start, or signed by
+        // another server sharing the database): look before signing.
+        if let Some(cp) = store.latest_checkpoint(&head.tenant).await?
+            && last
+                .get(&head.tenant)
+                .is_none_or(|known| cp.issued_at > known.issued_at)
+        {
+            let due = is_due(Some(&cp), &head, now, policy, final_pass);
+            last.insert(head.tenant.clone(), cp);
+            if !due {
+                continue;
+            }
         }
         let tree_head = TreeHead {
             origin: origin(&head.tenant),
@@ -118,6 +114,23 @@ async fn pass(
         last.insert(head.tenant, checkpoint);
     }
     Ok(())
+}
+
+/// Whether a tenant whose newest checkpoint is `newest` needs a new one now.
+fn is_due(
+    newest: Option<&Checkpoint>,
+    head: &sealtrail_store::TreeHead,
+    now: Timestamp,
+    policy: &CheckpointPolicy,
+    final_pass: bool,
+) -> bool {
+    let Some(cp) = newest else { return true };
+    let age =
+        Duration::from_micros(now.micros().saturating_sub(cp.issued_at.micros()).max(0) as u64);
+    let new = head.size.saturating_sub(cp.size);
+    new >= policy.every_events
+        || (new > 0 && (age >= policy.every || final_pass))
+        || age >= policy.heartbeat
 }
 
 /// Appends a checkpoint to the witness file and syncs it.

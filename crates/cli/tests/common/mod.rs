@@ -1,0 +1,106 @@
+//! What the binary tests share: starting the real `sealtrail` binary and reading a log back.
+
+#![allow(dead_code)] // Each test binary uses its own part of these helpers.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The binary under test.
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_sealtrail");
+
+/// A running server.
+pub(crate) struct Running {
+    /// The process.
+    pub(crate) child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) base: String,
+    /// Everything the process wrote to standard error so far.
+    pub(crate) stderr: Arc<Mutex<Vec<String>>>,
+}
+
+/// Starts `sealtrail serve --listen 127.0.0.1:0` plus `args` in `cwd`, and waits until it
+/// listens.
+pub(crate) async fn start(args: &[OsString], admin_token: Option<&str>, cwd: &Path) -> Running {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("SEALTRAIL_LOG", "warn")
+        .env_remove("SEALTRAIL_ADMIN_TOKEN")
+        .env_remove("SEALTRAIL_CONFIG")
+        .env_remove("SEALTRAIL_DATABASE_URL")
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(t) = admin_token {
+        cmd.env("SEALTRAIL_ADMIN_TOKEN", t);
+    }
+    let mut child = cmd.spawn().expect("spawn sealtrail");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let base = loop {
+        let line = lines
+            .next_line()
+            .await
+            .expect("read stderr")
+            .unwrap_or_else(|| {
+                panic!(
+                    "sealtrail exited before listening: {:?}",
+                    stderr.lock().expect("lock")
+                )
+            });
+        stderr.lock().expect("lock").push(line.clone());
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().expect("address").to_owned();
+        }
+    };
+    let sink = stderr.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().expect("lock").push(line);
+        }
+    });
+    Running {
+        child,
+        base,
+        stderr,
+    }
+}
+
+/// Every event of `tenant`, oldest first, paging to the end.
+pub(crate) async fn all_events(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    tenant: &str,
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/api/v1/audit-logs?tenant={tenant}&order=asc&limit=1000");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let page: Value = http
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        out.extend(page["items"].as_array().expect("items").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+}
