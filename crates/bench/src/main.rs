@@ -4,9 +4,14 @@
 //! cargo run --release -p sealtrail-bench --bin bench -- ingest   # HTTP batch ingest vs raw SQLite inserts
 //! cargo run --release -p sealtrail-bench --bin bench -- latency  # single-event durable ingest, 16 clients
 //! cargo run --release -p sealtrail-bench --bin bench -- query    # list pages at 1M stored events
+//! cargo run --release -p sealtrail-bench --bin bench -- pg-ingest  # PostgreSQL: HTTP ingest vs raw COPY and INSERT
+//! cargo run --release -p sealtrail-bench --bin bench -- pg-scale   # PostgreSQL: one server process vs two
+//! cargo run --release -p sealtrail-bench --bin bench -- pg-query   # PostgreSQL: list pages at 1M (and --events 10000000)
 //! ```
 
 #![allow(clippy::print_stdout)] // A benchmark's output is its report.
+
+mod pg;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,6 +82,52 @@ enum Suite {
         #[arg(long, default_value_t = 500)]
         batch: usize,
     },
+    /// PostgreSQL: HTTP batch ingest as a ratio to a raw COPY of the same rows (and COPY
+    /// against multi-row INSERT).
+    PgIngest {
+        /// The database.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        url: String,
+        /// Events per run.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        /// Events per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+    },
+    /// PostgreSQL: the same HTTP load through one real server process, then two.
+    PgScale {
+        /// The database.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        url: String,
+        /// Events per run.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        /// Events per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+    },
+    /// PostgreSQL: latency of filtered list pages of 50 and the entity timeline.
+    PgQuery {
+        /// The database.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        url: String,
+        /// Events to seed.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Requests per query shape.
+        #[arg(long, default_value_t = 1_000)]
+        requests: usize,
+        /// Seed into (and keep) this schema; when it already holds the events, only query.
+        #[arg(long)]
+        schema: Option<String>,
+    },
     /// Latency of filtered list pages of 50 over HTTP with many stored events.
     Query {
         /// Events to seed.
@@ -105,6 +156,24 @@ fn main() -> anyhow::Result<()> {
             Suite::Rows { events, out } => write_rows(events, &out),
             Suite::Verify { events } => verify_walk(events).await,
             Suite::Raw { rows, batch } => raw_from_file(&rows, batch),
+            Suite::PgIngest {
+                url,
+                events,
+                batch,
+                clients,
+            } => pg::ingest(&url, events, batch, clients).await,
+            Suite::PgScale {
+                url,
+                events,
+                batch,
+                clients,
+            } => pg::scale(&url, events, batch, clients).await,
+            Suite::PgQuery {
+                url,
+                events,
+                requests,
+                schema,
+            } => pg::query(&url, events, requests, schema).await,
         }
     })
 }
@@ -173,7 +242,7 @@ fn ms(d: Duration) -> String {
 struct Server {
     base: String,
     store: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -185,6 +254,14 @@ async fn start_server() -> anyhow::Result<Server> {
         config.batch_max_wait = Duration::from_millis(ms.parse()?);
     }
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config)?);
+    serve_store(store, Some(dir)).await
+}
+
+/// Serves `store` over HTTP on a free port, with the bench's admin key.
+async fn serve_store(
+    store: Arc<dyn Store>,
+    dir: Option<tempfile::TempDir>,
+) -> anyhow::Result<Server> {
     bootstrap_admin(store.as_ref(), Some(ADMIN)).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
@@ -370,6 +447,25 @@ async fn ingest(events: usize, batch: usize, clients: usize) -> anyhow::Result<(
     let server = start_server().await?;
     let http = reqwest::Client::new();
     let key = create_key(&http, &server.base).await?;
+    let http_rate = http_ingest(&[server.base.clone()], &key, events, batch, clients).await?;
+    println!("  HTTP batch ingest   : {http_rate:>10.0} events/s");
+    println!(
+        "  ratio HTTP / raw    : {:>10.1} %",
+        100.0 * http_rate / raw_rate
+    );
+    server.stop().await
+}
+
+/// Sends `events` sample events in batches of `batch` from `clients` concurrent clients, the
+/// clients spread over the servers at `bases`; returns events per second.
+async fn http_ingest(
+    bases: &[String],
+    key: &str,
+    events: usize,
+    batch: usize,
+    clients: usize,
+) -> anyhow::Result<f64> {
+    let http = reqwest::Client::new();
     // Bodies are serialised before the clock starts: the client's JSON work is not measured.
     let bodies: Vec<Vec<u8>> = (0..events.div_ceil(batch))
         .map(|b| {
@@ -383,11 +479,11 @@ async fn ingest(events: usize, batch: usize, clients: usize) -> anyhow::Result<(
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
-        .map(|_| {
+        .map(|c| {
             let (http, url, key, bodies, next) = (
                 http.clone(),
-                format!("{}/api/v1/events", server.base),
-                key.clone(),
+                format!("{}/api/v1/events", bases[c % bases.len()]),
+                key.to_owned(),
                 bodies.clone(),
                 next.clone(),
             );
@@ -412,13 +508,7 @@ async fn ingest(events: usize, batch: usize, clients: usize) -> anyhow::Result<(
     for t in tasks {
         t.await??;
     }
-    let http_rate = events as f64 / started.elapsed().as_secs_f64();
-    println!("  HTTP batch ingest   : {http_rate:>10.0} events/s");
-    println!(
-        "  ratio HTTP / raw    : {:>10.1} %",
-        100.0 * http_rate / raw_rate
-    );
-    server.stop().await
+    Ok(events as f64 / started.elapsed().as_secs_f64())
 }
 
 async fn create_key(http: &reqwest::Client, base: &str) -> anyhow::Result<String> {
@@ -495,26 +585,41 @@ async fn query(events: usize, requests: usize) -> anyhow::Result<()> {
     let now = Timestamp::now();
     let chunk = 5_000;
     for start in (0..events).step_by(chunk) {
-        let batch: Vec<PreparedEvent> = tokio::task::spawn_blocking(move || {
-            (start..(start + chunk).min(events))
-                .map(|i| {
-                    let mut v = sample_event(i);
-                    // Spread events over the last 30 days so time filters have something to cut.
-                    let at = now.micros()
-                        - ((events - i) as i64) * (30 * 86_400_000_000 / events as i64);
-                    v["occurred_at"] = json!(Timestamp::from_micros(at).to_rfc3339());
-                    let len = v.to_string().len();
-                    PreparedEvent::new(
-                        "bench".into(),
-                        parse_event(v, len, "", &Redactor::default(), now).expect("valid"),
-                    )
-                })
-                .collect()
-        })
-        .await?;
+        let end = (start + chunk).min(events);
+        let batch =
+            tokio::task::spawn_blocking(move || seed_batch(start, end, events, now)).await?;
         server.store.append(batch).await?;
     }
     println!("  seeded in {:.1} s", seed_started.elapsed().as_secs_f64());
+    query_shapes(&http, &server.base, &key, requests, now).await?;
+    server.stop().await
+}
+
+/// Events of tenant `bench` spread over the 30 days before `now`, ready to append.
+fn seed_batch(start: usize, end: usize, events: usize, now: Timestamp) -> Vec<PreparedEvent> {
+    (start..end)
+        .map(|i| {
+            let mut v = sample_event(i);
+            // Spread events over the last 30 days so time filters have something to cut.
+            let at = now.micros() - ((events - i) as i64) * (30 * 86_400_000_000 / events as i64);
+            v["occurred_at"] = json!(Timestamp::from_micros(at).to_rfc3339());
+            let len = v.to_string().len();
+            PreparedEvent::new(
+                "bench".into(),
+                parse_event(v, len, "", &Redactor::default(), now).expect("valid"),
+            )
+        })
+        .collect()
+}
+
+/// Times every list filter shape and the entity timeline over HTTP: p50 and p95 of pages of 50.
+async fn query_shapes(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    requests: usize,
+    now: Timestamp,
+) -> anyhow::Result<()> {
     let from = Timestamp::from_micros(now.micros() - 7 * 86_400_000_000).to_rfc3339();
     let shapes = [
         ("no filter", "".to_owned()),
@@ -539,12 +644,12 @@ async fn query(events: usize, requests: usize) -> anyhow::Result<()> {
         "filter", "p50", "p95", "items"
     );
     for (name, q) in shapes {
-        let url = format!("{}/api/v1/audit-logs?limit=50&{q}", server.base);
+        let url = format!("{base}/api/v1/audit-logs?limit=50&{q}");
         let mut times = Vec::with_capacity(requests);
         let mut items = 0;
         for _ in 0..requests {
             let t = Instant::now();
-            let r = http.get(&url).bearer_auth(&key).send().await?;
+            let r = http.get(&url).bearer_auth(key).send().await?;
             anyhow::ensure!(r.status() == 200, "{name}: {}", r.status());
             let v: Value = r.json().await?;
             times.push(t.elapsed());
@@ -557,14 +662,11 @@ async fn query(events: usize, requests: usize) -> anyhow::Result<()> {
             ms(percentile(&times, 0.95))
         );
     }
-    let url = format!(
-        "{}/api/v1/entities/asset/asset-4242/history?limit=50",
-        server.base
-    );
+    let url = format!("{base}/api/v1/entities/asset/asset-4242/history?limit=50");
     let mut times = Vec::new();
     for _ in 0..requests {
         let t = Instant::now();
-        let r = http.get(&url).bearer_auth(&key).send().await?;
+        let r = http.get(&url).bearer_auth(key).send().await?;
         anyhow::ensure!(r.status() == 200);
         r.bytes().await?;
         times.push(t.elapsed());
@@ -576,7 +678,7 @@ async fn query(events: usize, requests: usize) -> anyhow::Result<()> {
         ms(percentile(&times, 0.50)),
         ms(percentile(&times, 0.95))
     );
-    server.stop().await
+    Ok(())
 }
 
 async fn verify_walk(events: usize) -> anyhow::Result<()> {

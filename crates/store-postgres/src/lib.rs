@@ -33,8 +33,8 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
-pub use crate::writer::SanctionedJob;
 use crate::writer::{BatchLimits, Command, Writer};
+pub use crate::writer::{EVENT_COLUMNS, EVENT_TYPES, SanctionedJob};
 
 /// Months of partitions kept ready beyond the current one.
 pub const PARTITIONS_AHEAD: u32 = 3;

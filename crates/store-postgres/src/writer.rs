@@ -716,11 +716,11 @@ async fn write_rows(
 }
 
 /// The columns of `events` in COPY order.
-pub(crate) const EVENT_COLUMNS: &str = "tenant, seq, id, recorded_at, occurred_at, action, category, event_type, outcome, \
+pub const EVENT_COLUMNS: &str = "tenant, seq, id, recorded_at, occurred_at, action, category, event_type, outcome, \
      actor_id, target_type, target_id, organization_id, correlation_id, ip, hash, prev_hash, personal, metadata, body";
 
-/// The types of [`EVENT_COLUMNS`].
-pub(crate) const EVENT_TYPES: [Type; 20] = [
+/// The types of [`EVENT_COLUMNS`], for a binary COPY.
+pub const EVENT_TYPES: [Type; 20] = [
     Type::TEXT,
     Type::INT8,
     Type::UUID,
