@@ -447,7 +447,14 @@ async fn ingest(events: usize, batch: usize, clients: usize) -> anyhow::Result<(
     let server = start_server().await?;
     let http = reqwest::Client::new();
     let key = create_key(&http, &server.base).await?;
-    let http_rate = http_ingest(&[server.base.clone()], &key, events, batch, clients).await?;
+    let http_rate = http_ingest(
+        std::slice::from_ref(&server.base),
+        &key,
+        events,
+        batch,
+        clients,
+    )
+    .await?;
     println!("  HTTP batch ingest   : {http_rate:>10.0} events/s");
     println!(
         "  ratio HTTP / raw    : {:>10.1} %",

@@ -260,7 +260,14 @@ pub(crate) async fn ingest(
     let server = serve_store(Arc::new(store), None).await?;
     let http = reqwest::Client::new();
     let key = create_key(&http, &server.base).await?;
-    let http_rate = http_ingest(&[server.base.clone()], &key, events, batch, clients).await?;
+    let http_rate = http_ingest(
+        std::slice::from_ref(&server.base),
+        &key,
+        events,
+        batch,
+        clients,
+    )
+    .await?;
     server.stop().await?;
     drop_schema(url, &schema).await?;
     println!("  HTTP batch ingest (sealed) : {http_rate:>10.0} events/s");
