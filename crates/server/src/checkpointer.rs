@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sealtrail_ledger::checkpoint::{TreeHead, origin, sign};
 use sealtrail_model::Timestamp;
 use sealtrail_store::{Checkpoint, Store};
 use tokio::sync::watch;
@@ -91,22 +90,7 @@ async fn pass(
                 continue;
             }
         }
-        let tree_head = TreeHead {
-            origin: origin(&head.tenant),
-            size: head.size,
-            root: head.root,
-            issued_at: now,
-        };
-        let signed = sign(&tree_head, keys.active_id(), keys.active());
-        let checkpoint = Checkpoint {
-            tenant: head.tenant.clone(),
-            size: head.size,
-            root: head.root,
-            issued_at: now,
-            key_id: keys.active_id().to_owned(),
-            signature: signed.signature,
-            note: signed.note,
-        };
+        let checkpoint = Checkpoint::sign(&head, now, keys.active_id(), keys.active());
         store.put_checkpoint(checkpoint.clone()).await?;
         if let Some(path) = &policy.witness_file {
             witness(path, &checkpoint)?;

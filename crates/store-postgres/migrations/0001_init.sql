@@ -39,14 +39,16 @@ CREATE INDEX events_failures ON events (tenant, seq) WHERE outcome = 'failure';
 CREATE INDEX events_occurred ON events (tenant, occurred_at, seq);
 CREATE INDEX events_metadata ON events USING gin (metadata jsonb_path_ops);
 
--- One row per event outside the partitions: the database itself keeps (tenant, seq) gap-free
--- unique across every writer process, ids globally unique, and serves lookups by id (with the
--- recorded_at that prunes partitions), idempotency digests and level-0 nodes for proofs.
+-- One narrow row per event outside the partitions: the database itself keeps (tenant, seq)
+-- unique across every writer process and ids globally unique; it serves lookups by id (with the
+-- recorded_at that prunes partitions), idempotency digests, level-0 nodes for proofs, and the
+-- occurred_at that orders a timeline before any wide event row is read.
 CREATE TABLE leaves (
     tenant      text        NOT NULL,
     seq         bigint      NOT NULL,
     id          uuid        NOT NULL UNIQUE,
     recorded_at timestamptz NOT NULL,
+    occurred_at timestamptz NOT NULL,
     digest      bytea       NOT NULL,
     hash        bytea       NOT NULL,
     PRIMARY KEY (tenant, seq)

@@ -34,7 +34,7 @@ use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use crate::writer::{BatchLimits, Command, Writer};
-pub use crate::writer::{EVENT_COLUMNS, EVENT_TYPES, SanctionedJob};
+pub use crate::writer::{EVENT_COLUMNS, EVENT_TYPES, LEAF_COLUMNS, LEAF_TYPES, SanctionedJob};
 
 /// Months of partitions kept ready beyond the current one.
 pub const PARTITIONS_AHEAD: u32 = 3;
@@ -95,6 +95,9 @@ pub enum PgError {
     /// Something stored is not in the shape this build writes.
     #[error("damaged store: {0}")]
     Damaged(String),
+    /// The sealing task failed (it panicked).
+    #[error("sealing failed: {0}")]
+    Seal(String),
     /// A Merkle node a proof needs is not stored.
     #[error("proof: {0}")]
     Proof(#[from] sealtrail_ledger::merkle::ProofError),

@@ -47,13 +47,22 @@ pub(crate) async fn get(
     .transpose()
 }
 
-/// Appends `AND column = ANY($n)` for a non-empty list.
+/// Appends the condition for a non-empty list: `column = $n` for one value, so that the
+/// planner can walk the index in `seq` order and stop after a page (an `= ANY` scan cannot
+/// promise that order, and would fetch and sort every match); `column = ANY($n)` for several.
 fn push_any(sql: &mut String, args: &mut Vec<Arg>, column: &str, values: &[String]) {
-    if values.is_empty() {
-        return;
-    }
-    args.push(Box::new(values.to_vec()));
-    sql.push_str(&format!(" AND {column} = ANY(${})", args.len()));
+    let condition = match values {
+        [] => return,
+        [one] => {
+            args.push(Box::new(one.clone()));
+            format!(" AND {column} = ${}", args.len())
+        }
+        many => {
+            args.push(Box::new(many.to_vec()));
+            format!(" AND {column} = ANY(${})", args.len())
+        }
+    };
+    sql.push_str(&condition);
 }
 
 fn refs(args: &[Arg]) -> Vec<&(dyn ToSql + Sync)> {
@@ -156,59 +165,54 @@ pub(crate) async fn list(
         }
         position = last;
     }
-    Ok(finish(items, q.limit, |e| Cursor::Seq(e.seq)))
-}
-
-/// Cuts a page to `limit` items; the extra item, when there, proves a next page exists.
-fn finish(
-    mut items: Vec<StoredEvent>,
-    limit: usize,
-    cursor: impl Fn(&StoredEvent) -> Cursor,
-) -> Page {
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(cursor)
-    } else {
-        None
-    };
-    Page { items, next_cursor }
+    Ok(Page::from_overfetch(items, q.limit, |e| Cursor::Seq(e.seq)))
 }
 
 pub(crate) async fn history(
     client: &deadpool_postgres::Client,
     q: &HistoryQuery,
 ) -> Result<Page, PgError> {
-    // The matching seqs come from two indexes; each event row is then fetched by its leaf's
-    // (tenant, seq, recorded_at), which names its partition.
-    let mut sql = String::from(
-        "WITH hits(seq) AS ( \
-            SELECT seq FROM events WHERE tenant = $1 AND target_type = $2 AND target_id = $3 \
-            UNION SELECT seq FROM event_links WHERE tenant = $1 AND type = $2 AND id = $3) \
-         SELECT e.seq, e.occurred_at, e.body, \
-                (e.target_type IS NOT DISTINCT FROM $2 AND e.target_id IS NOT DISTINCT FROM $3) \
-         FROM hits JOIN leaves l ON l.tenant = $1 AND l.seq = hits.seq \
-         JOIN events e ON e.tenant = $1 AND e.seq = l.seq AND e.recorded_at = l.recorded_at WHERE true",
-    );
+    // The matching seqs come from two indexes; the narrow leaves rows order them by time and
+    // cut the page, and only the page's event rows are read, each from the partition its
+    // leaf's recorded_at names. An event-type filter joins the event row before the cut.
     let mut args: Vec<Arg> = vec![
         Box::new(q.tenant.clone()),
         Box::new(q.entity_type.clone()),
         Box::new(q.entity_id.clone()),
     ];
-    push_any(&mut sql, &mut args, "e.event_type", &q.event_type);
+    let mut filter = String::new();
+    push_any(&mut filter, &mut args, "f.event_type", &q.event_type);
+    let type_join = if filter.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " JOIN events f ON f.tenant = $1 AND f.seq = l.seq AND f.recorded_at = l.recorded_at{filter}"
+        )
+    };
+    let mut cut = String::new();
     if let Some(Cursor::Time(at, seq)) = q.cursor {
         args.push(Box::new(time_of(at)));
         args.push(Box::new(seq.min(i64::MAX as u64) as i64));
-        sql.push_str(&format!(
-            " AND (e.occurred_at, e.seq) > (${}, ${})",
+        cut = format!(
+            " WHERE (l.occurred_at, l.seq) > (${}, ${})",
             args.len() - 1,
             args.len()
-        ));
+        );
     }
     args.push(Box::new(q.limit as i64 + 1));
-    sql.push_str(&format!(
-        " ORDER BY e.occurred_at, e.seq LIMIT ${}",
+    let sql = format!(
+        "WITH hits(seq) AS ( \
+            SELECT seq FROM events WHERE tenant = $1 AND target_type = $2 AND target_id = $3 \
+            UNION SELECT seq FROM event_links WHERE tenant = $1 AND type = $2 AND id = $3), \
+         page AS (SELECT l.seq, l.occurred_at, l.recorded_at FROM hits \
+            JOIN leaves l ON l.tenant = $1 AND l.seq = hits.seq{type_join}{cut} \
+            ORDER BY l.occurred_at, l.seq LIMIT ${}) \
+         SELECT e.seq, e.occurred_at, e.body, \
+                (e.target_type IS NOT DISTINCT FROM $2 AND e.target_id IS NOT DISTINCT FROM $3) \
+         FROM page JOIN events e ON e.tenant = $1 AND e.seq = page.seq AND e.recorded_at = page.recorded_at \
+         ORDER BY page.occurred_at, page.seq",
         args.len()
-    ));
+    );
     let stmt = client.prepare_cached(&sql).await?;
     let rows = client.query(&stmt, &refs(&args)).await?;
     let mut times = Vec::with_capacity(rows.len());
@@ -227,7 +231,9 @@ pub(crate) async fn history(
     }
     let limit = q.limit;
     let cut_time = times.get(limit.wrapping_sub(1)).copied().unwrap_or(0);
-    Ok(finish(items, limit, |e| Cursor::Time(cut_time, e.seq)))
+    Ok(Page::from_overfetch(items, limit, |e| {
+        Cursor::Time(cut_time, e.seq)
+    }))
 }
 
 pub(crate) const KEY_COLUMNS: &str = "id, tenant, scopes, name, created_at, revoked_at";

@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use ed25519_dalek::VerifyingKey;
 use futures::{StreamExt, pin_mut};
 use sealtrail_ledger::entry::PersonalDigests;
-use sealtrail_ledger::walk::{Finding, Item, Kind, SignedHead, TenantWalk, check_signature};
+use sealtrail_ledger::walk::{Finding, Item, Kind, TenantWalk};
 use sealtrail_model::Timestamp;
 pub use sealtrail_store::verify::Report;
-use sealtrail_store::verify::{IndexColumns, personal_mismatch};
+use sealtrail_store::verify::{IndexColumns, personal_mismatch, signed_heads};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -106,30 +106,11 @@ async fn walk_tenant(
             &[&tenant],
         )
         .await?;
-    // Signatures first: a checkpoint that does not verify proves nothing about the rows.
-    let mut signed = Vec::new();
-    for row in stored {
-        let cp = checkpoint_from_row(&row)?;
-        report.checkpoints += 1;
-        let head = SignedHead {
-            size: cp.size,
-            root: cp.root,
-            issued_at: cp.issued_at,
-            key_id: cp.key_id,
-            signature: cp.signature,
-            note: cp.note,
-        };
-        match check_signature(tenant, &head, keys) {
-            Ok(()) => signed.push(head),
-            Err(detail) => report.findings.push(Finding {
-                tenant: tenant.to_owned(),
-                seq: head.size,
-                id: None,
-                kind: Kind::BadSignature,
-                detail,
-            }),
-        }
-    }
+    let stored = stored
+        .iter()
+        .map(checkpoint_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let signed = signed_heads(tenant, stored, keys, report);
     let subject_keys: HashMap<String, Option<[u8; 32]>> = client
         .query(
             "SELECT subject, key FROM subject_keys WHERE tenant = $1",
@@ -150,7 +131,7 @@ async fn walk_tenant(
         .query_raw(
             "SELECT e.seq, e.id, e.hash, e.prev_hash, e.personal, e.body, e.recorded_at, e.occurred_at, \
              e.action, e.category, e.event_type, e.outcome, e.actor_id, e.target_type, e.target_id, \
-             e.organization_id, e.correlation_id, e.ip, l.id, l.hash, l.recorded_at \
+             e.organization_id, e.correlation_id, e.ip, l.id, l.hash, l.recorded_at, l.occurred_at \
              FROM events e LEFT JOIN leaves l ON l.tenant = e.tenant AND l.seq = e.seq \
              WHERE e.tenant = $1 ORDER BY e.seq, e.id",
             params,

@@ -409,7 +409,6 @@ async fn write_requests(
     }
     // The clock never runs backwards within a tenant's log, whichever process writes.
     let recorded_at = Timestamp::from_micros(Timestamp::now().micros().max(last_recorded));
-    let recorded_dt = recorded_at.to_datetime();
 
     let client_ids: Vec<Uuid> = requests
         .iter()
@@ -439,7 +438,30 @@ async fn write_requests(
         }
     }
 
-    let mut keys = subject_keys(tx, &requests).await?;
+    let keys = subject_keys(tx, &requests).await?;
+    // Sealing is CPU work (JSON, SHA-256, HMACs): it runs off the async runtime.
+    let (results, rows, logs) =
+        tokio::task::spawn_blocking(move || seal_group(requests, recorded_at, logs, known, keys))
+            .await
+            .map_err(|e| PgError::Seal(e.to_string()))?;
+    write_rows(tx, &rows, &logs, recorded_at.to_datetime()).await?;
+    Ok(results)
+}
+
+/// Seals a group's requests in order into rows; a request that conflicts leaves no trace in
+/// the rows or the group's state.
+fn seal_group(
+    requests: Vec<Vec<PreparedEvent>>,
+    recorded_at: Timestamp,
+    mut logs: HashMap<String, LogEnd>,
+    mut known: HashMap<Uuid, Known>,
+    mut keys: HashMap<(String, String), [u8; 32]>,
+) -> (
+    Vec<StoreResult<Vec<Appended>>>,
+    Rows,
+    HashMap<String, LogEnd>,
+) {
+    let recorded_dt = recorded_at.to_datetime();
     let mut rows = Rows::default();
     let mut results = Vec::with_capacity(requests.len());
     for events in requests {
@@ -479,8 +501,7 @@ async fn write_requests(
             }
         }
     }
-    write_rows(tx, &rows, &logs, recorded_dt).await?;
-    Ok(results)
+    (results, rows, logs)
 }
 
 fn corrupt(tenant: &str, err: impl std::fmt::Display) -> PgError {
@@ -743,6 +764,20 @@ pub const EVENT_TYPES: [Type; 20] = [
     Type::TEXT,
 ];
 
+/// The columns of `leaves` in COPY order.
+pub const LEAF_COLUMNS: &str = "tenant, seq, id, recorded_at, occurred_at, digest, hash";
+
+/// The types of [`LEAF_COLUMNS`], for a binary COPY.
+pub const LEAF_TYPES: [Type; 7] = [
+    Type::TEXT,
+    Type::INT8,
+    Type::UUID,
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMPTZ,
+    Type::BYTEA,
+    Type::BYTEA,
+];
+
 async fn copy_events(
     tx: &Transaction<'_>,
     events: &[EventRow],
@@ -786,22 +821,22 @@ async fn copy_leaves(
     events: &[EventRow],
 ) -> Result<(), tokio_postgres::Error> {
     let sink = tx
-        .copy_in("COPY leaves (tenant, seq, id, recorded_at, digest, hash) FROM STDIN BINARY")
+        .copy_in(&format!("COPY leaves ({LEAF_COLUMNS}) FROM STDIN BINARY"))
         .await?;
-    let types = [
-        Type::TEXT,
-        Type::INT8,
-        Type::UUID,
-        Type::TIMESTAMPTZ,
-        Type::BYTEA,
-        Type::BYTEA,
-    ];
-    let writer = BinaryCopyInWriter::new(sink, &types);
+    let writer = BinaryCopyInWriter::new(sink, &LEAF_TYPES);
     futures::pin_mut!(writer);
     for r in events {
         writer
             .as_mut()
-            .write(&[&r.tenant, &r.seq, &r.id, &r.recorded_at, &r.digest, &r.hash])
+            .write(&[
+                &r.tenant,
+                &r.seq,
+                &r.id,
+                &r.recorded_at,
+                &r.occurred_at,
+                &r.digest,
+                &r.hash,
+            ])
             .await?;
     }
     writer.finish().await?;

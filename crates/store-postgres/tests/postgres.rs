@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
-use sealtrail_ledger::checkpoint::{TreeHead, origin, sign};
 use sealtrail_ledger::walk::Kind;
 use sealtrail_model::Timestamp;
 use sealtrail_store::conformance::prepared;
@@ -43,25 +42,8 @@ fn event(i: usize) -> serde_json::Value {
 
 async fn checkpoint_all(store: &PgStore) {
     for head in store.tree_heads().await.expect("heads") {
-        let th = TreeHead {
-            origin: origin(&head.tenant),
-            size: head.size,
-            root: head.root,
-            issued_at: Timestamp::now(),
-        };
-        let signed = sign(&th, KEY_ID, &signing_key());
-        store
-            .put_checkpoint(Checkpoint {
-                tenant: head.tenant,
-                size: head.size,
-                root: head.root,
-                issued_at: th.issued_at,
-                key_id: KEY_ID.into(),
-                signature: signed.signature,
-                note: signed.note,
-            })
-            .await
-            .expect("checkpoint");
+        let cp = Checkpoint::sign(&head, Timestamp::now(), KEY_ID, &signing_key());
+        store.put_checkpoint(cp).await.expect("checkpoint");
     }
 }
 

@@ -190,22 +190,7 @@ pub(crate) fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Page> {
         }
         position = last;
     }
-    Ok(finish(items, q.limit, |e| Cursor::Seq(e.seq)))
-}
-
-/// Cuts a page to `limit` items; the extra item, when there, proves a next page exists.
-fn finish(
-    mut items: Vec<StoredEvent>,
-    limit: usize,
-    cursor: impl Fn(&StoredEvent) -> Cursor,
-) -> Page {
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(cursor)
-    } else {
-        None
-    };
-    Page { items, next_cursor }
+    Ok(Page::from_overfetch(items, q.limit, |e| Cursor::Seq(e.seq)))
 }
 
 pub(crate) fn history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<Page> {
@@ -257,7 +242,9 @@ pub(crate) fn history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<P
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let limit = q.limit;
     let cut_time = times.get(limit.wrapping_sub(1)).copied().unwrap_or(0);
-    Ok(finish(items, limit, |e| Cursor::Time(cut_time, e.seq)))
+    Ok(Page::from_overfetch(items, limit, |e| {
+        Cursor::Time(cut_time, e.seq)
+    }))
 }
 
 fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {

@@ -11,8 +11,8 @@ use ed25519_dalek::VerifyingKey;
 use rusqlite::{Connection, OpenFlags, params};
 use sealtrail_ledger::entry::PersonalDigests;
 pub use sealtrail_ledger::walk::{Finding, Kind};
-use sealtrail_ledger::walk::{Item, SignedHead, TenantWalk, check_signature};
-use sealtrail_store::verify::{IndexColumns, personal_mismatch};
+use sealtrail_ledger::walk::{Item, TenantWalk};
+use sealtrail_store::verify::{IndexColumns, personal_mismatch, signed_heads};
 use uuid::Uuid;
 
 pub use sealtrail_store::verify::Report;
@@ -97,29 +97,7 @@ fn walk_tenant(
         )?
         .query_map([tenant], crate::read::checkpoint_from_row)?
         .collect::<Result<_, _>>()?;
-    // Signatures first: a checkpoint that does not verify proves nothing about the rows.
-    let mut signed = Vec::new();
-    for cp in stored {
-        report.checkpoints += 1;
-        let head = SignedHead {
-            size: cp.size,
-            root: cp.root,
-            issued_at: cp.issued_at,
-            key_id: cp.key_id,
-            signature: cp.signature,
-            note: cp.note,
-        };
-        match check_signature(tenant, &head, keys) {
-            Ok(()) => signed.push(head),
-            Err(detail) => report.findings.push(Finding {
-                tenant: tenant.to_owned(),
-                seq: head.size,
-                id: None,
-                kind: Kind::BadSignature,
-                detail,
-            }),
-        }
-    }
+    let signed = signed_heads(tenant, stored, keys, report);
     let mut walk = TenantWalk::new(tenant, signed);
     let mut subject_keys: HashMap<String, Option<[u8; 32]>> = HashMap::new();
     let mut key_stmt =

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
-use sealtrail_ledger::checkpoint::{TreeHead, origin, sign};
 use sealtrail_model::Timestamp;
 use sealtrail_store::conformance::prepared;
 use sealtrail_store::{Checkpoint, Store};
@@ -51,25 +50,8 @@ fn build(n: usize) -> PathBuf {
             .await
             .expect("append");
         for head in store.tree_heads().await.expect("heads") {
-            let th = TreeHead {
-                origin: origin(&head.tenant),
-                size: head.size,
-                root: head.root,
-                issued_at: Timestamp::now(),
-            };
-            let signed = sign(&th, KEY_ID, &signing_key());
-            store
-                .put_checkpoint(Checkpoint {
-                    tenant: head.tenant,
-                    size: head.size,
-                    root: head.root,
-                    issued_at: th.issued_at,
-                    key_id: KEY_ID.into(),
-                    signature: signed.signature,
-                    note: signed.note,
-                })
-                .await
-                .expect("checkpoint");
+            let cp = Checkpoint::sign(&head, Timestamp::now(), KEY_ID, &signing_key());
+            store.put_checkpoint(cp).await.expect("checkpoint");
         }
         store.shutdown().await;
         dir.join(sealtrail_store_sqlite::DB_FILE)

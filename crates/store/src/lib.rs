@@ -121,6 +121,34 @@ pub struct Checkpoint {
     pub note: String,
 }
 
+impl Checkpoint {
+    /// Signs a tenant's tree head as of `issued_at`: a C2SP checkpoint note signed with `key`,
+    /// whose key name is `key_id`.
+    pub fn sign(
+        head: &TreeHead,
+        issued_at: Timestamp,
+        key_id: &str,
+        key: &ed25519_dalek::SigningKey,
+    ) -> Self {
+        let tree_head = sealtrail_ledger::checkpoint::TreeHead {
+            origin: sealtrail_ledger::checkpoint::origin(&head.tenant),
+            size: head.size,
+            root: head.root,
+            issued_at,
+        };
+        let signed = sealtrail_ledger::checkpoint::sign(&tree_head, key_id, key);
+        Self {
+            tenant: head.tenant.clone(),
+            size: head.size,
+            root: head.root,
+            issued_at,
+            key_id: key_id.to_owned(),
+            signature: signed.signature,
+            note: signed.note,
+        }
+    }
+}
+
 /// How full the write path is, for readiness checks and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueStatus {

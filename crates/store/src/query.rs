@@ -162,3 +162,21 @@ pub struct Page {
     /// Where the next page starts; `None` at the end.
     pub next_cursor: Option<Cursor>,
 }
+
+impl Page {
+    /// A page from items fetched one beyond `limit`: the extra item, when there, proves that a
+    /// next page exists, and the next cursor (made by `cursor`) names the last item kept.
+    pub fn from_overfetch(
+        mut items: Vec<StoredEvent>,
+        limit: usize,
+        cursor: impl Fn(&StoredEvent) -> Cursor,
+    ) -> Self {
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(cursor)
+        } else {
+            None
+        };
+        Self { items, next_cursor }
+    }
+}

@@ -3,9 +3,14 @@
 //! their digests. Backends read rows their own way and feed them to the ledger's walk; the
 //! checks and the report are shared here so that both backends judge a row alike.
 
+use std::collections::HashMap;
+
+use ed25519_dalek::VerifyingKey;
 use sealtrail_ledger::entry::{PersonalDigests, personal_digest};
-use sealtrail_ledger::walk::{Finding, Uncovered};
+use sealtrail_ledger::walk::{Finding, Kind, SignedHead, Uncovered, check_signature};
 use sealtrail_model::Event;
+
+use crate::Checkpoint;
 
 /// What a store walk covered and found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -20,6 +25,40 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Per tenant, events after the newest verified checkpoint.
     pub uncovered: Vec<(String, Uncovered)>,
+}
+
+/// Checks the signature of each stored checkpoint of a tenant (signatures first: a checkpoint
+/// that does not verify proves nothing about the rows). Counts them in `report`, records a
+/// `bad-signature` finding for each that fails, and returns those that verify, for the walk.
+pub fn signed_heads(
+    tenant: &str,
+    stored: impl IntoIterator<Item = Checkpoint>,
+    keys: &HashMap<String, VerifyingKey>,
+    report: &mut Report,
+) -> Vec<SignedHead> {
+    let mut signed = Vec::new();
+    for cp in stored {
+        report.checkpoints += 1;
+        let head = SignedHead {
+            size: cp.size,
+            root: cp.root,
+            issued_at: cp.issued_at,
+            key_id: cp.key_id,
+            signature: cp.signature,
+            note: cp.note,
+        };
+        match check_signature(tenant, &head, keys) {
+            Ok(()) => signed.push(head),
+            Err(detail) => report.findings.push(Finding {
+                tenant: tenant.to_owned(),
+                seq: head.size,
+                id: None,
+                kind: Kind::BadSignature,
+                detail,
+            }),
+        }
+    }
+    signed
 }
 
 /// The filter columns a store keeps beside an event, which must agree with the sealed body.
