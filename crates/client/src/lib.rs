@@ -1,0 +1,256 @@
+//! The sealtrail client for host applications (SPEC §7).
+//!
+//! [`Client::record`] never waits and never fails the caller: the event goes into a bounded
+//! buffer, and a background task sends buffered events in batches (by count and time). Server
+//! errors (5xx, 503), 408/429 and connection failures are retried with exponential back-off and
+//! full jitter, honouring `Retry-After`; after a few attempts the batch goes to the spool, an
+//! append-only file that is synced before it counts and is replayed in order once sealtrail
+//! answers again. While anything waits in the spool, newer events queue behind it, so order
+//! holds. A 4xx validation answer is never retried: the events it names go to the dead-letter
+//! file with the server's problem body, and the rest of the batch is sent again. Every event
+//! carries an id made here, so a retry or a replay is answered as a duplicate, never stored
+//! twice.
+//!
+//! Metrics go through the `metrics` facade (names in [`metric`]); install any recorder.
+//!
+//! What is lost: events still in the in-memory buffer when the process dies without
+//! [`Client::flush`] or [`Client::shutdown`]. Events in the spool survive a crash. A full spool
+//! (`spool_max_bytes`) drops new events, loudly (the `dropped` metric and an error log).
+
+mod diff;
+mod event;
+mod sender;
+mod spool;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use crate::diff::changes;
+pub use crate::event::AuditEvent;
+pub use crate::spool::SpoolError;
+pub use sealtrail_model::event::{ActorType, Context, Organization, Related, Target};
+pub use sealtrail_model::{Actor, Category, Change, Outcome, Timestamp};
+
+/// The names of the client's metrics (counters, through the `metrics` facade).
+pub mod metric {
+    /// Events accepted into the buffer.
+    pub const QUEUED: &str = "sealtrail_client_events_queued_total";
+    /// Events the server acknowledged (new or duplicate).
+    pub const SENT: &str = "sealtrail_client_events_sent_total";
+    /// Batch sends tried again after a retryable failure.
+    pub const RETRIED: &str = "sealtrail_client_retries_total";
+    /// Events written to the spool.
+    pub const SPOOLED: &str = "sealtrail_client_events_spooled_total";
+    /// Events the server refused (4xx), written to the dead-letter file.
+    pub const DEAD_LETTERED: &str = "sealtrail_client_events_dead_lettered_total";
+    /// Events lost because the spool was full or could not be written.
+    pub const DROPPED: &str = "sealtrail_client_events_dropped_total";
+}
+
+/// How the client behaves.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// sealtrail's base URL, e.g. `http://127.0.0.1:8080`.
+    pub url: String,
+    /// An API key with the `ingest` scope.
+    pub token: String,
+    /// Events the in-memory buffer holds before `record` spools directly.
+    pub buffer: usize,
+    /// Most events in one request.
+    pub batch_max_events: usize,
+    /// How long a batch waits to fill before it is sent anyway.
+    pub batch_max_wait: Duration,
+    /// Where the spool (and the dead-letter file) live.
+    pub spool_dir: PathBuf,
+    /// The spool's size cap in bytes.
+    pub spool_max_bytes: u64,
+    /// The first retry's back-off; each retry doubles it, up to `retry_max`.
+    pub retry_base: Duration,
+    /// The longest back-off.
+    pub retry_max: Duration,
+    /// Attempts at a batch before it goes to the spool.
+    pub attempts: u32,
+    /// Timeout of one request.
+    pub request_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// Defaults for a server and key: buffer 10 000, batches of 500 or 100 ms, spool in
+    /// `./sealtrail-spool` capped at 256 MiB, back-off 100 ms to 30 s, 3 attempts.
+    pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            url: url.into().trim_end_matches('/').to_owned(),
+            token: token.into(),
+            buffer: 10_000,
+            batch_max_events: 500,
+            batch_max_wait: Duration::from_millis(100),
+            spool_dir: PathBuf::from("sealtrail-spool"),
+            spool_max_bytes: 256 << 20,
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_secs(30),
+            attempts: 3,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the client could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The spool could not be opened or written.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The HTTP client could not be built.
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The background sender is gone (after shutdown, or it panicked).
+    #[error("the sender task is not running")]
+    Stopped,
+}
+
+/// What the buffer carries to the sender.
+pub(crate) enum Msg {
+    /// One event, serialised.
+    Event(String),
+    /// Answer once everything queued before is delivered or spooled.
+    Flush(oneshot::Sender<()>),
+}
+
+/// State the caller's side and the sender share.
+pub(crate) struct Shared {
+    pub(crate) spool: Mutex<spool::Spool>,
+    pub(crate) config: ClientConfig,
+    /// Set by shutdown: no more retries, spool at the first failure.
+    pub(crate) closing: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// Appends lines to the spool, counting them; a failure drops them loudly.
+    pub(crate) fn spool(&self, lines: &[String]) -> bool {
+        let result = self
+            .spool
+            .lock()
+            .expect("spool lock is never poisoned")
+            .append(lines);
+        match result {
+            Ok(()) => {
+                metrics::counter!(metric::SPOOLED).increment(lines.len() as u64);
+                true
+            }
+            Err(err) => {
+                metrics::counter!(metric::DROPPED).increment(lines.len() as u64);
+                tracing::error!(error = %err, events = lines.len(), "audit events dropped: cannot spool them");
+                false
+            }
+        }
+    }
+}
+
+/// A sealtrail client. Cheap to share behind an `Arc`; needs a tokio runtime.
+pub struct Client {
+    tx: Mutex<Option<mpsc::Sender<Msg>>>,
+    shared: Arc<Shared>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Client {
+    /// A client with default settings (see [`ClientConfig::new`]).
+    pub fn new(url: impl Into<String>, token: impl Into<String>) -> Result<Self, ClientError> {
+        Self::with_config(ClientConfig::new(url, token))
+    }
+
+    /// A client with the given settings. Opens the spool (anything left in it from an earlier
+    /// run is sent first) and starts the sender on the current tokio runtime.
+    pub fn with_config(config: ClientConfig) -> Result<Self, ClientError> {
+        let spool = spool::Spool::open(&config.spool_dir, config.spool_max_bytes)?;
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .build()?;
+        let (tx, rx) = mpsc::channel(config.buffer.max(1));
+        let shared = Arc::new(Shared {
+            spool: Mutex::new(spool),
+            config,
+            closing: std::sync::atomic::AtomicBool::new(false),
+        });
+        let task = tokio::spawn(sender::run(rx, shared.clone(), http));
+        Ok(Self {
+            tx: Mutex::new(Some(tx)),
+            shared,
+            task: Mutex::new(Some(task)),
+        })
+    }
+
+    /// Records an event without waiting. When the buffer is full (or the client is shut down)
+    /// the event goes straight to the spool.
+    pub fn record(&self, event: AuditEvent) {
+        let line = serde_json::to_string(&event).expect("an audit event serialises to JSON");
+        let sender = self
+            .tx
+            .lock()
+            .expect("sender lock is never poisoned")
+            .clone();
+        let rejected = match sender {
+            Some(tx) => match tx.try_send(Msg::Event(line)) {
+                Ok(()) => {
+                    metrics::counter!(metric::QUEUED).increment(1);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Full(Msg::Event(line)))
+                | Err(mpsc::error::TrySendError::Closed(Msg::Event(line))) => line,
+                Err(_) => unreachable!("record only sends events"),
+            },
+            None => line,
+        };
+        self.shared.spool(&[rejected]);
+    }
+
+    /// Waits until every event recorded before the call is delivered, dead-lettered or durably
+    /// in the spool: afterwards nothing of it lives only in memory.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        let sender = self
+            .tx
+            .lock()
+            .expect("sender lock is never poisoned")
+            .clone();
+        let tx = sender.ok_or(ClientError::Stopped)?;
+        let (done, wait) = oneshot::channel();
+        tx.send(Msg::Flush(done))
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        wait.await.map_err(|_| ClientError::Stopped)
+    }
+
+    /// Sends what is buffered once more without retrying, spools whatever cannot be sent, and
+    /// stops the sender. Later `record` calls go straight to the spool.
+    pub async fn shutdown(&self) -> Result<(), ClientError> {
+        self.shared
+            .closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.tx
+            .lock()
+            .expect("sender lock is never poisoned")
+            .take();
+        let task = self
+            .task
+            .lock()
+            .expect("task lock is never poisoned")
+            .take();
+        if let Some(task) = task {
+            task.await.map_err(|_| ClientError::Stopped)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes waiting in the spool.
+    pub fn spooled_bytes(&self) -> u64 {
+        self.shared
+            .spool
+            .lock()
+            .expect("spool lock is never poisoned")
+            .pending_bytes()
+    }
+}
