@@ -6,10 +6,11 @@ use sealtrail_model::{Change, Redactor};
 use serde::Serialize;
 
 /// The changes that turn `before` into `after`, both serialised to JSON objects, with values
-/// under sensitive keys (`password`, `token`, …) redacted as the server redacts them.
-pub fn changes<T: Serialize + ?Sized>(
-    before: &T,
-    after: &T,
+/// under sensitive keys (`password`, `token`, …) redacted as the server redacts them. The two
+/// may be of different types (a new record against `json!({})`, say).
+pub fn changes<A: Serialize + ?Sized, B: Serialize + ?Sized>(
+    before: &A,
+    after: &B,
 ) -> Result<Vec<Change>, serde_json::Error> {
     let before = serde_json::to_value(before)?;
     let after = serde_json::to_value(after)?;

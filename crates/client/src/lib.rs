@@ -17,8 +17,10 @@
 //! [`Client::flush`] or [`Client::shutdown`]. Events in the spool survive a crash. A full spool
 //! (`spool_max_bytes`) drops new events, loudly (the `dropped` metric and an error log).
 
+mod context;
 mod diff;
 mod event;
+pub mod layer;
 mod sender;
 mod spool;
 
@@ -29,8 +31,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+pub use crate::context::{AuditContext, spawn};
 pub use crate::diff::changes;
 pub use crate::event::AuditEvent;
+pub use crate::layer::{Audit, AuditLayer, audited};
 pub use crate::spool::SpoolError;
 pub use sealtrail_model::event::{ActorType, Context, Organization, Related, Target};
 pub use sealtrail_model::{Actor, Category, Change, Outcome, Timestamp};
@@ -114,10 +118,15 @@ pub enum ClientError {
 
 /// What the buffer carries to the sender.
 pub(crate) enum Msg {
-    /// One event, serialised.
-    Event(String),
+    /// One event; serialised by the sender, off the caller's path.
+    Event(Box<AuditEvent>),
     /// Answer once everything queued before is delivered or spooled.
     Flush(oneshot::Sender<()>),
+}
+
+/// An event as one JSON line.
+pub(crate) fn line_of(event: &AuditEvent) -> String {
+    serde_json::to_string(event).expect("an audit event serialises to JSON")
 }
 
 /// State the caller's side and the sender share.
@@ -187,25 +196,24 @@ impl Client {
     /// Records an event without waiting. When the buffer is full (or the client is shut down)
     /// the event goes straight to the spool.
     pub fn record(&self, event: AuditEvent) {
-        let line = serde_json::to_string(&event).expect("an audit event serialises to JSON");
         let sender = self
             .tx
             .lock()
             .expect("sender lock is never poisoned")
             .clone();
         let rejected = match sender {
-            Some(tx) => match tx.try_send(Msg::Event(line)) {
+            Some(tx) => match tx.try_send(Msg::Event(Box::new(event))) {
                 Ok(()) => {
                     metrics::counter!(metric::QUEUED).increment(1);
                     return;
                 }
-                Err(mpsc::error::TrySendError::Full(Msg::Event(line)))
-                | Err(mpsc::error::TrySendError::Closed(Msg::Event(line))) => line,
+                Err(mpsc::error::TrySendError::Full(Msg::Event(event)))
+                | Err(mpsc::error::TrySendError::Closed(Msg::Event(event))) => *event,
                 Err(_) => unreachable!("record only sends events"),
             },
-            None => line,
+            None => event,
         };
-        self.shared.spool(&[rejected]);
+        self.shared.spool(&[line_of(&rejected)]);
     }
 
     /// Waits until every event recorded before the call is delivered, dead-lettered or durably

@@ -10,7 +10,7 @@ use rand::Rng;
 use reqwest::StatusCode;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Msg, Shared, metric};
+use crate::{Msg, Shared, line_of, metric};
 
 /// What the server made of a batch.
 enum Answer {
@@ -52,8 +52,8 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>, http: 
                         match tokio::time::timeout_at(deadline, rx.recv()).await {
                             Err(_) => break,
                             Ok(None) => return,
-                            Ok(Some(Msg::Event(line))) => {
-                                shared.spool(&[line]);
+                            Ok(Some(Msg::Event(event))) => {
+                                shared.spool(&[line_of(&event)]);
                             }
                             Ok(Some(Msg::Flush(done))) => {
                                 let _ = done.send(());
@@ -88,7 +88,7 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>, http: 
 
 fn take(msg: Msg, batch: &mut Vec<String>, flushes: &mut Vec<oneshot::Sender<()>>) {
     match msg {
-        Msg::Event(line) => batch.push(line),
+        Msg::Event(event) => batch.push(line_of(&event)),
         Msg::Flush(done) => flushes.push(done),
     }
 }
@@ -107,7 +107,7 @@ fn drain_into_spool(rx: &mut mpsc::Receiver<Msg>, shared: &Shared) -> bool {
     let mut lines = Vec::new();
     let open = loop {
         match rx.try_recv() {
-            Ok(Msg::Event(line)) => lines.push(line),
+            Ok(Msg::Event(event)) => lines.push(line_of(&event)),
             Ok(Msg::Flush(done)) => {
                 if !lines.is_empty() {
                     shared.spool(&std::mem::take(&mut lines));

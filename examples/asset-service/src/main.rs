@@ -1,0 +1,659 @@
+//! `asset-service`: an example host application — an asset register with assignments,
+//! transfers, maintenance, documents and notes — whose every change is audited into sealtrail
+//! through `sealtrail-client`'s layer, and which serves each asset's history from sealtrail.
+//!
+//! ```text
+//! ASSET_SERVICE_JWT_SECRET=dev asset-service --listen 127.0.0.1:3000 \
+//!     --sealtrail-url http://127.0.0.1:8080 --sealtrail-token st_…
+//! ```
+//!
+//! Requests carry `Authorization: Bearer <JWT>` signed with HS256 and the secret above; its
+//! `sub` (and `name`, `email`) is the actor. The register itself lives in memory: this is an
+//! example of auditing, not of storage.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, patch, post};
+use axum::{Json, Router};
+use clap::Parser;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use sealtrail_client::{
+    Actor, ActorType, Audit, AuditEvent, AuditLayer, Category, Client, ClientConfig, audited,
+    changes,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// An asset register audited into sealtrail.
+#[derive(Debug, Parser)]
+#[command(name = "asset-service", version)]
+struct Args {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// sealtrail's base URL
+    #[arg(
+        long,
+        env = "ASSET_SERVICE_SEALTRAIL_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    sealtrail_url: String,
+    /// A sealtrail API key with the ingest and read scopes
+    #[arg(long, env = "ASSET_SERVICE_SEALTRAIL_TOKEN", hide_env_values = true)]
+    sealtrail_token: String,
+    /// Where undelivered audit events wait while sealtrail is unreachable
+    #[arg(long, default_value = "asset-service-spool")]
+    spool_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Asset {
+    id: String,
+    name: String,
+    serial: Option<String>,
+    status: String,
+    location: Option<String>,
+    assignee: Option<String>,
+    documents: Vec<Document>,
+    notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Document {
+    id: String,
+    name: String,
+}
+
+#[derive(Default)]
+struct Register {
+    assets: HashMap<String, Asset>,
+    /// Open maintenance tickets: ticket id → asset id.
+    maintenance: HashMap<String, String>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    register: Arc<Mutex<Register>>,
+    client: Arc<Client>,
+    http: reqwest::Client,
+    sealtrail_url: String,
+    sealtrail_token: String,
+    jwt: Arc<DecodingKey>,
+}
+
+/// An error answer, whose text the audit layer records as the failure.
+struct AppError(StatusCode, String);
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+type Result<T> = std::result::Result<T, AppError>;
+
+fn not_found(audit: &Audit, what: &str, id: &str) -> AppError {
+    let message = format!("{what} {id} does not exist");
+    audit.error(message.clone());
+    AppError(StatusCode::NOT_FOUND, message)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ASSET_SERVICE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let secret = std::env::var("ASSET_SERVICE_JWT_SECRET")
+        .context("set ASSET_SERVICE_JWT_SECRET to the HS256 secret of your tokens")?;
+    let client = Arc::new(Client::with_config(ClientConfig {
+        spool_dir: args.spool_dir.clone(),
+        ..ClientConfig::new(&args.sealtrail_url, &args.sealtrail_token)
+    })?);
+    let state = AppState {
+        register: Arc::default(),
+        client: client.clone(),
+        http: reqwest::Client::new(),
+        sealtrail_url: args.sealtrail_url.trim_end_matches('/').to_owned(),
+        sealtrail_token: args.sealtrail_token.clone(),
+        jwt: Arc::new(DecodingKey::from_secret(secret.as_bytes())?),
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    eprintln!(
+        "asset-service: listening on http://{}",
+        listener.local_addr()?
+    );
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    // Whatever is still buffered is sent or spooled before the process ends.
+    client.shutdown().await?;
+    Ok(())
+}
+
+fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route(
+            "/assets",
+            post(create).layer(
+                audited("asset.created")
+                    .category(Category::Create)
+                    .event_type("CREATED"),
+            ),
+        )
+        // One marker per method router: a MethodRouter's layer wraps every method added so far.
+        .route(
+            "/assets/{id}",
+            patch(update).layer(
+                audited("asset.updated")
+                    .category(Category::Update)
+                    .event_type("UPDATED"),
+            ),
+        )
+        .route(
+            "/assets/{id}",
+            delete(remove).layer(
+                audited("asset.deleted")
+                    .category(Category::Delete)
+                    .event_type("DELETED"),
+            ),
+        )
+        .route(
+            "/assets/{id}/assign",
+            post(assign).layer(
+                audited("asset.assigned")
+                    .category(Category::Update)
+                    .event_type("ASSIGNED"),
+            ),
+        )
+        .route(
+            "/assets/{id}/transfer",
+            post(transfer).layer(
+                audited("asset.transferred")
+                    .category(Category::Update)
+                    .event_type("TRANSFERRED"),
+            ),
+        )
+        .route(
+            "/assets/{id}/maintenance",
+            post(schedule_maintenance).layer(
+                audited("asset.maintenance_scheduled")
+                    .category(Category::Update)
+                    .event_type("MAINTENANCE_SCHEDULED"),
+            ),
+        )
+        .route(
+            "/maintenance/{id}/complete",
+            post(complete_maintenance).layer(
+                audited("asset.maintenance_completed")
+                    .category(Category::Update)
+                    .event_type("MAINTENANCE_COMPLETED"),
+            ),
+        )
+        .route(
+            "/assets/{id}/documents",
+            post(add_document).layer(
+                audited("asset.document_added")
+                    .category(Category::Update)
+                    .event_type("DOCUMENT_ADDED"),
+            ),
+        )
+        .route(
+            "/assets/{id}/documents/{doc}",
+            delete(remove_document).layer(
+                audited("asset.document_removed")
+                    .category(Category::Update)
+                    .event_type("DOCUMENT_REMOVED"),
+            ),
+        )
+        .route(
+            "/assets/{id}/notes",
+            post(add_note).layer(
+                audited("asset.note_added")
+                    .category(Category::Update)
+                    .event_type("NOTE_ADDED"),
+            ),
+        )
+        .route(
+            "/assets/{id}/retire",
+            post(retire).layer(
+                audited("asset.retired")
+                    .category(Category::Update)
+                    .event_type("RETIRED"),
+            ),
+        )
+        .route("/assets/{id}", get(show))
+        .route("/assets/{id}/history", get(history))
+        .route("/assets/{id}/history/{event_type}", get(history_of_type))
+        .layer(AuditLayer::new(state.client.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ));
+    Router::new().nest("/api/v1", api).with_state(state)
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    name: Option<String>,
+    email: Option<String>,
+}
+
+/// Requires a valid HS256 bearer JWT and hands its subject to the audit layer as the actor.
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let claims = token.and_then(|t| {
+        jsonwebtoken::decode::<Claims>(t.trim(), &state.jwt, &Validation::new(Algorithm::HS256))
+            .ok()
+    });
+    let Some(claims) = claims else {
+        return AppError(
+            StatusCode::UNAUTHORIZED,
+            "a valid bearer token is required".into(),
+        )
+        .into_response();
+    };
+    req.extensions_mut().insert(Actor {
+        id: claims.claims.sub,
+        actor_type: ActorType::User,
+        name: claims.claims.name,
+        email: claims.claims.email,
+    });
+    next.run(req).await
+}
+
+fn new_id(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    )
+}
+
+/// Applies `change` to asset `id` and tells the audit what changed.
+fn change_asset(
+    state: &AppState,
+    audit: &Audit,
+    id: &str,
+    change: impl FnOnce(&mut Asset) -> Result<()>,
+) -> Result<Asset> {
+    audit.target("asset", id);
+    let mut register = state
+        .register
+        .lock()
+        .expect("register lock is never poisoned");
+    let asset = register
+        .assets
+        .get_mut(id)
+        .ok_or_else(|| not_found(audit, "asset", id))?;
+    let before = asset.clone();
+    change(asset)?;
+    audit.changes(changes(&before, &*asset).expect("an asset serialises"));
+    Ok(asset.clone())
+}
+
+#[derive(Deserialize)]
+struct NewAsset {
+    name: String,
+    serial: Option<String>,
+    location: Option<String>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    audit: Audit,
+    Json(new): Json<NewAsset>,
+) -> Result<(StatusCode, Json<Asset>)> {
+    let asset = Asset {
+        id: new_id("A"),
+        name: new.name,
+        serial: new.serial,
+        status: "in_stock".into(),
+        location: new.location,
+        assignee: None,
+        documents: Vec::new(),
+        notes: Vec::new(),
+    };
+    audit.target("asset", &asset.id);
+    audit.changes(changes(&json!({}), &asset).expect("an asset serialises"));
+    state
+        .register
+        .lock()
+        .expect("register lock is never poisoned")
+        .assets
+        .insert(asset.id.clone(), asset.clone());
+    Ok((StatusCode::CREATED, Json(asset)))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    audit: Audit,
+    Path(id): Path<String>,
+) -> Result<Json<Asset>> {
+    let register = state
+        .register
+        .lock()
+        .expect("register lock is never poisoned");
+    register
+        .assets
+        .get(&id)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| not_found(&audit, "asset", &id))
+}
+
+#[derive(Deserialize)]
+struct AssetPatch {
+    name: Option<String>,
+    serial: Option<String>,
+    status: Option<String>,
+    location: Option<String>,
+}
+
+async fn update(
+    State(state): State<AppState>,
+    audit: Audit,
+    Path(id): Path<String>,
+    Json(patch): Json<AssetPatch>,
+) -> Result<Json<Asset>> {
+    let asset = change_asset(&state, &audit, &id, |a| {
+        if let Some(status) = patch.status
+            && status != a.status
+        {
+            // A status change is its own domain event.
+            audit.event_type("STATUS_CHANGED");
+            audit.action("asset.status_changed");
+            a.status = status;
+        }
+        a.name = patch.name.unwrap_or(a.name.clone());
+        a.serial = patch.serial.or(a.serial.take());
+        a.location = patch.location.or(a.location.take());
+        Ok(())
+    })?;
+    Ok(Json(asset))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    audit: Audit,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    audit.target("asset", &id);
+    let removed = state
+        .register
+        .lock()
+        .expect("register lock is never poisoned")
+        .assets
+        .remove(&id)
+        .ok_or_else(|| not_found(&audit, "asset", &id))?;
+    audit.changes(changes(&removed, &json!({})).expect("an asset serialises"));
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct Assignment {
+    user_id: String,
+}
+
+async fn assign(
+    State(state): State<AppState>,
+    audit: Audit,
+    Path(id): Path<String>,
+    Json(body): Json<Assignment>,
+) -> Result<Json<Asset>> {
+    let asset = change_asset(&state, &audit, &id, |a| {
+        a.assignee = Some(body.user_id);
+        a.status = "assigned".into();
+        Ok(())
+    })?;
+    Ok(Json(asset))
+}
+
+async fn transfer(
+    State(state): State<AppState>,
+    audit: Audit,
+    Path(id): Path<String>,
+    Json(body): Json<Assignment>,
+) -> Result<Json<Value>> {
+    let transfer_id = new_id("T");
+    let mut from = None;
+    let asset = change_asset(&state, &audit, &id, |a| {
+        from = a.assignee.clone();
+        if from.as_deref() == Some(body.user_id.as_str()) {
+            let message = format!("asset {id} is assigned to {} already", body.user_id);
+            audit.error(message.clone());
+            return Err(AppError(StatusCode::CONFLICT, message));
+        }
+        a.assignee = Some(body.user_id.clone());
+        Ok(())
+    })?;
+    audit.related("transfer", &transfer_id);
+    audit.metadata(json!({"from": from, "to": body.user_id}));
+    // The assignment the transfer causes is an event of its own, linked through the transfer.
+    let assignment = AuditEvent::in_context("asset.assigned")
+        .with_category(Category::Update)
+        .with_event_type("ASSIGNED")
+        .with_target("asset", &id)
+        .with_related("transfer", &transfer_id)
+        .with_changes(vec![sealtrail_client::Change {
+            field: "assignee".into(),
+            old_value: json!(from),
+            new_value: json!(body.user_id),
+        }]);
+    audit.then(assignment);
+    Ok(Json(json!({"transfer_id": transfer_id, "asset": asset})))
+}
+
+#[derive(Deserialize)]
+struct Maintenance {
+    description: String,
+}
+
+async fn schedule_maintenance(
+    State(state): State<AppState>,
+    audit: Audit,
+    Path(id): Path<String>,
+    Json(body): Json<Maintenance>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let ticket = new_id("M");
+    let asset = change_asset(&state, &audit, &id, |a| {
+        a.status = "in_maintenance".into();
+        Ok(())
+    })?;
+    state
+        .register
+        .lock()
+        .expect("register lock is never poisoned")
+        .maintenance
+        .insert(ticket.clone(), id);
+    audit.related("maintenance", &ticket);
+    audit.metadata(json!({"description": body.description}));
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"maintenance_id": ticket, "asset": asset})),
+    ))
+}
+
+async fn complete_maintenance(
+    State(state): State<AppState>,
+    audit: Audit,
+    Path(ticket): Path<String>,
+) -> Result<Json<Asset>> {
+    let asset_id = state
+        .register
+        .lock()
+        .expect("register lock is never poisoned")
+        .maintenance
+        .remove(&ticket)
+        .ok_or_else(|| not_found(&audit, "maintenance", &ticket))?;
+    audit.related("maintenance", &ticket);
+    let asset = change_asset(&state, &audit, &asset_id, |a| {
+        a.status = if a.assignee.is_some() {
+            "assigned"
+        } else {
+            "in_stock"
+        }
+        .into();
+        Ok(())
+    })?;
+    Ok(Json(asset))
+}
+
+#[derive(Deserialize)]
+struct NewDocument {
+    name: String,
+}
+
+async fn add_document(
+    State(state): State<AppState>,
+    audit: Audit,
+    Path(id): Path<String>,
+    Json(body): Json<NewDocument>,
+) -> Result<(StatusCode, Json<Document>)> {
+    let document = Document {
+        id: new_id("D"),
+        name: body.name,
+    };
+    let doc = document.clone();
+    change_asset(&state, &audit, &id, |a| {
+        a.documents.push(doc);
+        Ok(())
+    })?;
+    audit.related("document", &document.id);
+    Ok((StatusCode::CREATED, Json(document)))
+}
+
+async fn remove_document(
+    State(state): State<AppState>,
+    audit: Audit,
+    Path((id, doc)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    change_asset(&state, &audit, &id, |a| {
+        let before = a.documents.len();
+        a.documents.retain(|d| d.id != doc);
+        if a.documents.len() == before {
+            return Err(not_found(&audit, "document", &doc));
+        }
+        Ok(())
+    })?;
+    audit.related("document", &doc);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct Note {
+    text: String,
+}
+
+async fn add_note(
+    State(state): State<AppState>,
+    audit: Audit,
+    Path(id): Path<String>,
+    Json(body): Json<Note>,
+) -> Result<(StatusCode, Json<Asset>)> {
+    let asset = change_asset(&state, &audit, &id, |a| {
+        a.notes.push(body.text);
+        Ok(())
+    })?;
+    Ok((StatusCode::CREATED, Json(asset)))
+}
+
+async fn retire(
+    State(state): State<AppState>,
+    audit: Audit,
+    Path(id): Path<String>,
+) -> Result<Json<Asset>> {
+    let asset = change_asset(&state, &audit, &id, |a| {
+        a.status = "retired".into();
+        a.assignee = None;
+        Ok(())
+    })?;
+    Ok(Json(asset))
+}
+
+#[derive(Deserialize)]
+struct Paging {
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn history(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(paging): Query<Paging>,
+) -> Result<Response> {
+    sealtrail_history(&state, &id, None, paging).await
+}
+
+async fn history_of_type(
+    State(state): State<AppState>,
+    Path((id, event_type)): Path<(String, String)>,
+    Query(paging): Query<Paging>,
+) -> Result<Response> {
+    sealtrail_history(&state, &id, Some(event_type), paging).await
+}
+
+/// The asset's timeline from sealtrail, oldest first, paginated by sealtrail's cursor.
+async fn sealtrail_history(
+    state: &AppState,
+    id: &str,
+    event_type: Option<String>,
+    paging: Paging,
+) -> Result<Response> {
+    let mut query: Vec<(&str, String)> = vec![("limit", paging.limit.unwrap_or(50).to_string())];
+    if let Some(c) = paging.cursor {
+        query.push(("cursor", c));
+    }
+    if let Some(t) = event_type {
+        query.push(("event_type", t));
+    }
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(query)
+        .finish();
+    let answer = state
+        .http
+        .get(format!(
+            "{}/api/v1/entities/asset/{}/history?{query}",
+            state.sealtrail_url,
+            form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+        ))
+        .bearer_auth(&state.sealtrail_token)
+        .send()
+        .await
+        .map_err(|e| {
+            AppError(
+                StatusCode::BAD_GATEWAY,
+                format!("sealtrail is unreachable: {e}"),
+            )
+        })?;
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let body: Value = answer.json().await.map_err(|e| {
+        AppError(
+            StatusCode::BAD_GATEWAY,
+            format!("sealtrail answered badly: {e}"),
+        )
+    })?;
+    Ok((status, Json(body)).into_response())
+}
