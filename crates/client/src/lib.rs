@@ -17,6 +17,7 @@
 //! [`Client::flush`] or [`Client::shutdown`]. Events in the spool survive a crash. A full spool
 //! (`spool_max_bytes`) drops new events, loudly (the `dropped` metric and an error log).
 
+mod checkpoint;
 mod context;
 mod diff;
 mod event;
@@ -31,13 +32,14 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+pub use crate::checkpoint::{CheckpointError, Seen};
 pub use crate::context::{AuditContext, spawn};
-pub use crate::diff::changes;
+pub use crate::diff::{changes, changes_with};
 pub use crate::event::AuditEvent;
 pub use crate::layer::{Audit, AuditLayer, audited};
 pub use crate::spool::SpoolError;
 pub use sealtrail_model::event::{ActorType, Context, Organization, Related, Target};
-pub use sealtrail_model::{Actor, Category, Change, Outcome, Timestamp};
+pub use sealtrail_model::{Actor, Category, Change, Outcome, Redactor, Timestamp};
 
 /// The names of the client's metrics (counters, through the `metrics` facade).
 pub mod metric {
@@ -164,6 +166,11 @@ pub struct Client {
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
     shared: Arc<Shared>,
     task: Mutex<Option<JoinHandle<()>>>,
+    http: reqwest::Client,
+    /// Checkpoint signing keys, pinned the first time they were listed.
+    keys: Mutex<std::collections::HashMap<String, ed25519_dalek::VerifyingKey>>,
+    /// The last checkpoint that verified.
+    checkpoint: Mutex<Option<Seen>>,
 }
 
 impl Client {
@@ -185,11 +192,14 @@ impl Client {
             config,
             closing: std::sync::atomic::AtomicBool::new(false),
         });
-        let task = tokio::spawn(sender::run(rx, shared.clone(), http));
+        let task = tokio::spawn(sender::run(rx, shared.clone(), http.clone()));
         Ok(Self {
             tx: Mutex::new(Some(tx)),
             shared,
             task: Mutex::new(Some(task)),
+            http,
+            keys: Mutex::default(),
+            checkpoint: Mutex::default(),
         })
     }
 

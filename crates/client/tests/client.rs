@@ -249,3 +249,45 @@ proptest! {
         prop_assert_eq!(ours, server.changes);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_checks_each_new_checkpoint_against_the_last_one_it_saw() {
+    let addr = free_addr();
+    let server = start_server(addr).await;
+    let spool = tempfile::tempdir().expect("spool");
+    let client = Client::with_config(config(addr, spool.path())).expect("client");
+    for i in 0..5 {
+        client.record(event(i));
+    }
+    client.flush().await.expect("flush");
+    // The server's checkpointer signs the first head within a tick.
+    let mut first = None;
+    for _ in 0..200 {
+        if let Ok(seen) = client.check_checkpoint().await {
+            first = Some(seen);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let first = first.expect("a signed checkpoint");
+    assert_eq!(client.last_checkpoint(), Some(first.clone()));
+    // A thousand more events make the checkpointer sign a larger head.
+    for i in 0..1_000 {
+        client.record(event(i));
+    }
+    client.flush().await.expect("flush");
+    let mut grown = None;
+    for _ in 0..200 {
+        let seen = client.check_checkpoint().await.expect("consistent");
+        if seen.size > first.size {
+            grown = Some(seen);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let grown = grown.expect("a larger checkpoint");
+    assert!(grown.size >= 1_005);
+    assert_eq!(client.last_checkpoint(), Some(grown));
+    client.shutdown().await.expect("shutdown");
+    drop(server);
+}
