@@ -4,6 +4,8 @@
 //! cargo run --release -p sealtrail-bench --bin bench -- ingest   # HTTP batch ingest vs raw SQLite inserts
 //! cargo run --release -p sealtrail-bench --bin bench -- latency  # single-event durable ingest, 16 clients
 //! cargo run --release -p sealtrail-bench --bin bench -- query    # list pages at 1M stored events
+//! cargo run --release -p sealtrail-bench --bin bench -- layer      # the audit layer's added latency per request
+//! cargo run --release -p sealtrail-bench --bin bench -- example    # asset-service throughput, sealtrail down vs up
 //! cargo run --release -p sealtrail-bench --bin bench -- pg-ingest  # PostgreSQL: HTTP ingest vs raw COPY and INSERT
 //! cargo run --release -p sealtrail-bench --bin bench -- pg-scale   # PostgreSQL: one server process vs two
 //! cargo run --release -p sealtrail-bench --bin bench -- pg-query   # PostgreSQL: list pages at 1M (and --events 10000000)
@@ -11,6 +13,7 @@
 
 #![allow(clippy::print_stdout)] // A benchmark's output is its report.
 
+mod client;
 mod pg;
 
 use std::sync::Arc;
@@ -128,6 +131,21 @@ enum Suite {
         #[arg(long)]
         schema: Option<String>,
     },
+    /// The audit layer's added latency per request, against the same route without it.
+    Layer {
+        /// Requests per variant.
+        #[arg(long, default_value_t = 200_000)]
+        requests: usize,
+    },
+    /// The asset-service example's throughput with sealtrail down, against up.
+    Example {
+        /// Requests per run.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+    },
     /// Latency of filtered list pages of 50 over HTTP with many stored events.
     Query {
         /// Events to seed.
@@ -156,6 +174,8 @@ fn main() -> anyhow::Result<()> {
             Suite::Rows { events, out } => write_rows(events, &out),
             Suite::Verify { events } => verify_walk(events).await,
             Suite::Raw { rows, batch } => raw_from_file(&rows, batch),
+            Suite::Layer { requests } => client::layer(requests).await,
+            Suite::Example { requests, clients } => client::example(requests, clients).await,
             Suite::PgIngest {
                 url,
                 events,
