@@ -25,13 +25,20 @@ fn route(layered: Option<AuditLayer>) -> Router {
     };
     match layered {
         Some(layer) => Router::new()
-            .route("/things/{id}", post(handler).layer(audited("thing.updated")))
+            .route(
+                "/things/{id}",
+                post(handler).layer(audited("thing.updated")),
+            )
             .layer(layer),
         None => Router::new().route("/things/{id}", post(handler)),
     }
 }
 
-async fn time_requests(router: &mut Router, n: usize, into: &mut Vec<Duration>) -> anyhow::Result<()> {
+async fn time_requests(
+    router: &mut Router,
+    n: usize,
+    into: &mut Vec<Duration>,
+) -> anyhow::Result<()> {
     for _ in 0..n {
         let req = Request::post("/things/T-1")
             .header("user-agent", "bench/1")
@@ -49,7 +56,9 @@ async fn time_requests(router: &mut Router, n: usize, into: &mut Vec<Duration>) 
 /// `bench layer`: the same route with and without the audit layer, called in-process in
 /// alternating rounds; per-request median and p99 of each.
 pub(crate) async fn layer(requests: usize) -> anyhow::Result<()> {
-    println!("layer: {requests} requests per variant in 20 alternating rounds, in-process (no network)");
+    println!(
+        "layer: {requests} requests per variant in 20 alternating rounds, in-process (no network)"
+    );
     // The client's sender talks to a peer that accepts and never answers, so what is measured
     // is the request path only: building the event and handing it to the buffer.
     let sink = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -112,7 +121,9 @@ fn sibling(name: &str) -> anyhow::Result<std::path::PathBuf> {
     Ok(path)
 }
 
-async fn spawn(mut cmd: tokio::process::Command) -> anyhow::Result<(tokio::process::Child, String)> {
+async fn spawn(
+    mut cmd: tokio::process::Command,
+) -> anyhow::Result<(tokio::process::Child, String)> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -120,9 +131,16 @@ async fn spawn(mut cmd: tokio::process::Command) -> anyhow::Result<(tokio::proce
     let mut child = cmd.spawn()?;
     let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
     let base = loop {
-        let line = lines.next_line().await?.context("exited before listening")?;
+        let line = lines
+            .next_line()
+            .await?
+            .context("exited before listening")?;
         if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().context("address")?.to_owned();
+            break rest
+                .split_whitespace()
+                .next()
+                .context("address")?
+                .to_owned();
         }
     };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -164,7 +182,9 @@ async fn drive(base: &str, jwt: &str, requests: usize, clients: usize) -> anyhow
 
 /// `bench example`: the asset-service's write throughput with sealtrail up, then down.
 pub(crate) async fn example(requests: usize, clients: usize) -> anyhow::Result<()> {
-    println!("example: {requests} asset creations from {clients} clients, sealtrail up then down (release binaries)");
+    println!(
+        "example: {requests} asset creations from {clients} clients, sealtrail up then down (release binaries)"
+    );
     let dir = tempfile::tempdir()?;
     const ADMIN: &str = "st_benchexamplebenchexamplebenchexample00001";
     let mut sealtrail = tokio::process::Command::new(sibling("sealtrail")?);
@@ -192,12 +212,23 @@ pub(crate) async fn example(requests: usize, clients: usize) -> anyhow::Result<(
     )?;
     let dead = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let mut rates = Vec::new();
-    for (name, url) in [("up", sealtrail_base.clone()), ("down", format!("http://{dead}"))] {
+    for (name, url) in [
+        ("up", sealtrail_base.clone()),
+        ("down", format!("http://{dead}")),
+    ] {
         let mut app = tokio::process::Command::new(sibling("asset-service")?);
-        app.args(["--listen", "127.0.0.1:0", "--sealtrail-url", &url, "--sealtrail-token", &token, "--spool-dir"])
-            .arg(dir.path().join(format!("spool-{name}")))
-            .env("ASSET_SERVICE_JWT_SECRET", secret)
-            .env("ASSET_SERVICE_LOG", "error");
+        app.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--sealtrail-url",
+            &url,
+            "--sealtrail-token",
+            &token,
+            "--spool-dir",
+        ])
+        .arg(dir.path().join(format!("spool-{name}")))
+        .env("ASSET_SERVICE_JWT_SECRET", secret)
+        .env("ASSET_SERVICE_LOG", "error");
         let (mut child, base) = spawn(app).await?;
         drive(&base, &jwt, 2_000, clients).await?; // warm-up
         let rate = drive(&base, &jwt, requests, clients).await?;

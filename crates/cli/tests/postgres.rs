@@ -490,3 +490,56 @@ async fn postgres_stopped_mid_ingest_loses_no_acknowledged_event() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_brings_a_schema_up_once_and_serve_can_skip_it() {
+    let Some((url, schema)) = sealtrail_store_postgres::testing::fresh_schema().await else {
+        return;
+    };
+    let migrate = || {
+        std::process::Command::new(BIN)
+            .args([
+                "migrate",
+                "--database-url",
+                &url,
+                "--database-schema",
+                &schema,
+            ])
+            .output()
+            .expect("run migrate")
+    };
+    let first = migrate();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stderr).contains("(1 migration applied)"));
+    let again = migrate();
+    assert!(String::from_utf8_lossy(&again.stderr).contains("(0 migrations applied)"));
+    let dir = tempfile::tempdir().expect("dir");
+    let server = start_pg(dir.path(), &url, &schema, &["--no-migrate"]).await;
+    let r = reqwest::Client::new()
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(r.status(), StatusCode::OK);
+    stop(server).await;
+    // Without migrating, an empty schema is refused with the command to run.
+    let out = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-migrate",
+            "--database-url",
+            &url,
+        ])
+        .args(["--database-schema", &format!("{schema}_none"), "--data-dir"])
+        .arg(dir.path().join("none"))
+        .output()
+        .expect("run serve");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sealtrail migrate"));
+}

@@ -459,3 +459,46 @@ async fn two_writers_on_one_database_keep_one_log() {
         store.shutdown().await;
     }
 }
+
+/// Event reads go to the read pool (a replica's URL when given); keys, proofs and writes to the
+/// primary. With the "replica" unreachable, writes and key lookups work and lists fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_reads_use_the_read_url_and_everything_else_the_primary() {
+    let Some((store, _)) = fresh_store_with(|c| {
+        c.read_url = Some("postgres://postgres@127.0.0.1:1/test".into());
+    })
+    .await
+    else {
+        return;
+    };
+    let out = store
+        .append(vec![prepared("t", event(0))])
+        .await
+        .expect("writes go to the primary");
+    assert!(
+        store
+            .leaf_of("t", out[0].id)
+            .await
+            .expect("primary")
+            .is_some()
+    );
+    let err = store
+        .list(ListQuery {
+            tenant: "t".into(),
+            filter: EventFilter::default(),
+            order: Order::Asc,
+            limit: 10,
+            cursor: None,
+        })
+        .await
+        .expect_err("the replica is unreachable");
+    assert!(
+        matches!(err, sealtrail_store::StoreError::Database(_)),
+        "{err:?}"
+    );
+    assert!(
+        store.ping().await.is_err(),
+        "readiness notices the read pool"
+    );
+    store.shutdown().await;
+}
