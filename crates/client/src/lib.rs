@@ -64,6 +64,9 @@ pub struct ClientConfig {
     pub url: String,
     /// An API key with the `ingest` scope.
     pub token: String,
+    /// The tenant to name in every event that names none: needed only with an admin key
+    /// bound to every tenant (a tenant's own key implies its tenant).
+    pub tenant: Option<String>,
     /// Events the in-memory buffer holds before `record` spools directly.
     pub buffer: usize,
     /// Most events in one request.
@@ -91,6 +94,7 @@ impl ClientConfig {
         Self {
             url: url.into().trim_end_matches('/').to_owned(),
             token: token.into(),
+            tenant: None,
             buffer: 10_000,
             batch_max_events: 500,
             batch_max_wait: Duration::from_millis(100),
@@ -205,7 +209,10 @@ impl Client {
 
     /// Records an event without waiting. When the buffer is full (or the client is shut down)
     /// the event goes straight to the spool.
-    pub fn record(&self, event: AuditEvent) {
+    pub fn record(&self, mut event: AuditEvent) {
+        if event.tenant.is_none() {
+            event.tenant.clone_from(&self.shared.config.tenant);
+        }
         let sender = self
             .tx
             .lock()

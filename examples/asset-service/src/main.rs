@@ -48,6 +48,10 @@ struct Args {
     /// A sealtrail API key with the ingest and read scopes
     #[arg(long, env = "ASSET_SERVICE_SEALTRAIL_TOKEN", hide_env_values = true)]
     sealtrail_token: String,
+    /// The sealtrail tenant, when the key is an admin key bound to every tenant (local
+    /// development with SEALTRAIL_ADMIN_TOKEN)
+    #[arg(long, env = "ASSET_SERVICE_SEALTRAIL_TENANT")]
+    sealtrail_tenant: Option<String>,
     /// Where undelivered audit events wait while sealtrail is unreachable
     #[arg(long, default_value = "asset-service-spool")]
     spool_dir: std::path::PathBuf,
@@ -85,6 +89,7 @@ struct AppState {
     http: reqwest::Client,
     sealtrail_url: String,
     sealtrail_token: String,
+    sealtrail_tenant: Option<String>,
     jwt: Arc<DecodingKey>,
 }
 
@@ -119,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
         .context("set ASSET_SERVICE_JWT_SECRET to the HS256 secret of your tokens")?;
     let client = Arc::new(Client::with_config(ClientConfig {
         spool_dir: args.spool_dir.clone(),
+        tenant: args.sealtrail_tenant.clone(),
         ..ClientConfig::new(&args.sealtrail_url, &args.sealtrail_token)
     })?);
     let state = AppState {
@@ -127,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
         http: reqwest::Client::new(),
         sealtrail_url: args.sealtrail_url.trim_end_matches('/').to_owned(),
         sealtrail_token: args.sealtrail_token.clone(),
+        sealtrail_tenant: args.sealtrail_tenant.clone(),
         jwt: Arc::new(DecodingKey::from_secret(secret.as_bytes())?),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -447,6 +454,7 @@ async fn transfer(
             return Err(AppError(StatusCode::CONFLICT, message));
         }
         a.assignee = Some(body.user_id.clone());
+        a.status = "assigned".into();
         Ok(())
     })?;
     audit.related("transfer", &transfer_id);
@@ -628,6 +636,9 @@ async fn sealtrail_history(
     }
     if let Some(t) = event_type {
         query.push(("event_type", t));
+    }
+    if let Some(t) = &state.sealtrail_tenant {
+        query.push(("tenant", t.clone()));
     }
     let query = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(query)
