@@ -45,7 +45,7 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>, http: 
                 None => failures = 0,
                 Some(after) => {
                     failures += 1;
-                    let wait = backoff(&shared, failures, after);
+                    let wait = backoff(&shared.config, failures, after);
                     // While waiting, buffered events still move into the spool.
                     let deadline = tokio::time::Instant::now() + wait;
                     loop {
@@ -150,7 +150,7 @@ async fn deliver(http: &reqwest::Client, url: &str, shared: &Shared, mut lines: 
                     return;
                 }
                 metrics::counter!(metric::RETRIED).increment(1);
-                tokio::time::sleep(backoff(shared, attempt, after)).await;
+                tokio::time::sleep(backoff(&shared.config, attempt, after)).await;
             }
         }
     }
@@ -321,8 +321,7 @@ fn dead_letter(
 
 /// Exponential back-off with jitter: `retry_base · 2^(attempt−1)`, capped at `retry_max`,
 /// drawn from its upper half; never shorter than the server's `Retry-After`.
-fn backoff(shared: &Shared, attempt: u32, after: Option<Duration>) -> Duration {
-    let config = &shared.config;
+fn backoff(config: &crate::ClientConfig, attempt: u32, after: Option<Duration>) -> Duration {
     let exp = config
         .retry_base
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
@@ -334,6 +333,23 @@ fn backoff(shared: &Shared, attempt: u32, after: Option<Duration>) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn back_off_doubles_with_jitter_is_capped_and_honours_retry_after() {
+        let config = crate::ClientConfig {
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_secs(1),
+            ..crate::ClientConfig::new("http://x", "t")
+        };
+        for _ in 0..50 {
+            let first = backoff(&config, 1, None);
+            assert!((Duration::from_millis(50)..=Duration::from_millis(100)).contains(&first));
+            let third = backoff(&config, 3, None);
+            assert!((Duration::from_millis(200)..=Duration::from_millis(400)).contains(&third));
+            assert!(backoff(&config, 30, None) <= Duration::from_secs(1));
+            assert!(backoff(&config, 1, Some(Duration::from_secs(5))) >= Duration::from_secs(5));
+        }
+    }
 
     #[test]
     fn a_problem_names_the_events_it_refuses() {

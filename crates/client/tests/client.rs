@@ -291,3 +291,31 @@ async fn the_client_checks_each_new_checkpoint_against_the_last_one_it_saw() {
     client.shutdown().await.expect("shutdown");
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_buffer_spools_at_once_and_nothing_is_lost() {
+    let addr = free_addr();
+    let spool = tempfile::tempdir().expect("spool");
+    let client = Client::with_config(ClientConfig {
+        buffer: 1,
+        ..config(addr, spool.path())
+    })
+    .expect("client");
+    let mut ids = std::collections::HashSet::new();
+    for i in 0..30 {
+        let e = event(i);
+        ids.insert(e.id.to_string());
+        client.record(e);
+    }
+    assert!(
+        client.spooled_bytes() > 0,
+        "a full buffer spools in record itself"
+    );
+    client.flush().await.expect("flush");
+    let server = start_server(addr).await;
+    let stored = wait_for(server.store.as_ref(), 30).await;
+    let unique: std::collections::HashSet<String> = stored.iter().cloned().collect();
+    assert_eq!(stored.len(), 30, "each once");
+    assert_eq!(unique, ids);
+    client.shutdown().await.expect("shutdown");
+}
