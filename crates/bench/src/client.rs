@@ -108,7 +108,8 @@ pub(crate) async fn layer(requests: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sibling(name: &str) -> anyhow::Result<std::path::PathBuf> {
+/// A binary built beside this one.
+pub(crate) fn sibling(name: &str) -> anyhow::Result<std::path::PathBuf> {
     let path = std::env::current_exe()?
         .parent()
         .context("the bench binary has a folder")?
@@ -121,7 +122,8 @@ fn sibling(name: &str) -> anyhow::Result<std::path::PathBuf> {
     Ok(path)
 }
 
-async fn spawn(
+/// Spawns a server and waits for its "listening on" line; returns it and its base URL.
+pub(crate) async fn spawn(
     mut cmd: tokio::process::Command,
 ) -> anyhow::Result<(tokio::process::Child, String)> {
     cmd.stdin(Stdio::null())

@@ -2,11 +2,9 @@
 //! INSERT) of the same rows, one server process against two, and list latency at 1M and 10M
 //! events. Each run works in fresh schemas of the database at `--url`, dropped at the end.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use futures::pin_mut;
 use sealtrail_model::Timestamp;
 use sealtrail_store::Store;
@@ -14,7 +12,6 @@ use sealtrail_store_postgres::{
     EVENT_COLUMNS, EVENT_TYPES, LEAF_COLUMNS, LEAF_TYPES, PgConfig, PgStore,
 };
 use time::OffsetDateTime;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
@@ -321,49 +318,21 @@ struct Process {
 }
 
 async fn spawn_server(url: &str, schema: &str, dir: &std::path::Path) -> anyhow::Result<Process> {
-    let exe = std::env::current_exe()?
-        .parent()
-        .context("the bench binary has a folder")?
-        .join("sealtrail");
-    anyhow::ensure!(
-        exe.exists(),
-        "{} is missing: build it with `cargo build --release -p sealtrail -p sealtrail-bench`",
-        exe.display()
-    );
-    let mut child = tokio::process::Command::new(exe)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            url,
-            "--database-schema",
-            schema,
-            "--data-dir",
-        ])
-        .arg(dir.join(Uuid::new_v4().simple().to_string()))
-        .env("SEALTRAIL_ADMIN_TOKEN", ADMIN)
-        .env("SEALTRAIL_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
-    let base = loop {
-        let line = lines
-            .next_line()
-            .await?
-            .context("sealtrail exited before listening")?;
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .context("address")?
-                .to_owned();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let mut cmd = tokio::process::Command::new(crate::client::sibling("sealtrail")?);
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        url,
+        "--database-schema",
+        schema,
+        "--data-dir",
+    ])
+    .arg(dir.join(Uuid::new_v4().simple().to_string()))
+    .env("SEALTRAIL_ADMIN_TOKEN", ADMIN)
+    .env("SEALTRAIL_LOG", "warn");
+    let (child, base) = crate::client::spawn(cmd).await?;
     Ok(Process { child, base })
 }
 

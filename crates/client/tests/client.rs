@@ -4,62 +4,18 @@
 //! the server's.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
+use common::{free_addr, start_server};
 use proptest::prelude::*;
 use sealtrail_client::{AuditEvent, Client, ClientConfig, changes};
 use sealtrail_model::{Redactor, Timestamp, parse_event};
-use sealtrail_server::{AppState, bootstrap_admin, serve};
-use sealtrail_store::{EventFilter, ListQuery, NewKey, Order, Scope, Store};
-use sealtrail_store_sqlite::{SqliteConfig, SqliteStore};
+use sealtrail_store::{EventFilter, ListQuery, Order, Store};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "st_clienttestclienttestclienttestclienttest01";
-
-struct Server {
-    store: Arc<dyn Store>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-    _dir: tempfile::TempDir,
-}
-
-/// A sealtrail server on `addr` with an ingest key `TOKEN` for tenant `t`.
-async fn start_server(addr: SocketAddr) -> Server {
-    let dir = tempfile::tempdir().expect("dir");
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&SqliteConfig::new(dir.path())).expect("store"));
-    bootstrap_admin(store.as_ref(), None).await.expect("admin");
-    store
-        .create_key(NewKey {
-            id: "client-test".into(),
-            tenant: "t".into(),
-            scopes: vec![Scope::Ingest, Scope::Read],
-            name: "client test".into(),
-            token_hash: sealtrail_server::auth::hash_token(TOKEN),
-            created_at: Timestamp::now(),
-        })
-        .await
-        .expect("key");
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, AppState::new(store.clone()), async move {
-        let _ = rx.await;
-    }));
-    Server {
-        store,
-        stop,
-        task,
-        _dir: dir,
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-}
 
 fn config(addr: SocketAddr, spool: &std::path::Path) -> ClientConfig {
     ClientConfig {
@@ -114,7 +70,7 @@ fn event(i: usize) -> AuditEvent {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_arrive_in_batches_in_the_order_recorded() {
     let addr = free_addr();
-    let server = start_server(addr).await;
+    let server = start_server(Some(addr), TOKEN).await;
     let spool = tempfile::tempdir().expect("spool");
     let client = Client::with_config(config(addr, spool.path())).expect("client");
     let events: Vec<AuditEvent> = (0..700).map(event).collect();
@@ -126,8 +82,7 @@ async fn events_arrive_in_batches_in_the_order_recorded() {
     assert_eq!(stored_ids(server.store.as_ref()).await, ids);
     assert_eq!(client.spooled_bytes(), 0);
     client.shutdown().await.expect("shutdown");
-    let _ = server.stop.send(());
-    server.task.await.expect("join").expect("serve");
+    drop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,7 +99,7 @@ async fn while_sealtrail_is_down_events_are_spooled_then_replayed_once_in_order(
     // Nobody listens: after its attempts the batch is durably in the spool.
     client.flush().await.expect("flush");
     assert!(client.spooled_bytes() > 0, "the events wait in the spool");
-    let server = start_server(addr).await;
+    let server = start_server(Some(addr), TOKEN).await;
     for i in 40..60 {
         let e = event(i);
         ids.push(e.id.to_string());
@@ -162,7 +117,7 @@ async fn while_sealtrail_is_down_events_are_spooled_then_replayed_once_in_order(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_event_is_dead_lettered_once_and_the_rest_delivered() {
     let addr = free_addr();
-    let server = start_server(addr).await;
+    let server = start_server(Some(addr), TOKEN).await;
     let spool = tempfile::tempdir().expect("spool");
     let client = Client::with_config(config(addr, spool.path())).expect("client");
     let good = [event(1), event(2)];
@@ -208,7 +163,7 @@ async fn a_new_client_delivers_what_an_earlier_one_left_in_the_spool() {
         .expect("shutdown spools what it cannot send");
     assert!(first.spooled_bytes() > 0);
     drop(first);
-    let server = start_server(addr).await;
+    let server = start_server(Some(addr), TOKEN).await;
     let second = Client::with_config(config(addr, spool.path())).expect("client");
     assert_eq!(wait_for(server.store.as_ref(), 25).await, ids);
     second.shutdown().await.expect("shutdown");
@@ -253,7 +208,7 @@ proptest! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_checks_each_new_checkpoint_against_the_last_one_it_saw() {
     let addr = free_addr();
-    let server = start_server(addr).await;
+    let server = start_server(Some(addr), TOKEN).await;
     let spool = tempfile::tempdir().expect("spool");
     let client = Client::with_config(config(addr, spool.path())).expect("client");
     for i in 0..5 {
@@ -312,7 +267,7 @@ async fn a_full_buffer_spools_at_once_and_nothing_is_lost() {
         "a full buffer spools in record itself"
     );
     client.flush().await.expect("flush");
-    let server = start_server(addr).await;
+    let server = start_server(Some(addr), TOKEN).await;
     let stored = wait_for(server.store.as_ref(), 30).await;
     let unique: std::collections::HashSet<String> = stored.iter().cloned().collect();
     assert_eq!(stored.len(), 30, "each once");

@@ -7,46 +7,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use common::start_server;
 use sealtrail_client::{Audit, AuditEvent, AuditLayer, Client, ClientConfig, audited};
-use sealtrail_model::Timestamp;
-use sealtrail_server::{AppState, bootstrap_admin, serve};
-use sealtrail_store::{EventFilter, ListQuery, NewKey, Order, Scope, Store};
-use sealtrail_store_sqlite::{SqliteConfig, SqliteStore};
+use sealtrail_store::{EventFilter, ListQuery, Order, Store};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "st_layertestlayertestlayertestlayertestlayer01";
 const SECRET: &[u8] = b"layer-test-secret";
-
-async fn sealtrail() -> (Arc<dyn Store>, SocketAddr, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("dir");
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&SqliteConfig::new(dir.path())).expect("store"));
-    bootstrap_admin(store.as_ref(), None).await.expect("admin");
-    store
-        .create_key(NewKey {
-            id: "layer-test".into(),
-            tenant: "t".into(),
-            scopes: vec![Scope::Ingest, Scope::Read],
-            name: "layer test".into(),
-            token_hash: sealtrail_server::auth::hash_token(TOKEN),
-            created_at: Timestamp::now(),
-        })
-        .await
-        .expect("key");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(serve(
-        listener,
-        AppState::new(store.clone()),
-        std::future::pending(),
-    ));
-    (store, addr, dir)
-}
 
 /// Serves `router` with peer addresses on a free port.
 async fn serve_app(router: Router) -> String {
@@ -145,7 +117,8 @@ async fn wait_for(store: &dyn Store, n: usize) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marked_routes_are_audited_with_the_jwt_actor_and_the_request_context() {
-    let (store, addr, _dir) = sealtrail().await;
+    let server = start_server(None, TOKEN).await;
+    let (store, addr) = (server.store.clone(), server.addr);
     let spool = tempfile::tempdir().expect("spool");
     let layer = AuditLayer::new(client(addr, spool.path()))
         .jwt_hs256(SECRET)
@@ -202,7 +175,8 @@ async fn marked_routes_are_audited_with_the_jwt_actor_and_the_request_context() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_mutating_request_is_audited_in_the_catch_all_mode_with_rs256() {
-    let (store, addr, _dir) = sealtrail().await;
+    let server = start_server(None, TOKEN).await;
+    let (store, addr) = (server.store.clone(), server.addr);
     let spool = tempfile::tempdir().expect("spool");
     let public = include_bytes!("data/rs256-test-public.pem");
     let private = include_bytes!("data/rs256-test-private.pem");

@@ -6,12 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+
+use common::{free_addr, start_server};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use sealtrail_client::{AuditEvent, Client, ClientConfig, metric};
-use sealtrail_model::Timestamp;
-use sealtrail_server::{AppState, bootstrap_admin, serve};
-use sealtrail_store::{NewKey, Scope, Store};
-use sealtrail_store_sqlite::{SqliteConfig, SqliteStore};
 
 const TOKEN: &str = "st_metricstestmetricstestmetricstestmetrics01";
 
@@ -64,10 +63,7 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 async fn every_counter_moves_when_its_thing_happens() {
     let counts: &'static Counts = Box::leak(Box::default());
     metrics::set_global_recorder(counts).expect("the only recorder");
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    let addr = free_addr();
     let spool = tempfile::tempdir().expect("spool");
     let client = Client::with_config(ClientConfig {
         spool_dir: spool.path().to_owned(),
@@ -91,27 +87,7 @@ async fn every_counter_moves_when_its_thing_happens() {
     assert_eq!(counts.get(metric::SPOOLED), 4);
     assert_eq!(counts.get(metric::SENT), 0);
     // sealtrail comes up: the spool is replayed, and a refused event is dead-lettered.
-    let dir = tempfile::tempdir().expect("dir");
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&SqliteConfig::new(dir.path())).expect("store"));
-    bootstrap_admin(store.as_ref(), None).await.expect("admin");
-    store
-        .create_key(NewKey {
-            id: "metrics".into(),
-            tenant: "t".into(),
-            scopes: vec![Scope::Ingest],
-            name: "metrics".into(),
-            token_hash: sealtrail_server::auth::hash_token(TOKEN),
-            created_at: Timestamp::now(),
-        })
-        .await
-        .expect("key");
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
-    tokio::spawn(serve(
-        listener,
-        AppState::new(store),
-        std::future::pending(),
-    ));
+    let _server = start_server(Some(addr), TOKEN).await;
     wait_until("the spool is delivered", || counts.get(metric::SENT) == 4).await;
     client.record(AuditEvent::new("1 bad action", "u1"));
     client.flush().await.expect("flush");

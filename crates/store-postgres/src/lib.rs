@@ -16,7 +16,7 @@ pub mod testing;
 pub mod verify;
 mod writer;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,10 +24,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use sealtrail_model::Timestamp;
 use sealtrail_store::{
     ApiKey, Appended, Checkpoint, HistoryQuery, ListQuery, NewKey, Page, PreparedEvent,
-    QueueStatus, Store, StoreError, StoreResult, StoredEvent, TreeHead, scopes_to_text,
+    QueueStatus, Store, StoreError, StoreResult, StoredEvent, TreeHead, WriteQueue, scopes_to_text,
 };
 use time::OffsetDateTime;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -209,8 +209,7 @@ pub async fn migrate(url: &str, schema: &str) -> Result<u32, OpenError> {
 /// The PostgreSQL store.
 pub struct PgStore {
     sender: Mutex<Option<mpsc::UnboundedSender<Command>>>,
-    permits: Arc<Semaphore>,
-    capacity: usize,
+    queue: WriteQueue,
     write: Pool,
     read: Pool,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -248,11 +247,9 @@ impl PgStore {
             },
         };
         let writer = tokio::spawn(writer.run(receiver));
-        let capacity = config.queue_capacity.max(1);
         Ok(Self {
             sender: Mutex::new(Some(sender)),
-            permits: Arc::new(Semaphore::new(capacity)),
-            capacity,
+            queue: WriteQueue::new(config.queue_capacity),
             write,
             read,
             writer: Mutex::new(Some(writer)),
@@ -356,12 +353,7 @@ impl Store for PgStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let wanted = events.len().min(self.capacity) as u32;
-        let permit = self
-            .permits
-            .clone()
-            .try_acquire_many_owned(wanted)
-            .map_err(|_| StoreError::Overloaded)?;
+        let permit = self.queue.admit(events.len())?;
         let (reply, answer) = oneshot::channel();
         self.send(Command::Append {
             events,
@@ -571,10 +563,7 @@ impl Store for PgStore {
     }
 
     fn queue_status(&self) -> QueueStatus {
-        QueueStatus {
-            depth: self.capacity - self.permits.available_permits(),
-            capacity: self.capacity,
-        }
+        self.queue.status()
     }
 
     async fn shutdown(&self) {

@@ -13,8 +13,8 @@ pub mod verify;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,9 +22,9 @@ use rusqlite::{Connection, OpenFlags, params};
 use sealtrail_model::Timestamp;
 use sealtrail_store::{
     ApiKey, Appended, Checkpoint, HistoryQuery, ListQuery, NewKey, Page, PreparedEvent,
-    QueueStatus, Store, StoreError, StoreResult, StoredEvent, TreeHead, scopes_to_text,
+    QueueStatus, Store, StoreError, StoreResult, StoredEvent, TreeHead, WriteQueue, scopes_to_text,
 };
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::writer::{AdminJob, BatchLimits, Command, Writer};
@@ -87,8 +87,7 @@ pub enum OpenError {
 /// The SQLite store.
 pub struct SqliteStore {
     sender: Mutex<Option<mpsc::Sender<Command>>>,
-    permits: Arc<Semaphore>,
-    capacity: usize,
+    queue: WriteQueue,
     readers: read::Pool,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -113,11 +112,9 @@ impl SqliteStore {
             .name("sealtrail-writer".into())
             .spawn(move || Writer::new(conn, limits).run(&receiver))
             .map_err(OpenError::Thread)?;
-        let capacity = config.queue_capacity.max(1);
         Ok(Self {
             sender: Mutex::new(Some(sender)),
-            permits: Arc::new(Semaphore::new(capacity)),
-            capacity,
+            queue: WriteQueue::new(config.queue_capacity),
             readers,
             writer: Mutex::new(Some(writer)),
         })
@@ -188,12 +185,7 @@ impl Store for SqliteStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let wanted = events.len().min(self.capacity) as u32;
-        let permit = self
-            .permits
-            .clone()
-            .try_acquire_many_owned(wanted)
-            .map_err(|_| StoreError::Overloaded)?;
+        let permit = self.queue.admit(events.len())?;
         let (reply, answer) = oneshot::channel();
         self.send(Command::Append {
             events,
@@ -359,10 +351,7 @@ impl Store for SqliteStore {
     }
 
     fn queue_status(&self) -> QueueStatus {
-        QueueStatus {
-            depth: self.capacity - self.permits.available_permits(),
-            capacity: self.capacity,
-        }
+        self.queue.status()
     }
 
     async fn shutdown(&self) {

@@ -8,6 +8,7 @@ pub mod conformance;
 mod cursor;
 mod keys;
 mod query;
+mod queue;
 pub mod verify;
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use uuid::Uuid;
 pub use cursor::{Cursor, CursorError};
 pub use keys::{ApiKey, NewKey, Scope, scopes_from_text, scopes_to_text};
 pub use query::{EventFilter, HistoryQuery, ListQuery, Order, Page, Relation, StoredEvent};
+pub use queue::WriteQueue;
 
 /// A validated event with its tenant and id settled, ready to append.
 #[derive(Debug, Clone)]
