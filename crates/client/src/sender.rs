@@ -35,7 +35,7 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>, http: 
         let closing = shared.closing.load(Ordering::SeqCst);
         if !spool_is_empty(&shared) {
             // Keep order: whatever is buffered queues behind the spool.
-            if !drain_into_spool(&mut rx, &shared) {
+            if !drain_into_spool(&mut rx, &shared).await {
                 return;
             }
             if closing {
@@ -46,20 +46,30 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>, http: 
                 Some(after) => {
                     failures += 1;
                     let wait = backoff(&shared.config, failures, after);
-                    // While waiting, buffered events still move into the spool.
+                    // While waiting, buffered events still move into the spool, a batch (one
+                    // sync) at a time.
                     let deadline = tokio::time::Instant::now() + wait;
+                    let mut pending = Vec::new();
                     loop {
                         match tokio::time::timeout_at(deadline, rx.recv()).await {
                             Err(_) => break,
-                            Ok(None) => return,
+                            Ok(None) => {
+                                spool_off_runtime(&shared, pending).await;
+                                return;
+                            }
                             Ok(Some(Msg::Event(event))) => {
-                                shared.spool(&[line_of(&event)]);
+                                pending.push(line_of(&event));
+                                if pending.len() >= shared.config.batch_max_events {
+                                    spool_off_runtime(&shared, std::mem::take(&mut pending)).await;
+                                }
                             }
                             Ok(Some(Msg::Flush(done))) => {
+                                spool_off_runtime(&shared, std::mem::take(&mut pending)).await;
                                 let _ = done.send(());
                             }
                         }
                     }
+                    spool_off_runtime(&shared, pending).await;
                 }
             }
             continue;
@@ -101,31 +111,47 @@ fn spool_is_empty(shared: &Shared) -> bool {
         .is_empty()
 }
 
+/// Appends to the spool on a blocking thread: the file write and its sync stay off the async
+/// runtime that serves the host app's requests.
+async fn spool_off_runtime(shared: &Arc<Shared>, lines: Vec<String>) {
+    if lines.is_empty() {
+        return;
+    }
+    let shared = shared.clone();
+    let count = lines.len();
+    if tokio::task::spawn_blocking(move || shared.spool(&lines))
+        .await
+        .is_err()
+    {
+        metrics::counter!(metric::DROPPED).increment(count as u64);
+        tracing::error!(
+            events = count,
+            "audit events dropped: the spool task failed"
+        );
+    }
+}
+
 /// Moves everything buffered into the spool; answers flushes (their events are now durable).
 /// `false` once the buffer is closed and empty.
-fn drain_into_spool(rx: &mut mpsc::Receiver<Msg>, shared: &Shared) -> bool {
+async fn drain_into_spool(rx: &mut mpsc::Receiver<Msg>, shared: &Arc<Shared>) -> bool {
     let mut lines = Vec::new();
     let open = loop {
         match rx.try_recv() {
             Ok(Msg::Event(event)) => lines.push(line_of(&event)),
             Ok(Msg::Flush(done)) => {
-                if !lines.is_empty() {
-                    shared.spool(&std::mem::take(&mut lines));
-                }
+                spool_off_runtime(shared, std::mem::take(&mut lines)).await;
                 let _ = done.send(());
             }
             Err(mpsc::error::TryRecvError::Empty) => break true,
             Err(mpsc::error::TryRecvError::Disconnected) => break false,
         }
     };
-    if !lines.is_empty() {
-        shared.spool(&lines);
-    }
+    spool_off_runtime(shared, lines).await;
     open
 }
 
 /// Sends one batch, retrying; spools it after the last attempt (at once when closing).
-async fn deliver(http: &reqwest::Client, url: &str, shared: &Shared, mut lines: Vec<String>) {
+async fn deliver(http: &reqwest::Client, url: &str, shared: &Arc<Shared>, mut lines: Vec<String>) {
     let mut attempt = 0u32;
     loop {
         match post(http, url, shared, &lines).await {
@@ -146,7 +172,7 @@ async fn deliver(http: &reqwest::Client, url: &str, shared: &Shared, mut lines: 
             Answer::Retry { after } => {
                 attempt += 1;
                 if attempt >= shared.config.attempts || shared.closing.load(Ordering::SeqCst) {
-                    shared.spool(&lines);
+                    spool_off_runtime(shared, lines).await;
                     return;
                 }
                 metrics::counter!(metric::RETRIED).increment(1);
