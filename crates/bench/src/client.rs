@@ -182,14 +182,32 @@ async fn drive(base: &str, jwt: &str, requests: usize, clients: usize) -> anyhow
     Ok(requests as f64 / started.elapsed().as_secs_f64())
 }
 
-/// `bench example`: the asset-service's write throughput with sealtrail up, then down.
-pub(crate) async fn example(requests: usize, clients: usize) -> anyhow::Result<()> {
+/// A command for `program`, pinned to `core` with `taskset` when `pin` is set.
+fn pinned(program: std::path::PathBuf, pin: bool, core: &str) -> tokio::process::Command {
+    if pin {
+        let mut cmd = tokio::process::Command::new("taskset");
+        cmd.args(["-c", core]).arg(program);
+        cmd
+    } else {
+        tokio::process::Command::new(program)
+    }
+}
+
+/// `bench example`: the asset-service's write throughput with sealtrail up, then down. With
+/// `pin`, the app runs on core 0 and sealtrail on core 1 (run the bench itself on core 1 too),
+/// so that sealtrail's own work does not take the app's CPU when it is up.
+pub(crate) async fn example(requests: usize, clients: usize, pin: bool) -> anyhow::Result<()> {
     println!(
-        "example: {requests} asset creations from {clients} clients, sealtrail up then down (release binaries)"
+        "example: {requests} asset creations from {clients} clients, sealtrail up then down (release binaries{})",
+        if pin {
+            "; app on core 0, sealtrail and load on core 1"
+        } else {
+            ""
+        }
     );
     let dir = tempfile::tempdir()?;
     const ADMIN: &str = "st_benchexamplebenchexamplebenchexample00001";
-    let mut sealtrail = tokio::process::Command::new(sibling("sealtrail")?);
+    let mut sealtrail = pinned(sibling("sealtrail")?, pin, "1");
     sealtrail
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("data"))
@@ -218,7 +236,7 @@ pub(crate) async fn example(requests: usize, clients: usize) -> anyhow::Result<(
         ("up", sealtrail_base.clone()),
         ("down", format!("http://{dead}")),
     ] {
-        let mut app = tokio::process::Command::new(sibling("asset-service")?);
+        let mut app = pinned(sibling("asset-service")?, pin, "0");
         app.args([
             "--listen",
             "127.0.0.1:0",

@@ -145,6 +145,9 @@ enum Suite {
         /// Concurrent clients.
         #[arg(long, default_value_t = 8)]
         clients: usize,
+        /// Pin the app to core 0 and sealtrail to core 1 (with `taskset`).
+        #[arg(long)]
+        pin: bool,
     },
     /// Latency of filtered list pages of 50 over HTTP with many stored events.
     Query {
@@ -175,7 +178,11 @@ fn main() -> anyhow::Result<()> {
             Suite::Verify { events } => verify_walk(events).await,
             Suite::Raw { rows, batch } => raw_from_file(&rows, batch),
             Suite::Layer { requests } => client::layer(requests).await,
-            Suite::Example { requests, clients } => client::example(requests, clients).await,
+            Suite::Example {
+                requests,
+                clients,
+                pin,
+            } => client::example(requests, clients, pin).await,
             Suite::PgIngest {
                 url,
                 events,
