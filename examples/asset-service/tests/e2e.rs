@@ -417,3 +417,127 @@ async fn an_event_sealtrail_refuses_is_dead_lettered_and_never_retried() {
     stop(app, "-TERM").await;
     stop(sealtrail, "-TERM").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_records_its_event_type_with_changes_and_links() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().expect("dir");
+    let (sealtrail_port, app_port) = (free_port(), free_port());
+    let sealtrail = start_sealtrail(&dir.path().join("data"), sealtrail_port).await;
+    let http = reqwest::Client::new();
+    let token = make_key(&http, sealtrail_port).await;
+    let app = start_app(app_port, sealtrail_port, &token, &dir.path().join("spool")).await;
+    let c = App {
+        http: http.clone(),
+        base: format!("http://127.0.0.1:{app_port}/api/v1"),
+        token: jwt("u-3"),
+    };
+    let (_, asset) = c
+        .call(Method::POST, "/assets", json!({"name": "Printer"}))
+        .await;
+    let id = asset["id"].as_str().expect("id").to_owned();
+    let (status, _) = c
+        .call(
+            Method::PATCH,
+            &format!("/assets/{id}"),
+            json!({"location": "Floor 2"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, m) = c
+        .call(
+            Method::POST,
+            &format!("/assets/{id}/maintenance"),
+            json!({"description": "toner"}),
+        )
+        .await;
+    let ticket = m["maintenance_id"].as_str().expect("ticket").to_owned();
+    let (status, _) = c
+        .call(
+            Method::POST,
+            &format!("/maintenance/{ticket}/complete"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, doc) = c
+        .call(
+            Method::POST,
+            &format!("/assets/{id}/documents"),
+            json!({"name": "manual.pdf"}),
+        )
+        .await;
+    let doc_id = doc["id"].as_str().expect("doc").to_owned();
+    let (status, _) = c
+        .call(
+            Method::DELETE,
+            &format!("/assets/{id}/documents/{doc_id}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = c
+        .call(
+            Method::DELETE,
+            &format!("/assets/{id}/documents/D-none"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = c
+        .call(Method::DELETE, &format!("/assets/{id}"), Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let events = wait_for_events(&http, sealtrail_port, 8).await;
+    assert_eq!(
+        event_types(&events),
+        [
+            "CREATED",
+            "UPDATED",
+            "MAINTENANCE_SCHEDULED",
+            "MAINTENANCE_COMPLETED",
+            "DOCUMENT_ADDED",
+            "DOCUMENT_REMOVED",
+            "DOCUMENT_REMOVED",
+            "DELETED"
+        ]
+    );
+    assert_eq!(events[1]["changes"][0]["field"], "location");
+    assert_eq!(events[1]["changes"][0]["new_value"], "Floor 2");
+    assert_eq!(
+        events[2]["related"][0],
+        json!({"type": "maintenance", "id": ticket})
+    );
+    assert_eq!(
+        events[3]["related"][0],
+        json!({"type": "maintenance", "id": ticket})
+    );
+    assert_eq!(
+        events[4]["related"][0],
+        json!({"type": "document", "id": doc_id})
+    );
+    assert_eq!(
+        events[6]["outcome"], "failure",
+        "a failed request is audited as a failure"
+    );
+    assert_eq!(events[6]["context"]["status_code"], 404);
+    assert_eq!(events[7]["category"], "delete");
+    // A maintenance ticket's own timeline holds both of its events.
+    let r: Value = http
+        .get(format!(
+            "http://127.0.0.1:{sealtrail_port}/api/v1/entities/maintenance/{ticket}/history"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        event_types(r["items"].as_array().expect("items")),
+        ["MAINTENANCE_SCHEDULED", "MAINTENANCE_COMPLETED"]
+    );
+    stop(app, "-TERM").await;
+    stop(sealtrail, "-TERM").await;
+}
