@@ -8,11 +8,11 @@ use std::time::Duration;
 
 mod common;
 
-use common::{free_addr, start_server};
+use common::{free_addr, start_server, stored};
 use proptest::prelude::*;
 use sealtrail_client::{AuditEvent, Client, ClientConfig, changes};
 use sealtrail_model::{Redactor, Timestamp, parse_event};
-use sealtrail_store::{EventFilter, ListQuery, Order, Store};
+use sealtrail_store::Store;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "st_clienttestclienttestclienttestclienttest01";
@@ -30,22 +30,10 @@ fn config(addr: SocketAddr, spool: &std::path::Path) -> ClientConfig {
 
 /// The ids of tenant `t`'s events in `seq` order.
 async fn stored_ids(store: &dyn Store) -> Vec<String> {
-    let page = store
-        .list(ListQuery {
-            tenant: "t".into(),
-            filter: EventFilter::default(),
-            order: Order::Asc,
-            limit: 1000,
-            cursor: None,
-        })
+    stored(store)
         .await
-        .expect("list");
-    page.items
         .iter()
-        .map(|e| {
-            let v: Value = serde_json::from_str(e.body.get()).expect("json");
-            v["id"].as_str().expect("id").to_owned()
-        })
+        .map(|v| v["id"].as_str().expect("id").to_owned())
         .collect()
 }
 

@@ -12,9 +12,9 @@ mod common;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use common::start_server;
+use common::{start_server, stored};
 use sealtrail_client::{Audit, AuditEvent, AuditLayer, Client, ClientConfig, audited};
-use sealtrail_store::{EventFilter, ListQuery, Order, Store};
+use sealtrail_store::Store;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "st_layertestlayertestlayertestlayertestlayer01";
@@ -45,23 +45,6 @@ fn client(addr: SocketAddr, spool: &std::path::Path) -> Arc<Client> {
         })
         .expect("client"),
     )
-}
-
-async fn events(store: &dyn Store) -> Vec<Value> {
-    let page = store
-        .list(ListQuery {
-            tenant: "t".into(),
-            filter: EventFilter::default(),
-            order: Order::Asc,
-            limit: 1000,
-            cursor: None,
-        })
-        .await
-        .expect("list");
-    page.items
-        .iter()
-        .map(|e| serde_json::from_str(e.body.get()).expect("json"))
-        .collect()
 }
 
 fn routes() -> Router {
@@ -106,7 +89,7 @@ fn hs256(sub: &str) -> String {
 
 async fn wait_for(store: &dyn Store, n: usize) -> Vec<Value> {
     for _ in 0..300 {
-        let e = events(store).await;
+        let e = stored(store).await;
         if e.len() >= n {
             return e;
         }

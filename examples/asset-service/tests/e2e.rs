@@ -188,20 +188,55 @@ fn event_types(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// One sealtrail (running, with an ingest-and-read key of tenant `assets`) and the places
+/// an app beside it uses.
+struct World {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    spool: PathBuf,
+    sealtrail_port: u16,
+    app_port: u16,
+    http: reqwest::Client,
+    token: String,
+}
+
+impl World {
+    async fn start() -> (Self, Child) {
+        let dir = tempfile::tempdir().expect("dir");
+        let (sealtrail_port, app_port) = (free_port(), free_port());
+        let data = dir.path().join("data");
+        let spool = dir.path().join("spool");
+        let sealtrail = start_sealtrail(&data, sealtrail_port).await;
+        let http = reqwest::Client::new();
+        let token = make_key(&http, sealtrail_port).await;
+        let world = Self {
+            _dir: dir,
+            data,
+            spool,
+            sealtrail_port,
+            app_port,
+            http,
+            token,
+        };
+        (world, sealtrail)
+    }
+
+    /// Starts the app, and a client for it acting as `user`.
+    async fn app(&self, user: &str) -> (Child, App) {
+        let child = start_app(self.app_port, self.sealtrail_port, &self.token, &self.spool).await;
+        let client = App {
+            http: self.http.clone(),
+            base: format!("http://127.0.0.1:{}/api/v1", self.app_port),
+            token: jwt(user),
+        };
+        (child, client)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sealtrail_down_and_back_every_event_arrives_once_in_order() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (sealtrail_port, app_port) = (free_port(), free_port());
-    let data = dir.path().join("data");
-    let sealtrail = start_sealtrail(&data, sealtrail_port).await;
-    let http = reqwest::Client::new();
-    let token = make_key(&http, sealtrail_port).await;
-    let app = start_app(app_port, sealtrail_port, &token, &dir.path().join("spool")).await;
-    let app_client = App {
-        http: http.clone(),
-        base: format!("http://127.0.0.1:{app_port}/api/v1"),
-        token: jwt("u-42"),
-    };
+    let (w, sealtrail) = World::start().await;
+    let (app, app_client) = w.app("u-42").await;
     use reqwest::Method;
     let (status, asset) = app_client
         .call(
@@ -220,7 +255,7 @@ async fn sealtrail_down_and_back_every_event_arrives_once_in_order() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    wait_for_events(&http, sealtrail_port, 2).await; // CREATED, ASSIGNED
+    wait_for_events(&w.http, w.sealtrail_port, 2).await; // CREATED, ASSIGNED
     stop(sealtrail, "-TERM").await;
     // sealtrail is down: the app answers as before.
     let (status, transfer) = app_client
@@ -251,12 +286,12 @@ async fn sealtrail_down_and_back_every_event_arrives_once_in_order() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let sealtrail = start_sealtrail(&data, sealtrail_port).await;
+    let sealtrail = start_sealtrail(&w.data, w.sealtrail_port).await;
     let (status, _) = app_client
         .call(Method::POST, &format!("/assets/{id}/retire"), json!({}))
         .await;
     assert_eq!(status, StatusCode::OK);
-    let events = wait_for_events(&http, sealtrail_port, 7).await;
+    let events = wait_for_events(&w.http, w.sealtrail_port, 7).await;
     let ids: std::collections::HashSet<&str> = events
         .iter()
         .map(|e| e["id"].as_str().expect("id"))
@@ -328,20 +363,9 @@ async fn sealtrail_down_and_back_every_event_arrives_once_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_in_the_spool_survive_kill_9_and_arrive_after_restart() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (sealtrail_port, app_port) = (free_port(), free_port());
-    let data = dir.path().join("data");
-    let spool = dir.path().join("spool");
-    let sealtrail = start_sealtrail(&data, sealtrail_port).await;
-    let http = reqwest::Client::new();
-    let token = make_key(&http, sealtrail_port).await;
+    let (w, sealtrail) = World::start().await;
     stop(sealtrail, "-TERM").await;
-    let app = start_app(app_port, sealtrail_port, &token, &spool).await;
-    let app_client = App {
-        http: http.clone(),
-        base: format!("http://127.0.0.1:{app_port}/api/v1"),
-        token: jwt("u-1"),
-    };
+    let (app, app_client) = w.app("u-1").await;
     for i in 0..5 {
         let (status, _) = app_client
             .call(
@@ -353,7 +377,7 @@ async fn events_in_the_spool_survive_kill_9_and_arrive_after_restart() {
         assert_eq!(status, StatusCode::CREATED);
     }
     // Wait until all five are in the spool, synced, then kill the app without warning.
-    let spool_file = spool.join("spool.ndjson");
+    let spool_file = w.spool.join("spool.ndjson");
     for _ in 0..300 {
         let lines = std::fs::read_to_string(&spool_file).map_or(0, |t| t.lines().count());
         if lines == 5 {
@@ -364,9 +388,9 @@ async fn events_in_the_spool_survive_kill_9_and_arrive_after_restart() {
     let spooled = std::fs::read_to_string(&spool_file).expect("spool");
     assert_eq!(spooled.lines().count(), 5, "{spooled}");
     stop(app, "-KILL").await;
-    let sealtrail = start_sealtrail(&data, sealtrail_port).await;
-    let app = start_app(app_port, sealtrail_port, &token, &spool).await;
-    let events = wait_for_events(&http, sealtrail_port, 5).await;
+    let sealtrail = start_sealtrail(&w.data, w.sealtrail_port).await;
+    let app = start_app(w.app_port, w.sealtrail_port, &w.token, &w.spool).await;
+    let events = wait_for_events(&w.http, w.sealtrail_port, 5).await;
     assert_eq!(event_types(&events), ["CREATED"; 5]);
     stop(app, "-TERM").await;
     stop(sealtrail, "-TERM").await;
@@ -374,18 +398,8 @@ async fn events_in_the_spool_survive_kill_9_and_arrive_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_sealtrail_refuses_is_dead_lettered_and_never_retried() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (sealtrail_port, app_port) = (free_port(), free_port());
-    let spool = dir.path().join("spool");
-    let sealtrail = start_sealtrail(&dir.path().join("data"), sealtrail_port).await;
-    let http = reqwest::Client::new();
-    let token = make_key(&http, sealtrail_port).await;
-    let app = start_app(app_port, sealtrail_port, &token, &spool).await;
-    let app_client = App {
-        http: http.clone(),
-        base: format!("http://127.0.0.1:{app_port}/api/v1"),
-        token: jwt("u-1"),
-    };
+    let (w, sealtrail) = World::start().await;
+    let (app, app_client) = w.app("u-1").await;
     let (_, asset) = app_client
         .call(reqwest::Method::POST, "/assets", json!({"name": "Desk"}))
         .await;
@@ -407,9 +421,9 @@ async fn an_event_sealtrail_refuses_is_dead_lettered_and_never_retried() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let events = wait_for_events(&http, sealtrail_port, 2).await;
+    let events = wait_for_events(&w.http, w.sealtrail_port, 2).await;
     assert_eq!(event_types(&events), ["CREATED", "RETIRED"]);
-    let dead = std::fs::read_to_string(spool.join("dead-letter.ndjson")).expect("dead letters");
+    let dead = std::fs::read_to_string(w.spool.join("dead-letter.ndjson")).expect("dead letters");
     assert_eq!(dead.lines().count(), 1, "refused once and never sent again");
     let entry: Value = serde_json::from_str(dead.lines().next().expect("line")).expect("json");
     assert_eq!(entry["status"], 422);
@@ -421,17 +435,8 @@ async fn an_event_sealtrail_refuses_is_dead_lettered_and_never_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_records_its_event_type_with_changes_and_links() {
     use reqwest::Method;
-    let dir = tempfile::tempdir().expect("dir");
-    let (sealtrail_port, app_port) = (free_port(), free_port());
-    let sealtrail = start_sealtrail(&dir.path().join("data"), sealtrail_port).await;
-    let http = reqwest::Client::new();
-    let token = make_key(&http, sealtrail_port).await;
-    let app = start_app(app_port, sealtrail_port, &token, &dir.path().join("spool")).await;
-    let c = App {
-        http: http.clone(),
-        base: format!("http://127.0.0.1:{app_port}/api/v1"),
-        token: jwt("u-3"),
-    };
+    let (w, sealtrail) = World::start().await;
+    let (app, c) = w.app("u-3").await;
     let (_, asset) = c
         .call(Method::POST, "/assets", json!({"name": "Printer"}))
         .await;
@@ -488,7 +493,7 @@ async fn every_route_records_its_event_type_with_changes_and_links() {
         .call(Method::DELETE, &format!("/assets/{id}"), Value::Null)
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let events = wait_for_events(&http, sealtrail_port, 8).await;
+    let events = wait_for_events(&w.http, w.sealtrail_port, 8).await;
     assert_eq!(
         event_types(&events),
         [
@@ -523,11 +528,13 @@ async fn every_route_records_its_event_type_with_changes_and_links() {
     assert_eq!(events[6]["context"]["status_code"], 404);
     assert_eq!(events[7]["category"], "delete");
     // A maintenance ticket's own timeline holds both of its events.
-    let r: Value = http
+    let r: Value = w
+        .http
         .get(format!(
-            "http://127.0.0.1:{sealtrail_port}/api/v1/entities/maintenance/{ticket}/history"
+            "http://127.0.0.1:{}/api/v1/entities/maintenance/{ticket}/history",
+            w.sealtrail_port
         ))
-        .bearer_auth(&token)
+        .bearer_auth(&w.token)
         .send()
         .await
         .expect("send")

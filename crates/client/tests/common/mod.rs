@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use sealtrail_model::Timestamp;
 use sealtrail_server::{AppState, bootstrap_admin, serve};
-use sealtrail_store::{NewKey, Scope, Store};
+use sealtrail_store::{EventFilter, ListQuery, NewKey, Order, Scope, Store};
 use sealtrail_store_sqlite::{SqliteConfig, SqliteStore};
 
 /// A running server.
@@ -61,4 +61,22 @@ pub(crate) async fn start_server(addr: Option<SocketAddr>, token: &str) -> Serve
         _stop: stop,
         _dir: dir,
     }
+}
+
+/// Tenant `t`'s events as stored, in `seq` order.
+pub(crate) async fn stored(store: &dyn Store) -> Vec<serde_json::Value> {
+    let page = store
+        .list(ListQuery {
+            tenant: "t".into(),
+            filter: EventFilter::default(),
+            order: Order::Asc,
+            limit: 1000,
+            cursor: None,
+        })
+        .await
+        .expect("list");
+    page.items
+        .iter()
+        .map(|e| serde_json::from_str(e.body.get()).expect("stored JSON"))
+        .collect()
 }
