@@ -124,7 +124,12 @@ async fn assert_all_acked_present_and_gap_free(data_dir: &Path, acked: &[String]
 
 #[test]
 fn help_is_clear_for_every_command() {
-    for args in [&["--help"][..], &["serve", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["migrate", "--help"],
+        &["verify", "--help"],
+    ] {
         let out = std::process::Command::new(BIN)
             .args(args)
             .output()
@@ -137,8 +142,12 @@ fn help_is_clear_for_every_command() {
                 "--listen",
                 "--data-dir",
                 "--database-url",
+                "--read-database-url",
+                "--database-schema",
+                "--no-migrate",
                 "--config",
                 "SEALTRAIL_LISTEN",
+                "SEALTRAIL_DATABASE_URL",
                 "127.0.0.1:8080",
                 "./sealtrail-data",
             ] {
@@ -147,8 +156,13 @@ fn help_is_clear_for_every_command() {
                     "serve --help mentions {needle}:\n{text}"
                 );
             }
+        } else if args[0] == "migrate" || args[0] == "verify" {
+            assert!(text.contains("--database-url"), "{args:?}:\n{text}");
+            assert!(text.contains("--database-schema"), "{args:?}:\n{text}");
         } else {
-            assert!(text.contains("serve"), "{text}");
+            for command in ["serve", "verify", "export", "migrate"] {
+                assert!(text.contains(command), "--help lists {command}:\n{text}");
+            }
         }
     }
     let out = std::process::Command::new(BIN)
