@@ -141,6 +141,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Audit {
     }
 }
 
+#[derive(Clone)]
 struct Settings {
     client: Arc<Client>,
     all_mutating: bool,
@@ -163,47 +164,31 @@ impl AuditLayer {
         }))
     }
 
-    fn settings(self) -> Settings {
-        Arc::try_unwrap(self.0).unwrap_or_else(|shared| Settings {
-            client: shared.client.clone(),
-            all_mutating: shared.all_mutating,
-            jwt: shared.jwt.clone(),
-            trusted: shared.trusted.clone(),
-        })
+    fn with(mut self, change: impl FnOnce(&mut Settings)) -> Self {
+        change(Arc::make_mut(&mut self.0));
+        self
     }
 
     /// Also audits every POST, PUT, PATCH and DELETE, unmarked ones as `http.<method>`.
     pub fn audit_all_mutating(self) -> Self {
-        Self(Arc::new(Settings {
-            all_mutating: true,
-            ..self.settings()
-        }))
+        self.with(|s| s.all_mutating = true)
     }
 
     /// Takes the actor from bearer JWTs signed with this HS256 secret.
     pub fn jwt_hs256(self, secret: &[u8]) -> Result<Self, jsonwebtoken::errors::Error> {
         let key = DecodingKey::from_secret(secret)?;
-        Ok(Self(Arc::new(Settings {
-            jwt: Some((key, Validation::new(Algorithm::HS256))),
-            ..self.settings()
-        })))
+        Ok(self.with(|s| s.jwt = Some((key, Validation::new(Algorithm::HS256)))))
     }
 
     /// Takes the actor from bearer JWTs signed with this RS256 key (PEM public key).
     pub fn jwt_rs256_pem(self, pem: &[u8]) -> Result<Self, jsonwebtoken::errors::Error> {
         let key = DecodingKey::from_rsa_pem(pem)?;
-        Ok(Self(Arc::new(Settings {
-            jwt: Some((key, Validation::new(Algorithm::RS256))),
-            ..self.settings()
-        })))
+        Ok(self.with(|s| s.jwt = Some((key, Validation::new(Algorithm::RS256)))))
     }
 
     /// Proxies whose `x-forwarded-for` / `forwarded` headers are believed.
     pub fn trusted_proxies(self, nets: impl IntoIterator<Item = IpNet>) -> Self {
-        Self(Arc::new(Settings {
-            trusted: nets.into_iter().collect(),
-            ..self.settings()
-        }))
+        self.with(|s| s.trusted = nets.into_iter().collect())
     }
 }
 

@@ -145,21 +145,17 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Appends lines to the spool, counting them; a failure drops them loudly.
-    pub(crate) fn spool(&self, lines: &[String]) -> bool {
+    pub(crate) fn spool(&self, lines: &[String]) {
         let result = self
             .spool
             .lock()
             .expect("spool lock is never poisoned")
             .append(lines);
         match result {
-            Ok(()) => {
-                metrics::counter!(metric::SPOOLED).increment(lines.len() as u64);
-                true
-            }
+            Ok(()) => metrics::counter!(metric::SPOOLED).increment(lines.len() as u64),
             Err(err) => {
                 metrics::counter!(metric::DROPPED).increment(lines.len() as u64);
                 tracing::error!(error = %err, events = lines.len(), "audit events dropped: cannot spool them");
-                false
             }
         }
     }
