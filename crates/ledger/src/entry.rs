@@ -201,7 +201,7 @@ impl Writer {
     }
 }
 
-fn category_code(c: Category) -> u8 {
+pub(crate) fn category_code(c: Category) -> u8 {
     match c {
         Category::Create => 0,
         Category::Read => 1,
@@ -336,7 +336,8 @@ impl PersonalDigests {
         rest.is_empty().then_some(digests)
     }
 
-    fn fields(&self) -> [Option<Hash>; 5] {
+    /// The digests in stored order: actor name, actor e-mail, ip, user agent, target name.
+    pub fn fields(&self) -> [Option<Hash>; 5] {
         [
             self.actor_name,
             self.actor_email,

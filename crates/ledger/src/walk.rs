@@ -144,6 +144,47 @@ pub struct Item {
     pub event: Option<Event>,
 }
 
+/// One stored event, hashed and checked on its own: everything the walk needs to place it in
+/// the log. Making one needs no other event, so a store can make them in parallel.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    /// The position it was found at.
+    pub seq: u64,
+    /// The id stored beside it, if any.
+    pub id: Option<Uuid>,
+    /// Its leaf hash, recomputed from what is stored (for an event that cannot be read: the
+    /// stored leaf hash, so that the walk goes on).
+    pub leaf: Hash,
+    /// Whether every leaf hash stored beside it equals [`Sealed::leaf`].
+    pub hash_matches: bool,
+    /// The leaf hash stored beside it, if any. Where it differs from the recomputed leaf the
+    /// successor may name either as its predecessor, so that one altered event is one finding,
+    /// not also a broken link at the next.
+    pub stored_hash: Option<Hash>,
+    /// The predecessor hash stored beside it, if any.
+    pub stored_prev: Option<Hash>,
+    /// What the sealed event says of itself, or why it cannot be read.
+    pub head: Result<Head, String>,
+    /// What the store's own checks (indexed columns, personal values) found wrong, if anything;
+    /// reported only when the seal itself holds.
+    pub problem: Option<String>,
+}
+
+/// What a sealed event says of its own place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// Its `seq`.
+    pub seq: u64,
+    /// Its tenant, when that is not the tenant being walked.
+    pub foreign_tenant: Option<String>,
+    /// Its id.
+    pub id: Uuid,
+    /// The predecessor hash it was sealed with.
+    pub prev: Hash,
+    /// When it was recorded.
+    pub recorded_at: Timestamp,
+}
+
 /// The walk of one tenant's log, fed in `seq` order.
 pub struct TenantWalk {
     tenant: String,
@@ -155,6 +196,8 @@ pub struct TenantWalk {
     /// After a structural break positions no longer line up with the tree: roots are not
     /// compared any more (the first finding already names the place).
     broken: bool,
+    /// The stored leaf hash of the previous event where it differs from the recomputed one.
+    alt_prev: Option<Hash>,
     findings: Vec<Finding>,
     last_recorded: Option<Timestamp>,
 }
@@ -184,6 +227,7 @@ impl TenantWalk {
             checkpoints,
             next_cp: 0,
             broken: false,
+            alt_prev: None,
             findings: Vec::new(),
             last_recorded: None,
         }
@@ -216,12 +260,55 @@ impl TenantWalk {
 
     /// Checks the next item. `extra` runs further checks on an event that passed the seal (its
     /// indexed columns, its personal values) and says what is wrong, if anything.
+    ///
+    /// The event is encoded again with the predecessor hash stored beside it (or, where none
+    /// was stored, the walk's previous leaf) and checked as [`TenantWalk::push_sealed`] does.
     pub fn push(&mut self, item: Item, extra: impl FnOnce(&Event) -> Option<String>) {
+        let Some(event) = &item.event else {
+            self.push_sealed(Sealed {
+                seq: item.seq,
+                id: item.id,
+                leaf: item.hash.unwrap_or(GENESIS),
+                hash_matches: true,
+                stored_hash: item.hash,
+                stored_prev: item.prev_hash,
+                head: Err("the stored event is not valid JSON of an event".into()),
+                problem: None,
+            });
+            return;
+        };
+        let prev = item.prev_hash.unwrap_or(self.prev);
+        let leaf = event_leaf_hash(event, &item.digests, &prev);
+        let served: Option<Hash> = hex::decode(&event.hash)
+            .ok()
+            .and_then(|h| h.try_into().ok());
+        let hash_matches = item.hash.is_none_or(|h| h == leaf) && served == Some(leaf);
+        self.push_sealed(Sealed {
+            seq: item.seq,
+            id: item.id,
+            leaf,
+            hash_matches,
+            stored_hash: item.hash.or(served),
+            stored_prev: item.prev_hash,
+            head: Ok(Head {
+                seq: event.seq,
+                foreign_tenant: (event.tenant != self.tenant).then(|| event.tenant.clone()),
+                id: event.id,
+                prev,
+                recorded_at: event.recorded_at,
+            }),
+            problem: extra(event),
+        });
+    }
+
+    /// Checks the next stored event, already hashed and checked where it was read (which may
+    /// be another thread: a [`Sealed`] needs nothing from the walk).
+    pub fn push_sealed(&mut self, item: Sealed) {
         let seq = item.seq;
         if seq < self.expected {
             self.broken = true;
-            let kind = match &item.event {
-                Some(e) if e.seq != seq => Kind::Reordered,
+            let kind = match &item.head {
+                Ok(h) if h.seq != seq => Kind::Reordered,
                 _ => Kind::Inserted,
             };
             self.push_finding(
@@ -236,64 +323,83 @@ impl TenantWalk {
             self.broken = true;
             let detail = format!("the log skips from seq {} to {seq}", self.expected - 1);
             self.push_finding(self.expected, None, Kind::Missing, detail);
-            self.prev = item.prev_hash.unwrap_or(GENESIS);
+            self.alt_prev = None;
+            self.prev = item
+                .stored_prev
+                .or(item.head.as_ref().ok().map(|h| h.prev))
+                .unwrap_or(GENESIS);
         }
         self.expected = seq + 1;
-        let Some(event) = item.event else {
-            self.push_finding(
-                seq,
-                item.id,
-                Kind::Altered,
-                "the stored event is not valid JSON of an event".into(),
-            );
-            self.advance(item.hash.unwrap_or(GENESIS), seq, item.id);
-            return;
+        let head = match item.head {
+            Ok(head) => head,
+            Err(detail) => {
+                self.push_finding(seq, item.id, Kind::Altered, detail);
+                self.advance(item.leaf, seq, item.id);
+                return;
+            }
         };
-        if event.seq != seq || event.tenant != self.tenant {
+        if head.seq != seq || head.foreign_tenant.is_some() {
             self.broken = true;
-            let kind = if event.tenant == self.tenant {
+            let tenant = head.foreign_tenant.as_deref().unwrap_or(&self.tenant);
+            let kind = if head.foreign_tenant.is_none() {
                 Kind::Reordered
             } else {
                 Kind::Altered
             };
             let detail = format!(
-                "the event at seq {seq} is the sealed event of seq {} of tenant {}",
-                event.seq, event.tenant
+                "the event at seq {seq} is the sealed event of seq {} of tenant {tenant}",
+                head.seq
             );
             self.push_finding(seq, item.id, kind, detail);
-            self.advance(item.hash.unwrap_or(GENESIS), seq, item.id);
+            self.advance(item.leaf, seq, item.id);
             return;
         }
-        let leaf = event_leaf_hash(&event, &item.digests, &self.prev);
-        let problem = if item.id.is_some_and(|id| id != event.id) {
-            Some(format!(
-                "the stored id says {} but the sealed event is {}",
-                item.id.map_or("-".into(), |i| i.to_string()),
-                event.id
+        // Where the content does not match its leaf, the id beside it names the event; where it
+        // does, the sealed id does.
+        let problem = if !item.hash_matches {
+            Some((
+                item.id.unwrap_or(head.id),
+                "the event's content does not match its leaf hash".to_owned(),
             ))
-        } else if item.hash.is_some_and(|h| h != leaf) || event.hash != hex::encode(leaf) {
-            let chained = item.prev_hash.is_some_and(|p| {
-                p != self.prev && item.hash == Some(event_leaf_hash(&event, &item.digests, &p))
-            });
-            Some(if chained {
-                "the event does not follow its predecessor in the chain".to_owned()
-            } else {
-                "the event's content does not match its leaf hash".to_owned()
-            })
-        } else if item.prev_hash.is_some_and(|p| p != self.prev) {
-            Some("the stored predecessor hash is not the previous event's leaf".into())
+        } else if item.id.is_some_and(|id| id != head.id) {
+            Some((
+                head.id,
+                format!(
+                    "the stored id says {} but the sealed event is {}",
+                    item.id.map_or("-".into(), |i| i.to_string()),
+                    head.id
+                ),
+            ))
+        } else if !self.follows(head.prev) {
+            Some((
+                head.id,
+                "the event does not follow its predecessor in the chain".to_owned(),
+            ))
+        } else if item.stored_prev.is_some_and(|p| !self.follows(p)) {
+            Some((
+                head.id,
+                "the stored predecessor hash is not the previous event's leaf".into(),
+            ))
         } else {
-            extra(&event)
+            item.problem.map(|p| (head.id, p))
         };
-        if let Some(detail) = problem {
-            self.push_finding(seq, Some(event.id), Kind::Altered, detail);
+        if let Some((id, detail)) = problem {
+            self.push_finding(seq, Some(id), Kind::Altered, detail);
         }
-        self.last_recorded = Some(event.recorded_at);
-        self.advance(leaf, seq, Some(event.id));
+        self.last_recorded = Some(head.recorded_at);
+        self.advance(item.leaf, seq, Some(head.id));
+        self.alt_prev = item.stored_hash.filter(|_| !item.hash_matches);
+    }
+
+    /// Whether `prev` names the previous event: its recomputed leaf, or (when that event was
+    /// already reported altered) the leaf stored beside it.
+    fn follows(&self, prev: Hash) -> bool {
+        prev == self.prev || self.alt_prev == Some(prev)
     }
 
     fn advance(&mut self, leaf: Hash, seq: u64, id: Option<Uuid>) {
         self.prev = leaf;
+        self.alt_prev = None;
         self.frontier.push(leaf, |_, _, _| {});
         while let Some(cp) = self
             .checkpoints

@@ -1,0 +1,555 @@
+//! Reading a canonical entry back: a borrowed, validated view of its bytes ([`EntryView`]), the
+//! event it renders to ([`EntryView::to_event`]), and the erasable personal values a store keeps
+//! beside it ([`PersonalValues`]).
+//!
+//! A store that keeps the entry as the event's only copy serves what it sealed and nothing
+//! else, and its verify walk hashes stored bytes instead of re-encoding parsed JSON. The
+//! decoder accepts exactly what [`crate::entry::encode_entry`] writes (version 1, every length
+//! in bounds, UTF-8 strings, object keys strictly ascending, integers in their one canonical
+//! tag, nesting at most [`MAX_DEPTH`] deep, nothing after the predecessor hash), so decoding
+//! and encoding again gives the same bytes.
+
+use sealtrail_model::{
+    Actor, ActorType, Category, Context, Event, Organization, Outcome, OutputChange, Related,
+    Target, Timestamp,
+};
+use serde_json::{Map, Number, Value};
+use uuid::Uuid;
+
+use crate::entry::{ENTRY_VERSION, PersonalDigests};
+use crate::merkle::Hash;
+
+/// How deep JSON values inside an entry may nest; deeper ones are refused, not recursed into.
+pub const MAX_DEPTH: usize = 128;
+
+/// Why bytes are not a canonical entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a canonical entry: {what} at byte {at}")]
+pub struct DecodeError {
+    /// What was wrong.
+    pub what: &'static str,
+    /// Where, counted from the first byte.
+    pub at: usize,
+}
+
+/// A target's name as the entry holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetName<'a> {
+    /// No name.
+    None,
+    /// A plain name (the target is not a person).
+    Plain(&'a str),
+    /// A person's name, as its keyed digest.
+    Digest,
+}
+
+/// The target section of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetView<'a> {
+    /// `target.type`.
+    pub target_type: &'a str,
+    /// `target.id`.
+    pub id: &'a str,
+    /// `target.name`.
+    pub name: TargetName<'a>,
+}
+
+/// The context section of an entry, personal fields left out (they are digests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextView<'a> {
+    /// `context.session_id`.
+    pub session_id: Option<&'a str>,
+    /// `context.correlation_id`.
+    pub correlation_id: Option<&'a str>,
+    /// `context.endpoint`.
+    pub endpoint: Option<&'a str>,
+    /// `context.method`.
+    pub method: Option<&'a str>,
+    /// `context.status_code`.
+    pub status_code: Option<u16>,
+    /// `context.duration_ms`, still encoded (tag and value).
+    duration: Option<&'a [u8]>,
+}
+
+/// A validated canonical entry, borrowing its bytes. Building one checks the whole entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryView<'a> {
+    /// `tenant`.
+    pub tenant: &'a str,
+    /// `seq`.
+    pub seq: u64,
+    /// `id`.
+    pub id: Uuid,
+    /// `recorded_at`, microseconds since the Unix epoch.
+    pub recorded_at: i64,
+    /// `occurred_at`, microseconds since the Unix epoch.
+    pub occurred_at: i64,
+    /// `action`.
+    pub action: &'a str,
+    /// `category`.
+    pub category: Category,
+    /// `event_type`.
+    pub event_type: Option<&'a str>,
+    /// `outcome`.
+    pub outcome: Outcome,
+    /// `error`.
+    pub error: Option<&'a str>,
+    /// `actor.id`.
+    pub actor_id: &'a str,
+    /// `actor.type`.
+    pub actor_type: ActorType,
+    /// The personal digests the entry holds.
+    pub digests: PersonalDigests,
+    /// `target`.
+    pub target: Option<TargetView<'a>>,
+    /// `organization`: id and name.
+    pub organization: Option<(&'a str, Option<&'a str>)>,
+    /// `context`.
+    pub context: Option<ContextView<'a>>,
+    /// The predecessor's leaf hash.
+    pub prev: Hash,
+    /// The encoded `changes`, `related` and `metadata` sections, in that order.
+    changes: &'a [u8],
+    related: &'a [u8],
+    metadata: Option<&'a [u8]>,
+}
+
+/// The personal values of an event, kept beside its entry and erasable: each present value
+/// has its digest in the entry. Stored form: one byte whose bits 0–4 say which of actor name,
+/// actor e-mail, ip, user agent and target name are present, then each present value as a
+/// 4-byte big-endian length and its UTF-8 bytes, in that order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PersonalValues<'a> {
+    /// `actor.name`.
+    pub actor_name: Option<&'a str>,
+    /// `actor.email`.
+    pub actor_email: Option<&'a str>,
+    /// `context.ip`.
+    pub ip: Option<&'a str>,
+    /// `context.user_agent`.
+    pub user_agent: Option<&'a str>,
+    /// `target.name`, when the target is a person.
+    pub target_name: Option<&'a str>,
+}
+
+impl<'a> PersonalValues<'a> {
+    /// The personal values of `event`: every actor value present, and the target's name when
+    /// the target is a person (when `digests` holds a digest for it; any other name is plain
+    /// text inside the entry).
+    pub fn of(event: &'a Event, digests: &PersonalDigests) -> Self {
+        let ctx = event.context.as_ref();
+        Self {
+            actor_name: event.actor.name.as_deref(),
+            actor_email: event.actor.email.as_deref(),
+            ip: ctx.and_then(|c| c.ip.as_deref()),
+            user_agent: ctx.and_then(|c| c.user_agent.as_deref()),
+            target_name: digests
+                .target_name
+                .and(event.target.as_ref().and_then(|t| t.name.as_deref())),
+        }
+    }
+
+    /// The fields in stored order, with their names as personal digests use them.
+    pub fn fields(&self) -> [(&'static str, Option<&'a str>); 5] {
+        [
+            ("actor.name", self.actor_name),
+            ("actor.email", self.actor_email),
+            ("context.ip", self.ip),
+            ("context.user_agent", self.user_agent),
+            ("target.name", self.target_name),
+        ]
+    }
+
+    /// Whether no value is present (all erased, or none ever given).
+    pub fn is_empty(&self) -> bool {
+        self.fields().iter().all(|(_, v)| v.is_none())
+    }
+
+    /// The stored form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = vec![0u8];
+        for (bit, (_, value)) in self.fields().into_iter().enumerate() {
+            if let Some(v) = value {
+                out[0] |= 1 << bit;
+                out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                out.extend_from_slice(v.as_bytes());
+            }
+        }
+        out
+    }
+
+    /// Parses the stored form; `None` when it is malformed.
+    pub fn from_bytes(bytes: &'a [u8]) -> Option<Self> {
+        let (&bits, mut rest) = bytes.split_first()?;
+        if bits >> 5 != 0 {
+            return None;
+        }
+        let mut take = |bit: u8| -> Option<Option<&'a str>> {
+            if bits & (1 << bit) == 0 {
+                return Some(None);
+            }
+            let (len, tail) = rest.split_first_chunk::<4>()?;
+            let (v, tail) = tail.split_at_checked(u32::from_be_bytes(*len) as usize)?;
+            rest = tail;
+            Some(Some(std::str::from_utf8(v).ok()?))
+        };
+        let values = Self {
+            actor_name: take(0)?,
+            actor_email: take(1)?,
+            ip: take(2)?,
+            user_agent: take(3)?,
+            target_name: take(4)?,
+        };
+        rest.is_empty().then_some(values)
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+type Read<T> = Result<T, DecodeError>;
+
+impl<'a> Reader<'a> {
+    fn fail<T>(&self, what: &'static str) -> Read<T> {
+        Err(DecodeError { what, at: self.at })
+    }
+    fn take(&mut self, n: usize) -> Read<&'a [u8]> {
+        match self.bytes.get(self.at..self.at.saturating_add(n)) {
+            Some(s) => {
+                self.at += n;
+                Ok(s)
+            }
+            _ => self.fail("the entry ends early"),
+        }
+    }
+    fn array<const N: usize>(&mut self) -> Read<[u8; N]> {
+        Ok(self.take(N)?.try_into().expect("took N bytes"))
+    }
+    fn u8(&mut self) -> Read<u8> {
+        Ok(self.array::<1>()?[0])
+    }
+    fn u16(&mut self) -> Read<u16> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Read<u32> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Read<u64> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+    fn i64(&mut self) -> Read<i64> {
+        Ok(i64::from_be_bytes(self.array()?))
+    }
+    fn str(&mut self) -> Read<&'a str> {
+        let len = self.u32()? as usize;
+        let at = self.at;
+        let bytes = self.take(len)?;
+        std::str::from_utf8(bytes).map_err(|_| DecodeError {
+            what: "a string is not UTF-8",
+            at,
+        })
+    }
+    fn flag(&mut self) -> Read<bool> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => {
+                self.at -= 1;
+                self.fail("a presence byte is neither 0 nor 1")
+            }
+        }
+    }
+    fn opt<T>(&mut self, f: impl FnOnce(&mut Self) -> Read<T>) -> Read<Option<T>> {
+        if self.flag()? {
+            f(self).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+    fn opt_str(&mut self) -> Read<Option<&'a str>> {
+        self.opt(Self::str)
+    }
+    fn digest(&mut self) -> Read<Option<Hash>> {
+        self.opt(Self::array::<32>)
+    }
+    /// Checks one encoded JSON value and moves past it; returns its bytes.
+    fn json(&mut self, depth: usize) -> Read<&'a [u8]> {
+        let start = self.at;
+        if depth > MAX_DEPTH {
+            return self.fail("JSON nests too deep");
+        }
+        match self.u8()? {
+            0..=2 => {}
+            3 => {
+                self.i64()?;
+            }
+            4 => {
+                if self.u64()? <= i64::MAX as u64 {
+                    return self.fail("an unsigned integer that fits the signed tag");
+                }
+            }
+            5 => {
+                let bits = self.u64()?;
+                if !f64::from_bits(bits).is_finite() {
+                    return self.fail("a number that is not finite");
+                }
+            }
+            6 => {
+                self.str()?;
+            }
+            7 => {
+                for _ in 0..self.u32()? {
+                    self.json(depth + 1)?;
+                }
+            }
+            8 => {
+                let mut last: Option<&str> = None;
+                for _ in 0..self.u32()? {
+                    let key = self.str()?;
+                    if last.is_some_and(|l| l.as_bytes() >= key.as_bytes()) {
+                        return self.fail("object keys out of order");
+                    }
+                    last = Some(key);
+                    self.json(depth + 1)?;
+                }
+            }
+            _ => {
+                self.at -= 1;
+                return self.fail("an unknown JSON tag");
+            }
+        }
+        Ok(&self.bytes[start..self.at])
+    }
+    /// A counted list whose items `item` checks; returns the list's bytes, count included.
+    fn list(&mut self, mut item: impl FnMut(&mut Self) -> Read<()>) -> Read<&'a [u8]> {
+        let start = self.at;
+        for _ in 0..self.u32()? {
+            item(self)?;
+        }
+        Ok(&self.bytes[start..self.at])
+    }
+}
+
+fn category(code: u8) -> Option<Category> {
+    Category::ALL
+        .into_iter()
+        .find(|c| crate::entry::category_code(*c) == code)
+}
+
+impl<'a> EntryView<'a> {
+    /// Validates `bytes` as a canonical entry of version [`ENTRY_VERSION`].
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader { bytes, at: 0 };
+        if r.u8()? != ENTRY_VERSION {
+            r.at = 0;
+            return r.fail("an unknown entry version");
+        }
+        let tenant = r.str()?;
+        let seq = r.u64()?;
+        let id = Uuid::from_bytes(r.array()?);
+        let recorded_at = r.i64()?;
+        let occurred_at = r.i64()?;
+        let action = r.str()?;
+        let category = category(r.u8()?).map_or_else(|| r.fail("an unknown category"), Ok)?;
+        let event_type = r.opt_str()?;
+        let outcome = match r.u8()? {
+            0 => Outcome::Success,
+            1 => Outcome::Failure,
+            _ => return r.fail("an unknown outcome"),
+        };
+        let error = r.opt_str()?;
+        let actor_id = r.str()?;
+        let actor_type = match r.u8()? {
+            0 => ActorType::User,
+            1 => ActorType::Service,
+            2 => ActorType::System,
+            3 => ActorType::Anonymous,
+            _ => return r.fail("an unknown actor type"),
+        };
+        let mut digests = PersonalDigests {
+            actor_name: r.digest()?,
+            actor_email: r.digest()?,
+            ..PersonalDigests::default()
+        };
+        let target = r.opt(|r| {
+            let target_type = r.str()?;
+            let id = r.str()?;
+            let name = match r.u8()? {
+                0 => TargetName::None,
+                1 => TargetName::Plain(r.str()?),
+                2 => {
+                    digests.target_name = Some(r.array()?);
+                    TargetName::Digest
+                }
+                _ => return r.fail("an unknown target name tag"),
+            };
+            Ok(TargetView {
+                target_type,
+                id,
+                name,
+            })
+        })?;
+        let organization = r.opt(|r| Ok((r.str()?, r.opt_str()?)))?;
+        let context = r.opt(|r| {
+            digests.ip = r.digest()?;
+            digests.user_agent = r.digest()?;
+            Ok(ContextView {
+                session_id: r.opt_str()?,
+                correlation_id: r.opt_str()?,
+                endpoint: r.opt_str()?,
+                method: r.opt_str()?,
+                status_code: r.opt(Reader::u16)?,
+                duration: r.opt(|r| {
+                    let at = r.at;
+                    let number = r.json(0)?;
+                    if !matches!(number[0], 3..=5) {
+                        r.at = at;
+                        return r.fail("duration_ms is not a number");
+                    }
+                    Ok(number)
+                })?,
+            })
+        })?;
+        let changes = r.list(|r| {
+            r.str()?;
+            r.json(0)?;
+            r.json(0).map(|_| ())
+        })?;
+        let related = r.list(|r| {
+            r.str()?;
+            r.str().map(|_| ())
+        })?;
+        let metadata = r.opt(|r| r.json(0))?;
+        let prev = r.array()?;
+        if r.at != bytes.len() {
+            return r.fail("bytes after the predecessor hash");
+        }
+        Ok(Self {
+            tenant,
+            seq,
+            id,
+            recorded_at,
+            occurred_at,
+            action,
+            category,
+            event_type,
+            outcome,
+            error,
+            actor_id,
+            actor_type,
+            digests,
+            target,
+            organization,
+            context,
+            prev,
+            changes,
+            related,
+            metadata,
+        })
+    }
+
+    /// The event this entry seals, with `values` put back where they belong (an erased value
+    /// stays absent) and `hash` as its leaf hash.
+    pub fn to_event(&self, values: &PersonalValues<'_>, hash: String) -> Event {
+        let own = |s: &str| s.to_owned();
+        let occurred_at = Timestamp::from_micros(self.occurred_at);
+        // The sections were validated by `parse`, so decoding them cannot fail.
+        let mut r = Reader {
+            bytes: self.changes,
+            at: 0,
+        };
+        let changes = (0..r.u32().unwrap_or(0))
+            .map(|_| OutputChange {
+                field: r.str().map(own).unwrap_or_default(),
+                old_value: json_value(&mut r),
+                new_value: json_value(&mut r),
+                changed_at: occurred_at,
+                changed_by: self.actor_id.to_owned(),
+            })
+            .collect();
+        let mut r = Reader {
+            bytes: self.related,
+            at: 0,
+        };
+        let related = (0..r.u32().unwrap_or(0))
+            .map(|_| Related {
+                related_type: r.str().map(own).unwrap_or_default(),
+                id: r.str().map(own).unwrap_or_default(),
+            })
+            .collect();
+        let decode = |bytes: &[u8]| json_value(&mut Reader { bytes, at: 0 });
+        Event {
+            id: self.id,
+            tenant: own(self.tenant),
+            seq: self.seq,
+            recorded_at: Timestamp::from_micros(self.recorded_at),
+            occurred_at,
+            action: own(self.action),
+            category: self.category,
+            event_type: self.event_type.map(own),
+            outcome: self.outcome,
+            error: self.error.map(own),
+            actor: Actor {
+                id: own(self.actor_id),
+                actor_type: self.actor_type,
+                name: values.actor_name.map(own),
+                email: values.actor_email.map(own),
+            },
+            target: self.target.map(|t| Target {
+                target_type: own(t.target_type),
+                id: own(t.id),
+                name: match t.name {
+                    TargetName::None => None,
+                    TargetName::Plain(name) => Some(own(name)),
+                    TargetName::Digest => values.target_name.map(own),
+                },
+            }),
+            organization: self.organization.map(|(id, name)| Organization {
+                id: own(id),
+                name: name.map(own),
+            }),
+            context: self.context.map(|c| Context {
+                ip: values.ip.map(own),
+                user_agent: values.user_agent.map(own),
+                session_id: c.session_id.map(own),
+                correlation_id: c.correlation_id.map(own),
+                endpoint: c.endpoint.map(own),
+                method: c.method.map(own),
+                status_code: c.status_code,
+                duration_ms: c.duration.map(decode).and_then(|v| match v {
+                    Value::Number(n) => Some(n),
+                    _ => None,
+                }),
+            }),
+            changes,
+            related,
+            metadata: self.metadata.map(decode),
+            hash,
+        }
+    }
+}
+
+/// Decodes a JSON value that [`Reader::json`] already validated.
+fn json_value(r: &mut Reader<'_>) -> Value {
+    match r.u8().unwrap_or(0) {
+        1 => Value::Bool(false),
+        2 => Value::Bool(true),
+        3 => Value::from(r.i64().unwrap_or(0)),
+        4 => Value::from(r.u64().unwrap_or(0)),
+        5 => Number::from_f64(f64::from_bits(r.u64().unwrap_or(0)))
+            .map_or(Value::Null, Value::Number),
+        6 => Value::String(r.str().unwrap_or_default().to_owned()),
+        7 => Value::Array((0..r.u32().unwrap_or(0)).map(|_| json_value(r)).collect()),
+        8 => {
+            let mut map = Map::new();
+            for _ in 0..r.u32().unwrap_or(0) {
+                let key = r.str().unwrap_or_default().to_owned();
+                map.insert(key, json_value(r));
+            }
+            Value::Object(map)
+        }
+        _ => Value::Null,
+    }
+}
