@@ -75,7 +75,8 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     let total = sealtrail_store_sqlite::verify::count_events(&conn)?;
     let bar = progress_bar(total);
     let started = std::time::Instant::now();
-    let report = sealtrail_store_sqlite::verify::verify_store(&conn, &keys, &mut |n| {
+    drop(conn);
+    let report = sealtrail_store_sqlite::verify::verify_store(&db, &keys, &mut |n| {
         if let Some(bar) = &bar {
             bar.set_position(n);
         }

@@ -314,7 +314,7 @@ async fn verify_passes_a_clean_store_and_names_a_tampered_event() {
     let conn = rusqlite::Connection::open(data.join("sealtrail.db")).expect("open");
     conn.execute_batch("DROP TRIGGER events_immutable_update")
         .expect("drop");
-    conn.execute("UPDATE events SET body = replace(body, 'verify.test', 'verify.tesT') WHERE tenant = 't' AND seq = 7", [])
+    conn.execute("UPDATE events SET entry = unhex(replace(hex(entry), hex('verify.test'), hex('verify.tesT'))) WHERE tenant = 't' AND seq = 7", [])
         .expect("tamper");
     let tampered = verify(&["--data-dir", data_arg]);
     assert_eq!(tampered.status.code(), Some(1));

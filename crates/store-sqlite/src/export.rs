@@ -5,7 +5,11 @@
 
 use std::io::Write;
 
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, params};
+use sealtrail_ledger::view::EntryView;
+
+use crate::read::{BODY_COLUMNS, body_at};
 
 /// What an export wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,14 +33,20 @@ pub fn export_tenant(
         serde_json::json!({"sealtrail_export": 1, "tenant": tenant, "entry_version": 1})
     )?;
     let mut stmt = conn
-        .prepare("SELECT body, prev_hash, personal FROM events WHERE tenant = ?1 ORDER BY seq")
+        .prepare(&format!(
+            "SELECT prev_hash, personal, {BODY_COLUMNS} FROM events WHERE tenant = ?1 ORDER BY seq"
+        ))
         .map_err(db)?;
     let mut rows = stmt.query(params![tenant]).map_err(db)?;
     let mut events = 0;
     while let Some(r) = rows.next().map_err(db)? {
-        let body: String = r.get(0).map_err(db)?;
-        let prev: Option<Vec<u8>> = r.get(1).map_err(db)?;
-        let personal: Option<Vec<u8>> = r.get(2).map_err(db)?;
+        let prev: Option<Vec<u8>> = r.get(0).map_err(db)?;
+        let body = body_at(r, 2).map_err(db)?;
+        // Rows with an entry carry their digests inside it; older rows beside it.
+        let personal: Option<Vec<u8>> = match r.get_ref(3).map_err(db)? {
+            ValueRef::Blob(entry) => EntryView::parse(entry).ok().map(|v| v.digests.to_bytes()),
+            _ => r.get(1).map_err(db)?,
+        };
         let open = body.trim_end().strip_suffix('}').unwrap_or(&body);
         writeln!(
             out,

@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OptionalExtension, ToSql, params_from_iter};
+use sealtrail_ledger::view::{EntryView, PersonalValues};
 use sealtrail_model::{Outcome, Timestamp};
 use sealtrail_store::{
     ApiKey, Cursor, HistoryQuery, ListQuery, Order, Page, Relation, StoreError, StoreResult,
@@ -75,24 +76,56 @@ fn raw(body: String) -> rusqlite::Result<Box<RawValue>> {
     })
 }
 
+/// The columns [`body_at`] reads, in its order.
+pub(crate) const BODY_COLUMNS: &str = "body, entry, personal_values, hash";
+
+/// The event's JSON from the [`BODY_COLUMNS`] starting at column `at`: rendered from its
+/// sealed entry and personal values, or, for a row written before entries were stored, its
+/// JSON body as written.
+pub(crate) fn body_at(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<String> {
+    let bad = |column: usize, e: Box<dyn std::error::Error + Send + Sync>| {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Blob, e)
+    };
+    let entry = match row.get_ref(at + 1)? {
+        ValueRef::Null => return row.get(at),
+        ValueRef::Blob(entry) => entry,
+        other => {
+            return Err(bad(
+                at + 1,
+                format!("entry is {:?}", other.data_type()).into(),
+            ));
+        }
+    };
+    let view = EntryView::parse(entry).map_err(|e| bad(at + 1, e.into()))?;
+    let values = match row.get_ref(at + 2)? {
+        ValueRef::Null => PersonalValues::default(),
+        other => PersonalValues::from_bytes(other.as_blob()?)
+            .ok_or_else(|| bad(at + 2, "malformed personal values".into()))?,
+    };
+    let hash = hex::encode(row.get_ref(at + 3)?.as_blob()?);
+    Ok(serde_json::to_string(&view.to_event(&values, hash)).expect("events serialise to JSON"))
+}
+
 pub(crate) fn get(
     conn: &Connection,
     tenant: &str,
     id: Uuid,
 ) -> rusqlite::Result<Option<StoredEvent>> {
-    conn.prepare_cached("SELECT seq, body FROM events WHERE id = ?1 AND tenant = ?2")?
-        .query_row(rusqlite::params![id.as_bytes().as_slice(), tenant], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+    conn.prepare_cached(&format!(
+        "SELECT seq, {BODY_COLUMNS} FROM events WHERE id = ?1 AND tenant = ?2"
+    ))?
+    .query_row(rusqlite::params![id.as_bytes().as_slice(), tenant], |row| {
+        Ok((row.get::<_, i64>(0)?, body_at(row, 1)?))
+    })
+    .optional()?
+    .map(|(seq, body)| {
+        Ok(StoredEvent {
+            seq: seq as u64,
+            body: raw(body)?,
+            relation: None,
         })
-        .optional()?
-        .map(|(seq, body)| {
-            Ok(StoredEvent {
-                seq: seq as u64,
-                body: raw(body)?,
-                relation: None,
-            })
-        })
-        .transpose()
+    })
+    .transpose()
 }
 
 /// Appends `AND column IN (?, …)` for a non-empty list.
@@ -113,7 +146,7 @@ fn push_in(sql: &mut String, args: &mut Vec<SqlValue>, column: &str, values: &[S
 
 pub(crate) fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Page> {
     let f = &q.filter;
-    let mut sql = String::from("SELECT seq, body FROM events WHERE tenant = ?");
+    let mut sql = format!("SELECT seq, {BODY_COLUMNS} FROM events WHERE tenant = ?");
     let mut args = vec![SqlValue::Text(q.tenant.clone())];
     push_in(&mut sql, &mut args, "actor_id", &f.actor_id);
     push_in(&mut sql, &mut args, "action", &f.action);
@@ -173,7 +206,7 @@ pub(crate) fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Page> {
             scanned += 1;
             let seq: i64 = row.get(0)?;
             last = seq;
-            let body: String = row.get(1)?;
+            let body = body_at(row, 1)?;
             if f.matches_body(&body) {
                 items.push(StoredEvent {
                     seq: seq as u64,
@@ -200,7 +233,8 @@ pub(crate) fn history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<P
         "WITH hits(seq) AS ( \
             SELECT seq FROM events WHERE tenant = ?1 AND target_type = ?2 AND target_id = ?3 \
             UNION SELECT seq FROM event_links WHERE tenant = ?1 AND type = ?2 AND id = ?3) \
-         SELECT e.seq, e.occurred_at, e.body, (e.target_type IS ?2 AND e.target_id IS ?3) \
+         SELECT e.seq, e.occurred_at, (e.target_type IS ?2 AND e.target_id IS ?3), \
+         e.body, e.entry, e.personal_values, e.hash \
          FROM hits CROSS JOIN events e ON e.tenant = ?1 AND e.seq = hits.seq WHERE 1",
     );
     let mut args = vec![
@@ -222,8 +256,8 @@ pub(crate) fn history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<P
         .query_map(params_from_iter(args.iter()), |row| {
             let seq: i64 = row.get(0)?;
             let occurred: i64 = row.get(1)?;
-            let body: String = row.get(2)?;
-            let is_target: bool = row.get(3)?;
+            let is_target: bool = row.get(2)?;
+            let body = body_at(row, 3)?;
             Ok((seq, occurred, body, is_target))
         })?
         .map(|row| {

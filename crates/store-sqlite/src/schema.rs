@@ -7,6 +7,7 @@ use rusqlite::Connection;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_events_links_keys.sql"),
     include_str!("../migrations/0002_seal.sql"),
+    include_str!("../migrations/0003_entries.sql"),
 ];
 
 /// The schema version this build writes.

@@ -1,18 +1,34 @@
 //! `sealtrail verify --data-dir`: walks the whole store file, read-only, with the ledger's
 //! [`TenantWalk`]: every leaf recomputed from its row, the hash chain, every stored
 //! checkpoint's signature and root, the newest checkpoint against the tail. On top of the seal
-//! it checks what only the store has: the indexed columns against the sealed event, and
-//! present personal values against their digests where the subject's key remains. Findings
-//! come in walk order: tenants by name, events by `seq`.
+//! it checks what only the store has: the indexed columns against the sealed entry, and the
+//! personal values against their digests where the subject's key remains. Findings come in
+//! walk order: tenants by name, events by `seq`.
+//!
+//! Rows are read and checked in parallel: each tenant's `seq` range is cut into chunks, worker
+//! threads (one per core, each with its own read-only connection) turn a chunk's rows into
+//! [`Sealed`] results (the leaf hashed from the stored entry bytes, the row's own checks done),
+//! and the calling thread feeds them to the tenant's walk in order, which links the chain,
+//! grows the tree and compares it with the checkpoints. A row holds its own predecessor hash,
+//! so no row needs another to be checked.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use ed25519_dalek::VerifyingKey;
+use hmac::{Hmac, Mac};
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, params};
-use sealtrail_ledger::entry::PersonalDigests;
+use sealtrail_ledger::entry::{GENESIS, PersonalDigests, encode_entry};
+use sealtrail_ledger::leaf_hash;
+use sealtrail_ledger::view::{EntryView, PersonalValues};
 pub use sealtrail_ledger::walk::{Finding, Kind};
-use sealtrail_ledger::walk::{Item, TenantWalk};
-use sealtrail_store::verify::{IndexColumns, personal_mismatch, signed_heads};
+use sealtrail_ledger::walk::{Head, Sealed, TenantWalk};
+use sealtrail_model::{Event, Timestamp};
+use sealtrail_store::verify::signed_heads;
+use sha2::Sha256;
 use uuid::Uuid;
 
 pub use sealtrail_store::verify::Report;
@@ -25,30 +41,18 @@ pub enum WalkError {
     Sqlite(#[from] rusqlite::Error),
 }
 
-/// Reads the filter columns of a row, starting at column `at`.
-fn columns_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<IndexColumns> {
-    Ok(IndexColumns {
-        recorded_at: r.get(at)?,
-        occurred_at: r.get(at + 1)?,
-        action: r.get(at + 2)?,
-        category: r.get(at + 3)?,
-        event_type: r.get(at + 4)?,
-        outcome: r.get(at + 5)?,
-        actor_id: r.get(at + 6)?,
-        target_type: r.get(at + 7)?,
-        target_id: r.get(at + 8)?,
-        organization_id: r.get(at + 9)?,
-        correlation_id: r.get(at + 10)?,
-        ip: r.get(at + 11)?,
-    })
-}
+/// How many positions of a tenant's log one worker checks at a time.
+const CHUNK: i64 = 16_384;
 
 /// Opens a store file for verification, read-only.
-pub fn open_for_verify(path: &std::path::Path) -> Result<Connection, WalkError> {
-    Ok(Connection::open_with_flags(
+pub fn open_for_verify(path: &Path) -> Result<Connection, WalkError> {
+    let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?)
+    )?;
+    // Reading the file through a memory map saves copying every page into SQLite's cache.
+    conn.pragma_update(None, "mmap_size", 1i64 << 31)?;
+    Ok(conn)
 }
 
 /// The number of events in the store, for a progress bar.
@@ -56,13 +60,21 @@ pub fn count_events(conn: &Connection) -> Result<u64, WalkError> {
     Ok(conn.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))? as u64)
 }
 
-/// Walks the store. `keys` maps key ids to public keys; `progress` is called with the number
-/// of events walked so far, now and then.
+/// A piece of work: the rows of one tenant whose `seq` lies in `lo..=hi`.
+struct Job {
+    tenant: usize,
+    lo: i64,
+    hi: i64,
+}
+
+/// Walks the store file at `path`. `keys` maps key ids to public keys; `progress` is called
+/// with the number of events walked so far, now and then.
 pub fn verify_store(
-    conn: &Connection,
+    path: &Path,
     keys: &HashMap<String, VerifyingKey>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Report, WalkError> {
+    let conn = open_for_verify(path)?;
     let mut report = Report::default();
     let mut tenants: Vec<String> = conn
         .prepare(
@@ -71,104 +83,431 @@ pub fn verify_store(
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     tenants.sort();
-    for tenant in tenants {
-        report.tenants += 1;
-        walk_tenant(conn, &tenant, keys, &mut report, progress)?;
+    let mut heads = Vec::with_capacity(tenants.len());
+    let mut jobs = Vec::new();
+    for (index, tenant) in tenants.iter().enumerate() {
+        let stored: Vec<sealtrail_store::Checkpoint> = conn
+            .prepare(
+                "SELECT tenant, size, root, issued_at, key_id, signature, note FROM checkpoints \
+                 WHERE tenant = ?1 ORDER BY size, issued_at",
+            )?
+            .query_map([tenant], crate::read::checkpoint_from_row)?
+            .collect::<Result<_, _>>()?;
+        heads.push(signed_heads(tenant, stored, keys, &mut report));
+        // Chunks cover every possible seq, so rows with forged positions are read too; the
+        // row count only decides how many chunks there are.
+        let rows: i64 = conn.query_row(
+            "SELECT count(*) FROM events WHERE tenant = ?1",
+            [tenant],
+            |r| r.get(0),
+        )?;
+        let pieces = rows / CHUNK + 1;
+        for piece in 0..pieces {
+            jobs.push(Job {
+                tenant: index,
+                lo: if piece == 0 {
+                    i64::MIN
+                } else {
+                    piece * CHUNK + 1
+                },
+                hi: if piece == pieces - 1 {
+                    i64::MAX
+                } else {
+                    (piece + 1) * CHUNK
+                },
+            });
+        }
     }
+    drop(conn);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, jobs.len().max(1));
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<(usize, Result<Vec<Sealed>, WalkError>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (jobs, tenants, next) = (&jobs, &tenants, &next);
+            scope.spawn(move || {
+                let mut worker: Option<Worker> = None;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let result = match &mut worker {
+                        Some(w) => w.run(&tenants[job.tenant], job.lo, job.hi),
+                        None => Worker::open(path).and_then(|w| {
+                            worker.insert(w).run(&tenants[job.tenant], job.lo, job.hi)
+                        }),
+                    };
+                    if tx.send((i, result)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let outcome = merge(&jobs, &tenants, heads, &rx, &mut report, progress);
+        if outcome.is_err() {
+            // Stop handing out work; the workers finish their chunk and see the closed channel.
+            next.store(jobs.len(), Ordering::Relaxed);
+        }
+        drop(rx);
+        outcome
+    })?;
     progress(report.events);
     Ok(report)
 }
 
-fn hash(blob: Option<Vec<u8>>) -> Option<[u8; 32]> {
-    blob.and_then(|b| b.try_into().ok())
-}
-
-fn walk_tenant(
-    conn: &Connection,
-    tenant: &str,
-    keys: &HashMap<String, VerifyingKey>,
+/// Feeds the workers' results to each tenant's walk in log order.
+fn merge(
+    jobs: &[Job],
+    tenants: &[String],
+    heads: Vec<Vec<sealtrail_ledger::walk::SignedHead>>,
+    rx: &mpsc::Receiver<(usize, Result<Vec<Sealed>, WalkError>)>,
     report: &mut Report,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), WalkError> {
-    let stored: Vec<sealtrail_store::Checkpoint> = conn
-        .prepare(
-            "SELECT tenant, size, root, issued_at, key_id, signature, note FROM checkpoints \
-             WHERE tenant = ?1 ORDER BY size, issued_at",
-        )?
-        .query_map([tenant], crate::read::checkpoint_from_row)?
-        .collect::<Result<_, _>>()?;
-    let signed = signed_heads(tenant, stored, keys, report);
-    let mut walk = TenantWalk::new(tenant, signed);
-    let mut subject_keys: HashMap<String, Option<[u8; 32]>> = HashMap::new();
-    let mut key_stmt =
-        conn.prepare("SELECT key FROM subject_keys WHERE tenant = ?1 AND subject = ?2")?;
-    let mut stmt = conn.prepare(
-        "SELECT seq, id, hash, prev_hash, personal, body, recorded_at, occurred_at, action, category, event_type, \
-         outcome, actor_id, target_type, target_id, organization_id, correlation_id, ip \
-         FROM events WHERE tenant = ?1 ORDER BY seq, rowid",
-    )?;
-    let mut rows = stmt.query(params![tenant])?;
-    while let Some(r) = rows.next()? {
-        report.events += 1;
-        if report.events.is_multiple_of(65_536) {
-            progress(report.events);
+    let mut heads = heads.into_iter();
+    let mut pending = BTreeMap::new();
+    let mut walk: Option<(usize, TenantWalk)> = None;
+    let finish = |walk: Option<(usize, TenantWalk)>, report: &mut Report| {
+        if let Some((tenant, walk)) = walk {
+            report.tenants += 1;
+            if let Some(uncovered) = walk.uncovered() {
+                report.uncovered.push((tenants[tenant].clone(), uncovered));
+            }
+            report.findings.extend(walk.finish());
         }
-        let personal: Option<Vec<u8>> = r.get(4)?;
-        let body: String = r.get(5)?;
-        let columns = columns_from_row(r, 6)?;
-        let item = Item {
-            seq: r.get::<_, i64>(0)?.max(0) as u64,
-            id: Uuid::from_slice(&r.get::<_, Vec<u8>>(1)?).ok(),
-            hash: hash(r.get(2)?),
-            prev_hash: hash(r.get(3)?),
-            digests: personal
-                .as_deref()
-                .and_then(PersonalDigests::from_bytes)
-                .unwrap_or_default(),
-            event: serde_json::from_str(&body).ok(),
-        };
-        let digests = item.digests.clone();
-        let mut lookup_error = None;
-        walk.push(item, |event| {
-            if let Some(problem) = columns.mismatch(event) {
-                return Some(problem);
+    };
+    let mut next_job = 0;
+    while next_job < jobs.len() {
+        let Ok((i, result)) = rx.recv() else { break };
+        pending.insert(i, result);
+        while let Some(result) = pending.remove(&next_job) {
+            let tenant = jobs[next_job].tenant;
+            if walk.as_ref().is_none_or(|(t, _)| *t != tenant) {
+                finish(walk.take(), report);
+                let signed = heads.next().unwrap_or_default();
+                walk = Some((tenant, TenantWalk::new(&tenants[tenant], signed)));
             }
-            let key_of =
-                |subject: &str| subject_key(&mut subject_keys, &mut key_stmt, tenant, subject);
-            match personal_mismatch(event, &digests, key_of) {
-                Ok(problem) => problem,
-                Err(err) => {
-                    lookup_error = Some(err);
-                    None
-                }
+            let (_, current) = walk.as_mut().expect("set above");
+            let before = report.events;
+            for sealed in result? {
+                report.events += 1;
+                current.push_sealed(sealed);
             }
-        });
-        if let Some(err) = lookup_error {
-            return Err(err.into());
+            if before >> 16 != report.events >> 16 {
+                progress(report.events);
+            }
+            next_job += 1;
         }
     }
-    if let Some(uncovered) = walk.uncovered() {
-        report.uncovered.push((tenant.to_owned(), uncovered));
-    }
-    report.findings.extend(walk.finish());
+    finish(walk, report);
     Ok(())
 }
 
-/// A subject's key, `None` when erased or unknown; cached per walk.
-fn subject_key(
-    cache: &mut HashMap<String, Option<[u8; 32]>>,
-    stmt: &mut rusqlite::Statement<'_>,
+/// A tenant's subject keys, as HMAC states ready to make digests; `None` for an erased or
+/// unknown key.
+type SubjectMacs = HashMap<String, Option<Hmac<Sha256>>>;
+
+/// A personal value already checked against its digest in this walk.
+#[derive(Default)]
+struct Checked {
+    digest: [u8; 32],
+    field: usize,
+    subject: String,
+    value: String,
+}
+
+/// How many checked personal values a worker remembers (a power of two).
+const CHECKED_SLOTS: usize = 8192;
+
+/// What a worker knows of the tenant it is walking: its subjects' keys, and the personal
+/// values already checked. Audit logs repeat the same person's name, e-mail and user agent in
+/// event after event; a value seen before with the same digest, field and subject needs no
+/// second HMAC. The memory is a direct-mapped table indexed by the digest's first bytes, so it
+/// stays small and a crafted store cannot make it slow.
+struct Personal {
+    keys: SubjectMacs,
+    checked: Vec<Checked>,
+}
+
+impl Personal {
+    fn new() -> Self {
+        Self {
+            keys: HashMap::new(),
+            checked: std::iter::repeat_with(Checked::default)
+                .take(CHECKED_SLOTS)
+                .collect(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.checked.iter_mut().for_each(|c| c.digest = [0; 32]);
+    }
+
+    fn slot(digest: &[u8; 32]) -> usize {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_le_bytes(first) as usize & (CHECKED_SLOTS - 1)
+    }
+
+    fn seen(&self, digest: &[u8; 32], field: usize, subject: &str, value: &str) -> bool {
+        let c = &self.checked[Self::slot(digest)];
+        c.digest == *digest && c.field == field && c.subject == subject && c.value == value
+    }
+
+    fn remember(&mut self, digest: &[u8; 32], field: usize, subject: &str, value: &str) {
+        let c = &mut self.checked[Self::slot(digest)];
+        c.digest = *digest;
+        c.field = field;
+        c.subject.clear();
+        c.subject.push_str(subject);
+        c.value.clear();
+        c.value.push_str(value);
+    }
+}
+
+/// One worker's connection and what it knows of the tenant it is walking.
+struct Worker {
+    conn: Connection,
+    tenant: String,
+    personal: Personal,
+}
+
+const ROWS: &str = "SELECT seq, id, hash, prev_hash, personal, body, entry, personal_values, \
+     recorded_at, occurred_at, action, category, event_type, outcome, actor_id, target_type, \
+     target_id, organization_id, correlation_id, ip \
+     FROM events WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq, rowid";
+
+fn hash_of(v: ValueRef<'_>) -> Option<[u8; 32]> {
+    match v {
+        ValueRef::Blob(b) => b.try_into().ok(),
+        _ => None,
+    }
+}
+
+/// Whether a stored text column holds `want` (NULL for `None`).
+fn same_text(v: ValueRef<'_>, want: Option<&str>) -> bool {
+    match (v, want) {
+        (ValueRef::Null, None) => true,
+        (ValueRef::Text(t), Some(w)) => t == w.as_bytes(),
+        _ => false,
+    }
+}
+
+impl Worker {
+    fn open(path: &Path) -> Result<Self, WalkError> {
+        Ok(Self {
+            conn: open_for_verify(path)?,
+            tenant: String::new(),
+            personal: Personal::new(),
+        })
+    }
+
+    fn run(&mut self, tenant: &str, lo: i64, hi: i64) -> Result<Vec<Sealed>, WalkError> {
+        if self.tenant != tenant {
+            self.tenant = tenant.to_owned();
+            self.personal.clear();
+        }
+        let conn = &self.conn;
+        let mut stmt = conn.prepare_cached(ROWS)?;
+        let mut rows = stmt.query(params![tenant, lo, hi])?;
+        let mut out = Vec::with_capacity(CHUNK as usize);
+        while let Some(r) = rows.next()? {
+            out.push(check_row(conn, &mut self.personal, tenant, r)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Checks one row on its own: its leaf, what its entry says of its place, its columns and its
+/// personal values.
+fn check_row(
+    conn: &Connection,
+    personal: &mut Personal,
+    tenant: &str,
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Sealed> {
+    let seq = r.get::<_, i64>(0)?.max(0) as u64;
+    let id = match r.get_ref(1)? {
+        ValueRef::Blob(b) => Uuid::from_slice(b).ok(),
+        _ => None,
+    };
+    let stored_hash = hash_of(r.get_ref(2)?);
+    let stored_prev = hash_of(r.get_ref(3)?);
+    let unreadable = |detail: String| Sealed {
+        seq,
+        id,
+        leaf: stored_hash.unwrap_or(GENESIS),
+        hash_matches: true,
+        stored_hash,
+        stored_prev,
+        head: Err(detail),
+        problem: None,
+    };
+    // A row written before entries were stored keeps its event as JSON: encode it again.
+    let legacy: Option<(Vec<u8>, Event)>;
+    let (entry, values, mut problem, served_hash_ok) = match r.get_ref(6)? {
+        ValueRef::Blob(entry) => {
+            let values = match r.get_ref(7)? {
+                ValueRef::Null => Some(PersonalValues::default()),
+                ValueRef::Blob(b) => PersonalValues::from_bytes(b),
+                _ => None,
+            };
+            let Some(values) = values else {
+                return Ok(unreadable(
+                    "the stored personal values cannot be read".into(),
+                ));
+            };
+            let leftover =
+                !matches!(r.get_ref(5)?, ValueRef::Text(b"")) || r.get_ref(4)? != ValueRef::Null;
+            let problem = leftover
+                .then(|| "a column that rows with an entry leave empty holds data".to_owned());
+            (entry, values, problem, true)
+        }
+        _ => {
+            let event = match r.get_ref(5)? {
+                ValueRef::Text(body) => serde_json::from_slice::<Event>(body).ok(),
+                _ => None,
+            };
+            let digests = match r.get_ref(4)? {
+                ValueRef::Blob(b) => PersonalDigests::from_bytes(b),
+                _ => None,
+            };
+            let (Some(event), Some(digests)) = (event, digests) else {
+                return Ok(unreadable(
+                    "the stored event is not valid JSON of an event".into(),
+                ));
+            };
+            let bytes = encode_entry(&event, &digests, &stored_prev.unwrap_or(GENESIS));
+            let served = hex::encode(leaf_hash(&bytes)) == event.hash;
+            legacy = Some((bytes, event));
+            let (bytes, event) = legacy.as_ref().expect("set above");
+            let values = PersonalValues::of(event, &digests);
+            (bytes.as_slice(), values, None, served)
+        }
+    };
+    let view = match EntryView::parse(entry) {
+        Ok(view) => view,
+        Err(e) => return Ok(unreadable(format!("the stored entry cannot be read: {e}"))),
+    };
+    let leaf = leaf_hash(entry);
+    if problem.is_none() && !columns_match(r, &view, &values)? {
+        problem = Some("an indexed column disagrees with the sealed event".to_owned());
+    }
+    if problem.is_none() {
+        problem = personal_mismatch(conn, personal, tenant, &view, &values)?;
+    }
+    Ok(Sealed {
+        seq,
+        id,
+        leaf,
+        hash_matches: served_hash_ok && stored_hash == Some(leaf),
+        stored_hash,
+        stored_prev,
+        head: Ok(Head {
+            seq: view.seq,
+            foreign_tenant: (view.tenant != tenant).then(|| view.tenant.to_owned()),
+            id: view.id,
+            prev: view.prev,
+            recorded_at: Timestamp::from_micros(view.recorded_at),
+        }),
+        problem,
+    })
+}
+
+/// Whether the filter columns (from column 8 on) agree with the sealed entry.
+fn columns_match(
+    r: &rusqlite::Row<'_>,
+    view: &EntryView<'_>,
+    values: &PersonalValues<'_>,
+) -> rusqlite::Result<bool> {
+    let int = |at: usize, want: i64| -> rusqlite::Result<bool> {
+        Ok(r.get_ref(at)? == ValueRef::Integer(want))
+    };
+    let text = |at: usize, want: Option<&str>| -> rusqlite::Result<bool> {
+        Ok(same_text(r.get_ref(at)?, want))
+    };
+    let target = view.target.as_ref();
+    Ok(int(8, view.recorded_at)?
+        && int(9, view.occurred_at)?
+        && text(10, Some(view.action))?
+        && text(11, Some(view.category.as_str()))?
+        && text(12, view.event_type)?
+        && text(13, Some(view.outcome.as_str()))?
+        && text(14, Some(view.actor_id))?
+        && text(15, target.map(|t| t.target_type))?
+        && text(16, target.map(|t| t.id))?
+        && text(17, view.organization.map(|o| o.0))?
+        && text(18, view.context.and_then(|c| c.correlation_id))?
+        && text(19, values.ip)?)
+}
+
+/// Checks every stored personal value against its sealed digest under its subject's key. A
+/// value without a digest, or whose subject's key is gone (anonymisation erases values and key
+/// together), is reported.
+fn personal_mismatch(
+    conn: &Connection,
+    personal: &mut Personal,
+    tenant: &str,
+    view: &EntryView<'_>,
+    values: &PersonalValues<'_>,
+) -> rusqlite::Result<Option<String>> {
+    let digests = view.digests.fields();
+    for (i, (field, value)) in values.fields().into_iter().enumerate() {
+        let Some(value) = value else { continue };
+        let Some(digest) = digests[i] else {
+            return Ok(Some(format!(
+                "{field} is stored but the sealed event has no digest of it"
+            )));
+        };
+        let subject = if i == 4 {
+            view.target.map_or("", |t| t.id)
+        } else {
+            view.actor_id
+        };
+        if personal.seen(&digest, i, subject, value) {
+            continue;
+        }
+        let Some(mac) = subject_mac(conn, &mut personal.keys, tenant, subject)? else {
+            return Ok(Some(format!(
+                "{field} is stored but its subject's key is gone"
+            )));
+        };
+        let mut mac = mac.clone();
+        mac.update(field.as_bytes());
+        mac.update(&[0]);
+        mac.update(value.as_bytes());
+        if mac.verify_slice(&digest).is_err() {
+            return Ok(Some(format!("{field} does not match its sealed digest")));
+        }
+        personal.remember(&digest, i, subject, value);
+    }
+    Ok(None)
+}
+
+/// The HMAC state keyed with a subject's key, `None` when the key is erased or unknown; looked
+/// up once per worker, tenant and subject.
+fn subject_mac<'k>(
+    conn: &Connection,
+    keys: &'k mut SubjectMacs,
     tenant: &str,
     subject: &str,
-) -> rusqlite::Result<Option<[u8; 32]>> {
-    if let Some(k) = cache.get(subject) {
-        return Ok(*k);
+) -> rusqlite::Result<Option<&'k Hmac<Sha256>>> {
+    if !keys.contains_key(subject) {
+        let key: Option<Vec<u8>> = conn
+            .prepare_cached("SELECT key FROM subject_keys WHERE tenant = ?1 AND subject = ?2")?
+            .query_row(params![tenant, subject], |r| r.get(0))
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        let mac = key
+            .filter(|k| k.len() == 32)
+            .and_then(|k| <Hmac<Sha256> as Mac>::new_from_slice(&k).ok());
+        keys.insert(subject.to_owned(), mac);
     }
-    let key = match stmt.query_row(params![tenant, subject], |r| r.get::<_, Option<Vec<u8>>>(0)) {
-        Ok(blob) => hash(blob),
-        Err(rusqlite::Error::QueryReturnedNoRows) => None,
-        Err(e) => return Err(e),
-    };
-    cache.insert(subject.to_owned(), key);
-    Ok(key)
+    Ok(keys.get(subject).and_then(Option::as_ref))
 }

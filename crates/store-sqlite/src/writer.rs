@@ -12,7 +12,9 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use sealtrail_ledger::entry::{DEFAULT_PERSON_TYPES, digests_with, event_leaf_hash};
+use sealtrail_ledger::entry::{DEFAULT_PERSON_TYPES, digests_with, encode_entry};
+use sealtrail_ledger::leaf_hash;
+use sealtrail_ledger::view::PersonalValues;
 use sealtrail_model::Timestamp;
 use sealtrail_store::{Appended, PreparedEvent, StoreError, StoreResult};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -320,8 +322,8 @@ fn write_request(
     let mut insert = conn.prepare_cached(
         "INSERT INTO events (tenant, seq, id, recorded_at, occurred_at, action, category, event_type, \
          outcome, actor_id, target_type, target_id, organization_id, correlation_id, ip, digest, hash, body, \
-         prev_hash, personal) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+         prev_hash, entry, personal_values) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, '', ?18, ?19, ?20)",
     )?;
     let mut link = conn.prepare_cached(
         "INSERT OR IGNORE INTO event_links (tenant, type, id, seq) VALUES (?1, ?2, ?3, ?4)",
@@ -365,7 +367,7 @@ fn write_request(
         }
         let log = tenants.get_mut(&prepared.tenant).expect("loaded above");
         let seq = log.seq + 1;
-        let mut stored = prepared
+        let stored = prepared
             .event
             .into_event(prepared.id, prepared.tenant, seq, recorded_at);
         // Personal fields enter the leaf as digests under their subject's key; a key is made
@@ -374,9 +376,11 @@ fn write_request(
             seal::subject_key(conn, subject_keys, &stored.tenant, subject)
         })?;
         let prev = log.prev;
-        let hash = event_leaf_hash(&stored, &digests, &prev);
-        stored.hash = hex::encode(hash);
-        let body = serde_json::to_string(&stored).expect("event serialises to JSON");
+        // The entry is the event's only stored copy; reads render the event from it.
+        let entry = encode_entry(&stored, &digests, &prev);
+        let hash = leaf_hash(&entry);
+        let values = PersonalValues::of(&stored, &digests);
+        let values = (!values.is_empty()).then(|| values.to_bytes());
         let mut node_result = Ok(());
         log.frontier.push(hash, |level, index, h| {
             if level > 0 && node_result.is_ok() {
@@ -407,9 +411,9 @@ fn write_request(
             context.and_then(|c| c.ip.as_deref()),
             prepared.digest.as_slice(),
             hash.as_slice(),
-            body,
             prev.as_slice(),
-            digests.to_bytes(),
+            entry,
+            values,
         ])?;
         for related in &stored.related {
             link.execute(params![

@@ -58,10 +58,9 @@ fn build(n: usize) -> PathBuf {
     })
 }
 
-fn verify(path: &PathBuf) -> Report {
-    let conn = rusqlite::Connection::open(path).expect("open");
+fn verify(path: &std::path::Path) -> Report {
     let keys = HashMap::from([(KEY_ID.to_owned(), signing_key().verifying_key())]);
-    verify_store(&conn, &keys, &mut |_| {}).expect("walk")
+    verify_store(path, &keys, &mut |_| {}).expect("walk")
 }
 
 /// Opens the file as an attacker: triggers and the uniqueness of (tenant, seq) out of the way.
@@ -94,7 +93,7 @@ fn id_at(conn: &rusqlite::Connection, seq: usize) -> uuid::Uuid {
     uuid::Uuid::from_slice(&blob).expect("uuid")
 }
 
-const COLUMNS: [(&str, &str); 20] = [
+const COLUMNS: [(&str, &str); 26] = [
     ("tenant", "'t2'"),
     ("seq", "seq + 1000"),
     ("id", "randomblob(16)"),
@@ -113,11 +112,25 @@ const COLUMNS: [(&str, &str); 20] = [
     ("hash", "randomblob(32)"),
     ("prev_hash", "randomblob(32)"),
     ("personal", "x'00'"),
+    ("body", "'{\"action\":\"forged\"}'"),
+    // The sealed entry: another action, another id byte, cut short, gone.
     (
-        "body",
-        "replace(body, '\"old_value\":', '\"old_value\":7777,\"x\":')",
+        "entry",
+        "unhex(replace(hex(entry), hex('act.n'), hex('act.x')))",
     ),
-    ("body", "replace(body, '\"Ann\"', '\"Eve\"')"),
+    (
+        "entry",
+        "unhex(substr(hex(entry), 1, 40) || 'FF' || substr(hex(entry), 43))",
+    ),
+    ("entry", "substr(entry, 1, 60)"),
+    ("entry", "NULL"),
+    // The personal values beside it: another name, unreadable, one the entry has no digest of.
+    (
+        "personal_values",
+        "unhex(replace(hex(personal_values), hex('Ann'), hex('Eve')))",
+    ),
+    ("personal_values", "x'ff'"),
+    ("personal_values", "x'1000000003457665'"),
 ];
 
 #[test]
@@ -174,9 +187,10 @@ proptest! {
         let forged = uuid::Uuid::new_v4();
         conn.execute(
             "INSERT INTO events (tenant, seq, id, recorded_at, occurred_at, action, category, event_type, outcome, actor_id, \
-             target_type, target_id, organization_id, correlation_id, ip, digest, hash, body, prev_hash, personal) \
+             target_type, target_id, organization_id, correlation_id, ip, digest, hash, body, prev_hash, personal, entry, personal_values) \
              SELECT tenant, seq, ?2, recorded_at, occurred_at, 'forged', category, event_type, outcome, actor_id, target_type, \
-             target_id, organization_id, correlation_id, ip, digest, hash, replace(body, action, 'forged'), prev_hash, personal \
+             target_id, organization_id, correlation_id, ip, digest, hash, body, prev_hash, personal, \
+             unhex(replace(hex(entry), hex(action), hex('forged'))), personal_values \
              FROM events WHERE tenant = 't' AND seq = ?1",
             rusqlite::params![k as i64, forged.as_bytes().as_slice()],
         ).expect("insert");
