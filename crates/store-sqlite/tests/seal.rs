@@ -194,6 +194,15 @@ async fn the_sanctioned_path_changes_rows_records_itself_and_keeps_every_leaf() 
     assert_eq!(next[0].seq, 7);
     store.shutdown().await;
     assert_leaves_recompute(&path);
+    // The erased values are gone, their digests and every hash remain: the walk finds nothing.
+    let report = sealtrail_store_sqlite::verify::verify_store(
+        &path,
+        &std::collections::HashMap::new(),
+        &mut |_| {},
+    )
+    .expect("walk");
+    assert_eq!(report.findings, vec![]);
+    assert_eq!(report.events, 7);
 }
 
 #[tokio::test]
@@ -216,4 +225,104 @@ async fn subject_keys_exist_only_for_subjects_with_personal_data() {
     // u1 (named actor) and p0..p4 (named people as targets); not cron, not the asset.
     assert_eq!(subjects, ["p0", "p1", "p2", "p3", "p4", "u1"]);
     assert_leaves_recompute(&path);
+}
+
+/// Rows written before migration 3 keep their event as a JSON body (and their digests beside
+/// it) instead of an entry. Turns seq 1..=3 of tenant `t` back into that form, as a store that
+/// was upgraded would hold them.
+fn rewind_to_json_bodies(path: &std::path::Path) {
+    let conn = raw(path);
+    conn.execute_batch("DROP TRIGGER events_immutable_update")
+        .expect("drop trigger");
+    type Row = (i64, Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+    let rows: Vec<Row> = conn
+        .prepare(
+            "SELECT seq, hash, entry, personal_values FROM events WHERE tenant = 't' AND seq <= 3",
+        )
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    for (seq, hash, entry, values) in rows {
+        let view = EntryView::parse(&entry).expect("entry");
+        let values = values.as_deref().map_or_else(PersonalValues::default, |v| {
+            PersonalValues::from_bytes(v).expect("values")
+        });
+        let body =
+            serde_json::to_string(&view.to_event(&values, hex::encode(&hash))).expect("json");
+        conn.execute(
+            "UPDATE events SET body = ?1, personal = ?2, entry = NULL, personal_values = NULL \
+             WHERE tenant = 't' AND seq = ?3",
+            rusqlite::params![body, view.digests.to_bytes(), seq],
+        )
+        .expect("rewind");
+    }
+}
+
+#[tokio::test]
+async fn rows_written_before_entries_read_and_verify_as_before() {
+    let (store, path) = store_with_events().await;
+    let id: uuid::Uuid = store
+        .append(vec![prepared(
+            "t",
+            json!({"action": "a", "actor": {"id": "u2"}}),
+        )])
+        .await
+        .expect("append")
+        .first()
+        .expect("appended")
+        .id;
+    let page = move |store: SqliteStore| async move {
+        let query = sealtrail_store::ListQuery {
+            tenant: "t".into(),
+            filter: sealtrail_store::EventFilter::default(),
+            order: sealtrail_store::Order::Asc,
+            limit: 100,
+            cursor: None,
+        };
+        let page = store.list(query).await.expect("list");
+        let bodies: Vec<String> = page.items.iter().map(|e| e.body.get().to_owned()).collect();
+        let one = store.get("t", id).await.expect("get").expect("found");
+        store.shutdown().await;
+        (bodies, one.body.get().to_owned())
+    };
+    let before = page(store).await;
+    assert_eq!(before.0.len(), 6);
+    rewind_to_json_bodies(&path);
+    let legacy: i64 = raw(&path)
+        .query_row("SELECT count(*) FROM events WHERE entry IS NULL", [], |r| {
+            r.get(0)
+        })
+        .expect("count");
+    assert_eq!(legacy, 3);
+    let store = SqliteStore::open(&SqliteConfig::new(path.parent().expect("dir"))).expect("open");
+    assert_eq!(page(store).await, before, "readers see the same events");
+    let report = sealtrail_store_sqlite::verify::verify_store(
+        &path,
+        &std::collections::HashMap::new(),
+        &mut |_| {},
+    )
+    .expect("walk");
+    assert_eq!(report.findings, vec![]);
+    assert_eq!(report.events, 6);
+    // An edited JSON body of such a row is still caught, and named.
+    raw(&path)
+        .execute(
+            "UPDATE events SET body = replace(body, '\"n\"', '\"m\"') WHERE tenant = 't' AND seq = 2",
+            [],
+        )
+        .expect("tamper");
+    let report = sealtrail_store_sqlite::verify::verify_store(
+        &path,
+        &std::collections::HashMap::new(),
+        &mut |_| {},
+    )
+    .expect("walk");
+    let first = report.findings.first().expect("caught");
+    assert_eq!(
+        (first.seq, first.kind),
+        (2, sealtrail_store_sqlite::verify::Kind::Altered),
+        "{first}"
+    );
 }

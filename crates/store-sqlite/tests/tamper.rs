@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use sealtrail_model::Timestamp;
 use sealtrail_store::conformance::prepared;
 use sealtrail_store::{Checkpoint, Store};
-use sealtrail_store_sqlite::verify::{Kind, Report, verify_store};
+use sealtrail_store_sqlite::verify::{Kind, Report, WalkOptions, verify_store, verify_store_with};
 use sealtrail_store_sqlite::{SqliteConfig, SqliteStore};
 use serde_json::json;
 
@@ -58,9 +58,18 @@ fn build(n: usize) -> PathBuf {
     })
 }
 
+fn keys() -> HashMap<String, ed25519_dalek::VerifyingKey> {
+    HashMap::from([(KEY_ID.to_owned(), signing_key().verifying_key())])
+}
+
+/// Walks with chunks of three positions on three workers, so that every property below also
+/// crosses chunk boundaries and merges results that arrive out of order.
 fn verify(path: &std::path::Path) -> Report {
-    let keys = HashMap::from([(KEY_ID.to_owned(), signing_key().verifying_key())]);
-    verify_store(path, &keys, &mut |_| {}).expect("walk")
+    let options = WalkOptions {
+        chunk: 3,
+        workers: 3,
+    };
+    verify_store_with(path, &keys(), options, &mut |_| {}).expect("walk")
 }
 
 /// Opens the file as an attacker: triggers and the uniqueness of (tenant, seq) out of the way.
@@ -141,6 +150,11 @@ fn an_untouched_store_verifies() {
         assert_eq!(report.findings, vec![], "{n} events");
         assert_eq!(report.events, n as u64 + 1);
         assert_eq!(report.checkpoints, 2);
+        assert_eq!(report.tenants, 2);
+        assert_eq!(
+            verify_store(&path, &keys(), &mut |_| {}).expect("walk"),
+            report
+        );
     }
 }
 
@@ -260,4 +274,42 @@ fn events_after_the_newest_checkpoint_are_reported_as_uncovered() {
         .map(|(t, u)| (t.as_str(), u.events))
         .collect();
     assert_eq!(uncovered, vec![("t", 2)]);
+}
+
+#[test]
+fn the_report_does_not_depend_on_how_the_walk_is_spread() {
+    let path = build(12);
+    let conn = attacker(&path);
+    conn.execute_batch(
+        "UPDATE events SET action = 'x' WHERE tenant = 't' AND seq = 4; \
+         DELETE FROM events WHERE tenant = 't' AND seq = 9; \
+         UPDATE events SET ip = '10.9.9.9' WHERE tenant = 'u';",
+    )
+    .expect("tamper");
+    let expected = verify_store(&path, &keys(), &mut |_| {}).expect("walk");
+    let kinds: Vec<(u64, Kind)> = expected.findings.iter().map(|f| (f.seq, f.kind)).collect();
+    assert_eq!(
+        kinds[..2],
+        [(4, Kind::Altered), (9, Kind::Missing)],
+        "{kinds:?}"
+    );
+    assert!(
+        expected.findings.iter().any(|f| f.tenant == "u"),
+        "{:?}",
+        expected.findings
+    );
+    for chunk in [1, 2, 5, 100] {
+        for workers in [1, 2, 4] {
+            let mut seen = Vec::new();
+            let options = WalkOptions { chunk, workers };
+            let report =
+                verify_store_with(&path, &keys(), options, &mut |n| seen.push(n)).expect("walk");
+            assert_eq!(report, expected, "chunk {chunk}, {workers} workers");
+            assert_eq!(
+                seen.last(),
+                Some(&report.events),
+                "progress ends at the total"
+            );
+        }
+    }
 }
