@@ -744,22 +744,34 @@ async fn verify_walk(events: usize, walks: usize) -> anyhow::Result<()> {
     let keys = std::collections::HashMap::new();
     sealtrail_store_sqlite::verify::verify_store(&db, &keys, &mut |_| {})?;
     read_rows(&db, events)?;
-    let (mut walked, mut read) = (Vec::new(), Vec::new());
+    let (mut walked, mut single, mut read) = (Vec::new(), Vec::new(), Vec::new());
+    let one_worker = sealtrail_store_sqlite::verify::WalkOptions {
+        workers: 1,
+        ..Default::default()
+    };
     for _ in 0..walks.max(1) {
         let started = Instant::now();
         read_rows(&db, events)?;
         read.push(events as f64 / started.elapsed().as_secs_f64());
-        let started = Instant::now();
-        let report = sealtrail_store_sqlite::verify::verify_store(&db, &keys, &mut |_| {})?;
-        anyhow::ensure!(
-            report.findings.is_empty() && report.events == events as u64,
-            "an untouched store must verify: {:?}",
-            report.findings.first()
-        );
-        walked.push(events as f64 / started.elapsed().as_secs_f64());
+        for (options, rates) in [(Default::default(), &mut walked), (one_worker, &mut single)] {
+            let started = Instant::now();
+            let report = sealtrail_store_sqlite::verify::verify_store_with(
+                &db,
+                &keys,
+                options,
+                &mut |_| {},
+            )?;
+            anyhow::ensure!(
+                report.findings.is_empty() && report.events == events as u64,
+                "an untouched store must verify: {:?}",
+                report.findings.first()
+            );
+            rates.push(events as f64 / started.elapsed().as_secs_f64());
+        }
     }
-    walked.sort_by(f64::total_cmp);
-    read.sort_by(f64::total_cmp);
+    for rates in [&mut walked, &mut single, &mut read] {
+        rates.sort_by(f64::total_cmp);
+    }
     let median = |v: &[f64]| v[v.len() / 2];
     println!(
         "  {} rounds of {events} events; median (best) events/s",
@@ -775,6 +787,12 @@ async fn verify_walk(events: usize, walks: usize) -> anyhow::Result<()> {
         median(&walked),
         walked[walked.len() - 1],
         100.0 * median(&walked) / median(&read)
+    );
+    println!(
+        "  verify walk, one worker          {:>9.0} ({:.0}): all workers are {:.2}x one",
+        median(&single),
+        single[single.len() - 1],
+        median(&walked) / median(&single)
     );
     Ok(())
 }
