@@ -27,6 +27,16 @@ async fn store_with_events() -> (SqliteStore, std::path::PathBuf) {
     (store, dir.join(sealtrail_store_sqlite::DB_FILE))
 }
 
+/// The verify walk over the store file, trusting no checkpoint key (none are stored here).
+fn walk(path: &std::path::Path) -> sealtrail_store_sqlite::verify::Report {
+    sealtrail_store_sqlite::verify::verify_store(
+        path,
+        &std::collections::HashMap::new(),
+        &mut |_| {},
+    )
+    .expect("walk")
+}
+
 fn raw(path: &std::path::Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).expect("open raw")
 }
@@ -195,12 +205,7 @@ async fn the_sanctioned_path_changes_rows_records_itself_and_keeps_every_leaf() 
     store.shutdown().await;
     assert_leaves_recompute(&path);
     // The erased values are gone, their digests and every hash remain: the walk finds nothing.
-    let report = sealtrail_store_sqlite::verify::verify_store(
-        &path,
-        &std::collections::HashMap::new(),
-        &mut |_| {},
-    )
-    .expect("walk");
+    let report = walk(&path);
     assert_eq!(report.findings, vec![]);
     assert_eq!(report.events, 7);
 }
@@ -298,12 +303,7 @@ async fn rows_written_before_entries_read_and_verify_as_before() {
     assert_eq!(legacy, 3);
     let store = SqliteStore::open(&SqliteConfig::new(path.parent().expect("dir"))).expect("open");
     assert_eq!(page(store).await, before, "readers see the same events");
-    let report = sealtrail_store_sqlite::verify::verify_store(
-        &path,
-        &std::collections::HashMap::new(),
-        &mut |_| {},
-    )
-    .expect("walk");
+    let report = walk(&path);
     assert_eq!(report.findings, vec![]);
     assert_eq!(report.events, 6);
     // An edited JSON body of such a row is still caught, and named.
@@ -313,12 +313,7 @@ async fn rows_written_before_entries_read_and_verify_as_before() {
             [],
         )
         .expect("tamper");
-    let report = sealtrail_store_sqlite::verify::verify_store(
-        &path,
-        &std::collections::HashMap::new(),
-        &mut |_| {},
-    )
-    .expect("walk");
+    let report = walk(&path);
     let first = report.findings.first().expect("caught");
     assert_eq!(
         (first.seq, first.kind),
