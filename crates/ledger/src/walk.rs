@@ -440,7 +440,7 @@ impl TenantWalk {
     }
 }
 
-/// Verifies an NDJSON export (see `docs/integrity.md` §7) with the given trusted keys.
+/// Verifies an NDJSON export (see `docs/integrity.md` §10) with the given trusted keys.
 /// Returns the findings and the number of events read; `Err` when the file is not an export.
 pub fn verify_export(
     text: &str,

@@ -1,7 +1,7 @@
 //! The verifiable NDJSON export of a tenant's log (`sealtrail export`): a header line, every
 //! event as served in `seq` order with a `seal` member carrying what offline verification needs
 //! (its predecessor's leaf hash and its personal digests), and the newest signed checkpoint as
-//! the last line. `docs/integrity.md` §7 specifies it; `sealtrail verify --export` reads it.
+//! the last line. `docs/integrity.md` §10 specifies it; `sealtrail verify --export` reads it.
 
 use std::io::Write;
 
