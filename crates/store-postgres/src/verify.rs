@@ -10,10 +10,13 @@ use std::collections::HashMap;
 use ed25519_dalek::VerifyingKey;
 use futures::{StreamExt, pin_mut};
 use sealtrail_ledger::entry::PersonalDigests;
+use sealtrail_ledger::view::PersonalValues;
 use sealtrail_ledger::walk::{Finding, Item, Kind, TenantWalk};
 use sealtrail_model::Timestamp;
 pub use sealtrail_store::verify::Report;
-use sealtrail_store::verify::{IndexColumns, personal_mismatch, signed_heads};
+use sealtrail_store::verify::{
+    IndexColumns, PersonalField, check_digest, personal_mismatch, signed_heads,
+};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -172,10 +175,14 @@ async fn walk_tenant(
             if !leaf_agrees {
                 return Some("the leaves row disagrees with the sealed event".into());
             }
-            let key_of = |subject: &str| {
-                Ok::<_, std::convert::Infallible>(subject_keys.get(subject).copied().flatten())
+            let values = PersonalValues::of(event, &digests);
+            let target_id = event.target.as_ref().map(|t| t.id.as_str());
+            let check = |f: &PersonalField<'_>| {
+                let key = subject_keys.get(f.subject).copied().flatten();
+                Ok::<_, std::convert::Infallible>(check_digest(key.as_ref(), f))
             };
-            personal_mismatch(event, &digests, key_of).unwrap_or_else(|never| match never {})
+            personal_mismatch(&values, &digests, &event.actor.id, target_id, check)
+                .unwrap_or_else(|never| match never {})
         });
     }
     if let Some(uncovered) = walk.uncovered() {

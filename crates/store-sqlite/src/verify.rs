@@ -27,7 +27,7 @@ use sealtrail_ledger::view::{EntryView, PersonalValues};
 pub use sealtrail_ledger::walk::{Finding, Kind};
 use sealtrail_ledger::walk::{Head, Sealed, TenantWalk};
 use sealtrail_model::{Event, Timestamp};
-use sealtrail_store::verify::signed_heads;
+use sealtrail_store::verify::{DigestCheck, personal_mismatch as rule, signed_heads};
 use sha2::Sha256;
 use uuid::Uuid;
 
@@ -443,9 +443,9 @@ fn columns_match(
         && text(19, values.ip)?)
 }
 
-/// Checks every stored personal value against its sealed digest under its subject's key. A
-/// value without a digest, or whose subject's key is gone (anonymisation erases values and key
-/// together), is reported.
+/// Checks every stored personal value against its sealed digest, by the rule every backend
+/// applies ([`sealtrail_store::verify::personal_mismatch`]), with HMAC states keyed once per
+/// subject and each field's last checked value remembered.
 fn personal_mismatch(
     conn: &Connection,
     personal: &mut Personal,
@@ -453,53 +453,31 @@ fn personal_mismatch(
     view: &EntryView<'_>,
     values: &PersonalValues<'_>,
 ) -> rusqlite::Result<Option<String>> {
-    let digests = view.digests.fields();
     let Personal { keys, last } = personal;
-    // The actor's key serves four fields: look it up once.
-    let mut actor_mac: Option<Option<Hmac<Sha256>>> = None;
-    for (i, (field, value)) in values.fields().into_iter().enumerate() {
-        let Some(value) = value else { continue };
-        let Some(digest) = digests[i] else {
-            return Ok(Some(format!(
-                "{field} is stored but the sealed event has no digest of it"
-            )));
-        };
-        let subject = if i == 4 {
-            view.target.map_or("", |t| t.id)
-        } else {
-            view.actor_id
-        };
-        let seen = &mut last[i];
-        if seen.digest == digest && seen.subject == subject && seen.value == value {
-            continue;
+    let target_id = view.target.map(|t| t.id);
+    rule(values, &view.digests, view.actor_id, target_id, |f| {
+        let seen = &mut last[f.index];
+        if seen.digest == *f.digest && seen.subject == f.subject && seen.value == f.value {
+            return Ok(DigestCheck::Matches);
         }
-        let mac = if i == 4 {
-            subject_mac(conn, keys, tenant, subject)?.cloned()
-        } else {
-            if actor_mac.is_none() {
-                actor_mac = Some(subject_mac(conn, keys, tenant, subject)?.cloned());
-            }
-            actor_mac.clone().flatten()
+        let Some(mac) = subject_mac(conn, keys, tenant, f.subject)? else {
+            return Ok(DigestCheck::NoKey);
         };
-        let Some(mut mac) = mac else {
-            return Ok(Some(format!(
-                "{field} is stored but its subject's key is gone"
-            )));
-        };
-        mac.update(field.as_bytes());
+        let mut mac = mac.clone();
+        mac.update(f.field.as_bytes());
         mac.update(&[0]);
-        mac.update(value.as_bytes());
+        mac.update(f.value.as_bytes());
         // Nothing secret is compared here, so a plain comparison will do.
-        if mac.finalize().into_bytes().as_slice() != digest {
-            return Ok(Some(format!("{field} does not match its sealed digest")));
+        if mac.finalize().into_bytes().as_slice() != f.digest {
+            return Ok(DigestCheck::Differs);
         }
-        seen.digest = digest;
+        seen.digest = *f.digest;
         seen.subject.clear();
-        seen.subject.push_str(subject);
+        seen.subject.push_str(f.subject);
         seen.value.clear();
-        seen.value.push_str(value);
-    }
-    Ok(None)
+        seen.value.push_str(f.value);
+        Ok(DigestCheck::Matches)
+    })
 }
 
 /// The HMAC state keyed with a subject's key, `None` when the key is erased or unknown; looked

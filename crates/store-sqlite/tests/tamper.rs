@@ -313,3 +313,20 @@ fn the_report_does_not_depend_on_how_the_walk_is_spread() {
         }
     }
 }
+
+#[test]
+fn personal_values_whose_subject_key_is_gone_are_reported() {
+    // Anonymisation erases a subject's values and key together; a key erased with the values
+    // left (or put back) is caught at the subject's first event.
+    let path = build(4);
+    attacker(&path)
+        .execute(
+            "UPDATE subject_keys SET key = NULL WHERE tenant = 't' AND subject = 'u1'",
+            [],
+        )
+        .expect("erase the key only");
+    let report = verify(&path);
+    let first = report.findings.first().expect("caught");
+    assert_eq!((first.seq, first.kind), (2, Kind::Altered), "{first}");
+    assert!(first.detail.contains("key is gone"), "{first}");
+}

@@ -1,12 +1,15 @@
 //! What every backend's store walk (`sealtrail verify`) checks beyond the ledger's seal: the
 //! indexed columns against the sealed event, and the personal values still present against
 //! their digests. Backends read rows their own way and feed them to the ledger's walk; the
-//! checks and the report are shared here so that both backends judge a row alike.
+//! rules and the report are shared here so that both backends judge a row alike (the SQLite
+//! walk compares its columns in place, without building [`IndexColumns`]).
 
 use std::collections::HashMap;
 
 use ed25519_dalek::VerifyingKey;
+use sealtrail_ledger::Hash;
 use sealtrail_ledger::entry::{PersonalDigests, personal_digest};
+use sealtrail_ledger::view::PersonalValues;
 use sealtrail_ledger::walk::{Finding, Kind, SignedHead, Uncovered, check_signature};
 use sealtrail_model::Event;
 
@@ -118,44 +121,85 @@ impl IndexColumns {
     }
 }
 
-/// Checks the personal values still present in `event` against their sealed digests, where the
-/// subject's key still exists (`key_of` answers `None` for an erased or unknown subject).
+/// What checking one personal value against its digest found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestCheck {
+    /// The keyed digest of the value is the sealed digest.
+    Matches,
+    /// It is not.
+    Differs,
+    /// The subject's key is gone (erased or never there), so the value cannot be checked.
+    NoKey,
+}
+
+/// One stored personal value to check against its sealed digest.
+#[derive(Debug, Clone, Copy)]
+pub struct PersonalField<'a> {
+    /// Its position in [`PersonalValues::fields`] (0–4).
+    pub index: usize,
+    /// Whose key digests it: the actor, or for `target.name` the target.
+    pub subject: &'a str,
+    /// The field name the digest is made over.
+    pub field: &'static str,
+    /// The stored value.
+    pub value: &'a str,
+    /// The sealed digest.
+    pub digest: &'a Hash,
+}
+
+/// The rule every store walk applies to the personal values it keeps: each present value must
+/// have its digest in the sealed entry, and its keyed digest under its subject's key (the
+/// actor's, or the target's for `target.name`) must be that digest. A value whose subject's key
+/// is gone is reported too: anonymisation erases values and key together, so one without the
+/// other means the values were put back. `check` computes each comparison, so each backend can
+/// key HMAC states its own way.
 pub fn personal_mismatch<E>(
-    event: &Event,
+    values: &PersonalValues<'_>,
     digests: &PersonalDigests,
-    mut key_of: impl FnMut(&str) -> Result<Option<[u8; 32]>, E>,
+    actor_id: &str,
+    target_id: Option<&str>,
+    mut check: impl FnMut(&PersonalField<'_>) -> Result<DigestCheck, E>,
 ) -> Result<Option<String>, E> {
-    let ctx = event.context.as_ref();
-    let actor_fields = [
-        (
-            "actor.name",
-            event.actor.name.as_deref(),
-            digests.actor_name,
-        ),
-        (
-            "actor.email",
-            event.actor.email.as_deref(),
-            digests.actor_email,
-        ),
-        ("context.ip", ctx.and_then(|c| c.ip.as_deref()), digests.ip),
-        (
-            "context.user_agent",
-            ctx.and_then(|c| c.user_agent.as_deref()),
-            digests.user_agent,
-        ),
-    ];
-    for (field, value, digest) in actor_fields {
-        if let (Some(value), Some(key)) = (value, key_of(&event.actor.id)?)
-            && digest != Some(personal_digest(&key, field, value))
-        {
-            return Ok(Some(format!("{field} does not match its sealed digest")));
+    let digests = digests.fields();
+    for (i, (field, value)) in values.fields().into_iter().enumerate() {
+        let Some(value) = value else { continue };
+        let Some(digest) = &digests[i] else {
+            return Ok(Some(format!(
+                "{field} is stored but the sealed event has no digest of it"
+            )));
+        };
+        let subject = if i == 4 {
+            target_id.unwrap_or("")
+        } else {
+            actor_id
+        };
+        let checked = PersonalField {
+            index: i,
+            subject,
+            field,
+            value,
+            digest,
+        };
+        match check(&checked)? {
+            DigestCheck::Matches => {}
+            DigestCheck::Differs => {
+                return Ok(Some(format!("{field} does not match its sealed digest")));
+            }
+            DigestCheck::NoKey => {
+                return Ok(Some(format!(
+                    "{field} is stored but its subject's key is gone"
+                )));
+            }
         }
     }
-    if let (Some(t), Some(digest)) = (&event.target, digests.target_name)
-        && let (Some(name), Some(key)) = (t.name.as_deref(), key_of(&t.id)?)
-        && digest != personal_digest(&key, "target.name", name)
-    {
-        return Ok(Some("target.name does not match its sealed digest".into()));
-    }
     Ok(None)
+}
+
+/// [`DigestCheck`] of one value under its subject's key, if the key is there.
+pub fn check_digest(key: Option<&[u8; 32]>, f: &PersonalField<'_>) -> DigestCheck {
+    match key {
+        None => DigestCheck::NoKey,
+        Some(key) if personal_digest(key, f.field, f.value) == *f.digest => DigestCheck::Matches,
+        Some(_) => DigestCheck::Differs,
+    }
 }
