@@ -346,8 +346,9 @@ fn check_row(
         problem: None,
     };
     // A row written before entries were stored keeps its event as JSON: encode it again.
-    let legacy: Option<(Vec<u8>, Event)>;
-    let (entry, values, mut problem, served_hash_ok) = match r.get_ref(6)? {
+    // Its JSON also carries the leaf hash it is served with, which must be the leaf too.
+    let (legacy_entry, legacy_event): (Vec<u8>, Event);
+    let (entry, values, mut problem, served_hash) = match r.get_ref(6)? {
         ValueRef::Blob(entry) => {
             let values = match r.get_ref(7)? {
                 ValueRef::Null => Some(PersonalValues::default()),
@@ -363,7 +364,7 @@ fn check_row(
                 !matches!(r.get_ref(5)?, ValueRef::Text(b"")) || r.get_ref(4)? != ValueRef::Null;
             let problem = leftover
                 .then(|| "a column that rows with an entry leave empty holds data".to_owned());
-            (entry, values, problem, true)
+            (entry, values, problem, None)
         }
         _ => {
             let event = match r.get_ref(5)? {
@@ -379,12 +380,11 @@ fn check_row(
                     "the stored event is not valid JSON of an event".into(),
                 ));
             };
-            let bytes = encode_entry(&event, &digests, &stored_prev.unwrap_or(GENESIS));
-            let served = hex::encode(leaf_hash(&bytes)) == event.hash;
-            legacy = Some((bytes, event));
-            let (bytes, event) = legacy.as_ref().expect("set above");
-            let values = PersonalValues::of(event, &digests);
-            (bytes.as_slice(), values, None, served)
+            legacy_entry = encode_entry(&event, &digests, &stored_prev.unwrap_or(GENESIS));
+            legacy_event = event;
+            let values = PersonalValues::of(&legacy_event, &digests);
+            let served = Some(legacy_event.hash.as_str());
+            (legacy_entry.as_slice(), values, None, served)
         }
     };
     let view = match EntryView::parse(entry) {
@@ -402,7 +402,8 @@ fn check_row(
         seq,
         id,
         leaf,
-        hash_matches: served_hash_ok && stored_hash == Some(leaf),
+        hash_matches: stored_hash == Some(leaf)
+            && served_hash.is_none_or(|served| served == hex::encode(leaf)),
         stored_hash,
         stored_prev,
         head: Ok(Head {
