@@ -30,6 +30,11 @@ use serde_json::{Value, json};
 
 const ADMIN: &str = "st_benchbenchbenchbenchbenchbenchbenchbench000";
 
+/// The tenant every bench writes to.
+fn bench_tenant() -> sealtrail_store::Tenant {
+    sealtrail_store::Tenant::parse("bench").expect("a valid tenant name")
+}
+
 #[derive(Parser)]
 #[command(about = "sealtrail benchmarks")]
 struct Cli {
@@ -330,12 +335,12 @@ fn raw_rows(n: usize) -> Vec<RawRow> {
             let len = value.to_string().len();
             let event =
                 parse_event(value, len, "", &Redactor::default(), now).expect("valid sample");
-            let prepared = PreparedEvent::new("bench".into(), event);
+            let prepared = PreparedEvent::new(bench_tenant(), event);
             let stored =
                 prepared
                     .event
                     .clone()
-                    .into_event(prepared.id, "bench".into(), i as u64 + 1, now);
+                    .into_event(prepared.id, &bench_tenant(), i as u64 + 1, now);
             let body = serde_json::to_string(&stored).expect("json");
             RawRow { prepared, body }
         })
@@ -642,7 +647,7 @@ fn seed_batch(start: usize, end: usize, events: usize, now: Timestamp) -> Vec<Pr
             v["occurred_at"] = json!(Timestamp::from_micros(at).to_rfc3339());
             let len = v.to_string().len();
             PreparedEvent::new(
-                "bench".into(),
+                bench_tenant(),
                 parse_event(v, len, "", &Redactor::default(), now).expect("valid"),
             )
         })
@@ -729,7 +734,7 @@ async fn verify_walk(events: usize, walks: usize) -> anyhow::Result<()> {
                 let v = sample_event(i);
                 let len = v.to_string().len();
                 PreparedEvent::new(
-                    "bench".into(),
+                    bench_tenant(),
                     parse_event(v, len, "", &Redactor::default(), now).expect("valid"),
                 )
             })

@@ -82,8 +82,8 @@ struct ExportArgs {
     #[arg(long, env = "SEALTRAIL_DATA_DIR", value_name = "DIR")]
     data_dir: std::path::PathBuf,
     /// The tenant to export
-    #[arg(long)]
-    tenant: String,
+    #[arg(long, value_parser = sealtrail_store::Tenant::parse)]
+    tenant: sealtrail_store::Tenant,
     /// Write here instead of standard output
     #[arg(long, value_name = "FILE")]
     out: Option<std::path::PathBuf>,

@@ -14,6 +14,7 @@ pub mod view;
 pub mod walk;
 
 pub use merkle::{
-    Frontier, Hash, MemoryTree, NodeSource, ProofError, consistency_proof, empty_root,
-    inclusion_proof, leaf_hash, node_hash, range_root, verify_consistency, verify_inclusion,
+    Frontier, Hash, LeafHash, MemoryTree, NodeSource, ProofError, Root, consistency_proof,
+    empty_root, inclusion_proof, leaf_hash, node_hash, range_root, verify_consistency,
+    verify_inclusion,
 };

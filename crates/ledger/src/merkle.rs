@@ -11,6 +11,66 @@ use sha2::{Digest, Sha256};
 /// A SHA-256 digest.
 pub type Hash = [u8; 32];
 
+/// Defines a 32-byte hash newtype that prints as lowercase hex.
+macro_rules! hash_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+        pub struct $name(pub [u8; 32]);
+
+        impl $name {
+            /// The raw bytes.
+            pub fn as_bytes(&self) -> &[u8; 32] {
+                &self.0
+            }
+
+            /// Lowercase hex, as JSON carries it.
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+
+            /// From stored bytes; `None` unless exactly 32 of them.
+            pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+                bytes.try_into().ok().map(Self)
+            }
+
+            /// From lowercase or uppercase hex; `None` unless it is 32 bytes.
+            pub fn from_hex(text: &str) -> Option<Self> {
+                hex::decode(text).ok().and_then(|b| Self::from_slice(&b))
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.to_hex())
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+
+        impl From<[u8; 32]> for $name {
+            fn from(bytes: [u8; 32]) -> Self {
+                Self(bytes)
+            }
+        }
+    };
+}
+
+hash_type!(
+    /// The hash of one event's entry, `H(0x00 ‖ entry)`: the event's `hash` and its leaf in the
+    /// tenant's tree.
+    LeafHash
+);
+
+hash_type!(
+    /// The root of a tenant's tree at some size: what a checkpoint signs.
+    Root
+);
+
 /// Why a proof could not be made or did not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProofError {

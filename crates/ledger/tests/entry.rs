@@ -15,7 +15,7 @@ fn event(value: serde_json::Value, seq: u64) -> Event {
     let id = uuid::Uuid::parse_str("0190a5d2-7a1e-7cc0-8d43-1c2b3a4d5e6f").expect("uuid");
     new.into_event(
         id,
-        "acme".into(),
+        &sealtrail_model::Tenant::parse("acme").expect("tenant"),
         seq,
         Timestamp::parse_rfc3339("2026-11-23T12:00:01.5Z").expect("time"),
     )

@@ -13,7 +13,12 @@ fn event(value: Value, seq: u64) -> Event {
     let len = value.to_string().len();
     let now = Timestamp::parse_rfc3339("2026-11-23T12:00:00Z").expect("time");
     let new = parse_event(value, len, "", &Redactor::default(), now).expect("valid");
-    new.into_event(uuid::Uuid::now_v7(), "acme".into(), seq, now)
+    new.into_event(
+        uuid::Uuid::now_v7(),
+        &sealtrail_model::Tenant::parse("acme").expect("tenant"),
+        seq,
+        now,
+    )
 }
 
 fn full() -> Event {

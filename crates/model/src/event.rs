@@ -222,7 +222,7 @@ pub struct NewEvent {
     pub id: Option<Uuid>,
     /// The tenant named in the body (admin credentials only). Not part of the digest.
     #[serde(skip)]
-    pub tenant: Option<String>,
+    pub tenant: Option<crate::Tenant>,
     /// The client's time of the action.
     pub occurred_at: Option<Timestamp>,
     /// The action name.
@@ -266,7 +266,13 @@ impl NewEvent {
     /// Builds the stored event, once the store has chosen its place in the log.
     ///
     /// `hash` is left empty; the store fills it after hashing the rest.
-    pub fn into_event(self, id: Uuid, tenant: String, seq: u64, recorded_at: Timestamp) -> Event {
+    pub fn into_event(
+        self,
+        id: Uuid,
+        tenant: &crate::Tenant,
+        seq: u64,
+        recorded_at: Timestamp,
+    ) -> Event {
         let occurred_at = self.occurred_at.unwrap_or(recorded_at);
         let changes = self
             .changes
@@ -281,7 +287,7 @@ impl NewEvent {
             .collect();
         Event {
             id,
-            tenant,
+            tenant: tenant.to_string(),
             seq,
             recorded_at,
             occurred_at,

@@ -41,8 +41,11 @@ pub const HTTP_METHODS: [&str; 9] = [
 ];
 
 /// A tenant name: 1–64 characters of `[A-Za-z0-9_.-]`, starting with a letter or digit.
+///
+/// Made only by [`validate_tenant`] (or [`Tenant::from_store`] for names a store wrote), so
+/// holding one means the name is valid. Clones are cheap: the name is shared.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Tenant(String);
+pub struct Tenant(std::sync::Arc<str>);
 
 impl Tenant {
     /// The name.
@@ -50,15 +53,50 @@ impl Tenant {
         &self.0
     }
 
-    /// Unwraps the name.
-    pub fn into_string(self) -> String {
-        self.0
+    /// Parses a tenant name, or says what is wrong with it ([`validate_tenant`]).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        validate_tenant(text)
+    }
+
+    /// A name read back from a store, which only ever stores validated names.
+    pub fn from_store(name: impl Into<std::sync::Arc<str>>) -> Self {
+        Self(name.into())
     }
 }
 
 impl fmt::Display for Tenant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for Tenant {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Tenant {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Tenant {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Tenant {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl Serialize for Tenant {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
     }
 }
 
@@ -80,7 +118,7 @@ pub fn validate_tenant(text: &str) -> Result<Tenant, String> {
             "must be letters, digits, '_', '.' or '-', starting with a letter or digit".into(),
         );
     }
-    Ok(Tenant(text.to_owned()))
+    Ok(Tenant(text.into()))
 }
 
 /// Whether `text` is a valid action or event type: 1–128 characters of `[A-Za-z0-9_.:-]`
@@ -156,7 +194,7 @@ pub fn parse_event(
     let tenant = v
         .opt_string(&mut map, "", "tenant", 64)
         .and_then(|t| match validate_tenant(&t) {
-            Ok(t) => Some(t.into_string()),
+            Ok(t) => Some(t),
             Err(msg) => {
                 v.push("tenant", msg);
                 None

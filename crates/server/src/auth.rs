@@ -6,7 +6,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use rand::Rng;
 use rand::distr::Alphanumeric;
-use sealtrail_store::{ApiKey, Scope};
+use sealtrail_store::{ApiKey, Scope, Tenant, TenantScope};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
@@ -67,18 +67,20 @@ impl Principal {
         requested: Option<&str>,
         field: &str,
         in_body: bool,
-    ) -> Result<String, ApiError> {
-        match (self.is_global(), requested) {
-            (true, Some(t)) => sealtrail_model::validate_tenant(t)
-                .map(|t| t.into_string())
-                .map_err(|msg| {
-                    if in_body {
-                        ApiError::invalid(field, msg)
-                    } else {
-                        ApiError::bad_parameter(field, msg)
-                    }
-                }),
-            (true, None) => {
+    ) -> Result<Tenant, ApiError> {
+        let bound = match &self.key.tenant {
+            TenantScope::All => None,
+            TenantScope::One(t) => Some(t),
+        };
+        match (bound, requested) {
+            (None, Some(t)) => sealtrail_model::validate_tenant(t).map_err(|msg| {
+                if in_body {
+                    ApiError::invalid(field, msg)
+                } else {
+                    ApiError::bad_parameter(field, msg)
+                }
+            }),
+            (None, None) => {
                 let msg = "is required with a key bound to all tenants";
                 Err(if in_body {
                     ApiError::invalid(field, msg)
@@ -86,11 +88,10 @@ impl Principal {
                     ApiError::bad_parameter(field, msg)
                 })
             }
-            (false, Some(t)) if t != self.key.tenant => Err(ApiError::Forbidden(format!(
-                "this key is bound to tenant {} and may not use tenant {t}",
-                self.key.tenant
+            (Some(own), Some(t)) if own.as_str() != t => Err(ApiError::Forbidden(format!(
+                "this key is bound to tenant {own} and may not use tenant {t}"
             ))),
-            (false, _) => Ok(self.key.tenant.clone()),
+            (Some(own), _) => Ok(own.clone()),
         }
     }
 }

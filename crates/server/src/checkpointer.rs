@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sealtrail_model::Timestamp;
-use sealtrail_store::{Checkpoint, Store};
+use sealtrail_store::{Checkpoint, Store, Tenant};
 use tokio::sync::watch;
 
 use crate::signing::KeyRing;
@@ -49,7 +49,7 @@ pub async fn run(
     policy: CheckpointPolicy,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut last: HashMap<String, Checkpoint> = HashMap::new();
+    let mut last: HashMap<Tenant, Checkpoint> = HashMap::new();
     loop {
         let stopping = *stop.borrow();
         if let Err(err) = pass(store.as_ref(), &keys, &policy, &mut last, stopping).await {
@@ -69,7 +69,7 @@ async fn pass(
     store: &dyn Store,
     keys: &KeyRing,
     policy: &CheckpointPolicy,
-    last: &mut HashMap<String, Checkpoint>,
+    last: &mut HashMap<Tenant, Checkpoint>,
     final_pass: bool,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let now = Timestamp::now();
@@ -93,7 +93,9 @@ async fn pass(
         let checkpoint = Checkpoint::sign(&head, now, keys.active_id(), keys.active());
         store.put_checkpoint(checkpoint.clone()).await?;
         if let Some(path) = &policy.witness_file {
-            witness(path, &checkpoint)?;
+            // Appending and syncing a file blocks: not on the runtime's threads.
+            let (path, cp) = (path.clone(), checkpoint.clone());
+            tokio::task::spawn_blocking(move || witness(&path, &cp)).await??;
         }
         last.insert(head.tenant, checkpoint);
     }
@@ -120,7 +122,7 @@ fn is_due(
 /// Appends a checkpoint to the witness file and syncs it.
 fn witness(path: &std::path::Path, cp: &Checkpoint) -> std::io::Result<()> {
     let line = serde_json::json!({
-        "tenant": cp.tenant, "size": cp.size, "root_hash": hex::encode(cp.root),
+        "tenant": cp.tenant.as_str(), "size": cp.size, "root_hash": cp.root.to_hex(),
         "issued_at": cp.issued_at, "key_id": cp.key_id, "signature": cp.signature, "note": cp.note,
     });
     let mut file = std::fs::OpenOptions::new()

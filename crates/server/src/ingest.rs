@@ -49,7 +49,7 @@ impl From<Appended> for IngestedEvent {
             id: a.id,
             seq: a.seq,
             recorded_at: a.recorded_at,
-            hash: a.hash,
+            hash: a.hash.to_hex(),
         }
     }
 }
@@ -123,8 +123,11 @@ pub async fn ingest(
     let mut prepared = Vec::with_capacity(events.len());
     for (i, event) in events.into_iter().enumerate() {
         let field = field_path(shape, i, "tenant");
-        let requested = event.tenant.clone().or_else(|| params.tenant.clone());
-        let tenant = principal.tenant(requested.as_deref(), &field, true)?;
+        let requested = match &event.tenant {
+            Some(t) => Some(t.as_str()),
+            None => params.tenant.as_deref(),
+        };
+        let tenant = principal.tenant(requested, &field, true)?;
         prepared.push(PreparedEvent::new(tenant, event));
     }
     let appended = state

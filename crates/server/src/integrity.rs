@@ -91,9 +91,9 @@ pub async fn checkpoint(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("tenant {tenant} has no checkpoint yet")))?;
     Ok(Json(CheckpointView {
-        tenant: cp.tenant,
+        tenant: cp.tenant.to_string(),
         size: cp.size,
-        root_hash: hex::encode(cp.root),
+        root_hash: cp.root.to_hex(),
         issued_at: cp.issued_at,
         key_id: cp.key_id,
         signature: cp.signature,
@@ -160,7 +160,7 @@ pub async fn proof(
     Ok(Json(InclusionProof {
         leaf_index: seq - 1,
         tree_size: size,
-        leaf_hash: hex::encode(leaf),
+        leaf_hash: leaf.to_hex(),
         audit_path: path.iter().map(hex::encode).collect(),
     }))
 }

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use sealtrail_model::{FieldError, Timestamp, validate_tenant};
-use sealtrail_store::{ApiKey, NewKey, Scope};
+use sealtrail_store::{ApiKey, NewKey, Scope, TenantScope};
 use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -41,7 +41,7 @@ impl From<ApiKey> for KeyView {
     fn from(k: ApiKey) -> Self {
         Self {
             id: k.id,
-            tenant: k.tenant,
+            tenant: k.tenant.to_string(),
             scopes: k.scopes,
             name: k.name,
             created_at: k.created_at,
@@ -88,7 +88,7 @@ pub struct NewKeyBody {
     name: Option<String>,
 }
 
-fn parse_new_key(body: Value) -> Result<(String, Vec<Scope>, String), Vec<FieldError>> {
+fn parse_new_key(body: Value) -> Result<(TenantScope, Vec<Scope>, String), Vec<FieldError>> {
     let mut errors = Vec::new();
     let Value::Object(mut map) = body else {
         return Err(vec![FieldError::new("$", "must be a JSON object")]);
@@ -99,9 +99,9 @@ fn parse_new_key(body: Value) -> Result<(String, Vec<Scope>, String), Vec<FieldE
         }
     }
     let tenant = match map.remove("tenant") {
-        Some(Value::String(t)) if t == "*" => Some(t),
+        Some(Value::String(t)) if t == "*" => Some(TenantScope::All),
         Some(Value::String(t)) => match validate_tenant(&t) {
-            Ok(t) => Some(t.into_string()),
+            Ok(t) => Some(TenantScope::One(t)),
             Err(msg) => {
                 errors.push(FieldError::new("tenant", msg));
                 None
@@ -148,7 +148,7 @@ fn parse_new_key(body: Value) -> Result<(String, Vec<Scope>, String), Vec<FieldE
             String::new()
         }
     };
-    if tenant.as_deref() == Some("*") && !scopes.contains(&Scope::Admin) {
+    if tenant == Some(TenantScope::All) && !scopes.contains(&Scope::Admin) {
         errors.push(FieldError::new(
             "tenant",
             "only admin keys may be bound to all tenants (*)",
@@ -200,10 +200,10 @@ pub async fn create(
             created_at: Timestamp::now(),
         })
         .await?;
-    if !key.is_global() {
+    if let TenantScope::One(tenant) = &key.tenant {
         state
             .audit_self(
-                &key.tenant,
+                tenant,
                 "audit.key_created",
                 sealtrail_model::Category::Create,
                 &principal,
@@ -215,7 +215,7 @@ pub async fn create(
     let created = KeyCreated {
         id: key.id,
         token,
-        tenant: key.tenant,
+        tenant: key.tenant.to_string(),
         scopes: key.scopes,
         name: key.name,
         created_at: key.created_at,
@@ -243,11 +243,13 @@ pub async fn list(
 ) -> Result<Json<KeyList>, ApiError> {
     principal.require(Scope::Admin)?;
     let (requested, _) = tenant_and_counts(raw.as_deref(), &[])?;
-    let tenant = match (principal.is_global(), requested) {
-        (true, requested) => requested,
-        (false, requested) => Some(principal.tenant(requested.as_deref(), "tenant", false)?),
+    let scope = match (principal.is_global(), requested) {
+        (true, None) => TenantScope::All,
+        (_, requested) => {
+            TenantScope::One(principal.tenant(requested.as_deref(), "tenant", false)?)
+        }
     };
-    let keys = state.store.list_keys(tenant).await?;
+    let keys = state.store.list_keys(scope).await?;
     Ok(Json(KeyList {
         items: keys.into_iter().map(KeyView::from).collect(),
     }))
@@ -275,11 +277,7 @@ pub async fn revoke(
     // A tenant's admin sees only its tenant's keys; others are simply not found.
     let visible = state
         .store
-        .list_keys(if principal.is_global() {
-            None
-        } else {
-            Some(principal.key.tenant.clone())
-        })
+        .list_keys(principal.key.tenant.clone())
         .await?
         .into_iter()
         .any(|k| k.id == id);
@@ -291,10 +289,10 @@ pub async fn revoke(
         .revoke_key(id.clone(), Timestamp::now())
         .await?
         .ok_or_else(not_found)?;
-    if !key.is_global() {
+    if let TenantScope::One(tenant) = &key.tenant {
         state
             .audit_self(
-                &key.tenant,
+                tenant,
                 "audit.key_revoked",
                 sealtrail_model::Category::Delete,
                 &principal,

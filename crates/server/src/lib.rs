@@ -32,7 +32,9 @@ use axum::response::Response;
 use axum::routing::{delete, get, post};
 use sealtrail_model::limits::{MAX_JSON_DEPTH, MAX_REQUEST_BYTES};
 use sealtrail_model::{Actor, ActorType, Category, NewEvent, Outcome, Redactor, Target, Timestamp};
-use sealtrail_store::{ApiKey, NewKey, PreparedEvent, Scope, Store, StoreError};
+use sealtrail_store::{
+    ApiKey, NewKey, PreparedEvent, Scope, Store, StoreError, Tenant, TenantScope,
+};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -94,7 +96,7 @@ impl AppState {
     /// that must be audited does not happen unaudited.
     pub(crate) async fn audit_self(
         &self,
-        tenant: &str,
+        tenant: &Tenant,
         action: &str,
         category: Category,
         principal: &Principal,
@@ -109,7 +111,7 @@ impl AppState {
             },
             None => Target {
                 target_type: "tenant".into(),
-                id: tenant.to_owned(),
+                id: tenant.to_string(),
                 name: None,
             },
         };
@@ -136,7 +138,7 @@ impl AppState {
             metadata: Some(metadata),
         };
         self.store
-            .append(vec![PreparedEvent::new(tenant.to_owned(), event)])
+            .append(vec![PreparedEvent::new(tenant.clone(), event)])
             .await?;
         Ok(())
     }
@@ -145,7 +147,7 @@ impl AppState {
     pub(crate) async fn audit_cross_tenant_read(
         &self,
         principal: &Principal,
-        tenant: &str,
+        tenant: &Tenant,
         uri: &OriginalUri,
     ) -> Result<(), ApiError> {
         if !principal.is_global() {
@@ -340,7 +342,7 @@ pub async fn bootstrap_admin(
         store
             .put_key(NewKey {
                 id: BOOTSTRAP_KEY_ID.into(),
-                tenant: "*".into(),
+                tenant: TenantScope::All,
                 scopes: vec![Scope::Admin],
                 name: "bootstrap".into(),
                 token_hash: hash_token(token),
@@ -356,7 +358,7 @@ pub async fn bootstrap_admin(
     store
         .create_key(NewKey {
             id: Uuid::now_v7().to_string(),
-            tenant: "*".into(),
+            tenant: TenantScope::All,
             scopes: vec![Scope::Admin],
             name: "initial admin".into(),
             token_hash: hash_token(&token),

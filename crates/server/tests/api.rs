@@ -1148,13 +1148,17 @@ async fn graceful_shutdown_loses_no_acknowledged_event() {
     for id in &acked {
         let id = uuid::Uuid::parse_str(id).expect("uuid");
         assert!(
-            store.get("t", id).await.expect("get").is_some(),
+            store
+                .get(&sealtrail_store::conformance::tenant("t"), id)
+                .await
+                .expect("get")
+                .is_some(),
             "acknowledged event {id} is stored"
         );
     }
     let page = store
         .list(sealtrail_store::ListQuery {
-            tenant: "t".into(),
+            tenant: sealtrail_store::conformance::tenant("t"),
             filter: Default::default(),
             order: sealtrail_store::Order::Asc,
             limit: 1000,

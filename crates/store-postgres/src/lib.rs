@@ -21,19 +21,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use sealtrail_model::Timestamp;
+use sealtrail_model::{Tenant, Timestamp};
+use sealtrail_store::pipeline::{self, BatchLimits, WriteHandle};
 use sealtrail_store::{
-    ApiKey, Appended, Checkpoint, HistoryQuery, ListQuery, NewKey, Page, PreparedEvent,
-    QueueStatus, Store, StoreError, StoreResult, StoredEvent, TreeHead, WriteQueue, scopes_to_text,
+    ApiKey, Appended, Checkpoint, HistoryQuery, LeafHash, ListQuery, NewKey, Page, PreparedEvent,
+    QueueStatus, Store, StoreError, StoreResult, StoredEvent, TenantScope, TreeHead,
+    scopes_to_text,
 };
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
-use crate::writer::{BatchLimits, Command, Writer};
+use crate::writer::PgLog;
 pub use crate::writer::{EVENT_COLUMNS, EVENT_TYPES, LEAF_COLUMNS, LEAF_TYPES, SanctionedJob};
 
 /// Months of partitions kept ready beyond the current one.
@@ -208,8 +209,7 @@ pub async fn migrate(url: &str, schema: &str) -> Result<u32, OpenError> {
 
 /// The PostgreSQL store.
 pub struct PgStore {
-    sender: Mutex<Option<mpsc::UnboundedSender<Command>>>,
-    queue: WriteQueue,
+    writes: WriteHandle<PgLog>,
     write: Pool,
     read: Pool,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -238,18 +238,15 @@ impl PgStore {
                 .map_err(PgError::from)?;
         }
         let upkeep = tokio::spawn(partition_upkeep(write.clone()));
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let writer = Writer {
-            pool: write.clone(),
-            limits: BatchLimits {
-                max_events: config.batch_max_events.max(1),
-                max_wait: config.batch_max_wait,
-            },
+        let limits = BatchLimits {
+            max_events: config.batch_max_events,
+            max_wait: config.batch_max_wait,
         };
-        let writer = tokio::spawn(writer.run(receiver));
+        let (writes, writer) =
+            pipeline::channel(PgLog::new(write.clone()), limits, config.queue_capacity);
+        let writer = tokio::spawn(writer.run());
         Ok(Self {
-            sender: Mutex::new(Some(sender)),
-            queue: WriteQueue::new(config.queue_capacity),
+            writes,
             write,
             read,
             writer: Mutex::new(Some(writer)),
@@ -267,16 +264,7 @@ impl PgStore {
         audit: PreparedEvent,
         job: SanctionedJob,
     ) -> StoreResult<Appended> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Sanctioned {
-            reason: reason.to_owned(),
-            job,
-            audit: Box::new(audit),
-            reply,
-        })?;
-        answer
-            .await
-            .map_err(|_| StoreError::Database("the writer task stopped".into()))?
+        self.writes.sanctioned(reason, audit, job).await
     }
 
     /// Publishes checkpoint public keys in the database, so that `sealtrail verify
@@ -305,14 +293,6 @@ impl PgStore {
     /// The pool of the primary, for tools and tests that query the schema directly.
     pub fn write_pool(&self) -> &Pool {
         &self.write
-    }
-
-    fn send(&self, cmd: Command) -> StoreResult<()> {
-        let guard = self.sender.lock().expect("sender lock is never poisoned");
-        let sender = guard.as_ref().ok_or(StoreError::Closed)?;
-        sender
-            .send(cmd)
-            .map_err(|_| StoreError::Database("the writer task stopped".into()))
     }
 
     async fn primary(&self) -> Result<deadpool_postgres::Object, PgError> {
@@ -350,23 +330,11 @@ async fn partition_upkeep(pool: Pool) {
 #[async_trait]
 impl Store for PgStore {
     async fn append(&self, events: Vec<PreparedEvent>) -> StoreResult<Vec<Appended>> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let permit = self.queue.admit(events.len())?;
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Append {
-            events,
-            reply,
-            _permit: permit,
-        })?;
-        answer
-            .await
-            .map_err(|_| StoreError::Database("the writer task stopped".into()))?
+        self.writes.append(events).await
     }
 
-    async fn get(&self, tenant: &str, id: Uuid) -> StoreResult<Option<StoredEvent>> {
-        Ok(read::get(&**self.reader().await?, tenant, id).await?)
+    async fn get(&self, tenant: &Tenant, id: Uuid) -> StoreResult<Option<StoredEvent>> {
+        Ok(read::get(&**self.reader().await?, tenant.as_str(), id).await?)
     }
 
     async fn list(&self, query: ListQuery) -> StoreResult<Page> {
@@ -382,7 +350,7 @@ impl Store for PgStore {
         client
             .execute(
                 "INSERT INTO api_keys (id, tenant, scopes, name, token_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&key.id, &key.tenant, &scopes_to_text(&key.scopes), &key.name, &key.token_hash.as_slice(), &key.created_at.to_datetime()],
+                &[&key.id, &key.tenant.as_str(), &scopes_to_text(&key.scopes), &key.name, &key.token_hash.as_slice(), &key.created_at.to_datetime()],
             )
             .await
             .map_err(PgError::from)?;
@@ -407,14 +375,15 @@ impl Store for PgStore {
                      RETURNING {}",
                     read::KEY_COLUMNS
                 ),
-                &[&key.id, &key.tenant, &scopes_to_text(&key.scopes), &key.name, &key.token_hash.as_slice(), &key.created_at.to_datetime()],
+                &[&key.id, &key.tenant.as_str(), &scopes_to_text(&key.scopes), &key.name, &key.token_hash.as_slice(), &key.created_at.to_datetime()],
             )
             .await
             .map_err(PgError::from)?;
         Ok(read::key_from_row(&row))
     }
 
-    async fn list_keys(&self, tenant: Option<String>) -> StoreResult<Vec<ApiKey>> {
+    async fn list_keys(&self, scope: TenantScope) -> StoreResult<Vec<ApiKey>> {
+        let tenant = scope.tenant().map(Tenant::as_str);
         let client = self.primary().await?;
         let sql = format!(
             "SELECT {} FROM api_keys WHERE $1::text IS NULL OR tenant = $1 ORDER BY created_at, id",
@@ -506,9 +475,9 @@ impl Store for PgStore {
                 "INSERT INTO checkpoints (tenant, size, root, issued_at, key_id, signature, note) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
                 &[
-                    &cp.tenant,
+                    &cp.tenant.as_str(),
                     &(cp.size as i64),
-                    &cp.root.as_slice(),
+                    &cp.root.as_bytes().as_slice(),
                     &cp.issued_at.to_datetime(),
                     &cp.key_id,
                     &cp.signature,
@@ -520,25 +489,27 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn latest_checkpoint(&self, tenant: &str) -> StoreResult<Option<Checkpoint>> {
-        Ok(read::latest_checkpoint(&**self.primary().await?, tenant).await?)
+    async fn latest_checkpoint(&self, tenant: &Tenant) -> StoreResult<Option<Checkpoint>> {
+        Ok(read::latest_checkpoint(&**self.primary().await?, tenant.as_str()).await?)
     }
 
-    async fn leaf_of(&self, tenant: &str, id: Uuid) -> StoreResult<Option<(u64, [u8; 32])>> {
-        Ok(read::leaf_of(&**self.primary().await?, tenant, id).await?)
+    async fn leaf_of(&self, tenant: &Tenant, id: Uuid) -> StoreResult<Option<(u64, LeafHash)>> {
+        Ok(read::leaf_of(&**self.primary().await?, tenant.as_str(), id)
+            .await?
+            .map(|(seq, hash)| (seq, LeafHash(hash))))
     }
 
     async fn inclusion_proof(
         &self,
-        tenant: &str,
+        tenant: &Tenant,
         index: u64,
         size: u64,
     ) -> StoreResult<Option<Vec<[u8; 32]>>> {
         let client = self.primary().await?;
-        if index >= size || size > read::tree_size(&**client, tenant).await? {
+        if index >= size || size > read::tree_size(&**client, tenant.as_str()).await? {
             return Ok(None);
         }
-        let proof = nodes::with_nodes(&**client, tenant, |source| {
+        let proof = nodes::with_nodes(&**client, tenant.as_str(), |source| {
             sealtrail_ledger::merkle::inclusion_proof(source, index, size)
         })
         .await?;
@@ -547,15 +518,15 @@ impl Store for PgStore {
 
     async fn consistency_proof(
         &self,
-        tenant: &str,
+        tenant: &Tenant,
         from: u64,
         to: u64,
     ) -> StoreResult<Option<Vec<[u8; 32]>>> {
         let client = self.primary().await?;
-        if from == 0 || from > to || to > read::tree_size(&**client, tenant).await? {
+        if from == 0 || from > to || to > read::tree_size(&**client, tenant.as_str()).await? {
             return Ok(None);
         }
-        let proof = nodes::with_nodes(&**client, tenant, |source| {
+        let proof = nodes::with_nodes(&**client, tenant.as_str(), |source| {
             sealtrail_ledger::merkle::consistency_proof(source, from, to)
         })
         .await?;
@@ -563,15 +534,12 @@ impl Store for PgStore {
     }
 
     fn queue_status(&self) -> QueueStatus {
-        self.queue.status()
+        self.writes.status()
     }
 
     async fn shutdown(&self) {
-        // Dropping the sender ends the writer's loop once it has drained the queue.
-        self.sender
-            .lock()
-            .expect("sender lock is never poisoned")
-            .take();
+        // Closing the queue ends the writer's loop once it has drained it.
+        self.writes.close();
         let handle = self
             .writer
             .lock()

@@ -1,9 +1,9 @@
 //! The queries behind list, get, history, keys, checkpoints and proofs, on the read pool.
 
-use sealtrail_model::{Outcome, Timestamp};
+use sealtrail_model::{Outcome, Tenant, Timestamp};
 use sealtrail_store::{
-    ApiKey, Checkpoint, Cursor, HistoryQuery, ListQuery, Order, Page, Relation, StoredEvent,
-    TreeHead, scopes_from_text,
+    ApiKey, Checkpoint, Cursor, HistoryQuery, ListQuery, Order, Page, Relation, Root, StoredEvent,
+    TenantScope, TreeHead, scopes_from_text,
 };
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
@@ -77,7 +77,7 @@ pub(crate) async fn list(
 ) -> Result<Page, PgError> {
     let f = &q.filter;
     let mut sql = String::from("SELECT seq, body FROM events WHERE tenant = $1");
-    let mut args: Vec<Arg> = vec![Box::new(q.tenant.clone())];
+    let mut args: Vec<Arg> = vec![Box::new(q.tenant.to_string())];
     push_any(&mut sql, &mut args, "actor_id", &f.actor_id);
     push_any(&mut sql, &mut args, "action", &f.action);
     let categories: Vec<String> = f.category.iter().map(|c| c.as_str().to_owned()).collect();
@@ -176,7 +176,7 @@ pub(crate) async fn history(
     // cut the page, and only the page's event rows are read, each from the partition its
     // leaf's recorded_at names. An event-type filter joins the event row before the cut.
     let mut args: Vec<Arg> = vec![
-        Box::new(q.tenant.clone()),
+        Box::new(q.tenant.to_string()),
         Box::new(q.entity_type.clone()),
         Box::new(q.entity_id.clone()),
     ];
@@ -241,7 +241,7 @@ pub(crate) const KEY_COLUMNS: &str = "id, tenant, scopes, name, created_at, revo
 pub(crate) fn key_from_row(row: &Row) -> ApiKey {
     ApiKey {
         id: row.get(0),
-        tenant: row.get(1),
+        tenant: TenantScope::from_store(row.get(1)),
         scopes: scopes_from_text(row.get(2)),
         name: row.get(3),
         created_at: Timestamp::from_datetime(row.get(4)),
@@ -266,9 +266,9 @@ pub(crate) async fn tree_heads(client: &impl GenericClient) -> Result<Vec<TreeHe
         .iter()
         .map(|r| {
             Ok(TreeHead {
-                tenant: r.get(0),
+                tenant: Tenant::from_store(r.get::<_, String>(0)),
                 size: r.get::<_, i64>(1) as u64,
-                root: hash_of(r, 2)?,
+                root: Root(hash_of(r, 2)?),
             })
         })
         .collect()
@@ -286,9 +286,9 @@ pub(crate) const CHECKPOINT_COLUMNS: &str =
 
 pub(crate) fn checkpoint_from_row(r: &Row) -> Result<Checkpoint, PgError> {
     Ok(Checkpoint {
-        tenant: r.get(0),
+        tenant: Tenant::from_store(r.get::<_, String>(0)),
         size: r.get::<_, i64>(1) as u64,
-        root: hash_of(r, 2)?,
+        root: Root(hash_of(r, 2)?),
         issued_at: Timestamp::from_datetime(r.get(3)),
         key_id: r.get(4),
         signature: r.get(5),

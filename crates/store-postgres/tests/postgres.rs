@@ -323,7 +323,7 @@ async fn the_sanctioned_path_changes_rows_and_records_itself_or_does_nothing() {
     assert!(failed.is_err());
     let list = store
         .list(ListQuery {
-            tenant: "t".into(),
+            tenant: sealtrail_store::conformance::tenant("t"),
             filter: EventFilter::default(),
             order: Order::Asc,
             limit: 100,
@@ -441,7 +441,7 @@ async fn two_writers_on_one_database_keep_one_log() {
     }
     let page = stores[0]
         .list(ListQuery {
-            tenant: "shared".into(),
+            tenant: sealtrail_store::conformance::tenant("shared"),
             filter: EventFilter::default(),
             order: Order::Asc,
             limit: 1000,
@@ -477,14 +477,14 @@ async fn event_reads_use_the_read_url_and_everything_else_the_primary() {
         .expect("writes go to the primary");
     assert!(
         store
-            .leaf_of("t", out[0].id)
+            .leaf_of(&sealtrail_store::conformance::tenant("t"), out[0].id)
             .await
             .expect("primary")
             .is_some()
     );
     let err = store
         .list(ListQuery {
-            tenant: "t".into(),
+            tenant: sealtrail_store::conformance::tenant("t"),
             filter: EventFilter::default(),
             order: Order::Asc,
             limit: 10,

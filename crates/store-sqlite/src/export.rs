@@ -23,21 +23,21 @@ pub struct ExportSummary {
 /// Writes tenant `tenant`'s whole log, streaming at constant memory.
 pub fn export_tenant(
     conn: &Connection,
-    tenant: &str,
+    tenant: &sealtrail_model::Tenant,
     out: &mut dyn Write,
 ) -> std::io::Result<ExportSummary> {
     let db = |e: rusqlite::Error| std::io::Error::other(e);
     writeln!(
         out,
         "{}",
-        serde_json::json!({"sealtrail_export": 1, "tenant": tenant, "entry_version": 1})
+        serde_json::json!({"sealtrail_export": 1, "tenant": tenant.as_str(), "entry_version": 1})
     )?;
     let mut stmt = conn
         .prepare(&format!(
             "SELECT prev_hash, personal, {BODY_COLUMNS} FROM events WHERE tenant = ?1 ORDER BY seq"
         ))
         .map_err(db)?;
-    let mut rows = stmt.query(params![tenant]).map_err(db)?;
+    let mut rows = stmt.query(params![tenant.as_str()]).map_err(db)?;
     let mut events = 0;
     while let Some(r) = rows.next().map_err(db)? {
         let prev: Option<Vec<u8>> = r.get(0).map_err(db)?;
@@ -59,7 +59,7 @@ pub fn export_tenant(
     let checkpoint = crate::read::latest_checkpoint(conn, tenant).map_err(db)?;
     if let Some(cp) = &checkpoint {
         let line = serde_json::json!({"checkpoint": {
-            "tenant": cp.tenant, "size": cp.size, "root_hash": hex::encode(cp.root), "issued_at": cp.issued_at,
+            "tenant": cp.tenant.as_str(), "size": cp.size, "root_hash": cp.root.to_hex(), "issued_at": cp.issued_at,
             "key_id": cp.key_id, "signature": cp.signature, "note": cp.note,
         }});
         writeln!(out, "{line}")?;

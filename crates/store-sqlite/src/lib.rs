@@ -14,20 +14,21 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, params};
-use sealtrail_model::Timestamp;
+use sealtrail_model::{Tenant, Timestamp};
+use sealtrail_store::pipeline::{self, BatchLimits, WriteHandle};
 use sealtrail_store::{
-    ApiKey, Appended, Checkpoint, HistoryQuery, ListQuery, NewKey, Page, PreparedEvent,
-    QueueStatus, Store, StoreError, StoreResult, StoredEvent, TreeHead, WriteQueue, scopes_to_text,
+    ApiKey, Appended, Checkpoint, HistoryQuery, LeafHash, ListQuery, NewKey, Page, PreparedEvent,
+    QueueStatus, Store, StoreError, StoreResult, StoredEvent, TenantScope, TreeHead,
+    scopes_to_text,
 };
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::writer::{AdminJob, BatchLimits, Command, Writer};
+pub use crate::writer::SanctionedJob;
+use crate::writer::SqliteLog;
 
 /// The file name of the database inside the data directory.
 pub const DB_FILE: &str = "sealtrail.db";
@@ -86,8 +87,7 @@ pub enum OpenError {
 
 /// The SQLite store.
 pub struct SqliteStore {
-    sender: Mutex<Option<mpsc::Sender<Command>>>,
-    queue: WriteQueue,
+    write: WriteHandle<SqliteLog>,
     readers: read::Pool,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -103,18 +103,24 @@ impl SqliteStore {
         let mut conn = Connection::open(&path)?;
         schema::prepare_writer(&mut conn)?;
         let readers = read::Pool::open(&path, config.readers.max(1))?;
-        let (sender, receiver) = mpsc::channel();
         let limits = BatchLimits {
-            max_events: config.batch_max_events.max(1),
+            max_events: config.batch_max_events,
             max_wait: config.batch_max_wait,
         };
+        let (write, writer) =
+            pipeline::channel(SqliteLog::new(conn), limits, config.queue_capacity);
+        // The writer owns the only writing connection on a thread of its own; its small runtime
+        // only waits for the queue (and the batch timer), so nothing it does blocks the server's.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(OpenError::Thread)?;
         let writer = std::thread::Builder::new()
             .name("sealtrail-writer".into())
-            .spawn(move || Writer::new(conn, limits).run(&receiver))
+            .spawn(move || runtime.block_on(writer.run()))
             .map_err(OpenError::Thread)?;
         Ok(Self {
-            sender: Mutex::new(Some(sender)),
-            queue: WriteQueue::new(config.queue_capacity),
+            write,
             readers,
             writer: Mutex::new(Some(writer)),
         })
@@ -138,40 +144,19 @@ impl SqliteStore {
     where
         F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Sanctioned {
-            reason: reason.to_owned(),
-            job: Box::new(job),
-            audit: Box::new(audit),
-            reply,
-        })?;
-        answer
-            .await
-            .map_err(|_| StoreError::Database("the writer thread stopped".into()))?
+        self.write.sanctioned(reason, audit, Box::new(job)).await
     }
 
-    fn send(&self, cmd: Command) -> StoreResult<()> {
-        let guard = self.sender.lock().expect("sender lock is never poisoned");
-        let sender = guard.as_ref().ok_or(StoreError::Closed)?;
-        sender
-            .send(cmd)
-            .map_err(|_| StoreError::Database("the writer thread stopped".into()))
-    }
-
-    /// Runs a write on the writer thread and waits for its result.
+    /// Runs a write on the writer thread, in queue order, and waits for its result.
     async fn admin<T, F>(&self, job: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let job: AdminJob = Box::new(move |conn| {
-            let _ = reply.send(job(conn).map_err(db_error));
-        });
-        self.send(Command::Admin(job))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Database("the writer thread stopped".into()))?
+        self.write
+            .run(move |log| job(log.conn()))
+            .await?
+            .map_err(db_error)
     }
 }
 
@@ -182,23 +167,11 @@ pub(crate) fn db_error(err: rusqlite::Error) -> StoreError {
 #[async_trait]
 impl Store for SqliteStore {
     async fn append(&self, events: Vec<PreparedEvent>) -> StoreResult<Vec<Appended>> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let permit = self.queue.admit(events.len())?;
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Append {
-            events,
-            reply,
-            _permit: permit,
-        })?;
-        answer
-            .await
-            .map_err(|_| StoreError::Database("the writer thread stopped".into()))?
+        self.write.append(events).await
     }
 
-    async fn get(&self, tenant: &str, id: Uuid) -> StoreResult<Option<StoredEvent>> {
-        let tenant = tenant.to_owned();
+    async fn get(&self, tenant: &Tenant, id: Uuid) -> StoreResult<Option<StoredEvent>> {
+        let tenant = tenant.clone();
         self.readers
             .run(move |conn| read::get(conn, &tenant, id))
             .await
@@ -218,7 +191,7 @@ impl Store for SqliteStore {
         self.admin(move |conn| {
             conn.execute(
                 "INSERT INTO api_keys (id, tenant, scopes, name, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![key.id, key.tenant, scopes_to_text(&key.scopes), key.name, key.token_hash.as_slice(), key.created_at.micros()],
+                params![key.id, key.tenant.as_str(), scopes_to_text(&key.scopes), key.name, key.token_hash.as_slice(), key.created_at.micros()],
             )?;
             Ok(ApiKey {
                 id: key.id,
@@ -238,16 +211,16 @@ impl Store for SqliteStore {
                 "INSERT INTO api_keys (id, tenant, scopes, name, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
                  ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, scopes = excluded.scopes, \
                  name = excluded.name, token_hash = excluded.token_hash, revoked_at = NULL",
-                params![key.id, key.tenant, scopes_to_text(&key.scopes), key.name, key.token_hash.as_slice(), key.created_at.micros()],
+                params![key.id, key.tenant.as_str(), scopes_to_text(&key.scopes), key.name, key.token_hash.as_slice(), key.created_at.micros()],
             )?;
             read::key_by(conn, "id = ?1", key.id.as_str())?.ok_or(rusqlite::Error::QueryReturnedNoRows)
         })
         .await
     }
 
-    async fn list_keys(&self, tenant: Option<String>) -> StoreResult<Vec<ApiKey>> {
+    async fn list_keys(&self, scope: TenantScope) -> StoreResult<Vec<ApiKey>> {
         self.readers
-            .run(move |conn| read::list_keys(conn, tenant.as_deref()))
+            .run(move |conn| read::list_keys(conn, scope.tenant().map(Tenant::as_str)))
             .await
     }
 
@@ -305,22 +278,22 @@ impl Store for SqliteStore {
             conn.execute(
                 "INSERT OR IGNORE INTO checkpoints (tenant, size, root, issued_at, key_id, signature, note) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![cp.tenant, cp.size as i64, cp.root.as_slice(), cp.issued_at.micros(), cp.key_id, cp.signature, cp.note],
+                params![cp.tenant.as_str(), cp.size as i64, cp.root.as_bytes().as_slice(), cp.issued_at.micros(), cp.key_id, cp.signature, cp.note],
             )?;
             Ok(())
         })
         .await
     }
 
-    async fn latest_checkpoint(&self, tenant: &str) -> StoreResult<Option<Checkpoint>> {
-        let tenant = tenant.to_owned();
+    async fn latest_checkpoint(&self, tenant: &Tenant) -> StoreResult<Option<Checkpoint>> {
+        let tenant = tenant.clone();
         self.readers
             .run(move |conn| read::latest_checkpoint(conn, &tenant))
             .await
     }
 
-    async fn leaf_of(&self, tenant: &str, id: Uuid) -> StoreResult<Option<(u64, [u8; 32])>> {
-        let tenant = tenant.to_owned();
+    async fn leaf_of(&self, tenant: &Tenant, id: Uuid) -> StoreResult<Option<(u64, LeafHash)>> {
+        let tenant = tenant.clone();
         self.readers
             .run(move |conn| read::leaf_of(conn, &tenant, id))
             .await
@@ -328,11 +301,11 @@ impl Store for SqliteStore {
 
     async fn inclusion_proof(
         &self,
-        tenant: &str,
+        tenant: &Tenant,
         index: u64,
         size: u64,
     ) -> StoreResult<Option<Vec<[u8; 32]>>> {
-        let tenant = tenant.to_owned();
+        let tenant = tenant.clone();
         self.readers
             .run(move |conn| read::inclusion_proof(conn, &tenant, index, size))
             .await
@@ -340,26 +313,23 @@ impl Store for SqliteStore {
 
     async fn consistency_proof(
         &self,
-        tenant: &str,
+        tenant: &Tenant,
         from: u64,
         to: u64,
     ) -> StoreResult<Option<Vec<[u8; 32]>>> {
-        let tenant = tenant.to_owned();
+        let tenant = tenant.clone();
         self.readers
             .run(move |conn| read::consistency_proof(conn, &tenant, from, to))
             .await
     }
 
     fn queue_status(&self) -> QueueStatus {
-        self.queue.status()
+        self.write.status()
     }
 
     async fn shutdown(&self) {
-        // Dropping the sender ends the writer's loop once it has drained the queue.
-        self.sender
-            .lock()
-            .expect("sender lock is never poisoned")
-            .take();
+        // Closing the queue ends the writer's loop once it has drained it.
+        self.write.close();
         let handle = self
             .writer
             .lock()

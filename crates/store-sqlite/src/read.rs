@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OptionalExtension, ToSql, params_from_iter};
 use sealtrail_ledger::view::{EntryView, PersonalValues};
-use sealtrail_model::{Outcome, Timestamp};
+use sealtrail_model::{Outcome, Tenant, Timestamp};
 use sealtrail_store::{
-    ApiKey, Cursor, HistoryQuery, ListQuery, Order, Page, Relation, StoreError, StoreResult,
-    StoredEvent, scopes_from_text,
+    ApiKey, Cursor, HistoryQuery, LeafHash, ListQuery, Order, Page, Relation, Root, StoreError,
+    StoreResult, StoredEvent, TenantScope, scopes_from_text,
 };
 use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
@@ -108,15 +108,16 @@ pub(crate) fn body_at(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<St
 
 pub(crate) fn get(
     conn: &Connection,
-    tenant: &str,
+    tenant: &Tenant,
     id: Uuid,
 ) -> rusqlite::Result<Option<StoredEvent>> {
     conn.prepare_cached(&format!(
         "SELECT seq, {BODY_COLUMNS} FROM events WHERE id = ?1 AND tenant = ?2"
     ))?
-    .query_row(rusqlite::params![id.as_bytes().as_slice(), tenant], |row| {
-        Ok((row.get::<_, i64>(0)?, body_at(row, 1)?))
-    })
+    .query_row(
+        rusqlite::params![id.as_bytes().as_slice(), tenant.as_str()],
+        |row| Ok((row.get::<_, i64>(0)?, body_at(row, 1)?)),
+    )
     .optional()?
     .map(|(seq, body)| {
         Ok(StoredEvent {
@@ -147,7 +148,7 @@ fn push_in(sql: &mut String, args: &mut Vec<SqlValue>, column: &str, values: &[S
 pub(crate) fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Page> {
     let f = &q.filter;
     let mut sql = format!("SELECT seq, {BODY_COLUMNS} FROM events WHERE tenant = ?");
-    let mut args = vec![SqlValue::Text(q.tenant.clone())];
+    let mut args = vec![SqlValue::Text(q.tenant.to_string())];
     push_in(&mut sql, &mut args, "actor_id", &f.actor_id);
     push_in(&mut sql, &mut args, "action", &f.action);
     let categories: Vec<String> = f.category.iter().map(|c| c.as_str().to_owned()).collect();
@@ -238,7 +239,7 @@ pub(crate) fn history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<P
          FROM hits CROSS JOIN events e ON e.tenant = ?1 AND e.seq = hits.seq WHERE 1",
     );
     let mut args = vec![
-        SqlValue::Text(q.tenant.clone()),
+        SqlValue::Text(q.tenant.to_string()),
         SqlValue::Text(q.entity_type.clone()),
         SqlValue::Text(q.entity_id.clone()),
     ];
@@ -284,7 +285,7 @@ pub(crate) fn history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<P
 fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
     Ok(ApiKey {
         id: row.get(0)?,
-        tenant: row.get(1)?,
+        tenant: TenantScope::from_store(&row.get::<_, String>(1)?),
         scopes: scopes_from_text(&row.get::<_, String>(2)?),
         name: row.get(3)?,
         created_at: Timestamp::from_micros(row.get(4)?),
@@ -325,9 +326,9 @@ pub(crate) fn tree_heads(conn: &Connection) -> rusqlite::Result<Vec<sealtrail_st
         conn.prepare_cached("SELECT tenant, size, root FROM tree_heads ORDER BY tenant")?;
     stmt.query_map([], |r| {
         Ok(sealtrail_store::TreeHead {
-            tenant: r.get(0)?,
+            tenant: Tenant::from_store(r.get::<_, String>(0)?),
             size: r.get::<_, i64>(1)? as u64,
-            root: hash_column(r, 2)?,
+            root: Root(hash_column(r, 2)?),
         })
     })?
     .collect()
@@ -344,23 +345,23 @@ fn hash_column(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<[u8; 32]> 
     })
 }
 
-pub(crate) fn tree_size(conn: &Connection, tenant: &str) -> rusqlite::Result<u64> {
+pub(crate) fn tree_size(conn: &Connection, tenant: &Tenant) -> rusqlite::Result<u64> {
     Ok(conn
         .prepare_cached("SELECT size FROM tree_heads WHERE tenant = ?1")?
-        .query_row([tenant], |r| r.get::<_, i64>(0))
+        .query_row([tenant.as_str()], |r| r.get::<_, i64>(0))
         .optional()?
         .unwrap_or(0) as u64)
 }
 
 pub(crate) fn latest_checkpoint(
     conn: &Connection,
-    tenant: &str,
+    tenant: &Tenant,
 ) -> rusqlite::Result<Option<sealtrail_store::Checkpoint>> {
     conn.prepare_cached(
         "SELECT tenant, size, root, issued_at, key_id, signature, note FROM checkpoints \
          WHERE tenant = ?1 ORDER BY issued_at DESC, size DESC LIMIT 1",
     )?
-    .query_row([tenant], checkpoint_from_row)
+    .query_row([tenant.as_str()], checkpoint_from_row)
     .optional()
 }
 
@@ -368,9 +369,9 @@ pub(crate) fn checkpoint_from_row(
     r: &rusqlite::Row<'_>,
 ) -> rusqlite::Result<sealtrail_store::Checkpoint> {
     Ok(sealtrail_store::Checkpoint {
-        tenant: r.get(0)?,
+        tenant: Tenant::from_store(r.get::<_, String>(0)?),
         size: r.get::<_, i64>(1)? as u64,
-        root: hash_column(r, 2)?,
+        root: Root(hash_column(r, 2)?),
         issued_at: Timestamp::from_micros(r.get(3)?),
         key_id: r.get(4)?,
         signature: r.get(5)?,
@@ -380,13 +381,14 @@ pub(crate) fn checkpoint_from_row(
 
 pub(crate) fn leaf_of(
     conn: &Connection,
-    tenant: &str,
+    tenant: &Tenant,
     id: Uuid,
-) -> rusqlite::Result<Option<(u64, [u8; 32])>> {
+) -> rusqlite::Result<Option<(u64, LeafHash)>> {
     conn.prepare_cached("SELECT seq, hash FROM events WHERE id = ?1 AND tenant = ?2")?
-        .query_row(rusqlite::params![id.as_bytes().as_slice(), tenant], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, hash_column(r, 1)?))
-        })
+        .query_row(
+            rusqlite::params![id.as_bytes().as_slice(), tenant.as_str()],
+            |r| Ok((r.get::<_, i64>(0)? as u64, LeafHash(hash_column(r, 1)?))),
+        )
         .optional()
 }
 
@@ -396,14 +398,17 @@ fn proof_error(e: sealtrail_ledger::merkle::ProofError) -> rusqlite::Error {
 
 pub(crate) fn inclusion_proof(
     conn: &Connection,
-    tenant: &str,
+    tenant: &Tenant,
     index: u64,
     size: u64,
 ) -> rusqlite::Result<Option<Vec<[u8; 32]>>> {
     if index >= size || size > tree_size(conn, tenant)? {
         return Ok(None);
     }
-    let nodes = crate::seal::DbNodes { conn, tenant };
+    let nodes = crate::seal::DbNodes {
+        conn,
+        tenant: tenant.as_str(),
+    };
     sealtrail_ledger::merkle::inclusion_proof(&nodes, index, size)
         .map(Some)
         .map_err(proof_error)
@@ -411,14 +416,17 @@ pub(crate) fn inclusion_proof(
 
 pub(crate) fn consistency_proof(
     conn: &Connection,
-    tenant: &str,
+    tenant: &Tenant,
     from: u64,
     to: u64,
 ) -> rusqlite::Result<Option<Vec<[u8; 32]>>> {
     if from == 0 || from > to || to > tree_size(conn, tenant)? {
         return Ok(None);
     }
-    let nodes = crate::seal::DbNodes { conn, tenant };
+    let nodes = crate::seal::DbNodes {
+        conn,
+        tenant: tenant.as_str(),
+    };
     sealtrail_ledger::merkle::consistency_proof(&nodes, from, to)
         .map(Some)
         .map_err(proof_error)

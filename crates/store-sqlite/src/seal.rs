@@ -1,20 +1,10 @@
-//! The seal as the writer keeps it: per tenant the last `seq`, the last leaf hash and the
-//! Merkle frontier; subject keys for personal digests; and perfect tree nodes read from and
-//! written to the database.
+//! Perfect tree nodes read from the database, and where a tenant's log ends.
 
-use std::collections::HashMap;
-
-use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, params};
+use sealtrail_ledger::LeafHash;
 use sealtrail_ledger::merkle::{Frontier, Hash, NodeSource, ProofError};
-
-/// Where one tenant's log ends.
-#[derive(Debug, Clone)]
-pub(crate) struct TenantLog {
-    pub(crate) seq: u64,
-    pub(crate) prev: Hash,
-    pub(crate) frontier: Frontier,
-}
+use sealtrail_model::{Tenant, Timestamp};
+use sealtrail_store::pipeline::LogEnd;
 
 /// Perfect nodes of one tenant's tree, read from the database: level 0 from `events.hash`,
 /// higher levels from `tree_nodes`.
@@ -49,56 +39,27 @@ impl NodeSource for DbNodes<'_> {
 }
 
 /// Loads where a tenant's log ends.
-pub(crate) fn load_tenant(conn: &Connection, tenant: &str) -> rusqlite::Result<TenantLog> {
-    let last: Option<(i64, Vec<u8>)> = conn
-        .prepare_cached("SELECT seq, hash FROM events WHERE tenant = ?1 ORDER BY seq DESC LIMIT 1")?
-        .query_row([tenant], |r| Ok((r.get(0)?, r.get(1)?)))
+pub(crate) fn load_end(conn: &Connection, tenant: &Tenant) -> rusqlite::Result<LogEnd> {
+    let last: Option<(i64, Vec<u8>, i64)> = conn
+        .prepare_cached(
+            "SELECT seq, hash, recorded_at FROM events WHERE tenant = ?1 ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row([tenant.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    let Some((seq, hash)) = last else {
-        return Ok(TenantLog {
-            seq: 0,
-            prev: sealtrail_ledger::entry::GENESIS,
-            frontier: Frontier::new(),
-        });
+    let Some((seq, hash, recorded_at)) = last else {
+        return Ok(LogEnd::empty());
     };
-    let frontier = Frontier::at(&DbNodes { conn, tenant }, seq as u64).map_err(|e| {
+    let nodes = DbNodes {
+        conn,
+        tenant: tenant.as_str(),
+    };
+    let frontier = Frontier::at(&nodes, seq as u64).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e))
     })?;
-    Ok(TenantLog {
-        seq: seq as u64,
-        prev: hash.try_into().unwrap_or([0; 32]),
+    Ok(LogEnd {
+        size: seq as u64,
+        last: LeafHash::from_slice(&hash).unwrap_or_default(),
         frontier,
+        recorded_at: Some(Timestamp::from_micros(recorded_at)),
     })
-}
-
-/// A subject's key in a tenant, created on first use (and anew for a subject whose key was
-/// erased: its old digests stay unlinkable).
-pub(crate) fn subject_key(
-    conn: &Connection,
-    cache: &mut HashMap<(String, String), [u8; 32]>,
-    tenant: &str,
-    subject: &str,
-) -> rusqlite::Result<[u8; 32]> {
-    if let Some(key) = cache.get(&(tenant.to_owned(), subject.to_owned())) {
-        return Ok(*key);
-    }
-    let stored: Option<Option<Vec<u8>>> = conn
-        .prepare_cached("SELECT key FROM subject_keys WHERE tenant = ?1 AND subject = ?2")?
-        .query_row(params![tenant, subject], |r| r.get(0))
-        .optional()?;
-    let key = match stored.flatten().and_then(|b| <[u8; 32]>::try_from(b).ok()) {
-        Some(key) => key,
-        None => {
-            let mut key = [0u8; 32];
-            rand::rng().fill_bytes(&mut key);
-            conn.prepare_cached(
-                "INSERT INTO subject_keys (tenant, subject, key) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (tenant, subject) DO UPDATE SET key = excluded.key",
-            )?
-            .execute(params![tenant, subject, key.as_slice()])?;
-            key
-        }
-    };
-    cache.insert((tenant.to_owned(), subject.to_owned()), key);
-    Ok(key)
 }

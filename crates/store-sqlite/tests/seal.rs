@@ -280,7 +280,7 @@ async fn rows_written_before_entries_read_and_verify_as_before() {
         .id;
     let page = move |store: SqliteStore| async move {
         let query = sealtrail_store::ListQuery {
-            tenant: "t".into(),
+            tenant: sealtrail_store::conformance::tenant("t"),
             filter: sealtrail_store::EventFilter::default(),
             order: sealtrail_store::Order::Asc,
             limit: 100,
@@ -288,7 +288,11 @@ async fn rows_written_before_entries_read_and_verify_as_before() {
         };
         let page = store.list(query).await.expect("list");
         let bodies: Vec<String> = page.items.iter().map(|e| e.body.get().to_owned()).collect();
-        let one = store.get("t", id).await.expect("get").expect("found");
+        let one = store
+            .get(&sealtrail_store::conformance::tenant("t"), id)
+            .await
+            .expect("get")
+            .expect("found");
         store.shutdown().await;
         (bodies, one.body.get().to_owned())
     };

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::{
     Cursor, EventFilter, HistoryQuery, ListQuery, NewKey, Order, PreparedEvent, Relation, Scope,
-    Store, StoreError,
+    Store, StoreError, Tenant, TenantScope,
 };
 
 /// Instantiates every conformance case as a `#[tokio::test]` in the calling module.
@@ -73,9 +73,15 @@ pub fn event(value: Value) -> NewEvent {
         .unwrap_or_else(|errors| panic!("test event is invalid: {errors:?}"))
 }
 
+/// A tenant by name, panicking on an invalid one (test names are valid by construction).
+pub fn tenant(name: &str) -> Tenant {
+    sealtrail_model::validate_tenant(name)
+        .unwrap_or_else(|e| panic!("test tenant {name:?} is invalid: {e}"))
+}
+
 /// Prepares an event for a tenant.
-pub fn prepared(tenant: &str, value: Value) -> PreparedEvent {
-    PreparedEvent::new(tenant.to_owned(), event(value))
+pub fn prepared(tenant_name: &str, value: Value) -> PreparedEvent {
+    PreparedEvent::new(tenant(tenant_name), event(value))
 }
 
 fn simple(action: &str, actor: &str) -> Value {
@@ -86,9 +92,9 @@ fn body(event: &crate::StoredEvent) -> Value {
     serde_json::from_str(event.body.get()).expect("stored body is JSON")
 }
 
-fn list_all_query(tenant: &str) -> ListQuery {
+fn list_all_query(tenant_name: &str) -> ListQuery {
     ListQuery {
-        tenant: tenant.to_owned(),
+        tenant: tenant(tenant_name),
         filter: EventFilter::default(),
         order: Order::Asc,
         limit: 1000,
@@ -150,7 +156,11 @@ pub async fn stored_event_is_served_in_full(store: Arc<dyn Store>) {
     );
     let id = e.id;
     let a = store.append(vec![e]).await.expect("append").remove(0);
-    let stored = store.get("t", id).await.expect("get").expect("present");
+    let stored = store
+        .get(&tenant("t"), id)
+        .await
+        .expect("get")
+        .expect("present");
     let v = body(&stored);
     assert_eq!(v["id"], json!(id.to_string()));
     assert_eq!(v["tenant"], json!("t"));
@@ -186,10 +196,11 @@ pub async fn stored_event_is_served_in_full(store: Arc<dyn Store>) {
         json!([{"field": "status", "old_value": "new", "new_value": "used",
                 "changed_at": v["occurred_at"], "changed_by": "u1"}])
     );
-    assert_eq!(v["hash"], json!(a.hash));
-    assert_eq!(a.hash.len(), 64);
+    assert_eq!(v["hash"], json!(a.hash.to_hex()));
+    assert_eq!(a.hash.to_hex().len(), 64);
     assert!(
         a.hash
+            .to_hex()
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
     );
@@ -266,11 +277,11 @@ pub async fn get_is_scoped_to_the_tenant(store: Arc<dyn Store>) {
     let e = prepared("t1", simple("a", "u"));
     let id = e.id;
     store.append(vec![e]).await.expect("append");
-    assert!(store.get("t1", id).await.expect("get").is_some());
-    assert!(store.get("t2", id).await.expect("get").is_none());
+    assert!(store.get(&tenant("t1"), id).await.expect("get").is_some());
+    assert!(store.get(&tenant("t2"), id).await.expect("get").is_none());
     assert!(
         store
-            .get("t1", Uuid::new_v4())
+            .get(&tenant("t1"), Uuid::new_v4())
             .await
             .expect("get")
             .is_none()
@@ -541,7 +552,7 @@ pub async fn history_merges_target_and_related_oldest_first(store: Arc<dyn Store
         .await
         .expect("append");
     let query = |event_type: Vec<String>, cursor: Option<Cursor>, limit: usize| HistoryQuery {
-        tenant: "t".into(),
+        tenant: tenant("t"),
         entity_type: "asset".into(),
         entity_id: "A1".into(),
         event_type,
@@ -599,7 +610,10 @@ pub async fn keys_are_stored_hashed_listed_and_revoked(store: Arc<dyn Store>) {
     let now = Timestamp::now();
     let key = |id: &str, tenant: &str, hash: u8| NewKey {
         id: id.into(),
-        tenant: tenant.into(),
+        tenant: match tenant {
+            "*" => TenantScope::All,
+            name => TenantScope::One(crate::conformance::tenant(name)),
+        },
         scopes: vec![Scope::Ingest, Scope::Read],
         name: format!("key {id}"),
         token_hash: [hash; 32],
@@ -624,14 +638,17 @@ pub async fn keys_are_stored_hashed_listed_and_revoked(store: Arc<dyn Store>) {
             .is_none()
     );
     let t1: Vec<String> = store
-        .list_keys(Some("t1".into()))
+        .list_keys(TenantScope::One(tenant("t1")))
         .await
         .expect("list")
         .into_iter()
         .map(|k| k.id)
         .collect();
     assert_eq!(t1, vec!["k1"]);
-    assert_eq!(store.list_keys(None).await.expect("list").len(), 2);
+    assert_eq!(
+        store.list_keys(TenantScope::All).await.expect("list").len(),
+        2
+    );
     let later = Timestamp::from_micros(now.micros() + 5);
     let revoked = store
         .revoke_key("k1".into(), later)
@@ -744,7 +761,7 @@ pub async fn the_log_is_a_merkle_tree_with_proofs(store: Arc<dyn Store>) {
             .await
             .expect("append");
         for a in store.append(batch).await.expect("append") {
-            let hash: [u8; 32] = hex_to_hash(&a.hash);
+            let hash: [u8; 32] = *a.hash.as_bytes();
             leaves.push(hash);
             ids.push(a.id);
         }
@@ -753,12 +770,12 @@ pub async fn the_log_is_a_merkle_tree_with_proofs(store: Arc<dyn Store>) {
     let n = tree.size();
     let heads = store.tree_heads().await.expect("heads");
     let head = heads.iter().find(|h| h.tenant == "t").expect("head of t");
-    assert_eq!((head.size, head.root), (n, tree.root()));
+    assert_eq!((head.size, head.root), (n, crate::Root(tree.root())));
     assert!(heads.iter().any(|h| h.tenant == "other" && h.size == 9));
     for size in [1, 2, 5, n - 1, n] {
         for index in [0, size / 2, size - 1] {
             let got = store
-                .inclusion_proof("t", index, size)
+                .inclusion_proof(&tenant("t"), index, size)
                 .await
                 .expect("proof")
                 .expect("in range");
@@ -771,7 +788,7 @@ pub async fn the_log_is_a_merkle_tree_with_proofs(store: Arc<dyn Store>) {
             verify_inclusion(&leaves[index as usize], index, size, &got, &root).expect("verifies");
         }
         let got = store
-            .consistency_proof("t", 1.max(size / 3), size)
+            .consistency_proof(&tenant("t"), 1.max(size / 3), size)
             .await
             .expect("proof")
             .expect("in range");
@@ -780,41 +797,54 @@ pub async fn the_log_is_a_merkle_tree_with_proofs(store: Arc<dyn Store>) {
             consistency_proof(&tree, 1.max(size / 3), size).expect("proof")
         );
     }
-    assert_eq!(store.inclusion_proof("t", n, n).await.expect("proof"), None);
     assert_eq!(
-        store.inclusion_proof("t", 0, n + 1).await.expect("proof"),
+        store
+            .inclusion_proof(&tenant("t"), n, n)
+            .await
+            .expect("proof"),
         None
     );
     assert_eq!(
-        store.consistency_proof("t", 0, n).await.expect("proof"),
+        store
+            .inclusion_proof(&tenant("t"), 0, n + 1)
+            .await
+            .expect("proof"),
         None
     );
     assert_eq!(
-        store.consistency_proof("t", 3, n + 1).await.expect("proof"),
+        store
+            .consistency_proof(&tenant("t"), 0, n)
+            .await
+            .expect("proof"),
         None
     );
     assert_eq!(
-        store.leaf_of("t", ids[4]).await.expect("leaf"),
-        Some((5, leaves[4]))
+        store
+            .consistency_proof(&tenant("t"), 3, n + 1)
+            .await
+            .expect("proof"),
+        None
     );
-    assert_eq!(store.leaf_of("other", ids[4]).await.expect("leaf"), None);
-}
-
-fn hex_to_hash(text: &str) -> [u8; 32] {
-    let bytes: Vec<u8> = (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
-        .collect();
-    bytes.try_into().expect("32 bytes")
+    assert_eq!(
+        store.leaf_of(&tenant("t"), ids[4]).await.expect("leaf"),
+        Some((5, crate::LeafHash(leaves[4])))
+    );
+    assert_eq!(
+        store.leaf_of(&tenant("other"), ids[4]).await.expect("leaf"),
+        None
+    );
 }
 
 /// Checkpoints are stored once and the newest one is found.
 pub async fn checkpoints_are_kept_newest_last(store: Arc<dyn Store>) {
-    assert_eq!(store.latest_checkpoint("t").await.expect("latest"), None);
+    assert_eq!(
+        store.latest_checkpoint(&tenant("t")).await.expect("latest"),
+        None
+    );
     let cp = |size: u64, at: i64| crate::Checkpoint {
-        tenant: "t".into(),
+        tenant: tenant("t"),
         size,
-        root: [size as u8; 32],
+        root: crate::Root([size as u8; 32]),
         issued_at: Timestamp::from_micros(at),
         key_id: "k1".into(),
         signature: "c2ln".into(),
@@ -831,8 +861,11 @@ pub async fn checkpoints_are_kept_newest_last(store: Arc<dyn Store>) {
         .await
         .expect("a heartbeat re-signs the same size");
     assert_eq!(
-        store.latest_checkpoint("t").await.expect("latest"),
+        store.latest_checkpoint(&tenant("t")).await.expect("latest"),
         Some(cp(5, 30))
     );
-    assert_eq!(store.latest_checkpoint("u").await.expect("latest"), None);
+    assert_eq!(
+        store.latest_checkpoint(&tenant("u")).await.expect("latest"),
+        None
+    );
 }

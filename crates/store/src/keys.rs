@@ -1,7 +1,54 @@
 //! API keys as the store keeps them: only a hash of the token, never the token.
 
-use sealtrail_model::Timestamp;
+use sealtrail_model::{Tenant, Timestamp};
 use serde::Serialize;
+
+/// Which tenants a key is bound to: one, or every tenant (`*`, admin keys only).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TenantScope {
+    /// Every tenant: stored and shown as `*`.
+    All,
+    /// One tenant.
+    One(Tenant),
+}
+
+impl TenantScope {
+    /// How a store keeps it, and how the API shows it: the tenant's name, or `*`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::All => "*",
+            Self::One(t) => t.as_str(),
+        }
+    }
+
+    /// Reads back what [`TenantScope::as_str`] stored.
+    pub fn from_store(text: &str) -> Self {
+        match text {
+            "*" => Self::All,
+            name => Self::One(Tenant::from_store(name)),
+        }
+    }
+
+    /// The one tenant, if bound to one.
+    pub fn tenant(&self) -> Option<&Tenant> {
+        match self {
+            Self::All => None,
+            Self::One(t) => Some(t),
+        }
+    }
+}
+
+impl std::fmt::Display for TenantScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for TenantScope {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -41,8 +88,8 @@ impl Scope {
 pub struct ApiKey {
     /// The key's id.
     pub id: String,
-    /// The tenant it is bound to, or `*` for every tenant (admin keys only).
-    pub tenant: String,
+    /// The tenant it is bound to, or every tenant (admin keys only).
+    pub tenant: TenantScope,
     /// What it may do.
     pub scopes: Vec<Scope>,
     /// A human name.
@@ -61,7 +108,7 @@ impl ApiKey {
 
     /// Whether the key is bound to every tenant.
     pub fn is_global(&self) -> bool {
-        self.tenant == "*"
+        self.tenant == TenantScope::All
     }
 }
 
@@ -70,8 +117,8 @@ impl ApiKey {
 pub struct NewKey {
     /// The key's id.
     pub id: String,
-    /// Its tenant, or `*`.
-    pub tenant: String,
+    /// Its tenant, or every tenant.
+    pub tenant: TenantScope,
     /// Its scopes.
     pub scopes: Vec<Scope>,
     /// Its name.

@@ -7,6 +7,7 @@
 pub mod conformance;
 mod cursor;
 mod keys;
+pub mod pipeline;
 mod query;
 mod queue;
 pub mod verify;
@@ -16,15 +17,17 @@ use sealtrail_model::{NewEvent, Timestamp};
 use uuid::Uuid;
 
 pub use cursor::{Cursor, CursorError};
-pub use keys::{ApiKey, NewKey, Scope, scopes_from_text, scopes_to_text};
+pub use keys::{ApiKey, NewKey, Scope, TenantScope, scopes_from_text, scopes_to_text};
 pub use query::{EventFilter, HistoryQuery, ListQuery, Order, Page, Relation, StoredEvent};
 pub use queue::WriteQueue;
+pub use sealtrail_ledger::{LeafHash, Root};
+pub use sealtrail_model::Tenant;
 
 /// A validated event with its tenant and id settled, ready to append.
 #[derive(Debug, Clone)]
 pub struct PreparedEvent {
     /// The log it goes into.
-    pub tenant: String,
+    pub tenant: Tenant,
     /// The event id: the client's, or a fresh UUIDv7.
     pub id: Uuid,
     /// Whether the client chose the id (only then can it be a duplicate).
@@ -37,7 +40,7 @@ pub struct PreparedEvent {
 
 impl PreparedEvent {
     /// Settles tenant and id for an event.
-    pub fn new(tenant: String, event: NewEvent) -> Self {
+    pub fn new(tenant: Tenant, event: NewEvent) -> Self {
         let (id, client_id) = match event.id {
             Some(id) => (id, true),
             None => (Uuid::now_v7(), false),
@@ -62,8 +65,8 @@ pub struct Appended {
     pub seq: u64,
     /// When it was committed.
     pub recorded_at: Timestamp,
-    /// Its leaf hash, lowercase hex.
-    pub hash: String,
+    /// Its leaf hash.
+    pub hash: LeafHash,
     /// Whether the event was already stored (a retry) and nothing new was written.
     pub duplicate: bool,
 }
@@ -97,22 +100,22 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeHead {
     /// The tenant.
-    pub tenant: String,
+    pub tenant: Tenant,
     /// Number of events (leaves).
     pub size: u64,
     /// The Merkle root.
-    pub root: [u8; 32],
+    pub root: Root,
 }
 
 /// A signed tree head, as stored and served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     /// The tenant.
-    pub tenant: String,
+    pub tenant: Tenant,
     /// The tree size it covers.
     pub size: u64,
     /// The root of that tree.
-    pub root: [u8; 32],
+    pub root: Root,
     /// When it was signed.
     pub issued_at: Timestamp,
     /// The signing key's id.
@@ -133,9 +136,9 @@ impl Checkpoint {
         key: &ed25519_dalek::SigningKey,
     ) -> Self {
         let tree_head = sealtrail_ledger::checkpoint::TreeHead {
-            origin: sealtrail_ledger::checkpoint::origin(&head.tenant),
+            origin: sealtrail_ledger::checkpoint::origin(head.tenant.as_str()),
             size: head.size,
-            root: head.root,
+            root: head.root.0,
             issued_at,
         };
         let signed = sealtrail_ledger::checkpoint::sign(&tree_head, key_id, key);
@@ -172,7 +175,7 @@ pub trait Store: Send + Sync + 'static {
     async fn append(&self, events: Vec<PreparedEvent>) -> StoreResult<Vec<Appended>>;
 
     /// One event of a tenant by id.
-    async fn get(&self, tenant: &str, id: Uuid) -> StoreResult<Option<StoredEvent>>;
+    async fn get(&self, tenant: &Tenant, id: Uuid) -> StoreResult<Option<StoredEvent>>;
 
     /// A page of a tenant's events matching a filter, in `seq` order.
     async fn list(&self, query: ListQuery) -> StoreResult<Page>;
@@ -184,8 +187,8 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new API key.
     async fn create_key(&self, key: NewKey) -> StoreResult<ApiKey>;
 
-    /// Lists keys, of one tenant or of all.
-    async fn list_keys(&self, tenant: Option<String>) -> StoreResult<Vec<ApiKey>>;
+    /// Lists keys: every key for [`TenantScope::All`], else those bound to the one tenant.
+    async fn list_keys(&self, scope: TenantScope) -> StoreResult<Vec<ApiKey>>;
 
     /// Revokes a key; `None` when no such key exists. Revoking twice keeps the first time.
     async fn revoke_key(&self, id: String, at: Timestamp) -> StoreResult<Option<ApiKey>>;
@@ -209,16 +212,16 @@ pub trait Store: Send + Sync + 'static {
     async fn put_checkpoint(&self, checkpoint: Checkpoint) -> StoreResult<()>;
 
     /// The newest checkpoint of a tenant.
-    async fn latest_checkpoint(&self, tenant: &str) -> StoreResult<Option<Checkpoint>>;
+    async fn latest_checkpoint(&self, tenant: &Tenant) -> StoreResult<Option<Checkpoint>>;
 
     /// An event's `seq` and leaf hash, by id within a tenant.
-    async fn leaf_of(&self, tenant: &str, id: Uuid) -> StoreResult<Option<(u64, [u8; 32])>>;
+    async fn leaf_of(&self, tenant: &Tenant, id: Uuid) -> StoreResult<Option<(u64, LeafHash)>>;
 
     /// The inclusion proof of leaf `index` in the tenant's tree of `size` leaves; `Ok(None)`
     /// when `size` is larger than the tree or `index` not below it.
     async fn inclusion_proof(
         &self,
-        tenant: &str,
+        tenant: &Tenant,
         index: u64,
         size: u64,
     ) -> StoreResult<Option<Vec<[u8; 32]>>>;
@@ -227,7 +230,7 @@ pub trait Store: Send + Sync + 'static {
     /// are not `0 < from <= to <= tree size`.
     async fn consistency_proof(
         &self,
-        tenant: &str,
+        tenant: &Tenant,
         from: u64,
         to: u64,
     ) -> StoreResult<Option<Vec<[u8; 32]>>>;

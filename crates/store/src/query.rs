@@ -1,6 +1,6 @@
 //! What a reader asks for and what it gets back.
 
-use sealtrail_model::{Category, Outcome, Timestamp};
+use sealtrail_model::{Category, Outcome, Tenant, Timestamp};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -96,7 +96,7 @@ pub enum Order {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListQuery {
     /// The tenant.
-    pub tenant: String,
+    pub tenant: Tenant,
     /// The filters.
     pub filter: EventFilter,
     /// The direction.
@@ -111,7 +111,7 @@ pub struct ListQuery {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryQuery {
     /// The tenant.
-    pub tenant: String,
+    pub tenant: Tenant,
     /// The entity's type.
     pub entity_type: String,
     /// The entity's id.

@@ -44,7 +44,7 @@ pub fn signed_heads(
         report.checkpoints += 1;
         let head = SignedHead {
             size: cp.size,
-            root: cp.root,
+            root: cp.root.0,
             issued_at: cp.issued_at,
             key_id: cp.key_id,
             signature: cp.signature,

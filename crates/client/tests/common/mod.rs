@@ -39,7 +39,7 @@ pub(crate) async fn start_server(addr: Option<SocketAddr>, token: &str) -> Serve
     store
         .create_key(NewKey {
             id: "client-test".into(),
-            tenant: "t".into(),
+            tenant: sealtrail_store::TenantScope::One(sealtrail_store::conformance::tenant("t")),
             scopes: vec![Scope::Ingest, Scope::Read],
             name: "client test".into(),
             token_hash: sealtrail_server::auth::hash_token(token),
@@ -67,7 +67,7 @@ pub(crate) async fn start_server(addr: Option<SocketAddr>, token: &str) -> Serve
 pub(crate) async fn stored(store: &dyn Store) -> Vec<serde_json::Value> {
     let page = store
         .list(ListQuery {
-            tenant: "t".into(),
+            tenant: sealtrail_store::conformance::tenant("t"),
             filter: EventFilter::default(),
             order: Order::Asc,
             limit: 1000,

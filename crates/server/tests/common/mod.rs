@@ -167,7 +167,12 @@ impl TestApp {
         self.store
             .create_key(sealtrail_store::NewKey {
                 id: uuid::Uuid::now_v7().to_string(),
-                tenant: tenant.to_owned(),
+                tenant: match tenant {
+                    "*" => sealtrail_store::TenantScope::All,
+                    name => sealtrail_store::TenantScope::One(
+                        sealtrail_store::conformance::tenant(name),
+                    ),
+                },
                 scopes: scopes
                     .iter()
                     .map(|s| sealtrail_store::Scope::parse(s).expect("scope"))
