@@ -450,6 +450,38 @@ impl<'a> EntryView<'a> {
         })
     }
 
+    /// The `field` of every change, in order.
+    pub fn change_fields(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let mut r = Reader {
+            bytes: self.changes,
+            at: 0,
+        };
+        // The section was validated by `parse`, so walking it cannot fail.
+        let count = r.u32().unwrap_or(0);
+        (0..count).map_while(move |_| {
+            let field = r.str().ok()?;
+            r.json(0).ok()?;
+            r.json(0).ok()?;
+            Some(field)
+        })
+    }
+
+    /// Every `related` link as `(type, id)`, in order.
+    pub fn related(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        let mut r = Reader {
+            bytes: self.related,
+            at: 0,
+        };
+        let count = r.u32().unwrap_or(0);
+        (0..count).map_while(move |_| Some((r.str().ok()?, r.str().ok()?)))
+    }
+
+    /// The `metadata` object, decoded.
+    pub fn metadata(&self) -> Option<Value> {
+        self.metadata
+            .map(|bytes| json_value(&mut Reader { bytes, at: 0 }))
+    }
+
     /// The event this entry seals, with `values` put back where they belong (an erased value
     /// stays absent) and `hash` as its leaf hash.
     pub fn to_event(&self, values: &PersonalValues<'_>, hash: String) -> Event {

@@ -62,20 +62,9 @@ pub struct EventPage {
 }
 
 /// The body of `POST /audit-logs/search`: each filter a string or a list of strings.
+// The filters themselves are added from their declaration by `FilterDocs`.
 #[derive(ToSchema)]
 pub struct SearchBody {
-    actor_id: Option<Vec<String>>,
-    action: Option<Vec<String>>,
-    category: Option<Vec<Category>>,
-    event_type: Option<Vec<String>>,
-    target_type: Option<Vec<String>>,
-    target_id: Option<Vec<String>>,
-    organization_id: Option<Vec<String>>,
-    outcome: Option<Vec<Outcome>>,
-    correlation_id: Option<Vec<String>>,
-    ip: Option<Vec<String>>,
-    /// Events that changed this field or a field inside it.
-    changed_field: Option<Vec<String>>,
     /// JSON containment on `metadata`.
     #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Value>,
@@ -92,42 +81,85 @@ pub struct SearchBody {
     tenant: Option<String>,
 }
 
-/// The actor filter of a list (repeatable; values OR together).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ActorFilterDoc {
-    /// `actor.id` is one of these.
-    actor_id: Option<Vec<String>>,
-}
+/// Documents every declared filter (`sealtrail_store::fields`): as query parameters of each
+/// list, but those its path fixes, and as fields of the search body.
+struct FilterDocs;
 
-/// The target filters of a list (repeatable; values OR together).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct TargetFilterDoc {
-    /// `target.type` is one of these.
-    target_type: Option<Vec<String>>,
-    /// `target.id` is one of these.
-    target_id: Option<Vec<String>>,
-}
-
-/// The other list filters of SPEC §4.3 (repeatable; values OR together, filters AND).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct OtherFiltersDoc {
-    /// `action` is one of these.
-    action: Option<Vec<String>>,
-    /// `category` is one of these.
-    category: Option<Vec<Category>>,
-    /// `event_type` is one of these.
-    event_type: Option<Vec<String>>,
-    /// `organization.id` is one of these.
-    organization_id: Option<Vec<String>>,
-    /// `outcome` is one of these.
-    outcome: Option<Vec<Outcome>>,
-    /// `context.correlation_id` is one of these.
-    correlation_id: Option<Vec<String>>,
-    /// `context.ip` is one of these, matched exactly after canonicalisation.
-    ip: Option<Vec<String>>,
+impl Modify for FilterDocs {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+        use utoipa::openapi::{RefOr, Required};
+        let strings = |spec: &sealtrail_store::fields::FieldSpec, description: Option<String>| {
+            let mut item = ObjectBuilder::new().schema_type(Type::String);
+            if !spec.choices.is_empty() {
+                item = item.enum_values(Some(spec.choices.iter().copied()));
+            }
+            ArrayBuilder::new()
+                .items(item)
+                .description(description)
+                .build()
+        };
+        let lists: [(&str, &[sealtrail_store::Field]); 3] = [
+            ("/api/v1/audit-logs", &[]),
+            (
+                "/api/v1/audit-logs/entity/{type}/{id}",
+                &crate::params::ENTITY_FIXED,
+            ),
+            (
+                "/api/v1/audit-logs/user/{actor_id}",
+                &crate::params::USER_FIXED,
+            ),
+        ];
+        for (path, fixed) in lists {
+            let Some(operation) = openapi
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.get.as_mut())
+            else {
+                continue;
+            };
+            let parameters = operation.parameters.get_or_insert_with(Vec::new);
+            // After the path's own parameters, before time range and paging.
+            let at = parameters
+                .iter()
+                .take_while(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Path))
+                .count();
+            let filters = crate::params::list_filters(fixed).map(|f| {
+                let spec = f.spec();
+                RefOr::T(
+                    ParameterBuilder::new()
+                        .name(spec.name)
+                        .parameter_in(ParameterIn::Query)
+                        .required(Required::False)
+                        .description(Some(format!("{}; repeat it for any of several.", spec.doc)))
+                        .schema(Some(Schema::Array(strings(spec, None))))
+                        .build(),
+                )
+            });
+            let filters: Vec<_> = filters.collect();
+            parameters.splice(at..at, filters);
+        }
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        if let Some(RefOr::T(Schema::Object(body))) = components.schemas.get_mut("SearchBody") {
+            let searchable: Vec<_> = sealtrail_store::Field::all()
+                .filter(|f| f.spec().exposure != sealtrail_store::fields::Exposure::Internal)
+                .collect();
+            for (at, f) in searchable.into_iter().enumerate() {
+                let spec = f.spec();
+                let description = format!("{}; a string or a list of strings.", spec.doc);
+                let schema = strings(spec, Some(description));
+                body.properties.shift_insert(
+                    at,
+                    spec.name.to_owned(),
+                    RefOr::T(Schema::Array(schema)),
+                );
+            }
+        }
+    }
 }
 
 /// Time range, order and paging of a list.
@@ -192,7 +224,7 @@ impl Modify for BearerAuth {
         crate::ops::healthz,
         crate::ops::readyz,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &FilterDocs),
     tags(
         (name = "ingest", description = "Record events"),
         (name = "read", description = "Query events and timelines"),

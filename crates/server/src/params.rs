@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use sealtrail_model::validate::canonical_ip;
-use sealtrail_model::{Category, FieldError, Outcome, Timestamp};
-use sealtrail_store::{Cursor, EventFilter, Order};
+use sealtrail_model::{FieldError, Timestamp};
+use sealtrail_store::fields::{ACTOR_ID, Exposure, TARGET_ID, TARGET_TYPE};
+use sealtrail_store::{Cursor, EventFilter, Field, Order};
 use serde_json::Value;
 
 /// Default page size.
@@ -14,19 +14,16 @@ pub const DEFAULT_LIMIT: usize = 50;
 /// Largest page size.
 pub const MAX_LIMIT: usize = 1000;
 
-/// The list filters that may be given as query parameters, each repeatable.
-pub const FILTER_PARAMS: [&str; 10] = [
-    "actor_id",
-    "action",
-    "category",
-    "event_type",
-    "target_type",
-    "target_id",
-    "organization_id",
-    "outcome",
-    "correlation_id",
-    "ip",
-];
+/// The filters an entity list takes from its path instead of its query.
+pub const ENTITY_FIXED: [Field; 2] = [TARGET_TYPE, TARGET_ID];
+/// The filters an actor's list takes from its path instead of its query.
+pub const USER_FIXED: [Field; 1] = [ACTOR_ID];
+
+/// The filters a list takes as query parameters (each repeatable): every declared field
+/// exposed to lists, except those its path fixes.
+pub fn list_filters(fixed: &[Field]) -> impl Iterator<Item = Field> + '_ {
+    Field::all().filter(move |f| f.spec().exposure == Exposure::List && !fixed.contains(f))
+}
 
 /// Parameters shared by every list.
 #[derive(Debug, Default)]
@@ -62,11 +59,11 @@ pub fn split_query(raw: Option<&str>) -> BTreeMap<String, Vec<String>> {
     map
 }
 
-/// Parses list parameters from a query string. `allowed_filters` are the filter names this
-/// endpoint takes (an entity list has no `target_*`).
+/// Parses list parameters from a query string. `allowed` are the filters this endpoint takes
+/// as parameters ([`list_filters`]; an entity list takes no `target_*` parameter).
 pub fn parse_list_query(
     raw: Option<&str>,
-    allowed_filters: &[&str],
+    allowed: &[Field],
 ) -> Result<ListParams, Vec<FieldError>> {
     let map = split_query(raw);
     let mut p = Problems::default();
@@ -76,9 +73,9 @@ pub fn parse_list_query(
     };
     for (name, values) in map {
         let name_str = name.as_str();
-        if allowed_filters.contains(&name_str) {
+        if let Some(field) = Field::by_name(name_str).filter(|f| allowed.contains(f)) {
             for value in &values {
-                add_filter(&mut params.filter, name_str, value, &mut p);
+                add_filter(&mut params.filter, field, name_str, value, &mut p);
             }
             continue;
         }
@@ -103,37 +100,15 @@ pub fn parse_list_query(
     if p.0.is_empty() { Ok(params) } else { Err(p.0) }
 }
 
-/// Adds one value of a filter parameter.
-fn add_filter(filter: &mut EventFilter, name: &str, value: &str, p: &mut Problems) {
+/// Adds one value of a filter, as its declaration parses it; `name` is where it was given.
+fn add_filter(filter: &mut EventFilter, field: Field, name: &str, value: &str, p: &mut Problems) {
     if value.is_empty() {
         p.push(name, "must not be empty");
         return;
     }
-    match name {
-        "actor_id" => filter.actor_id.push(value.to_owned()),
-        "action" => filter.action.push(value.to_owned()),
-        "event_type" => filter.event_type.push(value.to_owned()),
-        "target_type" => filter.target_type.push(value.to_owned()),
-        "target_id" => filter.target_id.push(value.to_owned()),
-        "organization_id" => filter.organization_id.push(value.to_owned()),
-        "correlation_id" => filter.correlation_id.push(value.to_owned()),
-        "changed_field" => filter.changed_field.push(value.to_owned()),
-        "category" => match Category::parse(value) {
-            Some(c) => filter.category.push(c),
-            None => p.push(
-                name,
-                "must be one of create, read, update, delete, auth, other",
-            ),
-        },
-        "outcome" => match Outcome::parse(value) {
-            Some(o) => filter.outcome.push(o),
-            None => p.push(name, "must be success or failure"),
-        },
-        "ip" => match canonical_ip(value) {
-            Some(ip) => filter.ip.push(ip),
-            None => p.push(name, "must be an IPv4 or IPv6 address"),
-        },
-        _ => p.push(name, "is not a known filter"),
+    match (field.spec().parse)(value) {
+        Ok(v) => filter.fields.entry(field).or_default().push(v),
+        Err(msg) => p.push(name, msg),
     }
 }
 
@@ -190,7 +165,7 @@ pub fn parse_search_body(body: Value) -> Result<ListParams, Vec<FieldError>> {
     };
     for (name, value) in map {
         let name = name.as_str();
-        if FILTER_PARAMS.contains(&name) || name == "changed_field" {
+        if let Some(field) = Field::by_name(name) {
             let values: Vec<Value> = match value {
                 Value::Null => Vec::new(),
                 Value::Array(items) => items,
@@ -198,7 +173,7 @@ pub fn parse_search_body(body: Value) -> Result<ListParams, Vec<FieldError>> {
             };
             for (i, v) in values.iter().enumerate() {
                 match v.as_str() {
-                    Some(s) => add_filter(&mut params.filter, name, s, &mut p),
+                    Some(s) => add_filter(&mut params.filter, field, name, s, &mut p),
                     None => p.push(&format!("{name}[{i}]"), "must be a string"),
                 }
             }
@@ -271,6 +246,7 @@ mod tests {
 
     #[test]
     fn query_parameters_table() {
+        let all: Vec<Field> = list_filters(&[]).collect();
         let cases: &[(&str, &[&str])] = &[
             ("", &[]),
             ("action=a&action=b&actor_id=u", &[]),
@@ -290,7 +266,7 @@ mod tests {
         ];
         for (query, expected) in cases {
             assert_eq!(
-                fields(parse_list_query(Some(query), &FILTER_PARAMS)),
+                fields(parse_list_query(Some(query), &all)),
                 *expected,
                 "{query}"
             );
@@ -299,8 +275,12 @@ mod tests {
 
     #[test]
     fn ips_are_canonicalised_for_filtering() {
-        let params = parse_list_query(Some("ip=2001:DB8:0:0::1"), &FILTER_PARAMS).expect("valid");
-        assert_eq!(params.filter.ip, vec!["2001:db8::1"]);
+        let all: Vec<Field> = list_filters(&[]).collect();
+        let params = parse_list_query(Some("ip=2001:DB8:0:0::1"), &all).expect("valid");
+        assert_eq!(
+            params.filter.values(sealtrail_store::fields::IP),
+            ["2001:db8::1"]
+        );
     }
 
     #[test]
@@ -310,8 +290,14 @@ mod tests {
             "metadata": {"k": 1}, "limit": 10, "order": "asc"
         }))
         .expect("valid");
-        assert_eq!(params.filter.action, vec!["a", "b"]);
-        assert_eq!(params.filter.changed_field, vec!["status"]);
+        assert_eq!(
+            params.filter.values(sealtrail_store::fields::ACTION),
+            ["a", "b"]
+        );
+        assert_eq!(
+            params.filter.values(sealtrail_store::fields::CHANGED_FIELD),
+            ["status"]
+        );
         assert_eq!(params.limit, 10);
         let errors = parse_search_body(json!({"action": [1], "metadata": [], "limit": 0, "x": 1}))
             .expect_err("invalid");

@@ -14,7 +14,9 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::params::{FILTER_PARAMS, ListParams, parse_list_query, parse_search_body};
+use crate::params::{
+    ENTITY_FIXED, ListParams, USER_FIXED, list_filters, parse_list_query, parse_search_body,
+};
 
 #[derive(Serialize)]
 struct PageBody {
@@ -74,9 +76,6 @@ async fn run_list(
     path = "/api/v1/audit-logs",
     tag = "read",
     params(
-        crate::openapi::ActorFilterDoc,
-        crate::openapi::TargetFilterDoc,
-        crate::openapi::OtherFiltersDoc,
         crate::openapi::PagingDoc,
     ),
     responses(
@@ -93,8 +92,8 @@ pub async fn list(
     uri: OriginalUri,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params =
-        parse_list_query(raw.as_deref(), &FILTER_PARAMS).map_err(ApiError::BadParameters)?;
+    let params = parse_list_query(raw.as_deref(), &list_filters(&[]).collect::<Vec<_>>())
+        .map_err(ApiError::BadParameters)?;
     run_list(&state, &principal, params, &uri).await
 }
 
@@ -149,8 +148,6 @@ pub async fn get_one(
     params(
         ("type" = String, Path, description = "The target type"),
         ("id" = String, Path, description = "The target id"),
-        crate::openapi::ActorFilterDoc,
-        crate::openapi::OtherFiltersDoc,
         crate::openapi::PagingDoc,
     ),
     responses(
@@ -166,13 +163,15 @@ pub async fn by_entity(
     Path((target_type, target_id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let allowed: Vec<&str> = FILTER_PARAMS
-        .into_iter()
-        .filter(|p| !p.starts_with("target_"))
-        .collect();
-    let mut params = parse_list_query(raw.as_deref(), &allowed).map_err(ApiError::BadParameters)?;
-    params.filter.target_type = vec![target_type];
-    params.filter.target_id = vec![target_id];
+    let mut params = parse_list_query(
+        raw.as_deref(),
+        &list_filters(&ENTITY_FIXED).collect::<Vec<_>>(),
+    )
+    .map_err(ApiError::BadParameters)?;
+    params.filter = params
+        .filter
+        .with(sealtrail_store::fields::TARGET_TYPE, [target_type])
+        .with(sealtrail_store::fields::TARGET_ID, [target_id]);
     run_list(&state, &principal, params, &uri).await
 }
 
@@ -183,8 +182,6 @@ pub async fn by_entity(
     tag = "read",
     params(
         ("actor_id" = String, Path, description = "The actor id"),
-        crate::openapi::TargetFilterDoc,
-        crate::openapi::OtherFiltersDoc,
         crate::openapi::PagingDoc,
     ),
     responses(
@@ -200,12 +197,14 @@ pub async fn by_user(
     Path(actor_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let allowed: Vec<&str> = FILTER_PARAMS
-        .into_iter()
-        .filter(|p| *p != "actor_id")
-        .collect();
-    let mut params = parse_list_query(raw.as_deref(), &allowed).map_err(ApiError::BadParameters)?;
-    params.filter.actor_id = vec![actor_id];
+    let mut params = parse_list_query(
+        raw.as_deref(),
+        &list_filters(&USER_FIXED).collect::<Vec<_>>(),
+    )
+    .map_err(ApiError::BadParameters)?;
+    params.filter = params
+        .filter
+        .with(sealtrail_store::fields::ACTOR_ID, [actor_id]);
     run_list(&state, &principal, params, &uri).await
 }
 
@@ -321,10 +320,10 @@ async fn run_history(
     raw: Option<&str>,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Read)?;
-    let allowed: &[&str] = if event_type.is_some() {
+    let allowed: &[sealtrail_store::Field] = if event_type.is_some() {
         &[]
     } else {
-        &["event_type"]
+        &[sealtrail_store::fields::EVENT_TYPE]
     };
     // A timeline is always oldest first by occurred_at and takes no time range.
     let unsupported: Vec<FieldError> = crate::params::split_query(raw)
@@ -335,9 +334,13 @@ async fn run_history(
     if !unsupported.is_empty() {
         return Err(ApiError::BadParameters(unsupported));
     }
-    let params = parse_list_query(raw, allowed).map_err(ApiError::BadParameters)?;
+    let mut params = parse_list_query(raw, allowed).map_err(ApiError::BadParameters)?;
     let tenant = principal.tenant(params.tenant.as_deref(), "tenant", false)?;
-    let mut event_types = params.filter.event_type;
+    let mut event_types = params
+        .filter
+        .fields
+        .remove(&sealtrail_store::fields::EVENT_TYPE)
+        .unwrap_or_default();
     event_types.extend(event_type);
     let cursor = match params.cursor {
         None => None,

@@ -1,6 +1,6 @@
 //! The queries behind list, get, history, keys, checkpoints and proofs, on the read pool.
 
-use sealtrail_model::{Outcome, Tenant, Timestamp};
+use sealtrail_model::{Tenant, Timestamp};
 use sealtrail_store::{
     ApiKey, Checkpoint, Cursor, HistoryQuery, ListQuery, Order, Page, Relation, Root, StoredEvent,
     TenantScope, TreeHead, scopes_from_text,
@@ -78,23 +78,17 @@ pub(crate) async fn list(
     let f = &q.filter;
     let mut sql = String::from("SELECT seq, body FROM events WHERE tenant = $1");
     let mut args: Vec<Arg> = vec![Box::new(q.tenant.to_string())];
-    push_any(&mut sql, &mut args, "actor_id", &f.actor_id);
-    push_any(&mut sql, &mut args, "action", &f.action);
-    let categories: Vec<String> = f.category.iter().map(|c| c.as_str().to_owned()).collect();
-    push_any(&mut sql, &mut args, "category", &categories);
-    push_any(&mut sql, &mut args, "event_type", &f.event_type);
-    push_any(&mut sql, &mut args, "target_type", &f.target_type);
-    push_any(&mut sql, &mut args, "target_id", &f.target_id);
-    push_any(&mut sql, &mut args, "organization_id", &f.organization_id);
-    push_any(&mut sql, &mut args, "correlation_id", &f.correlation_id);
-    push_any(&mut sql, &mut args, "ip", &f.ip);
-    // Outcome is written as a literal so the partial index on failures can serve it.
-    let failures = f.outcome.contains(&Outcome::Failure);
-    let successes = f.outcome.contains(&Outcome::Success);
-    match (failures, successes) {
-        (true, false) => sql.push_str(" AND outcome = 'failure'"),
-        (false, true) => sql.push_str(" AND outcome = 'success'"),
-        _ => {}
+    for (field, values) in &f.fields {
+        match legacy_column(*field) {
+            // Outcome is written as a literal so the partial index on failures can serve it.
+            Some("outcome") => match values.as_slice() {
+                [one] if one == "failure" => sql.push_str(" AND outcome = 'failure'"),
+                [one] if one == "success" => sql.push_str(" AND outcome = 'success'"),
+                _ => {}
+            },
+            Some(column) => push_any(&mut sql, &mut args, column, values),
+            None => {}
+        }
     }
     if let Some(from) = f.from {
         args.push(Box::new(from.to_datetime()));
@@ -109,10 +103,10 @@ pub(crate) async fn list(
         args.push(Box::new(needle.clone()));
         sql.push_str(&format!(" AND metadata @> ${}::jsonb", args.len()));
     }
-    let body_filter = sealtrail_store::EventFilter {
-        changed_field: f.changed_field.clone(),
-        ..Default::default()
-    };
+    let body_filter = sealtrail_store::EventFilter::default().with(
+        sealtrail_store::fields::CHANGED_FIELD,
+        f.values(sealtrail_store::fields::CHANGED_FIELD),
+    );
     let (cmp, dir) = match q.order {
         Order::Desc => ("<", "DESC"),
         Order::Asc => (">", "ASC"),
@@ -129,7 +123,7 @@ pub(crate) async fn list(
     };
     let wanted = q.limit + 1;
     // Without a changed-field filter one query answers; with it, scan on in chunks.
-    let chunk = if body_filter.needs_body() {
+    let chunk = if !body_filter.fields.is_empty() {
         wanted.max(256)
     } else {
         wanted
@@ -149,7 +143,7 @@ pub(crate) async fn list(
             let seq: i64 = row.get(0);
             last = seq;
             let body: String = row.get(1);
-            if body_filter.matches_body(&body) {
+            if changed_field_matches(&body_filter, &body) {
                 items.push(StoredEvent {
                     seq: seq as u64,
                     body: raw(body)?,
@@ -166,6 +160,39 @@ pub(crate) async fn list(
         position = last;
     }
     Ok(Page::from_overfetch(items, q.limit, |e| Cursor::Seq(e.seq)))
+}
+
+/// The column of a filter, in the schema this store writes until derived indexes replace it.
+fn legacy_column(field: sealtrail_store::Field) -> Option<&'static str> {
+    use sealtrail_store::fields::*;
+    Some(match field {
+        ACTOR_ID => "actor_id",
+        ACTION => "action",
+        CATEGORY => "category",
+        EVENT_TYPE => "event_type",
+        TARGET_TYPE => "target_type",
+        TARGET_ID => "target_id",
+        ORGANIZATION_ID => "organization_id",
+        OUTCOME => "outcome",
+        CORRELATION_ID => "correlation_id",
+        IP => "ip",
+        _ => return None,
+    })
+}
+
+/// Whether a stored body changed one of the filter's fields (or has no such filter).
+fn changed_field_matches(f: &sealtrail_store::EventFilter, body: &str) -> bool {
+    let wanted = f.values(sealtrail_store::fields::CHANGED_FIELD);
+    if wanted.is_empty() {
+        return true;
+    }
+    serde_json::from_str::<sealtrail_model::Event>(body).is_ok_and(|event| {
+        event.changes.iter().any(|c| {
+            wanted
+                .iter()
+                .any(|w| sealtrail_model::json::field_matches(&c.field, w))
+        })
+    })
 }
 
 pub(crate) async fn history(

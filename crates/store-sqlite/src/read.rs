@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OptionalExtension, ToSql, params_from_iter};
 use sealtrail_ledger::view::{EntryView, PersonalValues};
-use sealtrail_model::{Outcome, Tenant, Timestamp};
+use sealtrail_model::{Tenant, Timestamp};
 use sealtrail_store::{
     ApiKey, Cursor, HistoryQuery, LeafHash, ListQuery, Order, Page, Relation, Root, StoreError,
     StoreResult, StoredEvent, TenantScope, scopes_from_text,
@@ -149,23 +149,17 @@ pub(crate) fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Page> {
     let f = &q.filter;
     let mut sql = format!("SELECT seq, {BODY_COLUMNS} FROM events WHERE tenant = ?");
     let mut args = vec![SqlValue::Text(q.tenant.to_string())];
-    push_in(&mut sql, &mut args, "actor_id", &f.actor_id);
-    push_in(&mut sql, &mut args, "action", &f.action);
-    let categories: Vec<String> = f.category.iter().map(|c| c.as_str().to_owned()).collect();
-    push_in(&mut sql, &mut args, "category", &categories);
-    push_in(&mut sql, &mut args, "event_type", &f.event_type);
-    push_in(&mut sql, &mut args, "target_type", &f.target_type);
-    push_in(&mut sql, &mut args, "target_id", &f.target_id);
-    push_in(&mut sql, &mut args, "organization_id", &f.organization_id);
-    push_in(&mut sql, &mut args, "correlation_id", &f.correlation_id);
-    push_in(&mut sql, &mut args, "ip", &f.ip);
-    // Outcome is written as a literal so the partial index on failures can serve it.
-    let failures = f.outcome.contains(&Outcome::Failure);
-    let successes = f.outcome.contains(&Outcome::Success);
-    match (failures, successes) {
-        (true, false) => sql.push_str(" AND outcome = 'failure'"),
-        (false, true) => sql.push_str(" AND outcome = 'success'"),
-        _ => {}
+    for (field, values) in &f.fields {
+        match legacy_column(*field) {
+            // Outcome is written as a literal so the partial index on failures can serve it.
+            Some("outcome") => match values.as_slice() {
+                [one] if one == "failure" => sql.push_str(" AND outcome = 'failure'"),
+                [one] if one == "success" => sql.push_str(" AND outcome = 'success'"),
+                _ => {}
+            },
+            Some(column) => push_in(&mut sql, &mut args, column, values),
+            None => {}
+        }
     }
     if let Some(from) = f.from {
         sql.push_str(" AND occurred_at >= ?");
@@ -187,7 +181,7 @@ pub(crate) fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Page> {
     };
     let wanted = q.limit + 1;
     // Without body filters one query answers; with them, scan on in chunks until enough match.
-    let chunk = if f.needs_body() {
+    let chunk = if needs_body(f) {
         wanted.max(256)
     } else {
         wanted
@@ -208,7 +202,7 @@ pub(crate) fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Page> {
             let seq: i64 = row.get(0)?;
             last = seq;
             let body = body_at(row, 1)?;
-            if f.matches_body(&body) {
+            if matches_body(f, &body) {
                 items.push(StoredEvent {
                     seq: seq as u64,
                     body: raw(body)?,
@@ -225,6 +219,54 @@ pub(crate) fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Page> {
         position = last;
     }
     Ok(Page::from_overfetch(items, q.limit, |e| Cursor::Seq(e.seq)))
+}
+
+/// The column of a filter, in the schema this store writes until derived indexes replace it.
+fn legacy_column(field: sealtrail_store::Field) -> Option<&'static str> {
+    use sealtrail_store::fields::*;
+    Some(match field {
+        ACTOR_ID => "actor_id",
+        ACTION => "action",
+        CATEGORY => "category",
+        EVENT_TYPE => "event_type",
+        TARGET_TYPE => "target_type",
+        TARGET_ID => "target_id",
+        ORGANIZATION_ID => "organization_id",
+        OUTCOME => "outcome",
+        CORRELATION_ID => "correlation_id",
+        IP => "ip",
+        _ => return None,
+    })
+}
+
+/// Whether a filter needs the event body to decide (no column can answer it).
+pub(crate) fn needs_body(f: &sealtrail_store::EventFilter) -> bool {
+    !f.values(sealtrail_store::fields::CHANGED_FIELD).is_empty() || f.metadata.is_some()
+}
+
+/// Decides the body-only filters for one stored event body.
+pub(crate) fn matches_body(f: &sealtrail_store::EventFilter, body: &str) -> bool {
+    if !needs_body(f) {
+        return true;
+    }
+    let Ok(event) = serde_json::from_str::<sealtrail_model::Event>(body) else {
+        return false;
+    };
+    let wanted = f.values(sealtrail_store::fields::CHANGED_FIELD);
+    let fields_ok = wanted.is_empty()
+        || event.changes.iter().any(|c| {
+            wanted
+                .iter()
+                .any(|w| sealtrail_model::json::field_matches(&c.field, w))
+        });
+    let metadata_ok = match &f.metadata {
+        None => true,
+        Some(needle) => event
+            .metadata
+            .as_ref()
+            .is_some_and(|m| sealtrail_model::json::contains(m, needle)),
+    };
+    fields_ok && metadata_ok
 }
 
 pub(crate) fn history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<Page> {

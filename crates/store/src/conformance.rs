@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::{
     Cursor, EventFilter, HistoryQuery, ListQuery, NewKey, Order, PreparedEvent, Relation, Scope,
-    Store, StoreError, Tenant, TenantScope,
+    Store, StoreError, Tenant, TenantScope, fields,
 };
 
 /// Instantiates every conformance case as a `#[tokio::test]` in the calling module.
@@ -329,81 +329,49 @@ pub async fn every_filter_selects_exactly_its_events(store: Arc<dyn Store>) {
     let cases: Vec<(EventFilter, Vec<u64>)> = vec![
         (EventFilter::default(), all.clone()),
         (
-            EventFilter {
-                actor_id: vec!["u1".into()],
-                ..Default::default()
-            },
+            EventFilter::default().with(fields::ACTOR_ID, ["u1"]),
             pick(&|i| i % 4 == 1),
         ),
         (
-            EventFilter {
-                action: vec!["user.login".into(), "asset.delete".into()],
-                ..Default::default()
-            },
+            EventFilter::default().with(fields::ACTION, ["user.login", "asset.delete"]),
             pick(&|i| i % 3 != 1),
         ),
         (
-            EventFilter {
-                category: vec![sealtrail_model::Category::Delete],
-                ..Default::default()
-            },
+            EventFilter::default().with(fields::CATEGORY, ["delete"]),
             pick(&|i| i % 4 == 2),
         ),
         (
-            EventFilter {
-                event_type: vec!["STATUS_CHANGED".into()],
-                ..Default::default()
-            },
+            EventFilter::default().with(fields::EVENT_TYPE, ["STATUS_CHANGED"]),
             pick(&|i| i % 3 == 0),
         ),
         (
-            EventFilter {
-                target_type: vec!["user".into()],
-                ..Default::default()
-            },
+            EventFilter::default().with(fields::TARGET_TYPE, ["user"]),
             pick(&|i| i % 2 == 1),
         ),
         (
-            EventFilter {
-                target_type: vec!["asset".into()],
-                target_id: vec!["2".into()],
-                ..Default::default()
-            },
+            EventFilter::default()
+                .with(fields::TARGET_TYPE, ["asset"])
+                .with(fields::TARGET_ID, ["2"]),
             pick(&|i| i % 2 == 0 && i % 6 == 2),
         ),
         (
-            EventFilter {
-                organization_id: vec!["o1".into()],
-                ..Default::default()
-            },
+            EventFilter::default().with(fields::ORGANIZATION_ID, ["o1"]),
             pick(&|i| i % 4 != 3 && i % 2 == 1),
         ),
         (
-            EventFilter {
-                outcome: vec![sealtrail_model::Outcome::Failure],
-                ..Default::default()
-            },
+            EventFilter::default().with(fields::OUTCOME, ["failure"]),
             pick(&|i| i % 5 == 0),
         ),
         (
-            EventFilter {
-                outcome: vec![sealtrail_model::Outcome::Success],
-                ..Default::default()
-            },
+            EventFilter::default().with(fields::OUTCOME, ["success"]),
             pick(&|i| i % 5 != 0),
         ),
         (
-            EventFilter {
-                correlation_id: vec!["c3".into()],
-                ..Default::default()
-            },
+            EventFilter::default().with(fields::CORRELATION_ID, ["c3"]),
             pick(&|i| i % 7 == 3),
         ),
         (
-            EventFilter {
-                ip: vec!["10.0.0.2".into()],
-                ..Default::default()
-            },
+            EventFilter::default().with(fields::IP, ["10.0.0.2"]),
             pick(&|i| i % 3 == 2),
         ),
         (
@@ -415,24 +383,15 @@ pub async fn every_filter_selects_exactly_its_events(store: Arc<dyn Store>) {
             pick(&|i| (5..9).contains(&i)),
         ),
         (
-            EventFilter {
-                changed_field: vec!["f1".into()],
-                ..Default::default()
-            },
+            EventFilter::default().with(fields::CHANGED_FIELD, ["f1"]),
             pick(&|i| i % 3 == 1),
         ),
         (
-            EventFilter {
-                changed_field: vec!["f1.sub".into()],
-                ..Default::default()
-            },
+            EventFilter::default().with(fields::CHANGED_FIELD, ["f1.sub"]),
             pick(&|i| i % 3 == 1),
         ),
         (
-            EventFilter {
-                changed_field: vec!["f1.su".into()],
-                ..Default::default()
-            },
+            EventFilter::default().with(fields::CHANGED_FIELD, ["f1.su"]),
             vec![],
         ),
         (
@@ -451,11 +410,11 @@ pub async fn every_filter_selects_exactly_its_events(store: Arc<dyn Store>) {
         ),
         (
             EventFilter {
-                actor_id: vec!["u0".into(), "u2".into()],
-                outcome: vec![sealtrail_model::Outcome::Failure],
                 metadata: Some(json!({"n": 0})),
                 ..Default::default()
-            },
+            }
+            .with(fields::ACTOR_ID, ["u0", "u2"])
+            .with(fields::OUTCOME, ["failure"]),
             pick(&|i| i % 2 == 0 && i % 5 == 0 && i % 4 == 0),
         ),
     ];
@@ -491,10 +450,7 @@ pub async fn pages_return_every_match_exactly_once(store: Arc<dyn Store>) {
     store.append(batch).await.expect("append");
     for order in [Order::Desc, Order::Asc] {
         let mut query = ListQuery {
-            filter: EventFilter {
-                actor_id: vec!["u0".into()],
-                ..Default::default()
-            },
+            filter: EventFilter::default().with(fields::ACTOR_ID, ["u0"]),
             order,
             limit: 5,
             ..list_all_query("t")

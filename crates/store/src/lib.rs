@@ -6,6 +6,7 @@
 
 pub mod conformance;
 mod cursor;
+pub mod fields;
 mod keys;
 pub mod pipeline;
 mod query;
@@ -17,8 +18,9 @@ use sealtrail_model::{NewEvent, Timestamp};
 use uuid::Uuid;
 
 pub use cursor::{Cursor, CursorError};
+pub use fields::{EventFilter, Field};
 pub use keys::{ApiKey, NewKey, Scope, TenantScope, scopes_from_text, scopes_to_text};
-pub use query::{EventFilter, HistoryQuery, ListQuery, Order, Page, Relation, StoredEvent};
+pub use query::{HistoryQuery, ListQuery, Order, Page, Relation, StoredEvent};
 pub use queue::WriteQueue;
 pub use sealtrail_ledger::{LeafHash, Root};
 pub use sealtrail_model::Tenant;

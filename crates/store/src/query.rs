@@ -1,86 +1,10 @@
 //! What a reader asks for and what it gets back.
 
-use sealtrail_model::{Category, Outcome, Tenant, Timestamp};
-use serde_json::Value;
+use sealtrail_model::Tenant;
 use serde_json::value::RawValue;
 
 use crate::cursor::Cursor;
-
-/// Filters of SPEC §4.3. Each list holds alternatives (OR); different filters combine with AND;
-/// an empty list does not filter.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct EventFilter {
-    /// `actor.id` is one of these.
-    pub actor_id: Vec<String>,
-    /// `action` is one of these.
-    pub action: Vec<String>,
-    /// `category` is one of these.
-    pub category: Vec<Category>,
-    /// `event_type` is one of these.
-    pub event_type: Vec<String>,
-    /// `target.type` is one of these.
-    pub target_type: Vec<String>,
-    /// `target.id` is one of these.
-    pub target_id: Vec<String>,
-    /// `organization.id` is one of these.
-    pub organization_id: Vec<String>,
-    /// `outcome` is one of these.
-    pub outcome: Vec<Outcome>,
-    /// `context.correlation_id` is one of these.
-    pub correlation_id: Vec<String>,
-    /// `context.ip` is one of these (canonical form).
-    pub ip: Vec<String>,
-    /// `occurred_at` at or after this.
-    pub from: Option<Timestamp>,
-    /// `occurred_at` before this.
-    pub to: Option<Timestamp>,
-    /// Some change's field is one of these, or lies inside one (`address` matches
-    /// `address.city`).
-    pub changed_field: Vec<String>,
-    /// `metadata` contains this JSON (PostgreSQL `@>` semantics).
-    pub metadata: Option<Value>,
-}
-
-impl EventFilter {
-    /// Whether the filter needs the event body to decide (no index can answer it).
-    pub fn needs_body(&self) -> bool {
-        !self.changed_field.is_empty() || self.metadata.is_some()
-    }
-
-    /// Decides the body-only filters for one stored event body.
-    pub fn matches_body(&self, body: &str) -> bool {
-        if !self.needs_body() {
-            return true;
-        }
-        #[derive(serde::Deserialize)]
-        struct Probe {
-            #[serde(default)]
-            changes: Vec<ProbeChange>,
-            metadata: Option<Value>,
-        }
-        #[derive(serde::Deserialize)]
-        struct ProbeChange {
-            field: String,
-        }
-        let Ok(probe) = serde_json::from_str::<Probe>(body) else {
-            return false;
-        };
-        let fields_ok = self.changed_field.is_empty()
-            || probe.changes.iter().any(|c| {
-                self.changed_field
-                    .iter()
-                    .any(|wanted| sealtrail_model::json::field_matches(&c.field, wanted))
-            });
-        let metadata_ok = match &self.metadata {
-            None => true,
-            Some(needle) => probe
-                .metadata
-                .as_ref()
-                .is_some_and(|m| sealtrail_model::json::contains(m, needle)),
-        };
-        fields_ok && metadata_ok
-    }
-}
+use crate::fields::EventFilter;
 
 /// List direction by `seq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
