@@ -312,9 +312,9 @@ async fn verify_passes_a_clean_store_and_names_a_tampered_event() {
 
     // Someone with the file edits an event, past the triggers.
     let conn = rusqlite::Connection::open(data.join("sealtrail.db")).expect("open");
-    conn.execute_batch("DROP TRIGGER events_immutable_update")
+    conn.execute_batch("DROP TRIGGER log_immutable_update")
         .expect("drop");
-    conn.execute("UPDATE events SET entry = unhex(replace(hex(entry), hex('verify.test'), hex('verify.tesT'))) WHERE tenant = 't' AND seq = 7", [])
+    conn.execute("UPDATE log SET entry = unhex(replace(hex(entry), hex('verify.test'), hex('verify.tesT'))) WHERE tenant = 't' AND seq = 7", [])
         .expect("tamper");
     let tampered = verify(&["--data-dir", data_arg]);
     assert_eq!(tampered.status.code(), Some(1));

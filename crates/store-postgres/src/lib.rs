@@ -533,6 +533,10 @@ impl Store for PgStore {
         Ok(Some(proof))
     }
 
+    async fn settle(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     fn queue_status(&self) -> QueueStatus {
         self.writes.status()
     }

@@ -5,11 +5,9 @@
 
 use std::io::Write;
 
-use rusqlite::types::ValueRef;
 use rusqlite::{Connection, params};
-use sealtrail_ledger::view::EntryView;
 
-use crate::read::{BODY_COLUMNS, body_at};
+use crate::read::{ROW_COLUMNS, row_from};
 
 /// What an export wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,25 +32,21 @@ pub fn export_tenant(
     )?;
     let mut stmt = conn
         .prepare(&format!(
-            "SELECT prev_hash, personal, {BODY_COLUMNS} FROM events WHERE tenant = ?1 ORDER BY seq"
+            "SELECT {ROW_COLUMNS} FROM log WHERE tenant = ?1 ORDER BY seq"
         ))
         .map_err(db)?;
     let mut rows = stmt.query(params![tenant.as_str()]).map_err(db)?;
     let mut events = 0;
     while let Some(r) = rows.next().map_err(db)? {
-        let prev: Option<Vec<u8>> = r.get(0).map_err(db)?;
-        let body = body_at(r, 2).map_err(db)?;
-        // Rows with an entry carry their digests inside it; older rows beside it.
-        let personal: Option<Vec<u8>> = match r.get_ref(3).map_err(db)? {
-            ValueRef::Blob(entry) => EntryView::parse(entry).ok().map(|v| v.digests.to_bytes()),
-            _ => r.get(1).map_err(db)?,
-        };
+        let row = row_from(r).map_err(db)?;
+        let body = row.render().map_err(std::io::Error::other)?;
+        let (prev, personal) = row.seal().map_err(std::io::Error::other)?;
         let open = body.trim_end().strip_suffix('}').unwrap_or(&body);
         writeln!(
             out,
             "{open},\"seal\":{{\"prev\":\"{}\",\"personal\":\"{}\"}}}}",
-            hex::encode(prev.unwrap_or_default()),
-            hex::encode(personal.unwrap_or_default())
+            hex::encode(prev),
+            hex::encode(personal)
         )?;
         events += 1;
     }

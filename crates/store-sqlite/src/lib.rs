@@ -1,11 +1,15 @@
 //! The embedded SQLite backend of the sealtrail store.
 //!
-//! One file in the data directory, in WAL mode with `synchronous=FULL`. Exactly one thread
-//! writes ([`writer`]): it group-commits append requests taken from a bounded queue and answers
-//! each only after its transaction is committed and synced. Reads run on a small pool of
-//! read-only connections on tokio's blocking threads, so they never wait for the writer.
+//! The sealed log is one file in the data directory (`sealtrail.db`), in WAL mode with
+//! `synchronous=FULL`. Exactly one thread writes it ([`writer`], driving the store layer's
+//! pipeline): it group-commits append requests taken from a bounded queue and answers each only
+//! after its transaction is committed and synced. Everything derived from the log (postings,
+//! time blocks, watermarks) lives in a second file that one indexer thread writes behind the
+//! log ([`index`]). Reads run on a small pool of read-only connections that see both files,
+//! on tokio's blocking threads, so they never wait for either writer.
 
 pub mod export;
+pub mod index;
 mod read;
 pub mod schema;
 mod seal;
@@ -16,10 +20,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, params};
 use sealtrail_model::{Tenant, Timestamp};
+use sealtrail_store::derived::{IndexGate, IndexerOptions};
 use sealtrail_store::pipeline::{self, BatchLimits, WriteHandle};
+use sealtrail_store::plan;
 use sealtrail_store::{
     ApiKey, Appended, Checkpoint, HistoryQuery, LeafHash, ListQuery, NewKey, Page, PreparedEvent,
     QueueStatus, Store, StoreError, StoreResult, StoredEvent, TenantScope, TreeHead,
@@ -48,6 +56,8 @@ pub struct SqliteConfig {
     pub queue_capacity: usize,
     /// Read connections.
     pub readers: usize,
+    /// How the indexer runs, and the lag past which ingest is refused.
+    pub indexer: IndexerOptions,
 }
 
 impl SqliteConfig {
@@ -59,6 +69,7 @@ impl SqliteConfig {
             batch_max_wait: Duration::ZERO,
             queue_capacity: 50_000,
             readers: 4,
+            indexer: IndexerOptions::default(),
         }
     }
 }
@@ -90,6 +101,10 @@ pub struct SqliteStore {
     write: WriteHandle<SqliteLog>,
     readers: read::Pool,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    gate: Arc<IndexGate>,
+    index: Arc<Mutex<index::SqliteIndexer>>,
+    batch: u64,
+    indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl SqliteStore {
@@ -100,9 +115,12 @@ impl SqliteStore {
             source,
         })?;
         let path = config.data_dir.join(DB_FILE);
+        let index_path = config.data_dir.join(index::INDEX_FILE);
         let mut conn = Connection::open(&path)?;
         schema::prepare_writer(&mut conn)?;
-        let readers = read::Pool::open(&path, config.readers.max(1))?;
+        index::prepare(&index_path)?;
+        let indexer = index::SqliteIndexer::open(&path, &index_path)?;
+        let readers = read::Pool::open(&path, &index_path, config.readers.max(1))?;
         let limits = BatchLimits {
             max_events: config.batch_max_events,
             max_wait: config.batch_max_wait,
@@ -119,16 +137,46 @@ impl SqliteStore {
             .name("sealtrail-writer".into())
             .spawn(move || runtime.block_on(writer.run()))
             .map_err(OpenError::Thread)?;
+        let gate = IndexGate::new(config.indexer.max_lag);
+        let options = config.indexer;
+        let index = Arc::new(Mutex::new(indexer));
+        let indexer = if options.background {
+            let (index, gate) = (index.clone(), gate.clone());
+            Some(
+                std::thread::Builder::new()
+                    .name("sealtrail-indexer".into())
+                    .spawn(move || sealtrail_store::derived::run_indexer(index, gate, options))
+                    .map_err(OpenError::Thread)?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
             write,
             readers,
             writer: Mutex::new(Some(writer)),
+            gate,
+            index,
+            batch: options.batch,
+            indexer: Mutex::new(indexer),
         })
     }
 
     /// The database file of a data directory.
     pub fn db_path(data_dir: &Path) -> PathBuf {
         data_dir.join(DB_FILE)
+    }
+
+    /// Runs `f` on a reader inside one read transaction, off the async runtime.
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut read::Snapshot<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.readers
+            .run(move |conn| Ok(read::Snapshot::begin(conn).map(|mut snap| f(&mut snap))))
+            .await?
+            .map_err(db_error)?
     }
 
     /// The one way past the immutability triggers, for retention and anonymisation: runs `job`
@@ -164,26 +212,35 @@ pub(crate) fn db_error(err: rusqlite::Error) -> StoreError {
     StoreError::Database(err.to_string())
 }
 
+fn plan_error(err: plan::PlanError<rusqlite::Error>) -> StoreError {
+    StoreError::Database(err.to_string())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn append(&self, events: Vec<PreparedEvent>) -> StoreResult<Vec<Appended>> {
-        self.write.append(events).await
+        self.gate.admit(events.iter().map(|e| &e.tenant))?;
+        let tenants: Vec<Tenant> = events.iter().map(|e| e.tenant.clone()).collect();
+        let appended = self.write.append(events).await?;
+        for (tenant, a) in tenants.iter().zip(&appended) {
+            self.gate.appended(tenant, a.seq);
+        }
+        Ok(appended)
     }
 
     async fn get(&self, tenant: &Tenant, id: Uuid) -> StoreResult<Option<StoredEvent>> {
         let tenant = tenant.clone();
-        self.readers
-            .run(move |conn| read::get(conn, &tenant, id))
+        self.read(move |snap| plan::get(snap, &tenant, id).map_err(plan_error))
             .await
     }
 
     async fn list(&self, query: ListQuery) -> StoreResult<Page> {
-        self.readers.run(move |conn| read::list(conn, &query)).await
+        self.read(move |snap| plan::list(snap, &query).map_err(plan_error))
+            .await
     }
 
     async fn history(&self, query: HistoryQuery) -> StoreResult<Page> {
-        self.readers
-            .run(move |conn| read::history(conn, &query))
+        self.read(move |snap| plan::history(snap, &query).map_err(plan_error))
             .await
     }
 
@@ -323,11 +380,37 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn settle(&self) -> StoreResult<()> {
+        let (index, gate, batch) = (self.index.clone(), self.gate.clone(), self.batch);
+        tokio::task::spawn_blocking(move || {
+            sealtrail_store::derived::settle(&index, &gate, batch, &mut |_, _| {})
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("indexing failed: {e}")))?
+        .map_err(db_error)?;
+        Ok(())
+    }
+
     fn queue_status(&self) -> QueueStatus {
-        self.write.status()
+        QueueStatus {
+            index_lag: self.gate.lag(),
+            index_max_lag: self.gate.max_lag(),
+            ..self.write.status()
+        }
     }
 
     async fn shutdown(&self) {
+        // The indexer stops after its current transaction; what it has not indexed yet is
+        // indexed at the next start.
+        self.gate.stop();
+        let indexer = self
+            .indexer
+            .lock()
+            .expect("indexer lock is never poisoned")
+            .take();
+        if let Some(indexer) = indexer {
+            let _ = tokio::task::spawn_blocking(move || indexer.join()).await;
+        }
         // Closing the queue ends the writer's loop once it has drained it.
         self.write.close();
         let handle = self
@@ -341,13 +424,17 @@ impl Store for SqliteStore {
     }
 }
 
-/// Opens a connection for reading only.
-pub(crate) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+/// Opens a connection for reading only: the log, with the derived data attached as `ix`.
+pub(crate) fn open_reader(path: &Path, index_path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.execute(
+        "ATTACH DATABASE ?1 AS ix",
+        [index_path.to_string_lossy().as_ref()],
     )?;
     schema::configure_reader(&conn)?;
     Ok(conn)

@@ -1,17 +1,21 @@
-//! Reads: a pool of read-only connections, and the queries behind list, get, history and keys.
+//! Reads: a pool of read-only connections, the snapshot the planner reads through
+//! ([`sealtrail_store::plan`]), and the queries behind keys, checkpoints and proofs.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::types::{Value as SqlValue, ValueRef};
-use rusqlite::{Connection, OptionalExtension, ToSql, params_from_iter};
-use sealtrail_ledger::view::{EntryView, PersonalValues};
+use std::ops::RangeInclusive;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use sealtrail_model::{Tenant, Timestamp};
+use sealtrail_store::derived::{Posting, TimeBlock};
+use sealtrail_store::fields::Term;
+use sealtrail_store::plan::ReadSnapshot;
+use sealtrail_store::rows::{LogRow, RowBody};
 use sealtrail_store::{
-    ApiKey, Cursor, HistoryQuery, LeafHash, ListQuery, Order, Page, Relation, Root, StoreError,
-    StoreResult, StoredEvent, TenantScope, scopes_from_text,
+    ApiKey, LeafHash, Root, StoreError, StoreResult, TenantScope, scopes_from_text,
 };
-use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -20,17 +24,19 @@ use crate::{db_error, open_reader};
 /// A fixed set of read connections; a query takes one on a blocking thread.
 pub(crate) struct Pool {
     path: PathBuf,
+    index_path: PathBuf,
     conns: Arc<Mutex<Vec<Connection>>>,
     permits: Arc<Semaphore>,
 }
 
 impl Pool {
-    pub(crate) fn open(path: &Path, size: usize) -> rusqlite::Result<Self> {
+    pub(crate) fn open(path: &Path, index_path: &Path, size: usize) -> rusqlite::Result<Self> {
         let conns = (0..size)
-            .map(|_| open_reader(path))
+            .map(|_| open_reader(path, index_path))
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Self {
             path: path.to_owned(),
+            index_path: index_path.to_owned(),
             conns: Arc::new(Mutex::new(conns)),
             permits: Arc::new(Semaphore::new(size)),
         })
@@ -49,13 +55,13 @@ impl Pool {
             .await
             .map_err(|_| StoreError::Closed)?;
         let conns = self.conns.clone();
-        let path = self.path.clone();
+        let (path, index_path) = (self.path.clone(), self.index_path.clone());
         tokio::task::spawn_blocking(move || {
             let pooled = conns.lock().expect("pool lock is never poisoned").pop();
             // A connection lost to a panicking query is replaced.
             let conn = match pooled {
                 Some(conn) => conn,
-                None => open_reader(&path).map_err(db_error)?,
+                None => open_reader(&path, &index_path).map_err(db_error)?,
             };
             let result = f(&conn);
             conns
@@ -70,258 +76,191 @@ impl Pool {
     }
 }
 
-fn raw(body: String) -> rusqlite::Result<Box<RawValue>> {
-    RawValue::from_string(body).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
+/// The columns of `log` that [`row_from`] reads, in its order.
+pub(crate) const ROW_COLUMNS: &str =
+    "seq, hash, entry, personal_values, legacy_body, legacy_personal, legacy_prev";
+
+/// A stored event from the [`ROW_COLUMNS`].
+pub(crate) fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogRow> {
+    row_at(r, 0)
 }
 
-/// The columns [`body_at`] reads, in its order.
-pub(crate) const BODY_COLUMNS: &str = "body, entry, personal_values, hash";
-
-/// The event's JSON from the [`BODY_COLUMNS`] starting at column `at`: rendered from its
-/// sealed entry and personal values, or, for a row written before entries were stored, its
-/// JSON body as written.
-pub(crate) fn body_at(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<String> {
-    let bad = |column: usize, e: Box<dyn std::error::Error + Send + Sync>| {
-        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Blob, e)
+/// A stored event from the [`ROW_COLUMNS`] starting at column `at`.
+pub(crate) fn row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<LogRow> {
+    let seq = r.get::<_, i64>(at)?.max(0) as u64;
+    let hash = match r.get_ref(at + 1)? {
+        ValueRef::Blob(b) => LeafHash::from_slice(b),
+        _ => None,
     };
-    let entry = match row.get_ref(at + 1)? {
-        ValueRef::Null => return row.get(at),
-        ValueRef::Blob(entry) => entry,
-        other => {
-            return Err(bad(
-                at + 1,
-                format!("entry is {:?}", other.data_type()).into(),
-            ));
-        }
+    let body = match r.get_ref(at + 2)? {
+        ValueRef::Blob(entry) => RowBody::Entry {
+            entry: entry.to_vec(),
+            values: r.get(at + 3)?,
+        },
+        _ => RowBody::Legacy {
+            json: r.get::<_, Option<String>>(at + 4)?.unwrap_or_default(),
+            digests: r.get(at + 5)?,
+            prev: r.get(at + 6)?,
+        },
     };
-    let view = EntryView::parse(entry).map_err(|e| bad(at + 1, e.into()))?;
-    let values = match row.get_ref(at + 2)? {
-        ValueRef::Null => PersonalValues::default(),
-        other => PersonalValues::from_bytes(other.as_blob()?)
-            .ok_or_else(|| bad(at + 2, "malformed personal values".into()))?,
-    };
-    let hash = hex::encode(row.get_ref(at + 3)?.as_blob()?);
-    Ok(serde_json::to_string(&view.to_event(&values, hash)).expect("events serialise to JSON"))
+    Ok(LogRow { seq, hash, body })
 }
 
-pub(crate) fn get(
-    conn: &Connection,
-    tenant: &Tenant,
-    id: Uuid,
-) -> rusqlite::Result<Option<StoredEvent>> {
-    conn.prepare_cached(&format!(
-        "SELECT seq, {BODY_COLUMNS} FROM events WHERE id = ?1 AND tenant = ?2"
-    ))?
-    .query_row(
-        rusqlite::params![id.as_bytes().as_slice(), tenant.as_str()],
-        |row| Ok((row.get::<_, i64>(0)?, body_at(row, 1)?)),
-    )
-    .optional()?
-    .map(|(seq, body)| {
-        Ok(StoredEvent {
-            seq: seq as u64,
-            body: raw(body)?,
-            relation: None,
-        })
-    })
-    .transpose()
+/// A row that cannot be decoded, as a database error.
+pub(crate) fn damaged(err: sealtrail_store::rows::RowError) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(err))
 }
 
-/// Appends `AND column IN (?, …)` for a non-empty list.
-fn push_in(sql: &mut String, args: &mut Vec<SqlValue>, column: &str, values: &[String]) {
-    match values {
-        [] => {}
-        [one] => {
-            sql.push_str(&format!(" AND {column} = ?"));
-            args.push(SqlValue::Text(one.clone()));
-        }
-        many => {
-            let marks = vec!["?"; many.len()].join(", ");
-            sql.push_str(&format!(" AND {column} IN ({marks})"));
-            args.extend(many.iter().cloned().map(SqlValue::Text));
+fn clamp(n: u64) -> i64 {
+    n.min(i64::MAX as u64) as i64
+}
+
+/// One read: a read transaction on a reader connection, which sees the log and, attached as
+/// `ix`, the derived data (read first, so the log holds everything it covers).
+pub(crate) struct Snapshot<'c> {
+    conn: &'c Connection,
+}
+
+impl<'c> Snapshot<'c> {
+    /// Starts the read transaction; it ends when the snapshot is dropped.
+    pub(crate) fn begin(conn: &'c Connection) -> rusqlite::Result<Self> {
+        conn.execute_batch("BEGIN")?;
+        Ok(Self { conn })
+    }
+}
+
+impl Drop for Snapshot<'_> {
+    fn drop(&mut self) {
+        if let Err(err) = self.conn.execute_batch("COMMIT") {
+            tracing::warn!(error = %err, "ending a read transaction failed");
         }
     }
 }
 
-pub(crate) fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Page> {
-    let f = &q.filter;
-    let mut sql = format!("SELECT seq, {BODY_COLUMNS} FROM events WHERE tenant = ?");
-    let mut args = vec![SqlValue::Text(q.tenant.to_string())];
-    for (field, values) in &f.fields {
-        match legacy_column(*field) {
-            // Outcome is written as a literal so the partial index on failures can serve it.
-            Some("outcome") => match values.as_slice() {
-                [one] if one == "failure" => sql.push_str(" AND outcome = 'failure'"),
-                [one] if one == "success" => sql.push_str(" AND outcome = 'success'"),
-                _ => {}
-            },
-            Some(column) => push_in(&mut sql, &mut args, column, values),
-            None => {}
-        }
+impl ReadSnapshot for Snapshot<'_> {
+    type Error = rusqlite::Error;
+
+    fn bounds(&mut self, tenant: &Tenant) -> rusqlite::Result<(u64, u64)> {
+        let indexed: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT indexed FROM ix.watermarks WHERE tenant = ?1")?
+            .query_row([tenant.as_str()], |r| r.get(0))
+            .optional()?;
+        let size: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT max(seq) FROM log WHERE tenant = ?1")?
+            .query_row([tenant.as_str()], |r| r.get(0))?;
+        let size = size.unwrap_or(0).max(0) as u64;
+        Ok(((indexed.unwrap_or(0).max(0) as u64).min(size), size))
     }
-    if let Some(from) = f.from {
-        sql.push_str(" AND occurred_at >= ?");
-        args.push(SqlValue::Integer(from.micros()));
-    }
-    if let Some(to) = f.to {
-        sql.push_str(" AND occurred_at < ?");
-        args.push(SqlValue::Integer(to.micros()));
-    }
-    let (cmp, dir) = match q.order {
-        Order::Desc => ("<", "DESC"),
-        Order::Asc => (">", "ASC"),
-    };
-    sql.push_str(&format!(" AND seq {cmp} ? ORDER BY seq {dir} LIMIT ?"));
-    let start = match (q.cursor, q.order) {
-        (Some(Cursor::Seq(seq)), _) => seq.min(i64::MAX as u64) as i64,
-        (_, Order::Desc) => i64::MAX,
-        (_, Order::Asc) => 0,
-    };
-    let wanted = q.limit + 1;
-    // Without body filters one query answers; with them, scan on in chunks until enough match.
-    let chunk = if needs_body(f) {
-        wanted.max(256)
-    } else {
-        wanted
-    };
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut items = Vec::with_capacity(wanted);
-    let mut position = start;
-    loop {
-        let mut bound: Vec<&dyn ToSql> = args.iter().map(|a| a as &dyn ToSql).collect();
-        bound.push(&position);
-        let chunk_i64 = chunk as i64;
-        bound.push(&chunk_i64);
-        let mut rows = stmt.query(params_from_iter(bound))?;
-        let mut scanned = 0usize;
-        let mut last = position;
-        while let Some(row) = rows.next()? {
-            scanned += 1;
-            let seq: i64 = row.get(0)?;
-            last = seq;
-            let body = body_at(row, 1)?;
-            if matches_body(f, &body) {
-                items.push(StoredEvent {
-                    seq: seq as u64,
-                    body: raw(body)?,
-                    relation: None,
-                });
-                if items.len() == wanted {
-                    break;
+
+    fn postings(
+        &mut self,
+        tenant: &Tenant,
+        chunks: RangeInclusive<u64>,
+        terms: &[Term],
+    ) -> rusqlite::Result<Vec<Posting>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT bits FROM ix.postings WHERE tenant = ?1 AND chunk = ?2 AND term = ?3",
+        )?;
+        let mut out = Vec::new();
+        for chunk in chunks {
+            for term in terms {
+                let bits: Option<Vec<u8>> = stmt
+                    .query_row(params![tenant.as_str(), clamp(chunk), &*term.0], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                if let Some(bits) = bits {
+                    out.push((chunk, term.clone(), bits));
                 }
             }
         }
-        if items.len() == wanted || scanned < chunk {
-            break;
+        Ok(out)
+    }
+
+    fn time_blocks(
+        &mut self,
+        tenant: &Tenant,
+        blocks: RangeInclusive<u64>,
+        values: bool,
+    ) -> rusqlite::Result<Vec<(u64, TimeBlock)>> {
+        let sql = if values {
+            "SELECT block, lo, hi, vals FROM ix.times WHERE tenant = ?1 AND block BETWEEN ?2 AND ?3"
+        } else {
+            "SELECT block, lo, hi FROM ix.times WHERE tenant = ?1 AND block BETWEEN ?2 AND ?3"
+        };
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        stmt.query_map(
+            params![
+                tenant.as_str(),
+                clamp(*blocks.start()),
+                clamp(*blocks.end())
+            ],
+            |r| {
+                let block = TimeBlock::decode(
+                    r.get(1)?,
+                    r.get(2)?,
+                    if values {
+                        r.get_ref(3)?.as_blob()?
+                    } else {
+                        &[]
+                    },
+                );
+                Ok((r.get::<_, i64>(0)? as u64, block))
+            },
+        )?
+        .collect()
+    }
+
+    fn rows(&mut self, tenant: &Tenant, seqs: &[u64]) -> rusqlite::Result<Vec<LogRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ROW_COLUMNS} FROM log WHERE tenant = ?1 AND seq = ?2"
+        ))?;
+        let mut out = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            if let Some(row) = stmt
+                .query_row(params![tenant.as_str(), clamp(seq)], row_from)
+                .optional()?
+            {
+                out.push(row);
+            }
         }
-        position = last;
+        Ok(out)
     }
-    Ok(Page::from_overfetch(items, q.limit, |e| Cursor::Seq(e.seq)))
-}
 
-/// The column of a filter, in the schema this store writes until derived indexes replace it.
-fn legacy_column(field: sealtrail_store::Field) -> Option<&'static str> {
-    use sealtrail_store::fields::*;
-    Some(match field {
-        ACTOR_ID => "actor_id",
-        ACTION => "action",
-        CATEGORY => "category",
-        EVENT_TYPE => "event_type",
-        TARGET_TYPE => "target_type",
-        TARGET_ID => "target_id",
-        ORGANIZATION_ID => "organization_id",
-        OUTCOME => "outcome",
-        CORRELATION_ID => "correlation_id",
-        IP => "ip",
-        _ => return None,
-    })
-}
-
-/// Whether a filter needs the event body to decide (no column can answer it).
-pub(crate) fn needs_body(f: &sealtrail_store::EventFilter) -> bool {
-    !f.values(sealtrail_store::fields::CHANGED_FIELD).is_empty() || f.metadata.is_some()
-}
-
-/// Decides the body-only filters for one stored event body.
-pub(crate) fn matches_body(f: &sealtrail_store::EventFilter, body: &str) -> bool {
-    if !needs_body(f) {
-        return true;
+    fn scan(
+        &mut self,
+        tenant: &Tenant,
+        range: RangeInclusive<u64>,
+        desc: bool,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<LogRow>> {
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM log WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq {} LIMIT ?4",
+            if desc { "DESC" } else { "ASC" }
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        stmt.query_map(
+            params![
+                tenant.as_str(),
+                clamp(*range.start()),
+                clamp(*range.end()),
+                limit as i64
+            ],
+            row_from,
+        )?
+        .collect()
     }
-    let Ok(event) = serde_json::from_str::<sealtrail_model::Event>(body) else {
-        return false;
-    };
-    let wanted = f.values(sealtrail_store::fields::CHANGED_FIELD);
-    let fields_ok = wanted.is_empty()
-        || event.changes.iter().any(|c| {
-            wanted
-                .iter()
-                .any(|w| sealtrail_model::json::field_matches(&c.field, w))
-        });
-    let metadata_ok = match &f.metadata {
-        None => true,
-        Some(needle) => event
-            .metadata
-            .as_ref()
-            .is_some_and(|m| sealtrail_model::json::contains(m, needle)),
-    };
-    fields_ok && metadata_ok
-}
 
-pub(crate) fn history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<Page> {
-    // The matching seqs come from two indexes; CROSS JOIN keeps them the outer loop, so each
-    // event row is then fetched by (tenant, seq) instead of scanning the tenant.
-    let mut sql = String::from(
-        "WITH hits(seq) AS ( \
-            SELECT seq FROM events WHERE tenant = ?1 AND target_type = ?2 AND target_id = ?3 \
-            UNION SELECT seq FROM event_links WHERE tenant = ?1 AND type = ?2 AND id = ?3) \
-         SELECT e.seq, e.occurred_at, (e.target_type IS ?2 AND e.target_id IS ?3), \
-         e.body, e.entry, e.personal_values, e.hash \
-         FROM hits CROSS JOIN events e ON e.tenant = ?1 AND e.seq = hits.seq WHERE 1",
-    );
-    let mut args = vec![
-        SqlValue::Text(q.tenant.to_string()),
-        SqlValue::Text(q.entity_type.clone()),
-        SqlValue::Text(q.entity_id.clone()),
-    ];
-    push_in(&mut sql, &mut args, "e.event_type", &q.event_type);
-    if let Some(Cursor::Time(at, seq)) = q.cursor {
-        sql.push_str(" AND (e.occurred_at, e.seq) > (?, ?)");
-        args.push(SqlValue::Integer(at));
-        args.push(SqlValue::Integer(seq.min(i64::MAX as u64) as i64));
+    fn by_id(&mut self, tenant: &Tenant, id: Uuid) -> rusqlite::Result<Option<LogRow>> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {ROW_COLUMNS} FROM log WHERE id = ?1 AND tenant = ?2"
+            ))?
+            .query_row(params![id.as_bytes().as_slice(), tenant.as_str()], row_from)
+            .optional()
     }
-    sql.push_str(" ORDER BY e.occurred_at, e.seq LIMIT ?");
-    args.push(SqlValue::Integer(q.limit as i64 + 1));
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut times = Vec::new();
-    let items = stmt
-        .query_map(params_from_iter(args.iter()), |row| {
-            let seq: i64 = row.get(0)?;
-            let occurred: i64 = row.get(1)?;
-            let is_target: bool = row.get(2)?;
-            let body = body_at(row, 3)?;
-            Ok((seq, occurred, body, is_target))
-        })?
-        .map(|row| {
-            let (seq, occurred, body, is_target) = row?;
-            times.push(occurred);
-            Ok(StoredEvent {
-                seq: seq as u64,
-                body: raw(body)?,
-                relation: Some(if is_target {
-                    Relation::Target
-                } else {
-                    Relation::Related
-                }),
-            })
-        })
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let limit = q.limit;
-    let cut_time = times.get(limit.wrapping_sub(1)).copied().unwrap_or(0);
-    Ok(Page::from_overfetch(items, limit, |e| {
-        Cursor::Time(cut_time, e.seq)
-    }))
 }
 
 fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
@@ -426,7 +365,7 @@ pub(crate) fn leaf_of(
     tenant: &Tenant,
     id: Uuid,
 ) -> rusqlite::Result<Option<(u64, LeafHash)>> {
-    conn.prepare_cached("SELECT seq, hash FROM events WHERE id = ?1 AND tenant = ?2")?
+    conn.prepare_cached("SELECT seq, hash FROM log WHERE id = ?1 AND tenant = ?2")?
         .query_row(
             rusqlite::params![id.as_bytes().as_slice(), tenant.as_str()],
             |r| Ok((r.get::<_, i64>(0)? as u64, LeafHash(hash_column(r, 1)?))),

@@ -8,6 +8,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_events_links_keys.sql"),
     include_str!("../migrations/0002_seal.sql"),
     include_str!("../migrations/0003_entries.sql"),
+    include_str!("../migrations/0004_log.sql"),
 ];
 
 /// The schema version this build writes.

@@ -1,9 +1,9 @@
-//! `sealtrail verify --data-dir`: walks the whole store file, read-only, with the ledger's
+//! `sealtrail verify --data-dir`: walks the whole log file, read-only, with the ledger's
 //! [`TenantWalk`]: every leaf recomputed from its row, the hash chain, every stored
 //! checkpoint's signature and root, the newest checkpoint against the tail. On top of the seal
-//! it checks what only the store has: the indexed columns against the sealed entry, and the
-//! personal values against their digests where the subject's key remains. Findings come in
-//! walk order: tenants by name, events by `seq`.
+//! it checks what only the store has: the personal values against their digests where the
+//! subject's key remains. Derived data (the index file) is not walked: it is rebuilt from the
+//! log by `sealtrail reindex`. Findings come in walk order: tenants by name, events by `seq`.
 //!
 //! Rows are read and checked in parallel: each tenant's `seq` range is cut into chunks, worker
 //! threads (one per core, each with its own read-only connection) turn a chunk's rows into
@@ -72,7 +72,7 @@ pub fn open_for_verify(path: &Path) -> Result<Connection, WalkError> {
 
 /// The number of events in the store, for a progress bar.
 pub fn count_events(conn: &Connection) -> Result<u64, WalkError> {
-    Ok(conn.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))? as u64)
+    Ok(conn.query_row("SELECT count(*) FROM log", [], |r| r.get::<_, i64>(0))? as u64)
 }
 
 /// A piece of work: the rows of one tenant whose `seq` lies in `lo..=hi`.
@@ -104,9 +104,7 @@ pub fn verify_store_with(
     let conn = open_for_verify(path)?;
     let mut report = Report::default();
     let mut tenants: Vec<String> = conn
-        .prepare(
-            "SELECT DISTINCT tenant FROM events UNION SELECT DISTINCT tenant FROM checkpoints",
-        )?
+        .prepare("SELECT DISTINCT tenant FROM log UNION SELECT DISTINCT tenant FROM checkpoints")?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     tenants.sort();
@@ -124,7 +122,7 @@ pub fn verify_store_with(
         // Chunks cover every possible seq, so rows with forged positions are read too; the
         // row count only decides how many chunks there are.
         let rows: i64 = conn.query_row(
-            "SELECT count(*) FROM events WHERE tenant = ?1",
+            "SELECT count(*) FROM log WHERE tenant = ?1",
             [tenant],
             |r| r.get(0),
         )?;
@@ -274,24 +272,13 @@ struct Worker {
     personal: Personal,
 }
 
-const ROWS: &str = "SELECT seq, id, hash, prev_hash, personal, body, entry, personal_values, \
-     recorded_at, occurred_at, action, category, event_type, outcome, actor_id, target_type, \
-     target_id, organization_id, correlation_id, ip \
-     FROM events WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq, rowid";
+const ROWS: &str = "SELECT seq, id, hash, entry, personal_values, legacy_body, legacy_personal, \
+     legacy_prev FROM log WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq, id";
 
 fn hash_of(v: ValueRef<'_>) -> Option<[u8; 32]> {
     match v {
         ValueRef::Blob(b) => b.try_into().ok(),
         _ => None,
-    }
-}
-
-/// Whether a stored text column holds `want` (NULL for `None`).
-fn same_text(v: ValueRef<'_>, want: Option<&str>) -> bool {
-    match (v, want) {
-        (ValueRef::Null, None) => true,
-        (ValueRef::Text(t), Some(w)) => t == w.as_bytes(),
-        _ => false,
     }
 }
 
@@ -320,8 +307,8 @@ impl Worker {
     }
 }
 
-/// Checks one row on its own: its leaf, what its entry says of its place, its columns and its
-/// personal values.
+/// Checks one row on its own: its leaf, what its entry says of its place, and its personal
+/// values.
 fn check_row(
     conn: &Connection,
     personal: &mut Personal,
@@ -334,8 +321,8 @@ fn check_row(
         _ => None,
     };
     let stored_hash = hash_of(r.get_ref(2)?);
-    let stored_prev = hash_of(r.get_ref(3)?);
-    let unreadable = |detail: String| Sealed {
+    let legacy_prev = hash_of(r.get_ref(7)?);
+    let unreadable = |detail: String, stored_prev: Option<[u8; 32]>| Sealed {
         seq,
         id,
         leaf: stored_hash.unwrap_or(GENESIS),
@@ -348,9 +335,9 @@ fn check_row(
     // A row written before entries were stored keeps its event as JSON: encode it again.
     // Its JSON also carries the leaf hash it is served with, which must be the leaf too.
     let (legacy_entry, legacy_event): (Vec<u8>, Event);
-    let (entry, values, mut problem, served_hash) = match r.get_ref(6)? {
+    let (entry, values, problem, served_hash, stored_prev) = match r.get_ref(3)? {
         ValueRef::Blob(entry) => {
-            let values = match r.get_ref(7)? {
+            let values = match r.get_ref(4)? {
                 ValueRef::Null => Some(PersonalValues::default()),
                 ValueRef::Blob(b) => PersonalValues::from_bytes(b),
                 _ => None,
@@ -358,46 +345,55 @@ fn check_row(
             let Some(values) = values else {
                 return Ok(unreadable(
                     "the stored personal values cannot be read".into(),
+                    None,
                 ));
             };
-            let leftover =
-                !matches!(r.get_ref(5)?, ValueRef::Text(b"")) || r.get_ref(4)? != ValueRef::Null;
+            let leftover = [5, 6, 7]
+                .into_iter()
+                .map(|i| r.get_ref(i))
+                .collect::<rusqlite::Result<Vec<_>>>()?
+                .iter()
+                .any(|v| *v != ValueRef::Null);
             let problem = leftover
                 .then(|| "a column that rows with an entry leave empty holds data".to_owned());
-            (entry, values, problem, None)
+            (entry, values, problem, None, None)
         }
         _ => {
             let event = match r.get_ref(5)? {
                 ValueRef::Text(body) => serde_json::from_slice::<Event>(body).ok(),
                 _ => None,
             };
-            let digests = match r.get_ref(4)? {
+            let digests = match r.get_ref(6)? {
                 ValueRef::Blob(b) => PersonalDigests::from_bytes(b),
                 _ => None,
             };
             let (Some(event), Some(digests)) = (event, digests) else {
                 return Ok(unreadable(
                     "the stored event is not valid JSON of an event".into(),
+                    legacy_prev,
                 ));
             };
-            legacy_entry = encode_entry(&event, &digests, &stored_prev.unwrap_or(GENESIS));
+            legacy_entry = encode_entry(&event, &digests, &legacy_prev.unwrap_or(GENESIS));
             legacy_event = event;
             let values = PersonalValues::of(&legacy_event, &digests);
             let served = Some(legacy_event.hash.as_str());
-            (legacy_entry.as_slice(), values, None, served)
+            (legacy_entry.as_slice(), values, None, served, legacy_prev)
         }
     };
     let view = match EntryView::parse(entry) {
         Ok(view) => view,
-        Err(e) => return Ok(unreadable(format!("the stored entry cannot be read: {e}"))),
+        Err(e) => {
+            return Ok(unreadable(
+                format!("the stored entry cannot be read: {e}"),
+                stored_prev,
+            ));
+        }
     };
     let leaf = leaf_hash(entry);
-    if problem.is_none() && !columns_match(r, &view, &values)? {
-        problem = Some("an indexed column disagrees with the sealed event".to_owned());
-    }
-    if problem.is_none() {
-        problem = personal_mismatch(conn, personal, tenant, &view, &values)?;
-    }
+    let problem = match problem {
+        Some(p) => Some(p),
+        None => personal_mismatch(conn, personal, tenant, &view, &values)?,
+    };
     Ok(Sealed {
         seq,
         id,
@@ -415,33 +411,6 @@ fn check_row(
         }),
         problem,
     })
-}
-
-/// Whether the filter columns (from column 8 on) agree with the sealed entry.
-fn columns_match(
-    r: &rusqlite::Row<'_>,
-    view: &EntryView<'_>,
-    values: &PersonalValues<'_>,
-) -> rusqlite::Result<bool> {
-    let int = |at: usize, want: i64| -> rusqlite::Result<bool> {
-        Ok(r.get_ref(at)? == ValueRef::Integer(want))
-    };
-    let text = |at: usize, want: Option<&str>| -> rusqlite::Result<bool> {
-        Ok(same_text(r.get_ref(at)?, want))
-    };
-    let target = view.target.as_ref();
-    Ok(int(8, view.recorded_at)?
-        && int(9, view.occurred_at)?
-        && text(10, Some(view.action))?
-        && text(11, Some(view.category.as_str()))?
-        && text(12, view.event_type)?
-        && text(13, Some(view.outcome.as_str()))?
-        && text(14, Some(view.actor_id))?
-        && text(15, target.map(|t| t.target_type))?
-        && text(16, target.map(|t| t.id))?
-        && text(17, view.organization.map(|o| o.0))?
-        && text(18, view.context.and_then(|c| c.correlation_id))?
-        && text(19, values.ip)?)
 }
 
 /// Checks every stored personal value against its sealed digest, by the rule every backend

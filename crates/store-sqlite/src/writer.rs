@@ -9,12 +9,12 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
-use sealtrail_ledger::LeafHash;
 use sealtrail_model::{Tenant, Timestamp};
 use sealtrail_store::pipeline::{
     KnownId, Loaded, LogBackend, LogEnd, SealedBatch, SubjectKey, Want,
 };
 
+use crate::read::{ROW_COLUMNS, damaged, row_at};
 use crate::seal;
 
 /// A change to stored events, run by the sanctioned path with the immutability triggers lifted.
@@ -89,30 +89,29 @@ impl LogBackend for SqliteLog {
             loaded.ends.insert(tenant.clone(), end);
         }
         if !want.ids.is_empty() {
-            let mut lookup = self.conn.prepare_cached(
-                "SELECT tenant, digest, seq, recorded_at, hash FROM events WHERE id = ?1",
-            )?;
+            let mut lookup = self.conn.prepare_cached(&format!(
+                "SELECT tenant, digest, {ROW_COLUMNS} FROM log WHERE id = ?1"
+            ))?;
             for id in &want.ids {
-                let row = lookup
+                let found = lookup
                     .query_row([id.as_bytes().as_slice()], |r| {
                         Ok((
                             r.get::<_, String>(0)?,
                             r.get::<_, Vec<u8>>(1)?,
-                            r.get::<_, i64>(2)?,
-                            r.get::<_, i64>(3)?,
-                            r.get::<_, Vec<u8>>(4)?,
+                            row_at(r, 2)?,
                         ))
                     })
                     .optional()?;
-                if let Some((tenant, digest, seq, recorded, hash)) = row {
+                if let Some((tenant, digest, row)) = found {
+                    let recorded = row.with_source(|s| s.view.recorded_at).map_err(damaged)?;
                     loaded.known.insert(
                         *id,
                         KnownId {
                             tenant: Tenant::from_store(tenant),
                             digest: digest.try_into().unwrap_or([0; 32]),
-                            seq: seq as u64,
+                            seq: row.seq,
                             recorded_at: Timestamp::from_micros(recorded),
-                            hash: LeafHash::from_slice(&hash).unwrap_or_default(),
+                            hash: row.hash.unwrap_or_default(),
                         },
                     );
                 }
@@ -140,47 +139,19 @@ impl LogBackend for SqliteLog {
     async fn write(&mut self, batch: &SealedBatch) -> rusqlite::Result<()> {
         let conn = &self.conn;
         let mut insert = conn.prepare_cached(
-            "INSERT INTO events (tenant, seq, id, recorded_at, occurred_at, action, category, event_type, \
-             outcome, actor_id, target_type, target_id, organization_id, correlation_id, ip, digest, hash, body, \
-             prev_hash, entry, personal_values) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, '', ?18, ?19, ?20)",
-        )?;
-        let mut link = conn.prepare_cached(
-            "INSERT OR IGNORE INTO event_links (tenant, type, id, seq) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO log (tenant, seq, id, digest, hash, entry, personal_values) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         for e in &batch.events {
-            let ev = &e.event;
-            let context = ev.context.as_ref();
             insert.execute(params![
                 e.tenant.as_str(),
                 e.seq as i64,
                 e.id.as_bytes().as_slice(),
-                e.recorded_at.micros(),
-                ev.occurred_at.micros(),
-                ev.action,
-                ev.category.as_str(),
-                ev.event_type,
-                ev.outcome.as_str(),
-                ev.actor.id,
-                ev.target.as_ref().map(|t| t.target_type.as_str()),
-                ev.target.as_ref().map(|t| t.id.as_str()),
-                ev.organization.as_ref().map(|o| o.id.as_str()),
-                context.and_then(|c| c.correlation_id.as_deref()),
-                context.and_then(|c| c.ip.as_deref()),
                 e.digest.as_slice(),
                 e.hash.as_bytes().as_slice(),
-                e.prev.as_bytes().as_slice(),
                 e.entry,
                 e.personal_values,
             ])?;
-            for related in &ev.related {
-                link.execute(params![
-                    e.tenant.as_str(),
-                    related.related_type,
-                    related.id,
-                    e.seq as i64
-                ])?;
-            }
         }
         let mut node = conn.prepare_cached(
             "INSERT INTO tree_nodes (tenant, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",

@@ -48,35 +48,27 @@ fn assert_leaves_recompute(path: &std::path::Path) {
     let conn = raw(path);
     let mut stmt = conn
         .prepare(
-            "SELECT seq, hash, prev_hash, entry, personal_values, body FROM events \
+            "SELECT seq, hash, entry, personal_values, legacy_body FROM log \
              WHERE tenant = 't' ORDER BY seq",
         )
         .expect("prepare");
-    type Row = (i64, Vec<u8>, Vec<u8>, Vec<u8>, Option<Vec<u8>>, String);
+    type Row = (i64, Vec<u8>, Vec<u8>, Option<Vec<u8>>, Option<String>);
     let rows: Vec<Row> = stmt
         .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
         .expect("query")
         .collect::<Result<_, _>>()
         .expect("rows");
     assert!(!rows.is_empty());
     let mut prev = GENESIS;
-    for (seq, hash, prev_hash, entry, values, body) in rows {
-        assert_eq!(body, "", "seq {seq}: the entry is the only copy");
+    for (seq, hash, entry, values, body) in rows {
+        assert_eq!(body, None, "seq {seq}: the entry is the only copy");
         let view = EntryView::parse(&entry).expect("entry decodes");
         let values = values.as_deref().map_or_else(PersonalValues::default, |v| {
             PersonalValues::from_bytes(v).expect("values decode")
         });
         let event = view.to_event(&values, hex::encode(&hash));
-        assert_eq!(prev_hash, prev.to_vec(), "seq {seq} names its predecessor");
         assert_eq!(view.prev, prev, "seq {seq} seals its predecessor");
         assert_eq!(
             encode_entry(&event, &view.digests, &prev),
@@ -101,20 +93,19 @@ async fn the_database_refuses_direct_updates_and_deletes() {
     let (store, path) = store_with_events().await;
     let conn = raw(&path);
     for sql in [
-        "UPDATE events SET action = 'forged' WHERE seq = 2",
-        "DELETE FROM events WHERE seq = 5",
-        "UPDATE event_links SET id = 'x'",
+        "UPDATE log SET entry = x'00' WHERE seq = 2",
+        "DELETE FROM log WHERE seq = 5",
         "DELETE FROM tree_nodes",
         "INSERT INTO checkpoints VALUES ('t', 1, x'00', 1, 'k', 's', 'n')",
     ] {
         let _ = conn.execute_batch(sql);
     }
     let err = conn
-        .execute("UPDATE events SET action = 'forged' WHERE seq = 2", [])
+        .execute("UPDATE log SET entry = x'00' WHERE seq = 2", [])
         .expect_err("refused");
     assert!(err.to_string().contains("immutable"), "{err}");
     let err = conn
-        .execute("DELETE FROM events WHERE seq = 5", [])
+        .execute("DELETE FROM log WHERE seq = 5", [])
         .expect_err("refused");
     assert!(err.to_string().contains("immutable"), "{err}");
     let err = conn
@@ -126,7 +117,7 @@ async fn the_database_refuses_direct_updates_and_deletes() {
         .expect_err("refused");
     assert!(err.to_string().contains("immutable"), "{err}");
     let n: i64 = conn
-        .query_row("SELECT count(*) FROM events WHERE tenant = 't'", [], |r| {
+        .query_row("SELECT count(*) FROM log WHERE tenant = 't'", [], |r| {
             r.get(0)
         })
         .expect("count");
@@ -146,11 +137,15 @@ async fn the_sanctioned_path_changes_rows_records_itself_and_keeps_every_leaf() 
     // Erase the subject's personal values and key, as anonymisation does.
     let appended = store
         .sanctioned("anonymize u1", audit, |conn| {
+            // Every event of the log is by u1.
             conn.execute(
-                "UPDATE events SET personal_values = NULL, ip = NULL WHERE tenant = 't' AND actor_id = 'u1'",
+                "UPDATE log SET personal_values = NULL WHERE tenant = 't'",
                 [],
             )?;
-            conn.execute("UPDATE subject_keys SET key = NULL WHERE tenant = 't' AND subject = 'u1'", [])?;
+            conn.execute(
+                "UPDATE subject_keys SET key = NULL WHERE tenant = 't' AND subject = 'u1'",
+                [],
+            )?;
             Ok(())
         })
         .await
@@ -159,7 +154,7 @@ async fn the_sanctioned_path_changes_rows_records_itself_and_keeps_every_leaf() 
     let conn = raw(&path);
     let erased: i64 = conn
         .query_row(
-            "SELECT count(*) FROM events WHERE tenant = 't' AND personal_values IS NOT NULL",
+            "SELECT count(*) FROM log WHERE tenant = 't' AND personal_values IS NOT NULL",
             [],
             |r| r.get(0),
         )
@@ -170,7 +165,7 @@ async fn the_sanctioned_path_changes_rows_records_itself_and_keeps_every_leaf() 
         .expect("count");
     assert_eq!(open, 0, "the sanction closes with its transaction");
     assert!(
-        conn.execute("UPDATE events SET action = 'x'", []).is_err(),
+        conn.execute("UPDATE log SET digest = x'00'", []).is_err(),
         "and the triggers are back"
     );
     // A failing job leaves nothing behind: no change, no audit event.
@@ -179,21 +174,21 @@ async fn the_sanctioned_path_changes_rows_records_itself_and_keeps_every_leaf() 
             "broken",
             prepared("t", json!({"action": "audit.purged", "actor": {"id": "x"}})),
             |conn| {
-                conn.execute("UPDATE events SET action = 'gone' WHERE seq = 1", [])?;
+                conn.execute("UPDATE log SET digest = x'00' WHERE seq = 1", [])?;
                 conn.execute("SELECT * FROM no_such_table", [])?;
                 Ok(())
             },
         )
         .await;
     assert!(failed.is_err());
-    let action: String = conn
+    let digest: Vec<u8> = conn
         .query_row(
-            "SELECT action FROM events WHERE tenant = 't' AND seq = 1",
+            "SELECT digest FROM log WHERE tenant = 't' AND seq = 1",
             [],
             |r| r.get(0),
         )
         .expect("row");
-    assert_eq!(action, "user.updated");
+    assert_eq!(digest.len(), 32, "the failed job's change is gone");
     let next = store
         .append(vec![prepared(
             "t",
@@ -232,91 +227,188 @@ async fn subject_keys_exist_only_for_subjects_with_personal_data() {
     assert_leaves_recompute(&path);
 }
 
-/// Rows written before migration 3 keep their event as a JSON body (and their digests beside
-/// it) instead of an entry. Turns seq 1..=3 of tenant `t` back into that form, as a store that
-/// was upgraded would hold them.
-fn rewind_to_json_bodies(path: &std::path::Path) {
+/// Turns a store file back into the form schema version 3 wrote: one wide `events` table with
+/// the filter columns and their indexes' source, `event_links`, and (for seq 1..=3 of tenant
+/// `t`) rows from before migration 3, which keep their event as a JSON body with their digests
+/// and predecessor beside it instead of an entry. As a store that is upgraded holds them.
+fn downgrade_to_version_3(path: &std::path::Path) {
     let conn = raw(path);
-    conn.execute_batch("DROP TRIGGER events_immutable_update")
-        .expect("drop trigger");
-    type Row = (i64, Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+    conn.execute_batch(
+        "CREATE TABLE events (
+            rowid INTEGER PRIMARY KEY, tenant TEXT NOT NULL, seq INTEGER NOT NULL, id BLOB NOT NULL,
+            recorded_at INTEGER NOT NULL, occurred_at INTEGER NOT NULL, action TEXT NOT NULL,
+            category TEXT NOT NULL, event_type TEXT, outcome TEXT NOT NULL, actor_id TEXT NOT NULL,
+            target_type TEXT, target_id TEXT, organization_id TEXT, correlation_id TEXT, ip TEXT,
+            digest BLOB NOT NULL, hash BLOB NOT NULL, body TEXT NOT NULL, prev_hash BLOB,
+            personal BLOB, entry BLOB, personal_values BLOB);
+         CREATE UNIQUE INDEX events_tenant_seq ON events (tenant, seq);
+         CREATE TABLE event_links (tenant TEXT NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL,
+            seq INTEGER NOT NULL, PRIMARY KEY (tenant, type, id, seq)) WITHOUT ROWID;",
+    )
+    .expect("old tables");
+    type Row = (
+        String,
+        i64,
+        Vec<u8>,
+        Vec<u8>,
+        Vec<u8>,
+        Vec<u8>,
+        Option<Vec<u8>>,
+    );
     let rows: Vec<Row> = conn
-        .prepare(
-            "SELECT seq, hash, entry, personal_values FROM events WHERE tenant = 't' AND seq <= 3",
-        )
+        .prepare("SELECT tenant, seq, id, digest, hash, entry, personal_values FROM log")
         .expect("prepare")
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
         .expect("query")
         .collect::<Result<_, _>>()
         .expect("rows");
-    for (seq, hash, entry, values) in rows {
+    for (tenant, seq, id, digest, hash, entry, values) in rows {
         let view = EntryView::parse(&entry).expect("entry");
-        let values = values.as_deref().map_or_else(PersonalValues::default, |v| {
+        let personal = values.as_deref().map_or_else(PersonalValues::default, |v| {
             PersonalValues::from_bytes(v).expect("values")
         });
-        let body =
-            serde_json::to_string(&view.to_event(&values, hex::encode(&hash))).expect("json");
+        let event = view.to_event(&personal, hex::encode(&hash));
+        let old = tenant == "t" && seq <= 3;
+        let body = if old {
+            serde_json::to_string(&event).expect("json")
+        } else {
+            String::new()
+        };
         conn.execute(
-            "UPDATE events SET body = ?1, personal = ?2, entry = NULL, personal_values = NULL \
-             WHERE tenant = 't' AND seq = ?3",
-            rusqlite::params![body, view.digests.to_bytes(), seq],
+            "INSERT INTO events (tenant, seq, id, recorded_at, occurred_at, action, category, event_type, \
+             outcome, actor_id, target_type, target_id, organization_id, correlation_id, ip, digest, hash, \
+             body, prev_hash, personal, entry, personal_values) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+            rusqlite::params![
+                tenant,
+                seq,
+                id,
+                event.recorded_at.micros(),
+                event.occurred_at.micros(),
+                event.action,
+                event.category.as_str(),
+                event.event_type,
+                event.outcome.as_str(),
+                event.actor.id,
+                event.target.as_ref().map(|t| t.target_type.clone()),
+                event.target.as_ref().map(|t| t.id.clone()),
+                event.organization.as_ref().map(|o| o.id.clone()),
+                event.context.as_ref().and_then(|c| c.correlation_id.clone()),
+                event.context.as_ref().and_then(|c| c.ip.clone()),
+                digest,
+                hash,
+                body,
+                view.prev.to_vec(),
+                old.then(|| view.digests.to_bytes()),
+                (!old).then_some(entry.clone()),
+                if old { None } else { values },
+            ],
         )
-        .expect("rewind");
+        .expect("old row");
+        for related in &event.related {
+            conn.execute(
+                "INSERT INTO event_links VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![tenant, related.related_type, related.id, seq],
+            )
+            .expect("link");
+        }
     }
+    conn.execute_batch("DROP TABLE log; PRAGMA user_version = 3;")
+        .expect("downgrade");
 }
 
 #[tokio::test]
-async fn rows_written_before_entries_read_and_verify_as_before() {
+async fn a_store_of_schema_3_migrates_to_the_log_and_reads_and_verifies_as_before() {
     let (store, path) = store_with_events().await;
     let id: uuid::Uuid = store
         .append(vec![prepared(
             "t",
-            json!({"action": "a", "actor": {"id": "u2"}}),
+            json!({"action": "a", "actor": {"id": "u2"}, "related": [{"type": "user", "id": "p1"}]}),
         )])
         .await
         .expect("append")
         .first()
         .expect("appended")
         .id;
-    let page = move |store: SqliteStore| async move {
+    let read = move |store: SqliteStore| async move {
+        let t = sealtrail_store::conformance::tenant("t");
         let query = sealtrail_store::ListQuery {
-            tenant: sealtrail_store::conformance::tenant("t"),
+            tenant: t.clone(),
             filter: sealtrail_store::EventFilter::default(),
             order: sealtrail_store::Order::Asc,
             limit: 100,
             cursor: None,
         };
-        let page = store.list(query).await.expect("list");
+        let page = store.list(query.clone()).await.expect("list");
         let bodies: Vec<String> = page.items.iter().map(|e| e.body.get().to_owned()).collect();
-        let one = store
-            .get(&sealtrail_store::conformance::tenant("t"), id)
+        let one = store.get(&t, id).await.expect("get").expect("found");
+        let filtered = store
+            .list(sealtrail_store::ListQuery {
+                filter: sealtrail_store::EventFilter::default()
+                    .with(sealtrail_store::fields::ACTOR_ID, ["u2"]),
+                ..query
+            })
             .await
-            .expect("get")
-            .expect("found");
+            .expect("filtered");
+        let timeline = store
+            .history(sealtrail_store::HistoryQuery {
+                tenant: t,
+                entity_type: "user".into(),
+                entity_id: "p1".into(),
+                event_type: vec![],
+                limit: 10,
+                cursor: None,
+            })
+            .await
+            .expect("history");
         store.shutdown().await;
-        (bodies, one.body.get().to_owned())
+        (
+            bodies,
+            one.body.get().to_owned(),
+            filtered.items.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            timeline.items.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        )
     };
-    let before = page(store).await;
+    let before = read(store).await;
     assert_eq!(before.0.len(), 6);
-    rewind_to_json_bodies(&path);
+    assert_eq!(before.2, vec![6]);
+    assert_eq!(before.3, vec![2, 6], "p1 as target, then in related");
+    downgrade_to_version_3(&path);
+    // The derived data goes too, so the upgraded store must build it again.
+    std::fs::remove_file(path.with_file_name(sealtrail_store_sqlite::index::INDEX_FILE))
+        .expect("remove index");
+    let store = SqliteStore::open(&SqliteConfig::new(path.parent().expect("dir"))).expect("open");
+    assert_eq!(read(store).await, before, "readers see the same events");
     let legacy: i64 = raw(&path)
-        .query_row("SELECT count(*) FROM events WHERE entry IS NULL", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT count(*) FROM log WHERE entry IS NULL AND legacy_body IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
         .expect("count");
     assert_eq!(legacy, 3);
-    let store = SqliteStore::open(&SqliteConfig::new(path.parent().expect("dir"))).expect("open");
-    assert_eq!(page(store).await, before, "readers see the same events");
     let report = walk(&path);
     assert_eq!(report.findings, vec![]);
     assert_eq!(report.events, 6);
     // An edited JSON body of such a row is still caught, and named.
-    raw(&path)
-        .execute(
-            "UPDATE events SET body = replace(body, '\"n\"', '\"m\"') WHERE tenant = 't' AND seq = 2",
-            [],
-        )
-        .expect("tamper");
+    let conn = raw(&path);
+    conn.execute_batch("DROP TRIGGER log_immutable_update")
+        .expect("drop trigger");
+    conn.execute(
+        "UPDATE log SET legacy_body = replace(legacy_body, '\"n\"', '\"m\"') WHERE tenant = 't' AND seq = 2",
+        [],
+    )
+    .expect("tamper");
     let report = walk(&path);
     let first = report.findings.first().expect("caught");
     assert_eq!(

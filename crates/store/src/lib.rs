@@ -6,11 +6,14 @@
 
 pub mod conformance;
 mod cursor;
+pub mod derived;
 pub mod fields;
 mod keys;
 pub mod pipeline;
+pub mod plan;
 mod query;
 mod queue;
+pub mod rows;
 pub mod verify;
 
 use async_trait::async_trait;
@@ -163,6 +166,10 @@ pub struct QueueStatus {
     pub depth: usize,
     /// Most events that may wait.
     pub capacity: usize,
+    /// Events in the log that the derived data does not cover yet, over every tenant.
+    pub index_lag: u64,
+    /// Unindexed events of one tenant beyond which ingest into it is refused.
+    pub index_max_lag: u64,
 }
 
 /// A storage backend.
@@ -237,8 +244,13 @@ pub trait Store: Send + Sync + 'static {
         to: u64,
     ) -> StoreResult<Option<Vec<[u8; 32]>>>;
 
-    /// How full the write queue is.
+    /// How full the write queue is, and how far derived data lags behind the log.
     fn queue_status(&self) -> QueueStatus;
+
+    /// Brings the derived data (filter postings, time blocks) up to every event appended
+    /// before the call, indexing in this process now if need be. Reads never need it (they
+    /// are exact at every moment); tests use it to reach the indexed path, `reindex` to build.
+    async fn settle(&self) -> StoreResult<()>;
 
     /// Stops taking writes, writes everything queued, and closes.
     async fn shutdown(&self);

@@ -40,6 +40,8 @@ impl WriteQueue {
         QueueStatus {
             depth: self.capacity - self.permits.available_permits(),
             capacity: self.capacity,
+            index_lag: 0,
+            index_max_lag: 0,
         }
     }
 }

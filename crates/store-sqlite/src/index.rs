@@ -1,0 +1,264 @@
+//! The derived data of the embedded store, in a file of its own beside the log
+//! (`sealtrail-index.db`): posting bitmaps, time blocks and each tenant's watermark, written by
+//! the indexer thread ([`sealtrail_store::derived`]).
+//!
+//! A file of its own, because SQLite lets one connection at a time write a file: the log's
+//! writer never waits for the indexer, nor the indexer for the writer. Readers attach it, so
+//! one read transaction sees a consistent pair (the watermark first, then the log, which holds
+//! at least every event the watermark covers). The file is derived: it is written without a
+//! sync on every commit (a crash may lose the last batches, watermark and data together), and
+//! a file of another version, or a lost one, is simply built again from the log.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use sealtrail_model::Tenant;
+use sealtrail_store::derived::{IndexBackend, Lag, TimeBlock, Update};
+use sealtrail_store::fields::{DERIVED_VERSION, Term};
+use sealtrail_store::rows::LogRow;
+
+use crate::read::{ROW_COLUMNS, row_from};
+
+/// The file name of the derived data inside the data directory.
+pub const INDEX_FILE: &str = "sealtrail-index.db";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT    PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS watermarks (
+    tenant  TEXT    PRIMARY KEY,
+    indexed INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS postings (
+    tenant TEXT    NOT NULL,
+    chunk  INTEGER NOT NULL,
+    term   BLOB    NOT NULL,
+    bits   BLOB    NOT NULL,
+    PRIMARY KEY (tenant, chunk, term)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS times (
+    tenant TEXT    NOT NULL,
+    block  INTEGER NOT NULL,
+    lo     INTEGER NOT NULL,
+    hi     INTEGER NOT NULL,
+    vals   BLOB    NOT NULL,
+    PRIMARY KEY (tenant, block)
+) WITHOUT ROWID;
+";
+
+/// A path as a SQLite URI filename (`file:` with every byte that is not plainly safe
+/// percent-encoded), so that `?mode=ro` can follow it.
+fn uri(path: &Path) -> String {
+    let mut out = String::from("file:");
+    for b in path.to_string_lossy().bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Creates the index file when missing and brings it to this build's derived version (an
+/// index of another version is emptied, to be built again).
+pub(crate) fn prepare(index_path: &Path) -> rusqlite::Result<()> {
+    let conn = Connection::open(index_path)?;
+    // Small pages: the indexer rewrites small rows at scattered places of the newest chunks.
+    conn.pragma_update(None, "page_size", 4096)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.execute_batch(SCHEMA)?;
+    let version: Option<i64> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'derived_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if version != Some(i64::from(DERIVED_VERSION)) {
+        if version.is_some() {
+            tracing::info!(
+                found = version,
+                wanted = DERIVED_VERSION,
+                "derived data of another version: rebuilding it from the log"
+            );
+        }
+        conn.execute_batch(
+            "BEGIN; DELETE FROM postings; DELETE FROM times; DELETE FROM watermarks; COMMIT;",
+        )?;
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('derived_version', ?1)",
+            [i64::from(DERIVED_VERSION)],
+        )?;
+    }
+    Ok(())
+}
+
+/// The indexer's connection: the index file, with the log attached read-only as `lg`.
+pub(crate) struct SqliteIndexer {
+    conn: Connection,
+    open: bool,
+}
+
+impl SqliteIndexer {
+    /// Opens the indexer's connection.
+    pub(crate) fn open(log_path: &Path, index_path: &Path) -> rusqlite::Result<Self> {
+        let conn = Connection::open_with_flags(
+            index_path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Derived data: a crash may lose the last commits, never leave half of one.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "cache_size", -65_536)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute(
+            "ATTACH DATABASE ?1 AS lg",
+            [format!("{}?mode=ro", uri(log_path))],
+        )?;
+        Ok(Self { conn, open: false })
+    }
+}
+
+impl IndexBackend for SqliteIndexer {
+    type Error = rusqlite::Error;
+
+    fn lagging(&mut self) -> rusqlite::Result<Vec<Lag>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT h.tenant, coalesce(w.indexed, 0), h.size FROM lg.tree_heads h \
+             LEFT JOIN watermarks w ON w.tenant = h.tenant ORDER BY h.tenant",
+        )?;
+        stmt.query_map([], |r| {
+            Ok(Lag {
+                tenant: Tenant::from_store(r.get::<_, String>(0)?),
+                indexed: r.get::<_, i64>(1)? as u64,
+                size: r.get::<_, i64>(2)? as u64,
+            })
+        })?
+        .collect()
+    }
+
+    fn begin(&mut self, tenant: &Tenant) -> rusqlite::Result<Option<u64>> {
+        self.conn.execute_batch("BEGIN")?;
+        self.open = true;
+        let indexed: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT indexed FROM watermarks WHERE tenant = ?1")?
+            .query_row([tenant.as_str()], |r| r.get(0))
+            .optional()?;
+        Ok(Some(indexed.unwrap_or(0) as u64))
+    }
+
+    fn log_rows(&mut self, tenant: &Tenant, lo: u64, hi: u64) -> rusqlite::Result<Vec<LogRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ROW_COLUMNS} FROM lg.log WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq"
+        ))?;
+        stmt.query_map(
+            params![
+                tenant.as_str(),
+                lo.min(i64::MAX as u64) as i64,
+                hi.min(i64::MAX as u64) as i64
+            ],
+            row_from,
+        )?
+        .collect()
+    }
+
+    fn postings(
+        &mut self,
+        tenant: &Tenant,
+        chunk: u64,
+        terms: &[Term],
+    ) -> rusqlite::Result<Vec<(Term, Vec<u8>)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT bits FROM postings WHERE tenant = ?1 AND chunk = ?2 AND term = ?3",
+        )?;
+        let mut out = Vec::new();
+        for term in terms {
+            let bits: Option<Vec<u8>> = stmt
+                .query_row(params![tenant.as_str(), chunk as i64, &*term.0], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if let Some(bits) = bits {
+                out.push((term.clone(), bits));
+            }
+        }
+        Ok(out)
+    }
+
+    fn time_block(&mut self, tenant: &Tenant, block: u64) -> rusqlite::Result<Option<TimeBlock>> {
+        self.conn
+            .prepare_cached("SELECT lo, hi, vals FROM times WHERE tenant = ?1 AND block = ?2")?
+            .query_row(params![tenant.as_str(), block as i64], |r| {
+                Ok(TimeBlock::decode(
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get_ref(2)?.as_blob()?,
+                ))
+            })
+            .optional()
+    }
+
+    fn write(&mut self, tenant: &Tenant, update: &Update) -> rusqlite::Result<()> {
+        let mut posting = self.conn.prepare_cached(
+            "INSERT OR REPLACE INTO postings (tenant, chunk, term, bits) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (chunk, term, bits) in &update.postings {
+            posting.execute(params![tenant.as_str(), *chunk as i64, &*term.0, bits])?;
+        }
+        let mut time = self.conn.prepare_cached(
+            "INSERT OR REPLACE INTO times (tenant, block, lo, hi, vals) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (block, t) in &update.times {
+            time.execute(params![
+                tenant.as_str(),
+                *block as i64,
+                t.lo,
+                t.hi,
+                t.encode_values()
+            ])?;
+        }
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO watermarks (tenant, indexed) VALUES (?1, ?2)")?
+            .execute(params![tenant.as_str(), update.watermark as i64])?;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> rusqlite::Result<()> {
+        self.conn.execute_batch("COMMIT")?;
+        self.open = false;
+        Ok(())
+    }
+
+    fn rollback(&mut self) {
+        if self.open {
+            if let Err(err) = self.conn.execute_batch("ROLLBACK") {
+                tracing::warn!(error = %err, "index rollback failed");
+            }
+            self.open = false;
+        }
+    }
+
+    fn reset(&mut self) -> rusqlite::Result<()> {
+        self.conn.execute_batch(
+            "BEGIN; DELETE FROM postings; DELETE FROM times; DELETE FROM watermarks; COMMIT;",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_become_uri_filenames() {
+        assert_eq!(uri(Path::new("/a b/c%d?.db")), "file:/a%20b/c%25d%3F.db");
+    }
+}

@@ -1,0 +1,564 @@
+//! Everything derived from the log, and the indexer that builds it behind the log.
+//!
+//! **The sealed log is the truth; everything here is derived.** The acknowledged write holds
+//! only the log. An indexer follows each tenant's log in large batches and, in one
+//! transaction, writes what it derived and the tenant's *watermark*: every event up to the
+//! watermark is indexed, none after it. Readers use the derived data up to the watermark and
+//! read the log's tail beyond it, so every answer is exact at every moment. Derived data is
+//! disposable: [`IndexBackend::reset`] drops it and the indexer builds it again from the log.
+//!
+//! Two structures, the same on every backend:
+//!
+//! - **Postings**: for each term (a declared field's value, [`crate::fields`]) and each *chunk*
+//!   of [`CHUNK`] consecutive positions of a tenant's log, a Roaring bitmap of the positions
+//!   whose event has that term. Rows are keyed `(tenant, chunk, term)`: a batch only ever
+//!   touches the newest chunks, so writing stays local however large the log grows, and a
+//!   query combines bitmaps chunk by chunk (AND across fields, OR within one), whatever the
+//!   terms' frequencies.
+//! - **Times**: for each *block* of [`BLOCK`] positions, the `occurred_at` of each event and
+//!   the block's least and greatest, so a time range is answered block by block.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use roaring::RoaringBitmap;
+use sealtrail_model::Tenant;
+
+use crate::fields::{Term, terms_of};
+use crate::rows::LogRow;
+use crate::{StoreError, StoreResult};
+
+/// log2 of [`CHUNK`].
+pub const CHUNK_BITS: u32 = 16;
+/// Positions of a log per posting bitmap.
+pub const CHUNK: u64 = 1 << CHUNK_BITS;
+/// log2 of [`BLOCK`].
+pub const BLOCK_BITS: u32 = 12;
+/// Positions of a log per time block.
+pub const BLOCK: u64 = 1 << BLOCK_BITS;
+
+/// The chunk that holds `seq` (1-based).
+pub fn chunk_of(seq: u64) -> u64 {
+    (seq - 1) >> CHUNK_BITS
+}
+
+/// Where `seq` (1-based) sits inside its chunk.
+pub fn offset_in_chunk(seq: u64) -> u32 {
+    ((seq - 1) & (CHUNK - 1)) as u32
+}
+
+/// The `seq` at `offset` of `chunk`.
+pub fn seq_at(chunk: u64, offset: u32) -> u64 {
+    (chunk << CHUNK_BITS) + u64::from(offset) + 1
+}
+
+/// The time block that holds `seq` (1-based).
+pub fn block_of(seq: u64) -> u64 {
+    (seq - 1) >> BLOCK_BITS
+}
+
+/// The stored form of a posting bitmap (the portable Roaring format).
+pub fn encode_bits(bits: &RoaringBitmap) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bits.serialized_size());
+    bits.serialize_into(&mut out)
+        .expect("writing into a Vec cannot fail");
+    out
+}
+
+/// Reads a stored posting bitmap; a damaged one reads as empty (and `reindex` mends it).
+pub fn decode_bits(bytes: &[u8]) -> RoaringBitmap {
+    RoaringBitmap::deserialize_from(bytes).unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "a stored posting bitmap is damaged; run sealtrail reindex");
+        RoaringBitmap::new()
+    })
+}
+
+/// The `occurred_at` (microseconds) of the events of one time block, from its first position
+/// on, with their least and greatest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimeBlock {
+    /// The least `occurred_at`.
+    pub lo: i64,
+    /// The greatest `occurred_at`.
+    pub hi: i64,
+    /// One per event, in `seq` order from the block's first position.
+    pub values: Vec<i64>,
+}
+
+impl TimeBlock {
+    /// The stored form of the values: little-endian `i64`s.
+    pub fn encode_values(&self) -> Vec<u8> {
+        self.values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    /// A block from its stored parts.
+    pub fn decode(lo: i64, hi: i64, bytes: &[u8]) -> Self {
+        let values = bytes
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().expect("chunks of eight")))
+            .collect();
+        Self { lo, hi, values }
+    }
+
+    fn push(&mut self, value: i64) {
+        if self.values.is_empty() {
+            self.lo = value;
+            self.hi = value;
+        } else {
+            self.lo = self.lo.min(value);
+            self.hi = self.hi.max(value);
+        }
+        self.values.push(value);
+    }
+}
+
+/// A tenant whose log may hold events its derived data does not cover yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lag {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// Its watermark: events `1..=indexed` are indexed.
+    pub indexed: u64,
+    /// The size of its log.
+    pub size: u64,
+}
+
+/// A stored posting: its chunk, its term, and its bitmap in stored form.
+pub type Posting = (u64, Term, Vec<u8>);
+
+/// What one indexing transaction writes for a tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Update {
+    /// `(chunk, term, bitmap)`: each replaces what was stored under its key.
+    pub postings: Vec<Posting>,
+    /// `(block, block)`: each replaces what was stored under its key.
+    pub times: Vec<(u64, TimeBlock)>,
+    /// The new watermark.
+    pub watermark: u64,
+}
+
+/// The part of indexing that differs per backend. Calls are synchronous: the indexer runs on
+/// a thread of its own.
+pub trait IndexBackend: Send {
+    /// The backend's failure.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Every tenant with a log, and where its derived data ends.
+    fn lagging(&mut self) -> Result<Vec<Lag>, Self::Error>;
+
+    /// Opens the transaction that indexes `tenant`'s next batch and returns its watermark, read
+    /// in that transaction; `None` when another indexer is working on the tenant (nothing is
+    /// open then).
+    fn begin(&mut self, tenant: &Tenant) -> Result<Option<u64>, Self::Error>;
+
+    /// The log's events with `seq` in `lo..=hi`, ascending.
+    fn log_rows(&mut self, tenant: &Tenant, lo: u64, hi: u64) -> Result<Vec<LogRow>, Self::Error>;
+
+    /// The stored postings of `terms` in `chunk` (absent terms are left out).
+    fn postings(
+        &mut self,
+        tenant: &Tenant,
+        chunk: u64,
+        terms: &[Term],
+    ) -> Result<Vec<(Term, Vec<u8>)>, Self::Error>;
+
+    /// A stored time block.
+    fn time_block(&mut self, tenant: &Tenant, block: u64)
+    -> Result<Option<TimeBlock>, Self::Error>;
+
+    /// Writes an update inside the open transaction.
+    fn write(&mut self, tenant: &Tenant, update: &Update) -> Result<(), Self::Error>;
+
+    /// Commits the open transaction.
+    fn commit(&mut self) -> Result<(), Self::Error>;
+
+    /// Abandons the open transaction, if any.
+    fn rollback(&mut self);
+
+    /// Drops every piece of derived data: every tenant's watermark goes back to zero.
+    fn reset(&mut self) -> Result<(), Self::Error>;
+}
+
+/// Indexes the next batch of at most `max` events of `tenant` in one transaction. Returns how
+/// many events it indexed, or `None` when another indexer holds the tenant.
+pub fn index_next<B: IndexBackend>(
+    backend: &mut B,
+    tenant: &Tenant,
+    max: u64,
+) -> Result<Option<u64>, B::Error> {
+    let Some(watermark) = backend.begin(tenant)? else {
+        return Ok(None);
+    };
+    let result = build(backend, tenant, watermark, max.max(1));
+    match result {
+        Ok(Some(update)) => {
+            let indexed = update.watermark - watermark;
+            backend.write(tenant, &update)?;
+            backend.commit()?;
+            Ok(Some(indexed))
+        }
+        Ok(None) => {
+            backend.rollback();
+            Ok(Some(0))
+        }
+        Err(err) => {
+            backend.rollback();
+            Err(err)
+        }
+    }
+}
+
+/// Derives the update for the events after `watermark`; `None` when there are none.
+fn build<B: IndexBackend>(
+    backend: &mut B,
+    tenant: &Tenant,
+    watermark: u64,
+    max: u64,
+) -> Result<Option<Update>, B::Error> {
+    let rows = backend.log_rows(tenant, watermark + 1, watermark + max)?;
+    let Some(last) = rows.last().map(|r| r.seq) else {
+        return Ok(None);
+    };
+    // New positions per (chunk, term), and the new times per block.
+    let mut fresh: BTreeMap<u64, HashMap<Term, Vec<u32>>> = BTreeMap::new();
+    let mut times: BTreeMap<u64, Vec<(u64, i64)>> = BTreeMap::new();
+    for row in &rows {
+        let (chunk, offset) = (chunk_of(row.seq), offset_in_chunk(row.seq));
+        let terms = fresh.entry(chunk).or_default();
+        let occurred = row.with_source(|source| {
+            terms_of(source, |term| terms.entry(term).or_default().push(offset));
+            source.view.occurred_at
+        });
+        match occurred {
+            Ok(at) => times
+                .entry(block_of(row.seq))
+                .or_default()
+                .push((row.seq, at)),
+            // Verify names a damaged event; the index goes on without it.
+            Err(err) => {
+                tracing::warn!(tenant = %tenant, error = %err, "an event could not be indexed")
+            }
+        }
+    }
+    let mut update = Update {
+        watermark: last,
+        ..Update::default()
+    };
+    for (chunk, terms) in fresh {
+        let mut wanted: Vec<Term> = terms.keys().cloned().collect();
+        wanted.sort();
+        let stored: HashMap<Term, Vec<u8>> = backend
+            .postings(tenant, chunk, &wanted)?
+            .into_iter()
+            .collect();
+        let mut terms: Vec<(Term, Vec<u32>)> = terms.into_iter().collect();
+        terms.sort_by(|a, b| a.0.cmp(&b.0));
+        for (term, offsets) in terms {
+            let mut bits = stored
+                .get(&term)
+                .map(|b| decode_bits(b))
+                .unwrap_or_default();
+            // Offsets come in ascending order, after anything stored.
+            bits.extend(offsets);
+            update.postings.push((chunk, term, encode_bits(&bits)));
+        }
+    }
+    for (block, values) in times {
+        let first = block << BLOCK_BITS;
+        let mut stored = backend.time_block(tenant, block)?.unwrap_or_default();
+        for (seq, at) in values {
+            // A damaged event left out above leaves its slot at the block's first time, so
+            // positions stay aligned; the slot is never a match on its own.
+            let at_index = (seq - 1 - first) as usize;
+            while stored.values.len() < at_index {
+                let fill = stored.values.first().copied().unwrap_or(at);
+                stored.push(fill);
+            }
+            if stored.values.len() == at_index {
+                stored.push(at);
+            }
+        }
+        update.times.push((block, stored));
+    }
+    Ok(Some(update))
+}
+
+/// Runs indexing passes until every tenant is indexed: for `sealtrail reindex` and tests.
+/// Calls `progress` with the number of events indexed so far.
+pub fn index_all<B: IndexBackend>(
+    backend: &mut B,
+    batch: u64,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64, B::Error> {
+    let mut done = 0;
+    loop {
+        let lags = backend.lagging()?;
+        let total: u64 = lags.iter().map(|l| l.size).sum();
+        let mut worked = false;
+        for lag in lags.iter().filter(|l| l.indexed < l.size) {
+            if let Some(n) = index_next(backend, &lag.tenant, batch)?
+                && n > 0
+            {
+                done += n;
+                worked = true;
+                progress(done, total);
+            }
+        }
+        if !worked {
+            return Ok(done);
+        }
+    }
+}
+
+/// How an indexer runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexerOptions {
+    /// Most events per transaction.
+    pub batch: u64,
+    /// How long to sleep between passes when nothing wakes the indexer (another process's
+    /// writes are only found by looking).
+    pub poll: Duration,
+    /// Unindexed events of a tenant beyond which ingest into it answers 503.
+    pub max_lag: u64,
+    /// Whether an indexer follows the log in the background. Without one, derived data is
+    /// built only when asked (`Store::settle`): for tests that must see the log's tail.
+    pub background: bool,
+}
+
+impl Default for IndexerOptions {
+    fn default() -> Self {
+        Self {
+            batch: 32_768,
+            poll: Duration::from_secs(1),
+            max_lag: 100_000,
+            background: true,
+        }
+    }
+}
+
+#[derive(Default)]
+struct GateState {
+    /// Per tenant: (indexed, log size) as last seen.
+    tenants: HashMap<Tenant, (u64, u64)>,
+    /// Whether something was appended since the indexer last looked.
+    pending: bool,
+}
+
+/// What the store's write path and its indexer share in one process: each tenant's lag, the
+/// bound on it, and the indexer's wake-up.
+pub struct IndexGate {
+    state: Mutex<GateState>,
+    wake: Condvar,
+    stopping: AtomicBool,
+    max_lag: u64,
+}
+
+impl IndexGate {
+    /// A gate refusing ingest past `max_lag` unindexed events of a tenant.
+    pub fn new(max_lag: u64) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(GateState::default()),
+            wake: Condvar::new(),
+            stopping: AtomicBool::new(false),
+            max_lag: max_lag.max(1),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().expect("the gate lock is never poisoned")
+    }
+
+    /// Refuses a write into any of `tenants` whose unindexed events are past the bound, with
+    /// [`StoreError::Overloaded`] (503 and `Retry-After`): the backlog of derived work never
+    /// grows without bound.
+    pub fn admit<'a>(&self, tenants: impl IntoIterator<Item = &'a Tenant>) -> StoreResult<()> {
+        let state = self.lock();
+        for tenant in tenants {
+            if let Some((indexed, size)) = state.tenants.get(tenant)
+                && size.saturating_sub(*indexed) > self.max_lag
+            {
+                return Err(StoreError::Overloaded);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that `tenant`'s log has grown to at least `size`, and wakes the indexer.
+    pub fn appended(&self, tenant: &Tenant, size: u64) {
+        let mut state = self.lock();
+        let entry = state.tenants.entry(tenant.clone()).or_insert((0, 0));
+        entry.1 = entry.1.max(size);
+        state.pending = true;
+        self.wake.notify_all();
+    }
+
+    /// Records what an indexer saw or did: `tenant` is indexed up to `indexed` of `size`.
+    pub fn observed(&self, tenant: &Tenant, indexed: u64, size: u64) {
+        let mut state = self.lock();
+        let entry = state.tenants.entry(tenant.clone()).or_insert((0, 0));
+        entry.0 = entry.0.max(indexed);
+        entry.1 = entry.1.max(size);
+    }
+
+    /// Forgets every watermark (after derived data was dropped).
+    pub fn reset(&self) {
+        let mut state = self.lock();
+        for entry in state.tenants.values_mut() {
+            entry.0 = 0;
+        }
+        state.pending = true;
+        self.wake.notify_all();
+    }
+
+    /// Unindexed events, summed over every tenant.
+    pub fn lag(&self) -> u64 {
+        self.lock()
+            .tenants
+            .values()
+            .map(|(indexed, size)| size.saturating_sub(*indexed))
+            .sum()
+    }
+
+    /// The bound of [`IndexGate::admit`].
+    pub fn max_lag(&self) -> u64 {
+        self.max_lag
+    }
+
+    /// Waits until something was appended or `timeout` passed; false once stopping.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let mut state = self.lock();
+        if !state.pending && !self.stopping.load(Ordering::Acquire) {
+            state = self
+                .wake
+                .wait_timeout(state, timeout)
+                .expect("the gate lock is never poisoned")
+                .0;
+        }
+        state.pending = false;
+        !self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Tells the indexer to stop after its current transaction.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let _guard = self.lock();
+        self.wake.notify_all();
+    }
+
+    /// Whether [`IndexGate::stop`] was called.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+}
+
+/// The indexer's loop: index every lagging tenant in batches, then wait for new events (or
+/// `options.poll`), until the gate stops. Failures are logged and tried again after a pause;
+/// they never touch the log. The backend is shared with [`settle`], one user at a time.
+pub fn run_indexer<B: IndexBackend>(
+    backend: Arc<Mutex<B>>,
+    gate: Arc<IndexGate>,
+    options: IndexerOptions,
+) {
+    let mut failures = 0u32;
+    while !gate.stopping() {
+        let pass = (|| -> Result<bool, B::Error> {
+            let mut backend = backend.lock().expect("the indexer lock is never poisoned");
+            let backend = &mut *backend;
+            let mut worked = false;
+            for lag in backend.lagging()? {
+                gate.observed(&lag.tenant, lag.indexed, lag.size);
+                if lag.indexed >= lag.size || gate.stopping() {
+                    continue;
+                }
+                if let Some(n) = index_next(backend, &lag.tenant, options.batch)?
+                    && n > 0
+                {
+                    gate.observed(&lag.tenant, lag.indexed + n, lag.size);
+                    worked = true;
+                }
+            }
+            Ok(worked)
+        })();
+        match pass {
+            Ok(true) => failures = 0,
+            Ok(false) => {
+                failures = 0;
+                if !gate.wait(options.poll) {
+                    break;
+                }
+            }
+            Err(err) => {
+                failures = failures.saturating_add(1);
+                let pause = Duration::from_millis(100 << failures.min(6));
+                tracing::warn!(error = %err, retry_in_ms = pause.as_millis() as u64, "indexing failed");
+                if !gate.wait(pause) {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::debug!("indexer stops");
+}
+
+/// Indexes every tenant up to the end of its log now, on the calling thread, and records what
+/// it did in the gate: `Store::settle` and `sealtrail reindex`.
+pub fn settle<B: IndexBackend>(
+    backend: &Mutex<B>,
+    gate: &IndexGate,
+    batch: u64,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64, B::Error> {
+    let mut backend = backend.lock().expect("the indexer lock is never poisoned");
+    let done = index_all(&mut *backend, batch, progress)?;
+    for lag in backend.lagging()? {
+        gate.observed(&lag.tenant, lag.indexed, lag.size);
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_map_to_chunks_offsets_and_back() {
+        for seq in [1, 2, CHUNK, CHUNK + 1, 5 * CHUNK + 77] {
+            assert_eq!(seq_at(chunk_of(seq), offset_in_chunk(seq)), seq);
+        }
+        assert_eq!(chunk_of(CHUNK), 0);
+        assert_eq!(chunk_of(CHUNK + 1), 1);
+        assert_eq!(block_of(BLOCK + 1), 1);
+    }
+
+    #[test]
+    fn bitmaps_and_time_blocks_survive_their_stored_forms() {
+        let bits: RoaringBitmap = [0u32, 5, 65_535].into_iter().collect();
+        assert_eq!(decode_bits(&encode_bits(&bits)), bits);
+        assert!(decode_bits(b"garbage").is_empty());
+        let mut block = TimeBlock::default();
+        for v in [5, -3, 9] {
+            block.push(v);
+        }
+        assert_eq!((block.lo, block.hi), (-3, 9));
+        assert_eq!(
+            TimeBlock::decode(block.lo, block.hi, &block.encode_values()),
+            block
+        );
+    }
+
+    #[test]
+    fn the_gate_refuses_a_tenant_past_its_bound_only() {
+        let gate = IndexGate::new(10);
+        let a = crate::conformance::tenant("a");
+        let b = crate::conformance::tenant("b");
+        gate.appended(&a, 11);
+        gate.appended(&b, 10);
+        assert!(matches!(gate.admit([&a]), Err(StoreError::Overloaded)));
+        assert!(gate.admit([&b]).is_ok());
+        gate.observed(&a, 5, 11);
+        assert!(gate.admit([&a]).is_ok());
+        assert_eq!(gate.lag(), 16);
+    }
+}

@@ -1,0 +1,537 @@
+//! Reads, once for every backend: lists, timelines and single events, answered from the
+//! derived postings and time blocks up to the tenant's watermark and from the log's tail
+//! beyond it, all in one snapshot, so every answer is exact.
+//!
+//! A backend gives a [`ReadSnapshot`]: a consistent view (one read transaction) with a few
+//! primitive reads. The planner combines posting bitmaps chunk by chunk: within a field the
+//! alternatives are OR-ed, across fields AND-ed, the time range is a mask from the time blocks,
+//! and only the events of the page are read from the log. A query's cost is bounded by the
+//! chunks it visits and the page it returns, never by how common one of its terms is.
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+
+use roaring::RoaringBitmap;
+use sealtrail_model::Tenant;
+use uuid::Uuid;
+
+use crate::derived::{
+    BLOCK, BLOCK_BITS, CHUNK, CHUNK_BITS, Posting, TimeBlock, chunk_of, decode_bits,
+    offset_in_chunk, seq_at,
+};
+use crate::fields::{EVENT_TYPE, EventFilter, RELATED, TARGET, Term, pair};
+use crate::rows::{LogRow, RowError};
+use crate::{Cursor, HistoryQuery, ListQuery, Order, Page, Relation, StoredEvent};
+
+/// A consistent view of one store for one read: what a backend must answer.
+pub trait ReadSnapshot {
+    /// The backend's failure.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The tenant's watermark (events `1..=indexed` are in the derived data) and log size.
+    fn bounds(&mut self, tenant: &Tenant) -> Result<(u64, u64), Self::Error>;
+
+    /// The stored postings of `terms` in the chunks of `chunks`: `(chunk, term, bitmap)`.
+    fn postings(
+        &mut self,
+        tenant: &Tenant,
+        chunks: RangeInclusive<u64>,
+        terms: &[Term],
+    ) -> Result<Vec<Posting>, Self::Error>;
+
+    /// The time blocks of `blocks`: their least and greatest `occurred_at`, and their values
+    /// too when `values` is set (else left empty).
+    fn time_blocks(
+        &mut self,
+        tenant: &Tenant,
+        blocks: RangeInclusive<u64>,
+        values: bool,
+    ) -> Result<Vec<(u64, TimeBlock)>, Self::Error>;
+
+    /// The log's events at these positions (in any order).
+    fn rows(&mut self, tenant: &Tenant, seqs: &[u64]) -> Result<Vec<LogRow>, Self::Error>;
+
+    /// At most `limit` of the log's events with `seq` in `range`, ascending or descending.
+    fn scan(
+        &mut self,
+        tenant: &Tenant,
+        range: RangeInclusive<u64>,
+        desc: bool,
+        limit: usize,
+    ) -> Result<Vec<LogRow>, Self::Error>;
+
+    /// The event with this id, if it is the tenant's.
+    fn by_id(&mut self, tenant: &Tenant, id: Uuid) -> Result<Option<LogRow>, Self::Error>;
+}
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError<E: std::error::Error + 'static> {
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(E),
+    /// A stored event cannot be read (verify names it).
+    #[error(transparent)]
+    Row(#[from] RowError),
+}
+
+type PlanResult<T, E> = std::result::Result<T, PlanError<E>>;
+
+/// How many log events a tail scan reads at a time.
+const SCAN_PAGE: usize = 512;
+/// The largest number of chunks one postings read covers.
+const MAX_WINDOW: u64 = 64;
+
+/// One event by id.
+pub fn get<S: ReadSnapshot>(
+    snap: &mut S,
+    tenant: &Tenant,
+    id: Uuid,
+) -> PlanResult<Option<StoredEvent>, S::Error> {
+    let Some(row) = snap.by_id(tenant, id).map_err(PlanError::Backend)? else {
+        return Ok(None);
+    };
+    Ok(Some(stored(&row, None)?))
+}
+
+fn stored(row: &LogRow, relation: Option<Relation>) -> std::result::Result<StoredEvent, RowError> {
+    let body = row.render()?;
+    Ok(StoredEvent {
+        seq: row.seq,
+        body: serde_json::value::RawValue::from_string(body).expect("a rendered event is JSON"),
+        relation,
+    })
+}
+
+/// The page's events, in the order of `seqs`, reading the ones not at hand.
+fn page_rows<S: ReadSnapshot>(
+    snap: &mut S,
+    tenant: &Tenant,
+    seqs: &[u64],
+    mut have: HashMap<u64, LogRow>,
+) -> PlanResult<Vec<LogRow>, S::Error> {
+    let missing: Vec<u64> = seqs
+        .iter()
+        .copied()
+        .filter(|s| !have.contains_key(s))
+        .collect();
+    if !missing.is_empty() {
+        for row in snap.rows(tenant, &missing).map_err(PlanError::Backend)? {
+            have.insert(row.seq, row);
+        }
+    }
+    Ok(seqs.iter().filter_map(|s| have.remove(s)).collect())
+}
+
+/// What a list collects: the seqs of its page (one more than the limit), and the events
+/// already read on the way.
+struct Collected {
+    want: usize,
+    seqs: Vec<u64>,
+    rows: HashMap<u64, LogRow>,
+}
+
+impl Collected {
+    fn full(&self) -> bool {
+        self.seqs.len() >= self.want
+    }
+}
+
+/// A page of a tenant's events matching a filter, in `seq` order.
+pub fn list<S: ReadSnapshot>(snap: &mut S, q: &ListQuery) -> PlanResult<Page, S::Error> {
+    let (indexed, size) = snap.bounds(&q.tenant).map_err(PlanError::Backend)?;
+    let desc = q.order == Order::Desc;
+    // The positions the page may come from: after (or before) the cursor.
+    let (lo, hi) = match (q.cursor, desc) {
+        (Some(Cursor::Seq(c)), true) => (1, c.saturating_sub(1).min(size)),
+        (Some(Cursor::Seq(c)), false) => (c.saturating_add(1), size),
+        (_, true) => (1, size),
+        (_, false) => (1, size),
+    };
+    let mut got = Collected {
+        want: q.limit + 1,
+        seqs: Vec::with_capacity(q.limit + 1),
+        rows: HashMap::new(),
+    };
+    if lo <= hi {
+        let f = &q.filter;
+        // The log's tail, beyond the derived data, is checked event by event.
+        let tail = indexed.max(lo - 1) + 1..=hi;
+        let head = lo..=hi.min(indexed);
+        if desc {
+            scan_matching(snap, &q.tenant, f, tail, true, &mut got)?;
+            indexed_matching(snap, &q.tenant, f, head, true, &mut got)?;
+        } else {
+            indexed_matching(snap, &q.tenant, f, head, false, &mut got)?;
+            scan_matching(snap, &q.tenant, f, tail, false, &mut got)?;
+        }
+    }
+    got.seqs.truncate(got.want);
+    let rows = page_rows(snap, &q.tenant, &got.seqs, got.rows)?;
+    let items = rows
+        .iter()
+        .map(|r| stored(r, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(Page::from_overfetch(items, q.limit, |e| Cursor::Seq(e.seq)))
+}
+
+/// Reads the log over `range` and keeps the events that match, until the page is full.
+fn scan_matching<S: ReadSnapshot>(
+    snap: &mut S,
+    tenant: &Tenant,
+    f: &EventFilter,
+    range: RangeInclusive<u64>,
+    desc: bool,
+    got: &mut Collected,
+) -> PlanResult<(), S::Error> {
+    let (mut lo, mut hi) = (*range.start(), *range.end());
+    while lo <= hi && !got.full() {
+        let rows = snap
+            .scan(tenant, lo..=hi, desc, SCAN_PAGE)
+            .map_err(PlanError::Backend)?;
+        let Some(last) = rows.last().map(|r| r.seq) else {
+            break;
+        };
+        let exhausted = rows.len() < SCAN_PAGE;
+        for row in rows {
+            if got.full() {
+                break;
+            }
+            if row.with_source(|s| f.matches(s))? {
+                got.seqs.push(row.seq);
+                got.rows.insert(row.seq, row);
+            }
+        }
+        if exhausted {
+            break;
+        }
+        if desc {
+            if last <= lo {
+                break;
+            }
+            hi = last - 1;
+        } else {
+            lo = last + 1;
+        }
+    }
+    Ok(())
+}
+
+/// The positions of one chunk that match the filter's terms and time range, as offsets in
+/// the chunk, before any cut to a range.
+struct ChunkPlan {
+    groups: Vec<Vec<Term>>,
+    timed: bool,
+    /// Events must be read to decide (metadata containment).
+    residual: bool,
+}
+
+/// Finds the matching events among the indexed positions of `range` through the postings.
+fn indexed_matching<S: ReadSnapshot>(
+    snap: &mut S,
+    tenant: &Tenant,
+    f: &EventFilter,
+    range: RangeInclusive<u64>,
+    desc: bool,
+    got: &mut Collected,
+) -> PlanResult<(), S::Error> {
+    let (lo, hi) = (*range.start(), *range.end());
+    if lo > hi || got.full() {
+        return Ok(());
+    }
+    let plan = ChunkPlan {
+        groups: f.groups(),
+        timed: f.from.is_some() || f.to.is_some(),
+        residual: f.metadata.is_some(),
+    };
+    if plan.groups.is_empty() && !plan.timed {
+        // Nothing the derived data can narrow: read the log itself.
+        return scan_matching(snap, tenant, f, range, desc, got);
+    }
+    let terms: Vec<Term> = plan.groups.iter().flatten().cloned().collect();
+    let (first, last) = (chunk_of(lo), chunk_of(hi));
+    let mut window = 1u64;
+    let mut next = if desc { last } else { first };
+    loop {
+        let (a, b) = if desc {
+            (next.saturating_sub(window - 1).max(first), next)
+        } else {
+            (next, (next + window - 1).min(last))
+        };
+        let mut by_chunk: HashMap<u64, HashMap<Term, RoaringBitmap>> = HashMap::new();
+        if !terms.is_empty() {
+            for (chunk, term, bits) in snap
+                .postings(tenant, a..=b, &terms)
+                .map_err(PlanError::Backend)?
+            {
+                by_chunk
+                    .entry(chunk)
+                    .or_default()
+                    .insert(term, decode_bits(&bits));
+            }
+        }
+        let zones = if plan.timed {
+            let blocks =
+                (a << (CHUNK_BITS - BLOCK_BITS))..=((b + 1) << (CHUNK_BITS - BLOCK_BITS)) - 1;
+            snap.time_blocks(tenant, blocks, false)
+                .map_err(PlanError::Backend)?
+                .into_iter()
+                .collect::<HashMap<u64, TimeBlock>>()
+        } else {
+            HashMap::new()
+        };
+        let chunks: Vec<u64> = if desc {
+            (a..=b).rev().collect()
+        } else {
+            (a..=b).collect()
+        };
+        for chunk in chunks {
+            if got.full() {
+                return Ok(());
+            }
+            let stored = by_chunk.remove(&chunk).unwrap_or_default();
+            let Some(mut bits) = combine(&plan.groups, &stored) else {
+                continue;
+            };
+            // Only the positions of the range.
+            let from = if chunk == chunk_of(lo) {
+                offset_in_chunk(lo)
+            } else {
+                0
+            };
+            let to = if chunk == chunk_of(hi) {
+                offset_in_chunk(hi)
+            } else {
+                (CHUNK - 1) as u32
+            };
+            if plan.groups.is_empty() {
+                bits.insert_range(from..=to);
+            }
+            if plan.timed {
+                let mask = time_mask(snap, tenant, f, chunk, &zones)?;
+                bits &= mask;
+            }
+            let offsets = bits.range(from..=to);
+            let seqs: Box<dyn Iterator<Item = u64>> = if desc {
+                Box::new(offsets.rev().map(|o| seq_at(chunk, o)))
+            } else {
+                Box::new(offsets.map(|o| seq_at(chunk, o)))
+            };
+            if plan.residual {
+                // Decide on the events themselves, a batch at a time.
+                let mut seqs = seqs.peekable();
+                while seqs.peek().is_some() && !got.full() {
+                    let batch: Vec<u64> = seqs.by_ref().take(256).collect();
+                    let mut rows: HashMap<u64, LogRow> = snap
+                        .rows(tenant, &batch)
+                        .map_err(PlanError::Backend)?
+                        .into_iter()
+                        .map(|r| (r.seq, r))
+                        .collect();
+                    for seq in batch {
+                        if got.full() {
+                            break;
+                        }
+                        let Some(row) = rows.remove(&seq) else {
+                            continue;
+                        };
+                        if row.with_source(|s| f.matches(s))? {
+                            got.seqs.push(seq);
+                            got.rows.insert(seq, row);
+                        }
+                    }
+                }
+            } else {
+                for seq in seqs {
+                    if got.full() {
+                        break;
+                    }
+                    got.seqs.push(seq);
+                }
+            }
+        }
+        let done = if desc { a == first } else { b == last };
+        if done || got.full() {
+            return Ok(());
+        }
+        next = if desc { a - 1 } else { b + 1 };
+        window = (window * 2).min(MAX_WINDOW);
+    }
+}
+
+/// The chunk's positions whose events have, for every group, one of its terms; `None` when
+/// some group has no term in the chunk. With no groups, an empty bitmap to fill.
+fn combine(groups: &[Vec<Term>], stored: &HashMap<Term, RoaringBitmap>) -> Option<RoaringBitmap> {
+    let mut result: Option<RoaringBitmap> = None;
+    for group in groups {
+        let mut any = RoaringBitmap::new();
+        for term in group {
+            if let Some(bits) = stored.get(term) {
+                any |= bits;
+            }
+        }
+        if any.is_empty() {
+            return None;
+        }
+        result = Some(match result {
+            None => any,
+            Some(r) => r & any,
+        });
+        if result.as_ref().is_some_and(RoaringBitmap::is_empty) {
+            return None;
+        }
+    }
+    Some(result.unwrap_or_default())
+}
+
+/// The chunk's positions whose `occurred_at` lies in the filter's range: whole blocks where
+/// the block's range lies inside, each event where it straddles an edge.
+fn time_mask<S: ReadSnapshot>(
+    snap: &mut S,
+    tenant: &Tenant,
+    f: &EventFilter,
+    chunk: u64,
+    zones: &HashMap<u64, TimeBlock>,
+) -> PlanResult<RoaringBitmap, S::Error> {
+    let from = f.from.map_or(i64::MIN, |t| t.micros());
+    let to = f.to.map_or(i64::MAX, |t| t.micros());
+    let mut mask = RoaringBitmap::new();
+    let per_chunk = 1u64 << (CHUNK_BITS - BLOCK_BITS);
+    for i in 0..per_chunk {
+        let block = chunk * per_chunk + i;
+        let Some(zone) = zones.get(&block) else {
+            continue;
+        };
+        let base = (i * BLOCK) as u32;
+        if zone.lo >= from && zone.hi < to {
+            mask.insert_range(base..base + BLOCK as u32);
+        } else if zone.hi >= from && zone.lo < to {
+            let values = snap
+                .time_blocks(tenant, block..=block, true)
+                .map_err(PlanError::Backend)?;
+            for (_, block) in values {
+                for (k, at) in block.values.iter().enumerate() {
+                    if (from..to).contains(at) {
+                        mask.insert(base + k as u32);
+                    }
+                }
+            }
+        }
+    }
+    Ok(mask)
+}
+
+/// A page of an entity's timeline: events targeting it or naming it in `related`, ordered by
+/// `occurred_at` then `seq`, oldest first.
+pub fn history<S: ReadSnapshot>(snap: &mut S, q: &HistoryQuery) -> PlanResult<Page, S::Error> {
+    let (indexed, size) = snap.bounds(&q.tenant).map_err(PlanError::Backend)?;
+    let entity = pair(&q.entity_type, &q.entity_id);
+    let target = TARGET.term(&entity);
+    let related = RELATED.term(&entity);
+    let types: Vec<Term> = q.event_type.iter().map(|t| EVENT_TYPE.term(t)).collect();
+    let mut terms = vec![target.clone(), related.clone()];
+    terms.extend(types.iter().cloned());
+    let mut hits: Vec<u64> = Vec::new();
+    if indexed > 0 {
+        let last = chunk_of(indexed);
+        let mut by_chunk: HashMap<u64, HashMap<Term, RoaringBitmap>> = HashMap::new();
+        for (chunk, term, bits) in snap
+            .postings(&q.tenant, 0..=last, &terms)
+            .map_err(PlanError::Backend)?
+        {
+            by_chunk
+                .entry(chunk)
+                .or_default()
+                .insert(term, decode_bits(&bits));
+        }
+        let mut chunks: Vec<u64> = by_chunk.keys().copied().collect();
+        chunks.sort();
+        for chunk in chunks {
+            let stored = &by_chunk[&chunk];
+            let mut bits = stored.get(&target).cloned().unwrap_or_default();
+            if let Some(r) = stored.get(&related) {
+                bits |= r;
+            }
+            if !types.is_empty() {
+                let mut any = RoaringBitmap::new();
+                for t in &types {
+                    if let Some(b) = stored.get(t) {
+                        any |= b;
+                    }
+                }
+                bits &= any;
+            }
+            let top = if chunk == last {
+                offset_in_chunk(indexed)
+            } else {
+                (CHUNK - 1) as u32
+            };
+            hits.extend(bits.range(0..=top).map(|o| seq_at(chunk, o)));
+        }
+    }
+    let mut have: HashMap<u64, LogRow> = HashMap::new();
+    // The tail, beyond the derived data, event by event.
+    let mut lo = indexed + 1;
+    while lo <= size {
+        let rows = snap
+            .scan(&q.tenant, lo..=size, false, SCAN_PAGE)
+            .map_err(PlanError::Backend)?;
+        let Some(last) = rows.last().map(|r| r.seq) else {
+            break;
+        };
+        for row in rows {
+            let hit = row.with_source(|s| {
+                let mut names = false;
+                let mut typed = q.event_type.is_empty();
+                (TARGET.spec().values)(s, &mut |v| names |= v == entity);
+                (RELATED.spec().values)(s, &mut |v| names |= v == entity);
+                if let Some(t) = s.view.event_type {
+                    typed |= q.event_type.iter().any(|w| w == t);
+                }
+                names && typed
+            })?;
+            if hit {
+                hits.push(row.seq);
+                have.insert(row.seq, row);
+            }
+        }
+        lo = last + 1;
+    }
+    // Order every hit by time; only the page's events are rendered.
+    let rows = page_rows(snap, &q.tenant, &hits, have)?;
+    let mut timed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (at, is_target) = row.with_source(|s| {
+            let mut is_target = false;
+            (TARGET.spec().values)(s, &mut |v| is_target |= v == entity);
+            (s.view.occurred_at, is_target)
+        })?;
+        timed.push((at, row.seq, is_target, row));
+    }
+    timed.sort_by_key(|(at, seq, ..)| (*at, *seq));
+    let after = match q.cursor {
+        Some(Cursor::Time(at, seq)) => Some((at, seq)),
+        _ => None,
+    };
+    let mut items = Vec::with_capacity(q.limit + 1);
+    let mut times = Vec::with_capacity(q.limit + 1);
+    for (at, seq, is_target, row) in timed {
+        if after.is_some_and(|cut| (at, seq) <= cut) {
+            continue;
+        }
+        let relation = if is_target {
+            Relation::Target
+        } else {
+            Relation::Related
+        };
+        items.push(stored(&row, Some(relation))?);
+        times.push(at);
+        if items.len() > q.limit {
+            break;
+        }
+    }
+    let cut_time = times.get(q.limit.wrapping_sub(1)).copied().unwrap_or(0);
+    Ok(Page::from_overfetch(items, q.limit, |e| {
+        Cursor::Time(cut_time, e.seq)
+    }))
+}

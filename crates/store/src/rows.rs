@@ -1,0 +1,131 @@
+//! A stored event of the log, as every backend reads it back, and what can be made of it: the
+//! fields the declarations read ([`LogRow::with_source`]) and the JSON served
+//! ([`LogRow::render`]).
+
+use sealtrail_ledger::LeafHash;
+use sealtrail_ledger::entry::{GENESIS, PersonalDigests, encode_entry};
+use sealtrail_ledger::view::{EntryView, PersonalValues};
+use sealtrail_model::Event;
+
+use crate::fields::Source;
+
+/// How one event is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowBody {
+    /// The sealed entry (the event's only copy) and the erasable personal values beside it.
+    Entry {
+        /// The canonical entry.
+        entry: Vec<u8>,
+        /// The personal values in their stored form, if any.
+        values: Option<Vec<u8>>,
+    },
+    /// An event written before entries were stored: its served JSON, the stored form of its
+    /// personal digests and its predecessor's leaf hash.
+    Legacy {
+        /// The event as served.
+        json: String,
+        /// [`PersonalDigests::to_bytes`].
+        digests: Option<Vec<u8>>,
+        /// The predecessor's leaf hash.
+        prev: Option<Vec<u8>>,
+    },
+}
+
+/// One event of a tenant's log as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRow {
+    /// Its position.
+    pub seq: u64,
+    /// The leaf hash stored beside it.
+    pub hash: Option<LeafHash>,
+    /// The event.
+    pub body: RowBody,
+}
+
+/// Why a stored row cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the stored event at seq {seq} cannot be read: {what}")]
+pub struct RowError {
+    /// Its position.
+    pub seq: u64,
+    /// What is wrong.
+    pub what: String,
+}
+
+impl LogRow {
+    fn error(&self, what: impl std::fmt::Display) -> RowError {
+        RowError {
+            seq: self.seq,
+            what: what.to_string(),
+        }
+    }
+
+    /// Calls `f` with the event as the field declarations read it. A row written before entries
+    /// were stored is encoded again from its JSON first.
+    pub fn with_source<T>(&self, f: impl FnOnce(Source<'_, '_>) -> T) -> Result<T, RowError> {
+        match &self.body {
+            RowBody::Entry { entry, values } => {
+                let view = EntryView::parse(entry).map_err(|e| self.error(e))?;
+                let personal = match values {
+                    None => PersonalValues::default(),
+                    Some(bytes) => PersonalValues::from_bytes(bytes)
+                        .ok_or_else(|| self.error("malformed personal values"))?,
+                };
+                Ok(f(Source {
+                    view: &view,
+                    personal: &personal,
+                }))
+            }
+            RowBody::Legacy {
+                json,
+                digests,
+                prev,
+            } => {
+                let event: Event = serde_json::from_str(json).map_err(|e| self.error(e))?;
+                let digests = digests
+                    .as_deref()
+                    .and_then(PersonalDigests::from_bytes)
+                    .unwrap_or_default();
+                let prev = prev
+                    .as_deref()
+                    .and_then(|p| p.try_into().ok())
+                    .unwrap_or(GENESIS);
+                let entry = encode_entry(&event, &digests, &prev);
+                let view = EntryView::parse(&entry).map_err(|e| self.error(e))?;
+                let personal = PersonalValues::of(&event, &digests);
+                Ok(f(Source {
+                    view: &view,
+                    personal: &personal,
+                }))
+            }
+        }
+    }
+
+    /// The event's JSON as served: rendered from its entry and personal values (so nothing
+    /// served can differ from what was sealed), or, for a row written before entries, as
+    /// written.
+    pub fn render(&self) -> Result<String, RowError> {
+        match &self.body {
+            RowBody::Entry { .. } => {
+                let hash = self.hash.map(|h| h.to_hex()).unwrap_or_default();
+                let event = self.with_source(|s| s.view.to_event(s.personal, hash))?;
+                Ok(serde_json::to_string(&event).expect("events serialise to JSON"))
+            }
+            RowBody::Legacy { json, .. } => Ok(json.clone()),
+        }
+    }
+
+    /// What offline verification of an export needs beside the served event: the
+    /// predecessor's leaf hash and the stored form of the personal digests.
+    pub fn seal(&self) -> Result<(Vec<u8>, Vec<u8>), RowError> {
+        match &self.body {
+            RowBody::Entry { .. } => {
+                self.with_source(|s| (s.view.prev.to_vec(), s.view.digests.to_bytes()))
+            }
+            RowBody::Legacy { digests, prev, .. } => Ok((
+                prev.clone().unwrap_or_default(),
+                digests.clone().unwrap_or_default(),
+            )),
+        }
+    }
+}
