@@ -89,12 +89,16 @@ fn verify_postgres(
     schema: &str,
     given: HashMap<String, VerifyingKey>,
 ) -> anyhow::Result<bool> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // The walk's workers wait on this runtime's connections from plain threads, so its own
+    // threads must drive them: a multi-threaded runtime.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let pool = sealtrail_store_postgres::pool(url, schema, 1)?;
+    let workers = sealtrail_store::verify::WalkOptions::default().workers;
+    let (pool, keys, total) = runtime.block_on(async {
+        let pool = sealtrail_store_postgres::pool(url, schema, workers + 1)?;
         let client = pool.get().await.context("cannot connect to the database")?;
         let version = sealtrail_store_postgres::schema::version(&**client, schema).await?;
         if version == 0 {
@@ -102,7 +106,7 @@ fn verify_postgres(
         }
         // Keys given on the command line replace the database's own list: whoever can rewrite
         // the store can also add a key of their own to signing_keys.
-        let keys = if given.is_empty() {
+        let keys: HashMap<String, VerifyingKey> = if given.is_empty() {
             sealtrail_store_postgres::verify::published_keys(&client)
                 .await?
                 .into_iter()
@@ -116,16 +120,22 @@ fn verify_postgres(
             given
         };
         let total = sealtrail_store_postgres::verify::count_events(&client).await?;
-        let bar = progress_bar(total);
-        let started = std::time::Instant::now();
-        let report = sealtrail_store_postgres::verify::verify_store(&client, &keys, &mut |n| {
+        drop(client);
+        Ok::<_, anyhow::Error>((pool, keys, total))
+    })?;
+    let bar = progress_bar(total);
+    let started = std::time::Instant::now();
+    let report = sealtrail_store_postgres::verify::verify_store(
+        &pool,
+        runtime.handle().clone(),
+        &keys,
+        &mut |n| {
             if let Some(bar) = &bar {
                 bar.set_position(n);
             }
-        })
-        .await?;
-        print_report(&report, bar, started)
-    })
+        },
+    )?;
+    print_report(&report, bar, started)
 }
 
 /// A progress bar on a terminal; nothing in a pipe.
@@ -188,7 +198,7 @@ fn verify_export(path: &Path, keys: &HashMap<String, VerifyingKey>) -> anyhow::R
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let started = std::time::Instant::now();
-    let (findings, events) = sealtrail_ledger::walk::verify_export(&text, keys)
+    let (findings, events) = sealtrail_store::verify::verify_export(&text, keys)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut out = std::io::stdout().lock();
     for finding in &findings {

@@ -9,11 +9,11 @@ use std::fmt;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
-use sealtrail_model::{Event, Timestamp};
+use sealtrail_model::Timestamp;
 use uuid::Uuid;
 
 use crate::checkpoint;
-use crate::entry::{GENESIS, PersonalDigests, event_leaf_hash};
+use crate::entry::GENESIS;
 use crate::merkle::{Frontier, Hash};
 
 /// What kind of tampering a finding is.
@@ -127,23 +127,6 @@ pub fn check_signature(
         .map_err(|_| format!("checkpoint of size {size}: the signature does not verify"))
 }
 
-/// One event of the log as found, with what was stored beside it.
-#[derive(Debug, Clone)]
-pub struct Item {
-    /// The position it was found at.
-    pub seq: u64,
-    /// The id stored beside it (its index column, say), if any.
-    pub id: Option<Uuid>,
-    /// The leaf hash stored beside it.
-    pub hash: Option<Hash>,
-    /// The predecessor hash stored beside it.
-    pub prev_hash: Option<Hash>,
-    /// The stored personal digests.
-    pub digests: PersonalDigests,
-    /// The event, if it parsed.
-    pub event: Option<Event>,
-}
-
 /// One stored event, hashed and checked on its own: everything the walk needs to place it in
 /// the log. Making one needs no other event, so a store can make them in parallel.
 #[derive(Debug, Clone)]
@@ -255,49 +238,6 @@ impl TenantWalk {
             id,
             kind,
             detail,
-        });
-    }
-
-    /// Checks the next item. `extra` runs further checks on an event that passed the seal (its
-    /// indexed columns, its personal values) and says what is wrong, if anything.
-    ///
-    /// The event is encoded again with the predecessor hash stored beside it (or, where none
-    /// was stored, the walk's previous leaf) and checked as [`TenantWalk::push_sealed`] does.
-    pub fn push(&mut self, item: Item, extra: impl FnOnce(&Event) -> Option<String>) {
-        let Some(event) = &item.event else {
-            self.push_sealed(Sealed {
-                seq: item.seq,
-                id: item.id,
-                leaf: item.hash.unwrap_or(GENESIS),
-                hash_matches: true,
-                stored_hash: item.hash,
-                stored_prev: item.prev_hash,
-                head: Err("the stored event is not valid JSON of an event".into()),
-                problem: None,
-            });
-            return;
-        };
-        let prev = item.prev_hash.unwrap_or(self.prev);
-        let leaf = event_leaf_hash(event, &item.digests, &prev);
-        let served: Option<Hash> = hex::decode(&event.hash)
-            .ok()
-            .and_then(|h| h.try_into().ok());
-        let hash_matches = item.hash.is_none_or(|h| h == leaf) && served == Some(leaf);
-        self.push_sealed(Sealed {
-            seq: item.seq,
-            id: item.id,
-            leaf,
-            hash_matches,
-            stored_hash: item.hash.or(served),
-            stored_prev: item.prev_hash,
-            head: Ok(Head {
-                seq: event.seq,
-                foreign_tenant: (event.tenant != self.tenant).then(|| event.tenant.clone()),
-                id: event.id,
-                prev,
-                recorded_at: event.recorded_at,
-            }),
-            problem: extra(event),
         });
     }
 
@@ -438,90 +378,4 @@ impl TenantWalk {
     pub fn size(&self) -> u64 {
         self.frontier.size()
     }
-}
-
-/// Verifies an NDJSON export (see `docs/integrity.md` §10) with the given trusted keys.
-/// Returns the findings and the number of events read; `Err` when the file is not an export.
-pub fn verify_export(
-    text: &str,
-    keys: &HashMap<String, VerifyingKey>,
-) -> Result<(Vec<Finding>, u64), String> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty()).enumerate();
-    let (_, header) = lines.next().ok_or("the export is empty")?;
-    let header: serde_json::Value =
-        serde_json::from_str(header).map_err(|e| format!("line 1 is not JSON: {e}"))?;
-    if header["sealtrail_export"] != 1 {
-        return Err("line 1 is not a sealtrail export header".into());
-    }
-    let tenant = header["tenant"]
-        .as_str()
-        .ok_or("the header names no tenant")?
-        .to_owned();
-    let mut items = Vec::new();
-    let mut checkpoint = None;
-    for (i, line) in lines {
-        let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| format!("line {} is not JSON: {e}", i + 1))?;
-        if let Some(cp) = value.get("checkpoint") {
-            checkpoint = Some(
-                parse_head(cp).ok_or_else(|| format!("line {}: a malformed checkpoint", i + 1))?,
-            );
-            continue;
-        }
-        let seal = &value["seal"];
-        let hex32 = |v: &serde_json::Value| -> Option<Hash> {
-            hex::decode(v.as_str()?).ok()?.try_into().ok()
-        };
-        let event: Option<Event> = serde_json::from_value(value.clone()).ok();
-        items.push(Item {
-            seq: value["seq"].as_u64().unwrap_or(0),
-            id: None,
-            hash: None,
-            prev_hash: hex32(&seal["prev"]),
-            digests: seal["personal"]
-                .as_str()
-                .and_then(|p| hex::decode(p).ok())
-                .and_then(|b| PersonalDigests::from_bytes(&b))
-                .unwrap_or_default(),
-            event,
-        });
-    }
-    let mut findings = Vec::new();
-    let signed = match checkpoint {
-        None => return Err("the export carries no checkpoint: nothing vouches for it".into()),
-        Some(head) => match check_signature(&tenant, &head, keys) {
-            Ok(()) => vec![head],
-            Err(detail) => {
-                findings.push(Finding {
-                    tenant: tenant.clone(),
-                    seq: head.size,
-                    id: None,
-                    kind: Kind::BadSignature,
-                    detail,
-                });
-                Vec::new()
-            }
-        },
-    };
-    let count = items.len() as u64;
-    let mut walk = TenantWalk::new(&tenant, signed);
-    for item in items {
-        walk.push(item, |_| None);
-    }
-    findings.extend(walk.finish());
-    Ok((findings, count))
-}
-
-fn parse_head(v: &serde_json::Value) -> Option<SignedHead> {
-    Some(SignedHead {
-        size: v["size"].as_u64()?,
-        root: hex::decode(v["root_hash"].as_str()?)
-            .ok()?
-            .try_into()
-            .ok()?,
-        issued_at: Timestamp::parse_rfc3339(v["issued_at"].as_str()?)?,
-        key_id: v["key_id"].as_str()?.to_owned(),
-        signature: v["signature"].as_str()?.to_owned(),
-        note: v["note"].as_str()?.to_owned(),
-    })
 }

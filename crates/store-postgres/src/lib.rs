@@ -9,6 +9,7 @@
 //! processes keep each tenant's `seq` gap-free and its chain and tree valid. Writes and reads
 //! use separate connection pools; reads of events may go to a replica.
 
+mod index;
 mod nodes;
 mod read;
 pub mod schema;
@@ -22,7 +23,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use sealtrail_model::{Tenant, Timestamp};
+use sealtrail_store::derived::{IndexGate, IndexerOptions};
 use sealtrail_store::pipeline::{self, BatchLimits, WriteHandle};
+use sealtrail_store::plan;
 use sealtrail_store::{
     ApiKey, Appended, Checkpoint, HistoryQuery, LeafHash, ListQuery, NewKey, Page, PreparedEvent,
     QueueStatus, Store, StoreError, StoreResult, StoredEvent, TenantScope, TreeHead,
@@ -65,6 +68,8 @@ pub struct PgConfig {
     pub read_connections: usize,
     /// Whether to apply missing migrations at open; when off, an out-of-date schema is an error.
     pub migrate: bool,
+    /// How this server's indexer runs, and the lag past which ingest is refused.
+    pub indexer: IndexerOptions,
 }
 
 impl PgConfig {
@@ -80,6 +85,7 @@ impl PgConfig {
             write_connections: 4,
             read_connections: 8,
             migrate: true,
+            indexer: IndexerOptions::default(),
         }
     }
 }
@@ -210,6 +216,10 @@ pub async fn migrate(url: &str, schema: &str) -> Result<u32, OpenError> {
 /// The PostgreSQL store.
 pub struct PgStore {
     writes: WriteHandle<PgLog>,
+    gate: std::sync::Arc<IndexGate>,
+    index: index::SharedIndexer,
+    batch: u64,
+    indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
     write: Pool,
     read: Pool,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -236,8 +246,28 @@ impl PgStore {
             schema::ensure_partitions(&mut client, OffsetDateTime::now_utc(), 0, PARTITIONS_AHEAD)
                 .await
                 .map_err(PgError::from)?;
+            index::check_version(&mut client).await?;
         }
         let upkeep = tokio::spawn(partition_upkeep(write.clone()));
+        // The indexer keeps a connection of its own, so it never takes one the writer waits for.
+        let index_pool = pool(&config.url, &config.schema, 1)?;
+        let index = std::sync::Arc::new(Mutex::new(index::PgIndexer::new(
+            index_pool,
+            tokio::runtime::Handle::current(),
+        )));
+        let gate = IndexGate::new(config.indexer.max_lag);
+        let options = config.indexer;
+        let indexer = if options.background {
+            let (index, gate) = (index.clone(), gate.clone());
+            Some(
+                std::thread::Builder::new()
+                    .name("sealtrail-indexer".into())
+                    .spawn(move || sealtrail_store::derived::run_indexer(index, gate, options))
+                    .map_err(|e| OpenError::Database(PgError::Seal(e.to_string())))?,
+            )
+        } else {
+            None
+        };
         let limits = BatchLimits {
             max_events: config.batch_max_events,
             max_wait: config.batch_max_wait,
@@ -247,6 +277,10 @@ impl PgStore {
         let writer = tokio::spawn(writer.run());
         Ok(Self {
             writes,
+            gate,
+            index,
+            batch: options.batch,
+            indexer: Mutex::new(indexer),
             write,
             read,
             writer: Mutex::new(Some(writer)),
@@ -299,8 +333,25 @@ impl PgStore {
         Ok(self.write.get().await?)
     }
 
-    async fn reader(&self) -> Result<deadpool_postgres::Object, PgError> {
-        Ok(self.read.get().await?)
+    /// Runs `f` in one read transaction on a reader connection, on a blocking thread (the
+    /// planner's decoding and rendering stay off the runtime).
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut read::Snapshot<'_>) -> Result<T, plan::PlanError<PgError>> + Send + 'static,
+    {
+        let client = self.read.get().await.map_err(PgError::from)?;
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let mut snap = read::Snapshot::begin(&client, runtime)?;
+            f(&mut snap).map_err(|e| match e {
+                plan::PlanError::Backend(e) => e,
+                plan::PlanError::Row(e) => PgError::Damaged(e.to_string()),
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
+        .map_err(StoreError::from)
     }
 }
 
@@ -330,19 +381,26 @@ async fn partition_upkeep(pool: Pool) {
 #[async_trait]
 impl Store for PgStore {
     async fn append(&self, events: Vec<PreparedEvent>) -> StoreResult<Vec<Appended>> {
-        self.writes.append(events).await
+        self.gate.admit(events.iter().map(|e| &e.tenant))?;
+        let tenants: Vec<Tenant> = events.iter().map(|e| e.tenant.clone()).collect();
+        let appended = self.writes.append(events).await?;
+        for (tenant, a) in tenants.iter().zip(&appended) {
+            self.gate.appended(tenant, a.seq);
+        }
+        Ok(appended)
     }
 
     async fn get(&self, tenant: &Tenant, id: Uuid) -> StoreResult<Option<StoredEvent>> {
-        Ok(read::get(&**self.reader().await?, tenant.as_str(), id).await?)
+        let tenant = tenant.clone();
+        self.read(move |snap| plan::get(snap, &tenant, id)).await
     }
 
     async fn list(&self, query: ListQuery) -> StoreResult<Page> {
-        Ok(read::list(&self.reader().await?, &query).await?)
+        self.read(move |snap| plan::list(snap, &query)).await
     }
 
     async fn history(&self, query: HistoryQuery) -> StoreResult<Page> {
-        Ok(read::history(&self.reader().await?, &query).await?)
+        self.read(move |snap| plan::history(snap, &query)).await
     }
 
     async fn create_key(&self, key: NewKey) -> StoreResult<ApiKey> {
@@ -534,14 +592,33 @@ impl Store for PgStore {
     }
 
     async fn settle(&self) -> StoreResult<()> {
+        let (index, gate, batch) = (self.index.clone(), self.gate.clone(), self.batch);
+        tokio::task::spawn_blocking(move || {
+            sealtrail_store::derived::settle(&index, &gate, batch, &mut |_, _| {})
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("indexing failed: {e}")))??;
         Ok(())
     }
 
     fn queue_status(&self) -> QueueStatus {
-        self.writes.status()
+        QueueStatus {
+            index_lag: self.gate.lag(),
+            index_max_lag: self.gate.max_lag(),
+            ..self.writes.status()
+        }
     }
 
     async fn shutdown(&self) {
+        self.gate.stop();
+        let indexer = self
+            .indexer
+            .lock()
+            .expect("indexer lock is never poisoned")
+            .take();
+        if let Some(indexer) = indexer {
+            let _ = tokio::task::spawn_blocking(move || indexer.join()).await;
+        }
         // Closing the queue ends the writer's loop once it has drained it.
         self.writes.close();
         let handle = self

@@ -1,11 +1,14 @@
-//! The queries behind list, get, history, keys, checkpoints and proofs, on the read pool.
+//! Reads: the snapshot the planner reads through ([`sealtrail_store::plan`]), and the queries
+//! behind keys, checkpoints and proofs.
+
+use std::ops::RangeInclusive;
 
 use sealtrail_model::{Tenant, Timestamp};
-use sealtrail_store::{
-    ApiKey, Checkpoint, Cursor, HistoryQuery, ListQuery, Order, Page, Relation, Root, StoredEvent,
-    TenantScope, TreeHead, scopes_from_text,
-};
-use serde_json::value::RawValue;
+use sealtrail_store::derived::{Posting, TimeBlock};
+use sealtrail_store::fields::Term;
+use sealtrail_store::plan::ReadSnapshot;
+use sealtrail_store::rows::{LogRow, RowBody};
+use sealtrail_store::{ApiKey, Checkpoint, Root, TenantScope, TreeHead, scopes_from_text};
 use time::OffsetDateTime;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Row};
@@ -13,254 +16,199 @@ use uuid::Uuid;
 
 use crate::PgError;
 
-type Arg = Box<dyn ToSql + Sync + Send>;
+/// The columns [`row_from`] reads, from `leaves l` joined with `events e`.
+pub(crate) const ROW_COLUMNS: &str =
+    "l.seq, l.hash, e.entry, e.personal_values, e.body, e.personal, e.prev_hash";
 
-fn raw(body: String) -> Result<Box<RawValue>, PgError> {
-    RawValue::from_string(body).map_err(|e| PgError::Damaged(format!("a stored body: {e}")))
+/// `leaves` joined with `events`: the leaf row names the event's partition (`recorded_at`).
+pub(crate) const ROW_FROM: &str = "leaves l JOIN events e \
+     ON e.tenant = l.tenant AND e.seq = l.seq AND e.recorded_at = l.recorded_at";
+
+/// A stored event from the [`ROW_COLUMNS`].
+pub(crate) fn row_from(r: &Row) -> LogRow {
+    let body = match r.get::<_, Option<Vec<u8>>>(2) {
+        Some(entry) => RowBody::Entry {
+            entry,
+            values: r.get(3),
+        },
+        None => RowBody::Legacy {
+            json: r.get::<_, Option<String>>(4).unwrap_or_default(),
+            digests: r.get(5),
+            prev: r.get(6),
+        },
+    };
+    LogRow {
+        seq: r.get::<_, i64>(0).max(0) as u64,
+        hash: r
+            .get::<_, Option<Vec<u8>>>(1)
+            .and_then(|h| sealtrail_store::LeafHash::from_slice(&h)),
+        body,
+    }
 }
 
-fn time_of(micros: i64) -> OffsetDateTime {
-    Timestamp::from_micros(micros).to_datetime()
+fn clamp(n: u64) -> i64 {
+    n.min(i64::MAX as u64) as i64
 }
 
-pub(crate) async fn get(
-    client: &impl GenericClient,
-    tenant: &str,
-    id: Uuid,
-) -> Result<Option<StoredEvent>, PgError> {
-    // The leaf row names the partition (recorded_at), so only one partition is searched.
-    let row = client
-        .query_opt(
-            "SELECT e.seq, e.body FROM leaves l JOIN events e \
-             ON e.tenant = l.tenant AND e.seq = l.seq AND e.recorded_at = l.recorded_at \
-             WHERE l.id = $1 AND l.tenant = $2",
-            &[&id, &tenant],
-        )
-        .await?;
-    row.map(|r| {
-        Ok(StoredEvent {
-            seq: r.get::<_, i64>(0) as u64,
-            body: raw(r.get(1))?,
-            relation: None,
+/// One read on a blocking thread: a repeatable-read, read-only transaction on one connection,
+/// each statement waited for on the runtime that owns the connection. The watermark and the
+/// log are read in one snapshot, so the log holds everything the derived data covers.
+pub(crate) struct Snapshot<'c> {
+    client: &'c deadpool_postgres::Client,
+    runtime: tokio::runtime::Handle,
+    open: bool,
+}
+
+impl<'c> Snapshot<'c> {
+    /// Starts the read transaction; it ends when the snapshot is dropped.
+    pub(crate) fn begin(
+        client: &'c deadpool_postgres::Client,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Self, PgError> {
+        runtime.block_on(
+            client.batch_execute("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+        )?;
+        Ok(Self {
+            client,
+            runtime,
+            open: true,
         })
-    })
-    .transpose()
-}
+    }
 
-/// Appends the condition for a non-empty list: `column = $n` for one value, so that the
-/// planner can walk the index in `seq` order and stop after a page (an `= ANY` scan cannot
-/// promise that order, and would fetch and sort every match); `column = ANY($n)` for several.
-fn push_any(sql: &mut String, args: &mut Vec<Arg>, column: &str, values: &[String]) {
-    let condition = match values {
-        [] => return,
-        [one] => {
-            args.push(Box::new(one.clone()));
-            format!(" AND {column} = ${}", args.len())
-        }
-        many => {
-            args.push(Box::new(many.to_vec()));
-            format!(" AND {column} = ANY(${})", args.len())
-        }
-    };
-    sql.push_str(&condition);
-}
-
-fn refs(args: &[Arg]) -> Vec<&(dyn ToSql + Sync)> {
-    args.iter()
-        .map(|a| a.as_ref() as &(dyn ToSql + Sync))
-        .collect()
-}
-
-pub(crate) async fn list(
-    client: &deadpool_postgres::Client,
-    q: &ListQuery,
-) -> Result<Page, PgError> {
-    let f = &q.filter;
-    let mut sql = String::from("SELECT seq, body FROM events WHERE tenant = $1");
-    let mut args: Vec<Arg> = vec![Box::new(q.tenant.to_string())];
-    for (field, values) in &f.fields {
-        match legacy_column(*field) {
-            // Outcome is written as a literal so the partial index on failures can serve it.
-            Some("outcome") => match values.as_slice() {
-                [one] if one == "failure" => sql.push_str(" AND outcome = 'failure'"),
-                [one] if one == "success" => sql.push_str(" AND outcome = 'success'"),
-                _ => {}
-            },
-            Some(column) => push_any(&mut sql, &mut args, column, values),
-            None => {}
-        }
-    }
-    if let Some(from) = f.from {
-        args.push(Box::new(from.to_datetime()));
-        sql.push_str(&format!(" AND occurred_at >= ${}", args.len()));
-    }
-    if let Some(to) = f.to {
-        args.push(Box::new(to.to_datetime()));
-        sql.push_str(&format!(" AND occurred_at < ${}", args.len()));
-    }
-    // Containment is answered by the GIN index; the changed-field filter by the body.
-    if let Some(needle) = &f.metadata {
-        args.push(Box::new(needle.clone()));
-        sql.push_str(&format!(" AND metadata @> ${}::jsonb", args.len()));
-    }
-    let body_filter = sealtrail_store::EventFilter::default().with(
-        sealtrail_store::fields::CHANGED_FIELD,
-        f.values(sealtrail_store::fields::CHANGED_FIELD),
-    );
-    let (cmp, dir) = match q.order {
-        Order::Desc => ("<", "DESC"),
-        Order::Asc => (">", "ASC"),
-    };
-    let position_arg = args.len() + 1;
-    sql.push_str(&format!(
-        " AND seq {cmp} ${position_arg} ORDER BY seq {dir} LIMIT ${}",
-        position_arg + 1
-    ));
-    let start = match (q.cursor, q.order) {
-        (Some(Cursor::Seq(seq)), _) => seq.min(i64::MAX as u64) as i64,
-        (_, Order::Desc) => i64::MAX,
-        (_, Order::Asc) => 0,
-    };
-    let wanted = q.limit + 1;
-    // Without a changed-field filter one query answers; with it, scan on in chunks.
-    let chunk = if !body_filter.fields.is_empty() {
-        wanted.max(256)
-    } else {
-        wanted
-    };
-    let stmt = client.prepare_cached(&sql).await?;
-    let mut items = Vec::with_capacity(wanted);
-    let mut position = start;
-    loop {
-        let chunk_i64 = chunk as i64;
-        let mut bound = refs(&args);
-        bound.push(&position);
-        bound.push(&chunk_i64);
-        let rows = client.query(&stmt, &bound).await?;
-        let scanned = rows.len();
-        let mut last = position;
-        for row in rows {
-            let seq: i64 = row.get(0);
-            last = seq;
-            let body: String = row.get(1);
-            if changed_field_matches(&body_filter, &body) {
-                items.push(StoredEvent {
-                    seq: seq as u64,
-                    body: raw(body)?,
-                    relation: None,
-                });
-                if items.len() == wanted {
-                    break;
-                }
-            }
-        }
-        if items.len() == wanted || scanned < chunk {
-            break;
-        }
-        position = last;
-    }
-    Ok(Page::from_overfetch(items, q.limit, |e| Cursor::Seq(e.seq)))
-}
-
-/// The column of a filter, in the schema this store writes until derived indexes replace it.
-fn legacy_column(field: sealtrail_store::Field) -> Option<&'static str> {
-    use sealtrail_store::fields::*;
-    Some(match field {
-        ACTOR_ID => "actor_id",
-        ACTION => "action",
-        CATEGORY => "category",
-        EVENT_TYPE => "event_type",
-        TARGET_TYPE => "target_type",
-        TARGET_ID => "target_id",
-        ORGANIZATION_ID => "organization_id",
-        OUTCOME => "outcome",
-        CORRELATION_ID => "correlation_id",
-        IP => "ip",
-        _ => return None,
-    })
-}
-
-/// Whether a stored body changed one of the filter's fields (or has no such filter).
-fn changed_field_matches(f: &sealtrail_store::EventFilter, body: &str) -> bool {
-    let wanted = f.values(sealtrail_store::fields::CHANGED_FIELD);
-    if wanted.is_empty() {
-        return true;
-    }
-    serde_json::from_str::<sealtrail_model::Event>(body).is_ok_and(|event| {
-        event.changes.iter().any(|c| {
-            wanted
-                .iter()
-                .any(|w| sealtrail_model::json::field_matches(&c.field, w))
+    fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, PgError> {
+        self.runtime.block_on(async {
+            let stmt = self.client.prepare_cached(sql).await?;
+            Ok(self.client.query(&stmt, params).await?)
         })
-    })
+    }
 }
 
-pub(crate) async fn history(
-    client: &deadpool_postgres::Client,
-    q: &HistoryQuery,
-) -> Result<Page, PgError> {
-    // The matching seqs come from two indexes; the narrow leaves rows order them by time and
-    // cut the page, and only the page's event rows are read, each from the partition its
-    // leaf's recorded_at names. An event-type filter joins the event row before the cut.
-    let mut args: Vec<Arg> = vec![
-        Box::new(q.tenant.to_string()),
-        Box::new(q.entity_type.clone()),
-        Box::new(q.entity_id.clone()),
-    ];
-    let mut filter = String::new();
-    push_any(&mut filter, &mut args, "f.event_type", &q.event_type);
-    let type_join = if filter.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " JOIN events f ON f.tenant = $1 AND f.seq = l.seq AND f.recorded_at = l.recorded_at{filter}"
-        )
-    };
-    let mut cut = String::new();
-    if let Some(Cursor::Time(at, seq)) = q.cursor {
-        args.push(Box::new(time_of(at)));
-        args.push(Box::new(seq.min(i64::MAX as u64) as i64));
-        cut = format!(
-            " WHERE (l.occurred_at, l.seq) > (${}, ${})",
-            args.len() - 1,
-            args.len()
+impl Drop for Snapshot<'_> {
+    fn drop(&mut self) {
+        if self.open
+            && let Err(err) = self.runtime.block_on(self.client.batch_execute("COMMIT"))
+        {
+            tracing::debug!(error = %err, "ending a read transaction failed");
+        }
+    }
+}
+
+impl ReadSnapshot for Snapshot<'_> {
+    type Error = PgError;
+
+    fn bounds(&mut self, tenant: &Tenant) -> Result<(u64, u64), PgError> {
+        let rows = self.query(
+            "SELECT coalesce((SELECT indexed FROM watermarks WHERE tenant = $1), 0), \
+             coalesce((SELECT size FROM tenant_logs WHERE tenant = $1), 0)",
+            &[&tenant.as_str()],
+        )?;
+        let row = rows
+            .first()
+            .ok_or_else(|| PgError::Damaged("no bounds".into()))?;
+        let size = row.get::<_, i64>(1).max(0) as u64;
+        Ok(((row.get::<_, i64>(0).max(0) as u64).min(size), size))
+    }
+
+    fn postings(
+        &mut self,
+        tenant: &Tenant,
+        chunks: RangeInclusive<u64>,
+        terms: &[Term],
+    ) -> Result<Vec<Posting>, PgError> {
+        let chunks: Vec<i64> = chunks.map(clamp).collect();
+        let terms_param: Vec<&[u8]> = terms.iter().map(|t| &*t.0).collect();
+        // One index probe per (chunk, term): PostgreSQL cannot skip through the key.
+        let rows = self.query(
+            "SELECT p.chunk, p.term, p.bits FROM unnest($2::bigint[]) AS c(chunk) \
+             CROSS JOIN unnest($3::bytea[]) AS w(term) \
+             JOIN postings p ON p.tenant = $1 AND p.chunk = c.chunk AND p.term = w.term",
+            &[&tenant.as_str(), &chunks, &terms_param],
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get::<_, i64>(0) as u64,
+                    Term(r.get::<_, Vec<u8>>(1).into_boxed_slice()),
+                    r.get(2),
+                )
+            })
+            .collect())
+    }
+
+    fn time_blocks(
+        &mut self,
+        tenant: &Tenant,
+        blocks: RangeInclusive<u64>,
+        values: bool,
+    ) -> Result<Vec<(u64, TimeBlock)>, PgError> {
+        let sql = if values {
+            "SELECT block, lo, hi, vals FROM event_times WHERE tenant = $1 AND block BETWEEN $2 AND $3"
+        } else {
+            "SELECT block, lo, hi FROM event_times WHERE tenant = $1 AND block BETWEEN $2 AND $3"
+        };
+        let rows = self.query(
+            sql,
+            &[
+                &tenant.as_str(),
+                &clamp(*blocks.start()),
+                &clamp(*blocks.end()),
+            ],
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let vals: Vec<u8> = if values { r.get(3) } else { Vec::new() };
+                (
+                    r.get::<_, i64>(0) as u64,
+                    TimeBlock::decode(r.get(1), r.get(2), &vals),
+                )
+            })
+            .collect())
+    }
+
+    fn rows(&mut self, tenant: &Tenant, seqs: &[u64]) -> Result<Vec<LogRow>, PgError> {
+        let seqs: Vec<i64> = seqs.iter().copied().map(clamp).collect();
+        let rows = self.query(
+            &format!(
+                "SELECT {ROW_COLUMNS} FROM {ROW_FROM} WHERE l.tenant = $1 AND l.seq = ANY($2)"
+            ),
+            &[&tenant.as_str(), &seqs],
+        )?;
+        Ok(rows.iter().map(row_from).collect())
+    }
+
+    fn scan(
+        &mut self,
+        tenant: &Tenant,
+        range: RangeInclusive<u64>,
+        desc: bool,
+        limit: usize,
+    ) -> Result<Vec<LogRow>, PgError> {
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM {ROW_FROM} WHERE l.tenant = $1 AND l.seq BETWEEN $2 AND $3 \
+             ORDER BY l.seq {} LIMIT $4",
+            if desc { "DESC" } else { "ASC" }
         );
+        let rows = self.query(
+            &sql,
+            &[
+                &tenant.as_str(),
+                &clamp(*range.start()),
+                &clamp(*range.end()),
+                &(limit as i64),
+            ],
+        )?;
+        Ok(rows.iter().map(row_from).collect())
     }
-    args.push(Box::new(q.limit as i64 + 1));
-    let sql = format!(
-        "WITH hits(seq) AS ( \
-            SELECT seq FROM events WHERE tenant = $1 AND target_type = $2 AND target_id = $3 \
-            UNION SELECT seq FROM event_links WHERE tenant = $1 AND type = $2 AND id = $3), \
-         page AS (SELECT l.seq, l.occurred_at, l.recorded_at FROM hits \
-            JOIN leaves l ON l.tenant = $1 AND l.seq = hits.seq{type_join}{cut} \
-            ORDER BY l.occurred_at, l.seq LIMIT ${}) \
-         SELECT e.seq, e.occurred_at, e.body, \
-                (e.target_type IS NOT DISTINCT FROM $2 AND e.target_id IS NOT DISTINCT FROM $3) \
-         FROM page JOIN events e ON e.tenant = $1 AND e.seq = page.seq AND e.recorded_at = page.recorded_at \
-         ORDER BY page.occurred_at, page.seq",
-        args.len()
-    );
-    let stmt = client.prepare_cached(&sql).await?;
-    let rows = client.query(&stmt, &refs(&args)).await?;
-    let mut times = Vec::with_capacity(rows.len());
-    let mut items = Vec::with_capacity(rows.len());
-    for row in rows {
-        times.push(Timestamp::from_datetime(row.get(1)).micros());
-        items.push(StoredEvent {
-            seq: row.get::<_, i64>(0) as u64,
-            body: raw(row.get(2))?,
-            relation: Some(if row.get::<_, bool>(3) {
-                Relation::Target
-            } else {
-                Relation::Related
-            }),
-        });
+
+    fn by_id(&mut self, tenant: &Tenant, id: Uuid) -> Result<Option<LogRow>, PgError> {
+        let rows = self.query(
+            &format!("SELECT {ROW_COLUMNS} FROM {ROW_FROM} WHERE l.id = $1 AND l.tenant = $2"),
+            &[&id, &tenant.as_str()],
+        )?;
+        Ok(rows.first().map(row_from))
     }
-    let limit = q.limit;
-    let cut_time = times.get(limit.wrapping_sub(1)).copied().unwrap_or(0);
-    Ok(Page::from_overfetch(items, limit, |e| {
-        Cursor::Time(cut_time, e.seq)
-    }))
 }
 
 pub(crate) const KEY_COLUMNS: &str = "id, tenant, scopes, name, created_at, revoked_at";

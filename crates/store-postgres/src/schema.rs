@@ -8,7 +8,10 @@ use time::{Date, Month, OffsetDateTime};
 use tokio_postgres::{Client, GenericClient};
 
 /// The migrations, in order. Version `n` is the `n`-th entry.
-const MIGRATIONS: &[(&str, &str)] = &[("init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("init", include_str!("../migrations/0001_init.sql")),
+    ("log", include_str!("../migrations/0002_log.sql")),
+];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -84,6 +87,16 @@ pub async fn version(client: &impl GenericClient, schema: &str) -> Result<i32, S
 
 /// Applies every migration the schema lacks; returns how many were applied.
 pub async fn migrate(client: &mut Client, schema: &str) -> Result<u32, SchemaError> {
+    migrate_to(client, schema, SCHEMA_VERSION).await
+}
+
+/// Applies the migrations the schema lacks up to version `target` (for tests of upgrades:
+/// a store of an older version); returns how many were applied.
+pub async fn migrate_to(
+    client: &mut Client,
+    schema: &str,
+    target: i32,
+) -> Result<u32, SchemaError> {
     check_name(schema)?;
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
@@ -103,7 +116,7 @@ pub async fn migrate(client: &mut Client, schema: &str) -> Result<u32, SchemaErr
     }
     let mut applied = 0;
     for (version, (name, sql)) in (1..).zip(MIGRATIONS) {
-        if version <= current {
+        if version <= current || version > target {
             continue;
         }
         tx.batch_execute(sql).await?;

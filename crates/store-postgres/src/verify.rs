@@ -1,24 +1,23 @@
-//! `sealtrail verify --database-url`: walks every tenant's log in the database with the
-//! ledger's [`TenantWalk`] — every leaf recomputed from its row, the chain, every stored
-//! checkpoint's signature and root, the newest checkpoint against the tail — and checks what
-//! only this store has: the indexed columns and the `leaves` row against the sealed event, the
-//! personal values against their digests, and the size `tenant_logs` recorded against the log.
-//! Rows are streamed, so memory stays flat however large the log.
+//! `sealtrail verify --database-url`: the store layer's walk ([`sealtrail_store::verify`]) over
+//! the database, one connection per worker. What only this store checks of a row: its `leaves`
+//! row (id, partition and leaf hash) agrees with it, a row with an entry leaves the columns of
+//! rows from before entries empty, and the size `tenant_logs` recorded at each commit is not
+//! larger than the log (a tail cut before any checkpoint covered it).
+//!
+//! The walk runs on plain threads; each database call waits on the runtime that owns the
+//! connections (`runtime`), which must be a multi-threaded one, or be driven meanwhile.
 
 use std::collections::HashMap;
 
+use deadpool_postgres::Pool;
 use ed25519_dalek::VerifyingKey;
-use futures::{StreamExt, pin_mut};
-use sealtrail_ledger::entry::PersonalDigests;
-use sealtrail_ledger::view::PersonalValues;
-use sealtrail_ledger::walk::{Finding, Item, Kind, TenantWalk};
-use sealtrail_model::Timestamp;
-pub use sealtrail_store::verify::Report;
-use sealtrail_store::verify::{
-    IndexColumns, PersonalField, check_digest, personal_mismatch, signed_heads,
-};
+use sealtrail_model::Tenant;
+use sealtrail_store::Checkpoint;
+use sealtrail_store::rows::RowBody;
+pub use sealtrail_store::verify::{Report, WalkOptions};
+use sealtrail_store::verify::{WalkReader, WalkRow, WalkSource, walk_store};
 use time::OffsetDateTime;
-use tokio_postgres::Row;
+use tokio::runtime::Handle;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
@@ -46,166 +45,192 @@ pub async fn published_keys(
         .collect())
 }
 
-/// Walks the store. `keys` maps key ids to trusted public keys; `progress` is called with the
-/// number of events walked so far, now and then.
-pub async fn verify_store(
-    client: &tokio_postgres::Client,
+/// Walks the store with the default [`WalkOptions`]. Call it from a thread that may block (not
+/// from inside the runtime); `pool` should hold a connection per worker and one more.
+pub fn verify_store(
+    pool: &Pool,
+    runtime: Handle,
     keys: &HashMap<String, VerifyingKey>,
-    progress: &mut (dyn FnMut(u64) + Send),
+    progress: &mut dyn FnMut(u64),
 ) -> Result<Report, PgError> {
-    let mut report = Report::default();
-    let tenants: Vec<String> = client
-        .query(
-            "SELECT tenant FROM tenant_logs UNION SELECT tenant FROM checkpoints \
-             UNION SELECT DISTINCT tenant FROM leaves UNION SELECT DISTINCT tenant FROM events ORDER BY 1",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    for tenant in tenants {
-        report.tenants += 1;
-        walk_tenant(client, &tenant, keys, &mut report, progress).await?;
-    }
-    progress(report.events);
-    Ok(report)
+    verify_store_with(pool, runtime, keys, WalkOptions::default(), progress)
 }
 
-fn hash(blob: Option<Vec<u8>>) -> Option<[u8; 32]> {
-    blob.and_then(|b| b.try_into().ok())
-}
-
-fn columns_from_row(r: &Row) -> IndexColumns {
-    let micros = |i: usize| Timestamp::from_datetime(r.get::<_, OffsetDateTime>(i)).micros();
-    IndexColumns {
-        recorded_at: micros(6),
-        occurred_at: micros(7),
-        action: r.get(8),
-        category: r.get(9),
-        event_type: r.get(10),
-        outcome: r.get(11),
-        actor_id: r.get(12),
-        target_type: r.get(13),
-        target_id: r.get(14),
-        organization_id: r.get(15),
-        correlation_id: r.get(16),
-        ip: r.get(17),
-    }
-}
-
-async fn walk_tenant(
-    client: &tokio_postgres::Client,
-    tenant: &str,
+/// Walks the store, spreading the work as `options` say.
+pub fn verify_store_with(
+    pool: &Pool,
+    runtime: Handle,
     keys: &HashMap<String, VerifyingKey>,
-    report: &mut Report,
-    progress: &mut (dyn FnMut(u64) + Send),
-) -> Result<(), PgError> {
-    let stored = client
-        .query(
+    options: WalkOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Report, PgError> {
+    let source = Source { pool, runtime };
+    walk_store(&source, keys, options, progress)
+}
+
+struct Source<'p> {
+    pool: &'p Pool,
+    runtime: Handle,
+}
+
+impl Source<'_> {
+    fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, PgError> {
+        self.runtime.block_on(async {
+            let client = self.pool.get().await?;
+            Ok(client.query(sql, params).await?)
+        })
+    }
+}
+
+impl WalkSource for Source<'_> {
+    type Error = PgError;
+    type Reader = Reader;
+
+    fn tenants(&self) -> Result<Vec<Tenant>, PgError> {
+        Ok(self
+            .query(
+                "SELECT tenant FROM tenant_logs UNION SELECT tenant FROM checkpoints \
+                 UNION SELECT DISTINCT tenant FROM leaves UNION SELECT DISTINCT tenant FROM events ORDER BY 1",
+                &[],
+            )?
+            .into_iter()
+            .map(|r| Tenant::from_store(r.get::<_, String>(0)))
+            .collect())
+    }
+
+    fn checkpoints(&self, tenant: &Tenant) -> Result<Vec<Checkpoint>, PgError> {
+        self.query(
             &format!(
                 "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE tenant = $1 ORDER BY size, issued_at"
             ),
-            &[&tenant],
-        )
-        .await?;
-    let stored = stored
+            &[&tenant.as_str()],
+        )?
         .iter()
         .map(checkpoint_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    let signed = signed_heads(tenant, stored, keys, report);
-    let subject_keys: HashMap<String, Option<[u8; 32]>> = client
-        .query(
-            "SELECT subject, key FROM subject_keys WHERE tenant = $1",
-            &[&tenant],
-        )
-        .await?
-        .into_iter()
-        .map(|r| (r.get(0), hash(r.get(1))))
-        .collect();
-    let recorded_size: Option<i64> = client
-        .query_opt("SELECT size FROM tenant_logs WHERE tenant = $1", &[&tenant])
-        .await?
-        .map(|r| r.get(0));
+        .collect()
+    }
 
-    let mut walk = TenantWalk::new(tenant, signed);
-    let params: [&(dyn ToSql + Sync); 1] = [&tenant];
-    let rows = client
-        .query_raw(
-            "SELECT e.seq, e.id, e.hash, e.prev_hash, e.personal, e.body, e.recorded_at, e.occurred_at, \
-             e.action, e.category, e.event_type, e.outcome, e.actor_id, e.target_type, e.target_id, \
-             e.organization_id, e.correlation_id, e.ip, l.id, l.hash, l.recorded_at, l.occurred_at \
-             FROM events e LEFT JOIN leaves l ON l.tenant = e.tenant AND l.seq = e.seq \
-             WHERE e.tenant = $1 ORDER BY e.seq, e.id",
-            params,
-        )
-        .await?;
-    pin_mut!(rows);
-    while let Some(row) = rows.next().await {
-        let r = row?;
-        report.events += 1;
-        if report.events.is_multiple_of(65_536) {
-            progress(report.events);
-        }
-        let id: Uuid = r.get(1);
-        let event_hash = hash(r.get(2));
-        let recorded_at: OffsetDateTime = r.get(6);
-        let leaf: (Option<Uuid>, Option<Vec<u8>>, Option<OffsetDateTime>) =
-            (r.get(18), r.get(19), r.get(20));
-        let leaf_agrees =
-            leaf.0 == Some(id) && hash(leaf.1) == event_hash && leaf.2 == Some(recorded_at);
-        let columns = columns_from_row(&r);
-        let item = Item {
-            seq: r.get::<_, i64>(0).max(0) as u64,
-            id: Some(id),
-            hash: event_hash,
-            prev_hash: hash(r.get(3)),
-            digests: r
-                .get::<_, Option<Vec<u8>>>(4)
-                .as_deref()
-                .and_then(PersonalDigests::from_bytes)
-                .unwrap_or_default(),
-            event: serde_json::from_str(r.get::<_, &str>(5)).ok(),
-        };
-        let digests = item.digests.clone();
-        walk.push(item, |event| {
-            if let Some(problem) = columns.mismatch(event) {
-                return Some(problem);
-            }
-            if !leaf_agrees {
-                return Some("the leaves row disagrees with the sealed event".into());
-            }
-            let values = PersonalValues::of(event, &digests);
-            let target_id = event.target.as_ref().map(|t| t.id.as_str());
-            let check = |f: &PersonalField<'_>| {
-                let key = subject_keys.get(f.subject).copied().flatten();
-                Ok::<_, std::convert::Infallible>(check_digest(key.as_ref(), f))
-            };
-            personal_mismatch(&values, &digests, &event.actor.id, target_id, check)
-                .unwrap_or_else(|never| match never {})
-        });
+    fn rows_of(&self, tenant: &Tenant) -> Result<u64, PgError> {
+        Ok(self
+            .query(
+                "SELECT count(*) FROM events WHERE tenant = $1",
+                &[&tenant.as_str()],
+            )?
+            .first()
+            .map_or(0, |r| r.get::<_, i64>(0).max(0) as u64))
     }
-    if let Some(uncovered) = walk.uncovered() {
-        report.uncovered.push((tenant.to_owned(), uncovered));
+
+    fn recorded_size(&self, tenant: &Tenant) -> Result<Option<u64>, PgError> {
+        Ok(self
+            .query(
+                "SELECT size FROM tenant_logs WHERE tenant = $1",
+                &[&tenant.as_str()],
+            )?
+            .first()
+            .map(|r| r.get::<_, i64>(0).max(0) as u64))
     }
-    let walked = walk.size();
-    let mut findings = walk.finish();
-    // The writer records each log's size as it commits: a tail cut off before any checkpoint
-    // covered it still shows here, unless tenant_logs was rewritten too.
-    if let Some(size) = recorded_size
-        && size as u64 > walked
-        && findings
-            .iter()
-            .all(|f| !matches!(f.kind, Kind::Truncated | Kind::Missing))
-    {
-        findings.push(Finding {
-            tenant: tenant.to_owned(),
-            seq: walked + 1,
-            id: None,
-            kind: Kind::Truncated,
-            detail: format!("the log's recorded size is {size}, the log holds {walked}"),
-        });
+
+    fn reader(&self) -> Result<Reader, PgError> {
+        let client = self.runtime.block_on(self.pool.get())?;
+        Ok(Reader {
+            client,
+            runtime: self.runtime.clone(),
+        })
     }
-    report.findings.extend(findings);
-    Ok(())
+}
+
+/// A worker's own connection.
+struct Reader {
+    client: deadpool_postgres::Object,
+    runtime: Handle,
+}
+
+const ROWS: &str = "SELECT e.seq, e.id, e.recorded_at, e.entry, e.personal_values, e.body, e.personal, \
+     e.prev_hash, e.hash, l.id, l.hash, l.recorded_at, \
+     (e.action IS NOT NULL OR e.actor_id IS NOT NULL OR e.category IS NOT NULL \
+      OR e.outcome IS NOT NULL OR e.occurred_at IS NOT NULL OR e.metadata IS NOT NULL) \
+     FROM events e LEFT JOIN leaves l ON l.tenant = e.tenant AND l.seq = e.seq \
+     WHERE e.tenant = $1 AND e.seq BETWEEN $2 AND $3 ORDER BY e.seq, e.id, e.recorded_at";
+
+impl WalkReader for Reader {
+    type Error = PgError;
+
+    fn rows(&mut self, tenant: &Tenant, lo: i64, hi: i64) -> Result<Vec<WalkRow>, PgError> {
+        let rows = self.runtime.block_on(async {
+            let stmt = self.client.prepare_cached(ROWS).await?;
+            self.client
+                .query(&stmt, &[&tenant.as_str(), &lo, &hi])
+                .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let id: Uuid = r.get(1);
+                let recorded_at: OffsetDateTime = r.get(2);
+                let entry: Option<Vec<u8>> = r.get(3);
+                let event_hash: Option<Vec<u8>> = r.get(8);
+                let leaf: (Option<Uuid>, Option<Vec<u8>>, Option<OffsetDateTime>) =
+                    (r.get(9), r.get(10), r.get(11));
+                let hash = leaf
+                    .1
+                    .as_deref()
+                    .and_then(sealtrail_store::LeafHash::from_slice);
+                let leaf_agrees = leaf.0 == Some(id) && leaf.2 == Some(recorded_at);
+                let (body, leftover) = match entry {
+                    Some(entry) => {
+                        let leftover = r.get::<_, Option<String>>(5).is_some()
+                            || r.get::<_, Option<Vec<u8>>>(6).is_some()
+                            || r.get::<_, Option<Vec<u8>>>(7).is_some()
+                            || event_hash.is_some()
+                            || r.get::<_, bool>(12);
+                        (
+                            RowBody::Entry {
+                                entry,
+                                values: r.get(4),
+                            },
+                            leftover,
+                        )
+                    }
+                    None => (
+                        RowBody::Legacy {
+                            json: r.get::<_, Option<String>>(5).unwrap_or_default(),
+                            digests: r.get(6),
+                            prev: r.get(7),
+                        },
+                        false,
+                    ),
+                };
+                // A row from before entries also keeps its leaf hash beside its JSON.
+                let hashes_agree = matches!(body, RowBody::Entry { .. }) || event_hash == leaf.1;
+                let problem = if !leaf_agrees || !hashes_agree {
+                    Some("the leaves row disagrees with the sealed event".to_owned())
+                } else if leftover {
+                    Some("a column that rows with an entry leave empty holds data".to_owned())
+                } else {
+                    None
+                };
+                WalkRow {
+                    seq: r.get(0),
+                    id: Some(id),
+                    hash,
+                    body,
+                    problem,
+                }
+            })
+            .collect())
+    }
+
+    fn subject_key(&mut self, tenant: &Tenant, subject: &str) -> Result<Option<[u8; 32]>, PgError> {
+        let row = self.runtime.block_on(self.client.query_opt(
+            "SELECT key FROM subject_keys WHERE tenant = $1 AND subject = $2",
+            &[&tenant.as_str(), &subject],
+        ))?;
+        Ok(row
+            .and_then(|r| r.get::<_, Option<Vec<u8>>>(0))
+            .and_then(|k| k.try_into().ok()))
+    }
 }

@@ -234,38 +234,14 @@ impl LogBackend for PgLog {
     }
 }
 
-/// Writes a sealed batch: events and leaves by binary COPY, then the links, nodes, new subject
-/// keys and log ends in one pipelined flight.
+/// Writes a sealed batch: events and leaves by binary COPY, then the nodes, new subject keys
+/// and log ends in one pipelined flight.
 async fn write_batch(
     client: &tokio_postgres::Client,
     batch: &SealedBatch,
 ) -> Result<(), tokio_postgres::Error> {
     copy_events(client, &batch.events).await?;
     copy_leaves(client, &batch.events).await?;
-    let mut link_tenant = Vec::new();
-    let mut link_type = Vec::new();
-    let mut link_id = Vec::new();
-    let mut link_seq = Vec::new();
-    for e in &batch.events {
-        for r in &e.event.related {
-            link_tenant.push(e.tenant.as_str());
-            link_type.push(r.related_type.as_str());
-            link_id.push(r.id.as_str());
-            link_seq.push(e.seq as i64);
-        }
-    }
-    let links = async {
-        if link_seq.is_empty() {
-            return Ok(0);
-        }
-        client
-            .execute(
-                "INSERT INTO event_links (tenant, type, id, seq) \
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) ON CONFLICT DO NOTHING",
-                &[&link_tenant, &link_type, &link_id, &link_seq],
-            )
-            .await
-    };
     let node_tenant: Vec<&str> = batch.nodes.iter().map(|n| n.tenant.as_str()).collect();
     let node_level: Vec<i32> = batch.nodes.iter().map(|n| n.level as i32).collect();
     let node_idx: Vec<i64> = batch.nodes.iter().map(|n| n.index as i64).collect();
@@ -338,47 +314,31 @@ async fn write_batch(
          frontier = excluded.frontier, root = excluded.root, last_recorded_at = excluded.last_recorded_at",
         &end_params,
     );
-    futures::try_join!(links, nodes, keys, ends)?;
+    futures::try_join!(nodes, keys, ends)?;
     Ok(())
 }
 
 /// The columns of `events` in COPY order.
-pub const EVENT_COLUMNS: &str = "tenant, seq, id, recorded_at, occurred_at, action, category, event_type, outcome, \
-     actor_id, target_type, target_id, organization_id, correlation_id, ip, hash, prev_hash, personal, metadata, body";
+pub const EVENT_COLUMNS: &str = "tenant, seq, id, recorded_at, entry, personal_values";
 
 /// The types of [`EVENT_COLUMNS`], for a binary COPY.
-pub const EVENT_TYPES: [Type; 20] = [
+pub const EVENT_TYPES: [Type; 6] = [
     Type::TEXT,
     Type::INT8,
     Type::UUID,
     Type::TIMESTAMPTZ,
-    Type::TIMESTAMPTZ,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
     Type::BYTEA,
     Type::BYTEA,
-    Type::BYTEA,
-    Type::JSONB,
-    Type::TEXT,
 ];
 
 /// The columns of `leaves` in COPY order.
-pub const LEAF_COLUMNS: &str = "tenant, seq, id, recorded_at, occurred_at, digest, hash";
+pub const LEAF_COLUMNS: &str = "tenant, seq, id, recorded_at, digest, hash";
 
 /// The types of [`LEAF_COLUMNS`], for a binary COPY.
-pub const LEAF_TYPES: [Type; 7] = [
+pub const LEAF_TYPES: [Type; 6] = [
     Type::TEXT,
     Type::INT8,
     Type::UUID,
-    Type::TIMESTAMPTZ,
     Type::TIMESTAMPTZ,
     Type::BYTEA,
     Type::BYTEA,
@@ -394,32 +354,13 @@ async fn copy_events(
     let writer = BinaryCopyInWriter::new(sink, &EVENT_TYPES);
     futures::pin_mut!(writer);
     for e in events {
-        let ev = &e.event;
-        let mut served = ev.clone();
-        served.hash = e.hash.to_hex();
-        let body = serde_json::to_string(&served).expect("an event serialises to JSON");
-        let ctx = ev.context.as_ref();
-        let row: [&(dyn ToSql + Sync); 20] = [
+        let row: [&(dyn ToSql + Sync); 6] = [
             &e.tenant.as_str(),
             &(e.seq as i64),
             &e.id,
             &e.recorded_at.to_datetime(),
-            &ev.occurred_at.to_datetime(),
-            &ev.action,
-            &ev.category.as_str(),
-            &ev.event_type,
-            &ev.outcome.as_str(),
-            &ev.actor.id,
-            &ev.target.as_ref().map(|t| t.target_type.as_str()),
-            &ev.target.as_ref().map(|t| t.id.as_str()),
-            &ev.organization.as_ref().map(|o| o.id.as_str()),
-            &ctx.and_then(|c| c.correlation_id.as_deref()),
-            &ctx.and_then(|c| c.ip.as_deref()),
-            &e.hash.0.as_slice(),
-            &e.prev.0.as_slice(),
-            &e.digests.to_bytes(),
-            &ev.metadata,
-            &body,
+            &e.entry,
+            &e.personal_values,
         ];
         writer.as_mut().write(&row).await?;
     }
@@ -444,7 +385,6 @@ async fn copy_leaves(
                 &(e.seq as i64),
                 &e.id,
                 &e.recorded_at.to_datetime(),
-                &e.event.occurred_at.to_datetime(),
                 &e.digest.as_slice(),
                 &e.hash.0.as_slice(),
             ])

@@ -11,7 +11,7 @@ use sealtrail_model::Timestamp;
 use sealtrail_store::conformance::prepared;
 use sealtrail_store::{Checkpoint, EventFilter, ListQuery, Order, Store};
 use sealtrail_store_postgres::testing::fresh_store_with;
-use sealtrail_store_postgres::verify::{Report, verify_store};
+use sealtrail_store_postgres::verify::{Report, WalkOptions, verify_store_with};
 use sealtrail_store_postgres::{PgConfig, PgStore, schema};
 use serde_json::json;
 
@@ -65,11 +65,20 @@ async fn build(n: usize) -> Option<(PgStore, PgConfig)> {
     Some((store, config))
 }
 
+/// The verify walk, on worker threads as `sealtrail verify` runs it, in chunks of three
+/// positions so that every case also crosses chunk boundaries.
 async fn verify(store: &PgStore) -> Report {
-    let client = store.write_pool().get().await.expect("client");
-    verify_store(&client, &keys(), &mut |_| {})
-        .await
-        .expect("walk")
+    let pool = store.write_pool().clone();
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let options = WalkOptions {
+            chunk: 3,
+            workers: 2,
+        };
+        verify_store_with(&pool, runtime, &keys(), options, &mut |_| {}).expect("walk")
+    })
+    .await
+    .expect("walk task")
 }
 
 /// Runs SQL as someone who holds the database would: with every trigger switched off.
@@ -119,12 +128,14 @@ async fn tampering_is_caught_and_names_the_event() {
             7,
         ),
         (
-            "UPDATE events SET body = replace(body, '\"act.n2\"', '\"act.n9\"') WHERE tenant = 't' AND seq = 3",
+            "UPDATE events SET entry = decode(replace(encode(entry, 'hex'), encode('act.n2', 'hex'), \
+             encode('act.n9', 'hex')), 'hex') WHERE tenant = 't' AND seq = 3",
             Kind::Altered,
             3,
         ),
         (
-            "UPDATE events SET ip = '10.9.9.9' WHERE tenant = 't' AND seq = 5",
+            "UPDATE events SET personal_values = decode(replace(encode(personal_values, 'hex'), \
+             encode('Ann', 'hex'), encode('Eve', 'hex')), 'hex') WHERE tenant = 't' AND seq = 5",
             Kind::Altered,
             5,
         ),
@@ -154,9 +165,9 @@ async fn tampering_is_caught_and_names_the_event() {
             2,
         ),
         (
-            "INSERT INTO events SELECT tenant, seq, id, recorded_at + interval '1 microsecond', occurred_at, action, \
-             category, event_type, outcome, actor_id, target_type, target_id, organization_id, correlation_id, ip, \
-             hash, prev_hash, personal, metadata, body FROM events WHERE tenant = 't' AND seq = 10",
+            "INSERT INTO events (tenant, seq, id, recorded_at, entry, personal_values) \
+             SELECT tenant, seq, id, recorded_at + interval '1 microsecond', entry, personal_values \
+             FROM events WHERE tenant = 't' AND seq = 10",
             Kind::Inserted,
             10,
         ),
@@ -213,13 +224,12 @@ async fn the_database_refuses_direct_changes_to_sealed_rows() {
     };
     let client = store.write_pool().get().await.expect("client");
     let statements = [
-        "UPDATE events SET action = 'x' WHERE tenant = 't'",
+        "UPDATE events SET entry = '\\x00' WHERE tenant = 't'",
         "DELETE FROM events WHERE tenant = 't'",
         "TRUNCATE events",
         "UPDATE leaves SET seq = seq + 100",
         "DELETE FROM leaves",
         "TRUNCATE leaves",
-        "DELETE FROM event_links",
         "UPDATE tree_nodes SET hash = '\\x00'",
         "DELETE FROM tree_nodes",
         "UPDATE checkpoints SET size = 1",
@@ -276,7 +286,7 @@ async fn the_sanctioned_path_changes_rows_and_records_itself_or_does_nothing() {
             Box::new(|tx| {
                 Box::pin(async move {
                     tx.execute(
-                        "UPDATE events SET ip = NULL WHERE tenant = 't' AND seq = 1",
+                        "UPDATE events SET personal_values = NULL WHERE tenant = 't' AND seq = 1",
                         &[],
                     )
                     .await
@@ -288,12 +298,15 @@ async fn the_sanctioned_path_changes_rows_and_records_itself_or_does_nothing() {
         .expect("sanctioned");
     assert_eq!(appended.seq, 4);
     let client = store.write_pool().get().await.expect("client");
-    let ip: Option<String> = client
-        .query_one("SELECT ip FROM events WHERE tenant = 't' AND seq = 1", &[])
+    let values: Option<Vec<u8>> = client
+        .query_one(
+            "SELECT personal_values FROM events WHERE tenant = 't' AND seq = 1",
+            &[],
+        )
         .await
         .expect("row")
         .get(0);
-    assert_eq!(ip, None);
+    assert_eq!(values, None);
     let open: i64 = client
         .query_one("SELECT count(*) FROM sanction", &[])
         .await
@@ -501,4 +514,199 @@ async fn event_reads_use_the_read_url_and_everything_else_the_primary() {
         "readiness notices the read pool"
     );
     store.shutdown().await;
+}
+
+/// What a reader sees of tenant `t`: every event, a filtered list, a timeline, one event.
+async fn read_all(store: &PgStore) -> (Vec<String>, Vec<u64>, Vec<u64>, String) {
+    let t = sealtrail_store::conformance::tenant("t");
+    let all = ListQuery {
+        tenant: t.clone(),
+        filter: EventFilter::default(),
+        order: Order::Asc,
+        limit: 100,
+        cursor: None,
+    };
+    let page = store.list(all.clone()).await.expect("list");
+    let bodies: Vec<String> = page.items.iter().map(|e| e.body.get().to_owned()).collect();
+    let filtered = store
+        .list(ListQuery {
+            filter: EventFilter::default()
+                .with(sealtrail_store::fields::ACTOR_ID, ["u1"])
+                .with(sealtrail_store::fields::EVENT_TYPE, ["UPDATED"]),
+            ..all
+        })
+        .await
+        .expect("filtered");
+    let timeline = store
+        .history(sealtrail_store::HistoryQuery {
+            tenant: t.clone(),
+            entity_type: "ticket".into(),
+            entity_id: "k1".into(),
+            event_type: vec![],
+            limit: 100,
+            cursor: None,
+        })
+        .await
+        .expect("history");
+    let id = id_at(store, 2).await;
+    let one = store.get(&t, id).await.expect("get").expect("found");
+    (
+        bodies,
+        filtered.items.iter().map(|e| e.seq).collect(),
+        timeline.items.iter().map(|e| e.seq).collect(),
+        one.body.get().to_owned(),
+    )
+}
+
+/// A store of schema version 1 (each event as its served JSON with the digests beside it, the
+/// filter columns and their indexes, `event_links`) is migrated to the log: its events read,
+/// filter, form timelines and verify as before, and an edited JSON body is still caught.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_of_schema_1_migrates_to_the_log_and_reads_and_verifies_as_before() {
+    use sealtrail_ledger::view::{EntryView, PersonalValues};
+    // Events sealed by this build in one schema...
+    let Some((source, _)) = build(7).await else {
+        return;
+    };
+    let before = read_all(&source).await;
+    assert_eq!(before.0.len(), 7);
+    // ...written the way schema version 1 stored them into another one.
+    let Some((url, schema)) = sealtrail_store_postgres::testing::fresh_schema().await else {
+        return;
+    };
+    let pool = sealtrail_store_postgres::pool(&url, &schema, 1).expect("pool");
+    let mut old = pool.get().await.expect("client");
+    schema::migrate_to(&mut old, &schema, 1)
+        .await
+        .expect("version 1");
+    schema::ensure_partitions(&mut old, time::OffsetDateTime::now_utc(), 0, 1)
+        .await
+        .expect("partitions");
+    let from = source.write_pool().get().await.expect("client");
+    for table in ["tenant_logs", "tree_nodes", "subject_keys", "checkpoints"] {
+        let rows = from
+            .query(&format!("SELECT * FROM {table}"), &[])
+            .await
+            .expect("rows");
+        for row in rows {
+            let marks: Vec<String> = (1..=row.len()).map(|i| format!("${i}")).collect();
+            let values: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = (0..row.len())
+                .map(|i| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+                    match row.columns()[i].type_().name() {
+                        "text" => Box::new(row.get::<_, Option<String>>(i)),
+                        "int8" => Box::new(row.get::<_, Option<i64>>(i)),
+                        "int4" => Box::new(row.get::<_, Option<i32>>(i)),
+                        "bytea" => Box::new(row.get::<_, Option<Vec<u8>>>(i)),
+                        "timestamptz" => Box::new(row.get::<_, Option<time::OffsetDateTime>>(i)),
+                        other => panic!("column type {other}"),
+                    }
+                })
+                .collect();
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+                .iter()
+                .map(|v| v.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            old.execute(
+                &format!("INSERT INTO {table} VALUES ({})", marks.join(", ")),
+                &refs,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("copy {table}: {e}"));
+        }
+    }
+    let rows = from
+        .query(
+            "SELECT l.tenant, l.seq, l.id, l.recorded_at, l.digest, l.hash, e.entry, e.personal_values \
+             FROM leaves l JOIN events e ON e.tenant = l.tenant AND e.seq = l.seq ORDER BY l.tenant, l.seq",
+            &[],
+        )
+        .await
+        .expect("log");
+    for row in rows {
+        let (tenant, seq, id): (String, i64, uuid::Uuid) = (row.get(0), row.get(1), row.get(2));
+        let recorded_at: time::OffsetDateTime = row.get(3);
+        let (digest, hash): (Vec<u8>, Vec<u8>) = (row.get(4), row.get(5));
+        let (entry, values): (Vec<u8>, Option<Vec<u8>>) = (row.get(6), row.get(7));
+        let view = EntryView::parse(&entry).expect("entry");
+        let personal = values.as_deref().map_or_else(PersonalValues::default, |v| {
+            PersonalValues::from_bytes(v).expect("values")
+        });
+        let hex_hash: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        let event = view.to_event(&personal, hex_hash);
+        let body = serde_json::to_string(&event).expect("json");
+        let ctx = event.context.as_ref();
+        old.execute(
+            "INSERT INTO events (tenant, seq, id, recorded_at, occurred_at, action, category, event_type, outcome, \
+             actor_id, target_type, target_id, organization_id, correlation_id, ip, hash, prev_hash, personal, \
+             metadata, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18, $19, $20)",
+            &[
+                &tenant,
+                &seq,
+                &id,
+                &recorded_at,
+                &event.occurred_at.to_datetime(),
+                &event.action,
+                &event.category.as_str(),
+                &event.event_type,
+                &event.outcome.as_str(),
+                &event.actor.id,
+                &event.target.as_ref().map(|t| t.target_type.clone()),
+                &event.target.as_ref().map(|t| t.id.clone()),
+                &event.organization.as_ref().map(|o| o.id.clone()),
+                &ctx.and_then(|c| c.correlation_id.clone()),
+                &ctx.and_then(|c| c.ip.clone()),
+                &hash,
+                &view.prev.to_vec(),
+                &view.digests.to_bytes(),
+                &event.metadata,
+                &body,
+            ],
+        )
+        .await
+        .expect("old event");
+        old.execute(
+            "INSERT INTO leaves VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &tenant,
+                &seq,
+                &id,
+                &recorded_at,
+                &event.occurred_at.to_datetime(),
+                &digest,
+                &hash,
+            ],
+        )
+        .await
+        .expect("old leaf");
+        for r in &event.related {
+            old.execute(
+                "INSERT INTO event_links VALUES ($1, $2, $3, $4)",
+                &[&tenant, &r.related_type, &r.id, &seq],
+            )
+            .await
+            .expect("old link");
+        }
+    }
+    drop(from);
+    source.shutdown().await;
+    // Opening the old schema migrates it; reads are what they were.
+    let mut config = PgConfig::new(url);
+    config.schema = schema;
+    let migrated = PgStore::open(&config).await.expect("open and migrate");
+    assert_eq!(read_all(&migrated).await, before, "before indexing");
+    migrated.settle().await.expect("index");
+    assert_eq!(read_all(&migrated).await, before, "from the derived data");
+    let report = verify(&migrated).await;
+    assert_eq!(report.findings, vec![], "{report:?}");
+    assert_eq!(report.events, 8);
+    // An edited JSON body of such a row is caught and named.
+    tamper(
+        &migrated,
+        "UPDATE events SET body = replace(body, '\"act.n2\"', '\"act.n9\"') WHERE tenant = 't' AND seq = 3",
+    )
+    .await;
+    let first = verify(&migrated).await.findings.remove(0);
+    assert_eq!((first.kind, first.seq), (Kind::Altered, 3), "{first}");
+    migrated.shutdown().await;
 }

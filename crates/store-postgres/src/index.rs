@@ -1,0 +1,252 @@
+//! The derived data of the PostgreSQL store (`postings`, `event_times`, `watermarks`), written
+//! behind the log by an indexer thread in every server process ([`sealtrail_store::derived`]).
+//!
+//! Servers stay stateless: everything derived lives in the database. Exactly one indexer works
+//! on a tenant at a time, whichever server it runs in: each indexing transaction first takes the
+//! tenant's transaction-scoped advisory lock with `pg_try_advisory_xact_lock`, and a server that
+//! finds it taken leaves the tenant to the one holding it. A server that dies mid-batch loses
+//! its connection, so its transaction rolls back and its lock is released: the next indexer
+//! starts from the watermark that was committed with the last batch, and nothing is counted
+//! twice. The indexer commits without waiting for the WAL flush: a crash may lose its last
+//! batches, together with their watermark, never one without the other.
+
+use std::sync::Arc;
+
+use deadpool_postgres::{Object, Pool};
+use sealtrail_model::Tenant;
+use sealtrail_store::derived::{IndexBackend, Lag, TimeBlock, Update};
+use sealtrail_store::fields::{DERIVED_VERSION, Term};
+use sealtrail_store::rows::LogRow;
+use tokio::runtime::Handle;
+use tokio_postgres::types::ToSql;
+
+use crate::PgError;
+use crate::read::{ROW_COLUMNS, ROW_FROM, row_from};
+
+/// The advisory lock namespace of indexers, apart from the writers' tenant locks.
+const INDEX_LOCK: &str = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 11))";
+
+/// An indexer's connection, used from a thread of its own.
+pub(crate) struct PgIndexer {
+    pool: Pool,
+    runtime: Handle,
+    client: Option<Object>,
+    open: bool,
+}
+
+impl PgIndexer {
+    pub(crate) fn new(pool: Pool, runtime: Handle) -> Self {
+        Self {
+            pool,
+            runtime,
+            client: None,
+            open: false,
+        }
+    }
+
+    /// The connection, taken from the pool on first use (and again after a failure).
+    fn client(&mut self) -> Result<&Object, PgError> {
+        if self.client.is_none() {
+            let client = self.runtime.block_on(self.pool.get())?;
+            self.client = Some(client);
+        }
+        Ok(self.client.as_ref().expect("set above"))
+    }
+
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, PgError> {
+        let runtime = self.runtime.clone();
+        let client = self.client()?;
+        let result = runtime.block_on(async {
+            let stmt = client.prepare_cached(sql).await?;
+            client.query(&stmt, params).await
+        });
+        result.map_err(|e| {
+            // A broken connection is not reused.
+            if e.is_closed() {
+                self.client = None;
+            }
+            PgError::from(e)
+        })
+    }
+
+    fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<(), PgError> {
+        self.query(sql, params).map(|_| ())
+    }
+}
+
+/// Empties the derived data when it was built by another version (or never recorded one), so
+/// that indexers build it again from the log.
+pub(crate) async fn check_version(client: &mut Object) -> Result<(), PgError> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('derived', 11))",
+        &[],
+    )
+    .await?;
+    let found: Option<i32> = tx
+        .query_opt(
+            "SELECT value FROM derived_meta WHERE key = 'derived_version'",
+            &[],
+        )
+        .await?
+        .map(|r| r.get(0));
+    let wanted = DERIVED_VERSION as i32;
+    if found != Some(wanted) {
+        if found.is_some() {
+            tracing::info!(
+                found,
+                wanted,
+                "derived data of another version: rebuilding it from the log"
+            );
+        }
+        tx.batch_execute("TRUNCATE postings, event_times, watermarks")
+            .await?;
+        tx.execute(
+            "INSERT INTO derived_meta (key, value) VALUES ('derived_version', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&wanted],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+impl IndexBackend for PgIndexer {
+    type Error = PgError;
+
+    fn lagging(&mut self) -> Result<Vec<Lag>, PgError> {
+        let rows = self.query(
+            "SELECT t.tenant, coalesce(w.indexed, 0), t.size FROM tenant_logs t \
+             LEFT JOIN watermarks w ON w.tenant = t.tenant ORDER BY t.tenant",
+            &[],
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Lag {
+                tenant: Tenant::from_store(r.get::<_, String>(0)),
+                indexed: r.get::<_, i64>(1).max(0) as u64,
+                size: r.get::<_, i64>(2).max(0) as u64,
+            })
+            .collect())
+    }
+
+    fn begin(&mut self, tenant: &Tenant) -> Result<Option<u64>, PgError> {
+        self.execute("BEGIN", &[])?;
+        self.open = true;
+        self.execute("SET LOCAL synchronous_commit TO OFF", &[])?;
+        let locked: bool = self
+            .query(INDEX_LOCK, &[&tenant.as_str()])?
+            .first()
+            .is_some_and(|r| r.get(0));
+        if !locked {
+            // Another server's indexer has the tenant.
+            self.rollback();
+            return Ok(None);
+        }
+        let indexed: i64 = self
+            .query(
+                "SELECT coalesce((SELECT indexed FROM watermarks WHERE tenant = $1), 0)",
+                &[&tenant.as_str()],
+            )?
+            .first()
+            .map_or(0, |r| r.get(0));
+        Ok(Some(indexed.max(0) as u64))
+    }
+
+    fn log_rows(&mut self, tenant: &Tenant, lo: u64, hi: u64) -> Result<Vec<LogRow>, PgError> {
+        let rows = self.query(
+            &format!(
+                "SELECT {ROW_COLUMNS} FROM {ROW_FROM} WHERE l.tenant = $1 AND l.seq BETWEEN $2 AND $3 \
+                 ORDER BY l.seq"
+            ),
+            &[
+                &tenant.as_str(),
+                &(lo.min(i64::MAX as u64) as i64),
+                &(hi.min(i64::MAX as u64) as i64),
+            ],
+        )?;
+        Ok(rows.iter().map(row_from).collect())
+    }
+
+    fn postings(
+        &mut self,
+        tenant: &Tenant,
+        chunk: u64,
+        terms: &[Term],
+    ) -> Result<Vec<(Term, Vec<u8>)>, PgError> {
+        let wanted: Vec<&[u8]> = terms.iter().map(|t| &*t.0).collect();
+        let rows = self.query(
+            "SELECT term, bits FROM postings WHERE tenant = $1 AND chunk = $2 AND term = ANY($3)",
+            &[&tenant.as_str(), &(chunk as i64), &wanted],
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (Term(r.get::<_, Vec<u8>>(0).into_boxed_slice()), r.get(1)))
+            .collect())
+    }
+
+    fn time_block(&mut self, tenant: &Tenant, block: u64) -> Result<Option<TimeBlock>, PgError> {
+        let rows = self.query(
+            "SELECT lo, hi, vals FROM event_times WHERE tenant = $1 AND block = $2",
+            &[&tenant.as_str(), &(block as i64)],
+        )?;
+        Ok(rows
+            .first()
+            .map(|r| TimeBlock::decode(r.get(0), r.get(1), r.get::<_, &[u8]>(2))))
+    }
+
+    fn write(&mut self, tenant: &Tenant, update: &Update) -> Result<(), PgError> {
+        let chunks: Vec<i64> = update.postings.iter().map(|p| p.0 as i64).collect();
+        let terms: Vec<&[u8]> = update.postings.iter().map(|p| &*p.1.0).collect();
+        let bits: Vec<&[u8]> = update.postings.iter().map(|p| p.2.as_slice()).collect();
+        self.execute(
+            "INSERT INTO postings (tenant, chunk, term, bits) \
+             SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bytea[]) \
+             ON CONFLICT (tenant, chunk, term) DO UPDATE SET bits = excluded.bits",
+            &[&tenant.as_str(), &chunks, &terms, &bits],
+        )?;
+        let blocks: Vec<i64> = update.times.iter().map(|t| t.0 as i64).collect();
+        let los: Vec<i64> = update.times.iter().map(|t| t.1.lo).collect();
+        let his: Vec<i64> = update.times.iter().map(|t| t.1.hi).collect();
+        let vals: Vec<Vec<u8>> = update.times.iter().map(|t| t.1.encode_values()).collect();
+        self.execute(
+            "INSERT INTO event_times (tenant, block, lo, hi, vals) \
+             SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[]) \
+             ON CONFLICT (tenant, block) DO UPDATE SET lo = excluded.lo, hi = excluded.hi, vals = excluded.vals",
+            &[&tenant.as_str(), &blocks, &los, &his, &vals],
+        )?;
+        self.execute(
+            "INSERT INTO watermarks (tenant, indexed) VALUES ($1, $2) \
+             ON CONFLICT (tenant) DO UPDATE SET indexed = excluded.indexed",
+            &[&tenant.as_str(), &(update.watermark as i64)],
+        )
+    }
+
+    fn commit(&mut self) -> Result<(), PgError> {
+        self.execute("COMMIT", &[])?;
+        self.open = false;
+        Ok(())
+    }
+
+    fn rollback(&mut self) {
+        if self.open {
+            if let Err(err) = self.execute("ROLLBACK", &[]) {
+                tracing::debug!(error = %err, "index rollback failed; the connection is dropped");
+                self.client = None;
+            }
+            self.open = false;
+        }
+    }
+
+    fn reset(&mut self) -> Result<(), PgError> {
+        self.execute("TRUNCATE postings, event_times, watermarks", &[])
+    }
+}
+
+/// Shares an indexer between the background thread and `settle`.
+pub(crate) type SharedIndexer = Arc<std::sync::Mutex<PgIndexer>>;
