@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use sealtrail_store::DatabaseUrl;
 use serde::Deserialize;
 
 /// The file read when `--config` is not given, if it exists in the working directory.
@@ -29,7 +30,7 @@ pub(crate) struct ServeArgs {
         value_name = "URL",
         hide_env_values = true
     )]
-    pub database_url: Option<String>,
+    pub database_url: Option<DatabaseUrl>,
     /// A PostgreSQL read replica's URL for event reads (lists, search, timelines) [default: the
     /// --database-url primary]
     #[arg(
@@ -38,7 +39,7 @@ pub(crate) struct ServeArgs {
         value_name = "URL",
         hide_env_values = true
     )]
-    pub read_database_url: Option<String>,
+    pub read_database_url: Option<DatabaseUrl>,
     /// The PostgreSQL schema that holds sealtrail's tables [default: sealtrail]
     #[arg(long, env = "SEALTRAIL_DATABASE_SCHEMA", value_name = "NAME")]
     pub database_schema: Option<String>,
@@ -58,6 +59,10 @@ pub(crate) struct ServeArgs {
     /// Most events waiting to be written before ingest answers 503 [default: 50000]
     #[arg(long, env = "SEALTRAIL_QUEUE_CAPACITY", value_name = "N")]
     pub queue_capacity: Option<usize>,
+    /// Most events of a tenant the derived data (filters, timelines) may lag behind its log
+    /// before ingest into it answers 503 [default: 100000]
+    #[arg(long, env = "SEALTRAIL_INDEX_MAX_LAG", value_name = "N")]
+    pub index_max_lag: Option<u64>,
     /// Checkpoint signing key: a file holding a base64 Ed25519 secret [default: a key made in
     /// DATA_DIR/keys at first start]. A new key retires the previous one, which stays listed.
     #[arg(long, env = "SEALTRAIL_SIGNING_KEY", value_name = "FILE")]
@@ -91,6 +96,7 @@ struct FileConfig {
     #[serde(default, with = "humantime_serde_opt")]
     batch_max_wait: Option<Duration>,
     queue_capacity: Option<usize>,
+    index_max_lag: Option<u64>,
     signing_key: Option<PathBuf>,
     witness_file: Option<PathBuf>,
     checkpoint_every_events: Option<u64>,
@@ -129,6 +135,8 @@ pub(crate) struct ServeConfig {
     pub batch_max_wait: Duration,
     /// Write-queue capacity in events.
     pub queue_capacity: usize,
+    /// How far derived data may lag behind a tenant's log before ingest is refused.
+    pub index_max_lag: u64,
     /// The configured signing key file.
     pub signing_key: Option<PathBuf>,
     /// Checkpoint cadence and witness.
@@ -139,9 +147,9 @@ pub(crate) struct ServeConfig {
 #[derive(Debug, Clone)]
 pub(crate) struct PostgresSettings {
     /// The primary.
-    pub url: String,
+    pub url: DatabaseUrl,
     /// A replica for event reads.
-    pub read_url: Option<String>,
+    pub read_url: Option<DatabaseUrl>,
     /// The schema.
     pub schema: String,
     /// Whether to migrate at start.
@@ -158,9 +166,12 @@ impl ServeArgs {
             }
             None => FileConfig::default(),
         };
-        let postgres = match self.database_url.or(file.database_url) {
+        let postgres = match self
+            .database_url
+            .or(file.database_url.map(DatabaseUrl::from))
+        {
             Some(url) => {
-                let scheme = url.split("://").next().unwrap_or("");
+                let scheme = url.expose().split("://").next().unwrap_or("");
                 if !matches!(scheme, "postgres" | "postgresql") {
                     bail!(
                         "--database-url must be a postgres:// or postgresql:// URL, not {scheme:?}; \
@@ -169,7 +180,9 @@ impl ServeArgs {
                 }
                 Some(PostgresSettings {
                     url,
-                    read_url: self.read_database_url.or(file.read_database_url),
+                    read_url: self
+                        .read_database_url
+                        .or(file.read_database_url.map(DatabaseUrl::from)),
                     schema: self
                         .database_schema
                         .or(file.database_schema)
@@ -201,6 +214,11 @@ impl ServeArgs {
                 .queue_capacity
                 .or(file.queue_capacity)
                 .unwrap_or(50_000),
+            index_max_lag: self
+                .index_max_lag
+                .or(file.index_max_lag)
+                .unwrap_or(sealtrail_store::derived::IndexerOptions::default().max_lag)
+                .max(1),
             signing_key: self.signing_key.or(file.signing_key),
             checkpoints: {
                 let defaults = sealtrail_server::checkpointer::CheckpointPolicy::default();
@@ -285,11 +303,11 @@ mod tests {
         };
         let pg = args.resolve().expect("resolve").postgres.expect("postgres");
         assert_eq!(
-            (pg.url.as_str(), pg.schema.as_str(), pg.migrate, pg.read_url),
+            (pg.url.expose(), pg.schema.as_str(), pg.migrate, pg.read_url),
             ("postgres://db/x", "audit", false, None)
         );
         let args = ServeArgs {
-            database_url: Some("mysql://db/x".into()),
+            database_url: Some(DatabaseUrl::from("mysql://db/x")),
             ..Default::default()
         };
         let err = args.resolve().expect_err("not postgres");

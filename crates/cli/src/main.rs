@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sealtrail_server::{AppState, bootstrap_admin, serve};
+use sealtrail_store::Store;
 use sealtrail_store_postgres::{PgConfig, PgStore, SigningKeyRecord};
 use sealtrail_store_sqlite::{SqliteConfig, SqliteStore};
 use tracing_subscriber::EnvFilter;
@@ -52,6 +53,34 @@ enum Command {
     /// its seal material, and the newest signed checkpoint. `sealtrail verify --export` checks it
     /// offline with nothing but the public key.
     Export(ExportArgs),
+    /// Drop everything derived from the log (the indexes behind filters, timelines and search)
+    /// and build it again from the log, with a progress bar on a terminal.
+    ///
+    /// Derived data is disposable: the log alone is the truth, so a damaged, lost or outdated
+    /// index is mended by this command. With the embedded store, stop the server first. On
+    /// PostgreSQL servers may keep running: reads stay exact (they read the log beyond what
+    /// is rebuilt) and the servers' indexers help rebuild.
+    Reindex(ReindexArgs),
+}
+
+/// `sealtrail reindex` options.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("store").required(true).args(["data_dir", "database_url"])))]
+struct ReindexArgs {
+    /// The data directory of the embedded store
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<std::path::PathBuf>,
+    /// A PostgreSQL store
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    database_url: Option<sealtrail_store::DatabaseUrl>,
+    /// The PostgreSQL schema that holds sealtrail's tables
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "sealtrail",
+        requires = "database_url"
+    )]
+    database_schema: String,
 }
 
 /// `sealtrail migrate` options.
@@ -64,7 +93,7 @@ struct MigrateArgs {
         value_name = "URL",
         hide_env_values = true
     )]
-    database_url: String,
+    database_url: sealtrail_store::DatabaseUrl,
     /// The schema that holds sealtrail's tables
     #[arg(
         long,
@@ -102,6 +131,7 @@ fn main() -> std::process::ExitCode {
         Command::Verify(args) => verify::run(&args),
         Command::Migrate(args) => run_migrate(&args).map(|()| true),
         Command::Export(args) => run_export(&args).map(|()| true),
+        Command::Reindex(args) => run_reindex(&args).map(|()| true),
     };
     match outcome {
         Ok(true) => std::process::ExitCode::SUCCESS,
@@ -124,18 +154,19 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             .context("cannot load the checkpoint signing key")?;
         let (store, location): (Arc<dyn sealtrail_store::Store>, String) = match &config.postgres {
             None => {
-                let store_config = SqliteConfig {
+                let mut store_config = SqliteConfig {
                     batch_max_events: config.batch_max_events,
                     batch_max_wait: config.batch_max_wait,
                     queue_capacity: config.queue_capacity,
                     ..SqliteConfig::new(&config.data_dir)
                 };
+                store_config.indexer.max_lag = config.index_max_lag;
                 let store = SqliteStore::open(&store_config)
                     .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
                 (Arc::new(store), format!("data in {}", config.data_dir.display()))
             }
             Some(pg) => {
-                let pg_config = PgConfig {
+                let mut pg_config = PgConfig {
                     read_url: pg.read_url.clone(),
                     schema: pg.schema.clone(),
                     batch_max_events: config.batch_max_events,
@@ -144,6 +175,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
                     migrate: pg.migrate,
                     ..PgConfig::new(pg.url.clone())
                 };
+                pg_config.indexer.max_lag = config.index_max_lag;
                 let store = PgStore::open(&pg_config)
                     .await
                     .context("cannot open the PostgreSQL store")?;
@@ -194,6 +226,72 @@ fn published(keys: &sealtrail_server::signing::KeyRing) -> Vec<SigningKeyRecord>
         .collect()
 }
 
+fn run_reindex(args: &ReindexArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} events ({per_sec}, {eta} left)",
+                )
+                .expect("a valid template"),
+            );
+            bar
+        });
+        let shown = bar.clone();
+        let progress = move |done: u64, total: u64| {
+            if let Some(bar) = &shown {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+        };
+        let started = std::time::Instant::now();
+        let (done, store): (u64, Arc<dyn sealtrail_store::Store>) =
+            match (&args.data_dir, &args.database_url) {
+                (Some(dir), _) => {
+                    anyhow::ensure!(
+                        dir.join(sealtrail_store_sqlite::DB_FILE).exists(),
+                        "{} holds no sealtrail store",
+                        dir.display()
+                    );
+                    let mut config = SqliteConfig::new(dir);
+                    config.indexer.background = false;
+                    let store = SqliteStore::open(&config)
+                        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+                    let done = store.reindex(Box::new(progress)).await?;
+                    (done, Arc::new(store))
+                }
+                (None, Some(url)) => {
+                    let mut config = PgConfig::new(url.clone());
+                    config.schema.clone_from(&args.database_schema);
+                    config.migrate = false;
+                    config.indexer.background = false;
+                    let store = PgStore::open(&config)
+                        .await
+                        .context("cannot open the PostgreSQL store")?;
+                    let done = store.reindex(Box::new(progress)).await?;
+                    (done, Arc::new(store))
+                }
+                (None, None) => anyhow::bail!("give --data-dir or --database-url"),
+            };
+        store.shutdown().await;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!(
+            "sealtrail reindex: {done} events indexed from the log in {seconds:.2} s ({:.0} events/s)",
+            done as f64 / seconds.max(1e-9)
+        );
+        Ok(())
+    })
+}
+
 fn run_migrate(args: &MigrateArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -201,7 +299,7 @@ fn run_migrate(args: &MigrateArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let applied = runtime
         .block_on(sealtrail_store_postgres::migrate(
-            &args.database_url,
+            args.database_url.expose(),
             &args.database_schema,
         ))
         .context("cannot migrate the database")?;

@@ -24,7 +24,7 @@ pub(crate) struct VerifyArgs {
     /// Verify a PostgreSQL store. Without --public-key the keys the servers published in its
     /// signing_keys table are trusted; with --public-key only the keys given are
     #[arg(long, value_name = "URL", hide_env_values = true)]
-    database_url: Option<String>,
+    database_url: Option<sealtrail_store::DatabaseUrl>,
     /// The PostgreSQL schema that holds sealtrail's tables
     #[arg(
         long,
@@ -53,7 +53,7 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
         return verify_export(export, &given);
     }
     if let Some(url) = &args.database_url {
-        return verify_postgres(url, &args.database_schema, given);
+        return verify_postgres(url.expose(), &args.database_schema, given);
     }
     let dir = args.data_dir.as_deref().context("give --data-dir")?;
     let db = dir.join(sealtrail_store_sqlite::DB_FILE);

@@ -21,6 +21,12 @@ pub struct Health {
     /// Most events the write queue holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_capacity: Option<usize>,
+    /// Events in the log that the derived data (filters, timelines) does not cover yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_lag: Option<u64>,
+    /// Unindexed events of one tenant beyond which ingest into it answers 503.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_max_lag: Option<u64>,
 }
 
 /// The process is up.
@@ -30,10 +36,13 @@ pub async fn healthz() -> Json<Health> {
         status: "ok",
         queue_depth: None,
         queue_capacity: None,
+        index_lag: None,
+        index_max_lag: None,
     })
 }
 
-/// The store answers and the write queue is not saturated (below 90 %).
+/// The store answers and the write queue is not saturated (below 90 %); the answer also says
+/// how far the derived data lags behind the log.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -68,6 +77,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         status: "ready",
         queue_depth: Some(queue.depth),
         queue_capacity: Some(queue.capacity),
+        index_lag: Some(queue.index_lag),
+        index_max_lag: Some(queue.index_max_lag),
     })
     .into_response()
 }

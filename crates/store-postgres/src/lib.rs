@@ -27,8 +27,8 @@ use sealtrail_store::derived::{IndexGate, IndexerOptions};
 use sealtrail_store::pipeline::{self, BatchLimits, WriteHandle};
 use sealtrail_store::plan;
 use sealtrail_store::{
-    ApiKey, Appended, Checkpoint, HistoryQuery, LeafHash, ListQuery, NewKey, Page, PreparedEvent,
-    QueueStatus, Store, StoreError, StoreResult, StoredEvent, TenantScope, TreeHead,
+    ApiKey, Appended, Checkpoint, DatabaseUrl, HistoryQuery, LeafHash, ListQuery, NewKey, Page,
+    PreparedEvent, QueueStatus, Store, StoreError, StoreResult, StoredEvent, TenantScope, TreeHead,
     scopes_to_text,
 };
 use time::OffsetDateTime;
@@ -50,9 +50,9 @@ const PARTITION_UPKEEP_EVERY: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone)]
 pub struct PgConfig {
     /// The primary's URL: writes, keys, checkpoints and proofs.
-    pub url: String,
+    pub url: DatabaseUrl,
     /// A read replica's URL for event reads (lists, get, timelines); the primary when `None`.
-    pub read_url: Option<String>,
+    pub read_url: Option<DatabaseUrl>,
     /// The schema that holds every table.
     pub schema: String,
     /// Most events in one commit.
@@ -74,7 +74,7 @@ pub struct PgConfig {
 
 impl PgConfig {
     /// Defaults for a database URL.
-    pub fn new(url: impl Into<String>) -> Self {
+    pub fn new(url: impl Into<DatabaseUrl>) -> Self {
         Self {
             url: url.into(),
             read_url: None,
@@ -230,9 +230,13 @@ impl PgStore {
     /// Connects, brings the schema up to date (or checks it is), makes the partitions of this
     /// month and the next [`PARTITIONS_AHEAD`], and starts the writer and the partition job.
     pub async fn open(config: &PgConfig) -> Result<Self, OpenError> {
-        let write = pool(&config.url, &config.schema, config.write_connections)?;
+        let write = pool(
+            config.url.expose(),
+            &config.schema,
+            config.write_connections,
+        )?;
         let read = pool(
-            config.read_url.as_deref().unwrap_or(&config.url),
+            config.read_url.as_ref().unwrap_or(&config.url).expose(),
             &config.schema,
             config.read_connections,
         )?;
@@ -250,7 +254,7 @@ impl PgStore {
         }
         let upkeep = tokio::spawn(partition_upkeep(write.clone()));
         // The indexer keeps a connection of its own, so it never takes one the writer waits for.
-        let index_pool = pool(&config.url, &config.schema, 1)?;
+        let index_pool = pool(config.url.expose(), &config.schema, 1)?;
         let index = std::sync::Arc::new(Mutex::new(index::PgIndexer::new(
             index_pool,
             tokio::runtime::Handle::current(),
@@ -299,6 +303,17 @@ impl PgStore {
         job: SanctionedJob,
     ) -> StoreResult<Appended> {
         self.writes.sanctioned(reason, audit, job).await
+    }
+
+    /// [`Store::reindex`]: the rebuild, on a blocking thread.
+    async fn rebuild(&self, mut progress: Box<dyn FnMut(u64, u64) + Send>) -> StoreResult<u64> {
+        let (index, gate, batch) = (self.index.clone(), self.gate.clone(), self.batch);
+        let done = tokio::task::spawn_blocking(move || {
+            sealtrail_store::derived::rebuild(&index, &gate, batch, &mut progress)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("indexing failed: {e}")))??;
+        Ok(done)
     }
 
     /// Publishes checkpoint public keys in the database, so that `sealtrail verify
@@ -589,6 +604,10 @@ impl Store for PgStore {
         })
         .await?;
         Ok(Some(proof))
+    }
+
+    async fn reindex(&self, progress: Box<dyn FnMut(u64, u64) + Send>) -> StoreResult<u64> {
+        self.rebuild(progress).await
     }
 
     async fn settle(&self) -> StoreResult<()> {

@@ -167,6 +167,18 @@ impl SqliteStore {
         data_dir.join(DB_FILE)
     }
 
+    /// [`Store::reindex`]: the rebuild, on a blocking thread.
+    async fn rebuild(&self, mut progress: Box<dyn FnMut(u64, u64) + Send>) -> StoreResult<u64> {
+        let (index, gate, batch) = (self.index.clone(), self.gate.clone(), self.batch);
+        let done = tokio::task::spawn_blocking(move || {
+            sealtrail_store::derived::rebuild(&index, &gate, batch, &mut progress)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("indexing failed: {e}")))?
+        .map_err(db_error)?;
+        Ok(done)
+    }
+
     /// Runs `f` on a reader inside one read transaction, off the async runtime.
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
@@ -378,6 +390,10 @@ impl Store for SqliteStore {
         self.readers
             .run(move |conn| read::consistency_proof(conn, &tenant, from, to))
             .await
+    }
+
+    async fn reindex(&self, progress: Box<dyn FnMut(u64, u64) + Send>) -> StoreResult<u64> {
+        self.rebuild(progress).await
     }
 
     async fn settle(&self) -> StoreResult<()> {

@@ -43,6 +43,8 @@ macro_rules! conformance_suite {
             concurrent_appends_stay_gap_free,
             the_log_is_a_merkle_tree_with_proofs,
             checkpoints_are_kept_newest_last,
+            reindex_rebuilds_the_same_answers,
+            every_acknowledged_event_is_read_at_once_while_indexing_races,
         );
     };
     (@cases $mode:ident $make:expr; $($case:ident),* $(,)?) => {
@@ -844,4 +846,195 @@ pub async fn checkpoints_are_kept_newest_last(store: Arc<dyn Store>) {
         store.latest_checkpoint(&tenant("u")).await.expect("latest"),
         None
     );
+}
+
+/// Every answer a reader can get about tenant `t`: lists under many filters in both orders
+/// (paged), timelines and single events.
+async fn answers(store: &dyn Store, ids: &[Uuid]) -> Vec<String> {
+    let filters = [
+        EventFilter::default(),
+        EventFilter::default().with(fields::ACTOR_ID, ["u1"]),
+        EventFilter::default().with(fields::ACTION, ["a.two", "a.three"]),
+        EventFilter::default()
+            .with(fields::CATEGORY, ["update"])
+            .with(fields::OUTCOME, ["failure"]),
+        EventFilter::default().with(fields::TARGET_ID, ["x3"]),
+        EventFilter::default().with(fields::CHANGED_FIELD, ["status"]),
+        EventFilter {
+            from: Some(Timestamp::from_micros(1_770_000_000_000_000 + 20_000_000)),
+            to: Some(Timestamp::from_micros(1_770_000_000_000_000 + 90_000_000)),
+            ..Default::default()
+        }
+        .with(fields::ACTOR_ID, ["u0", "u2"]),
+        EventFilter {
+            metadata: Some(json!({"k": 1})),
+            ..Default::default()
+        },
+    ];
+    let mut out = Vec::new();
+    for filter in filters {
+        for order in [Order::Asc, Order::Desc] {
+            let query = ListQuery {
+                filter: filter.clone(),
+                order,
+                limit: 7,
+                ..list_all_query("t")
+            };
+            out.push(format!(
+                "{filter:?} {order:?}: {:?}",
+                seqs(store, query).await
+            ));
+        }
+    }
+    for entity in ["x1", "x3", "r2"] {
+        let page = store
+            .history(HistoryQuery {
+                tenant: tenant("t"),
+                entity_type: "thing".into(),
+                entity_id: entity.into(),
+                event_type: vec![],
+                limit: 1000,
+                cursor: None,
+            })
+            .await
+            .expect("history");
+        let items: Vec<(u64, Option<Relation>)> =
+            page.items.iter().map(|e| (e.seq, e.relation)).collect();
+        out.push(format!("history {entity}: {items:?}"));
+    }
+    for id in ids {
+        let one = store.get(&tenant("t"), *id).await.expect("get");
+        out.push(one.map_or_else(|| "none".into(), |e| e.body.get().to_owned()));
+    }
+    out
+}
+
+/// Derived data is disposable: answers read from the log's tail, from data built as events
+/// came, and from data rebuilt from scratch are the same.
+pub async fn reindex_rebuilds_the_same_answers(store: Arc<dyn Store>) {
+    let base = 1_770_000_000_000_000i64;
+    let mut ids = Vec::new();
+    for chunk in 0..6 {
+        let batch: Vec<PreparedEvent> = (0..25)
+            .map(|j| {
+                let i = chunk * 25 + j;
+                let action = ["a.one", "a.two", "a.three"][i % 3];
+                let category = ["update", "create"][i % 2];
+                let field = if i % 4 == 0 { "status" } else { "name" };
+                let at = Timestamp::from_micros(base + (i as i64 * 1_000_000) % 120_000_000);
+                prepared(
+                    if i % 9 == 0 { "other" } else { "t" },
+                    json!({
+                        "action": action,
+                        "category": category,
+                        "outcome": if i % 7 == 0 { "failure" } else { "success" },
+                        "actor": {"id": format!("u{}", i % 4), "name": "Ann"},
+                        "occurred_at": at.to_rfc3339(),
+                        "target": {"type": "thing", "id": format!("x{}", i % 5)},
+                        "related": [{"type": "thing", "id": format!("r{}", i % 3)}],
+                        "changes": [{"field": field, "old_value": 1, "new_value": 2}],
+                        "metadata": {"k": i % 3},
+                    }),
+                )
+            })
+            .collect();
+        ids.extend(batch.iter().map(|e| e.id));
+        store.append(batch).await.expect("append");
+        if chunk == 2 {
+            store.settle().await.expect("settle");
+        }
+    }
+    let mixed = answers(&*store, &ids[..20]).await;
+    store.settle().await.expect("settle");
+    let indexed = answers(&*store, &ids[..20]).await;
+    assert_eq!(mixed, indexed, "the tail and the derived data agree");
+    let mut seen = Vec::new();
+    let total = store
+        .reindex(Box::new(move |done, total| seen.push((done, total))))
+        .await
+        .expect("reindex");
+    assert_eq!(total, 150, "every event of every tenant is indexed again");
+    assert_eq!(
+        answers(&*store, &ids[..20]).await,
+        indexed,
+        "after a rebuild"
+    );
+}
+
+/// An event is in every list and timeline as soon as its append is answered, however far the
+/// derived data has got meanwhile: here it is built concurrently, as fast as it can go.
+pub async fn every_acknowledged_event_is_read_at_once_while_indexing_races(store: Arc<dyn Store>) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let indexer = {
+        let (store, stop) = (store.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store.settle().await.expect("settle");
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            for b in 0..25 {
+                let actor = format!("w{w}-b{b}");
+                let batch: Vec<PreparedEvent> = (0..5)
+                    .map(|i| {
+                        prepared(
+                            "t",
+                            json!({"action": "load.test", "actor": {"id": actor},
+                                   "target": {"type": "batch", "id": actor},
+                                   "context": {"correlation_id": format!("{actor}-{i}")}}),
+                        )
+                    })
+                    .collect();
+                let acked: Vec<u64> = store
+                    .append(batch)
+                    .await
+                    .expect("append")
+                    .iter()
+                    .map(|a| a.seq)
+                    .collect();
+                let mut listed = seqs(
+                    &*store,
+                    ListQuery {
+                        filter: EventFilter::default().with(fields::ACTOR_ID, [&actor]),
+                        ..list_all_query("t")
+                    },
+                )
+                .await;
+                listed.sort_unstable();
+                assert_eq!(listed, acked, "{actor}: every acknowledged event is listed");
+                let last = seqs(
+                    &*store,
+                    ListQuery {
+                        filter: EventFilter::default()
+                            .with(fields::CORRELATION_ID, [format!("{actor}-4")]),
+                        ..list_all_query("t")
+                    },
+                )
+                .await;
+                assert_eq!(last, vec![acked[4]], "{actor}");
+                let timeline = store
+                    .history(HistoryQuery {
+                        tenant: tenant("t"),
+                        entity_type: "batch".into(),
+                        entity_id: actor.clone(),
+                        event_type: vec![],
+                        limit: 100,
+                        cursor: None,
+                    })
+                    .await
+                    .expect("history");
+                assert_eq!(timeline.items.len(), 5, "{actor}: the whole timeline");
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    indexer.await.expect("indexer");
 }

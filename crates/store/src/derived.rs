@@ -462,7 +462,23 @@ pub fn run_indexer<B: IndexBackend>(
     options: IndexerOptions,
 ) {
     let mut failures = 0u32;
+    let mut behind = false;
+    let mut last_report = std::time::Instant::now();
     while !gate.stopping() {
+        // Say when the derived data falls far behind the log, and when it has caught up.
+        let lag = gate.lag();
+        if lag > gate.max_lag() / 2 && last_report.elapsed() >= Duration::from_secs(10) {
+            tracing::warn!(
+                lag,
+                max_lag = gate.max_lag(),
+                "the indexer is behind the log"
+            );
+            behind = true;
+            last_report = std::time::Instant::now();
+        } else if behind && lag == 0 {
+            tracing::info!("the indexer has caught up with the log");
+            behind = false;
+        }
         let pass = (|| -> Result<bool, B::Error> {
             let mut backend = backend.lock().expect("the indexer lock is never poisoned");
             let backend = &mut *backend;
@@ -516,6 +532,22 @@ pub fn settle<B: IndexBackend>(
         gate.observed(&lag.tenant, lag.indexed, lag.size);
     }
     Ok(done)
+}
+
+/// Drops every piece of derived data and builds it again from the log, now, on the calling
+/// thread (`sealtrail reindex`). `progress` gets the events indexed so far and the total.
+pub fn rebuild<B: IndexBackend>(
+    backend: &Mutex<B>,
+    gate: &IndexGate,
+    batch: u64,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64, B::Error> {
+    {
+        let mut backend = backend.lock().expect("the indexer lock is never poisoned");
+        backend.reset()?;
+    }
+    gate.reset();
+    settle(backend, gate, batch, progress)
 }
 
 #[cfg(test)]

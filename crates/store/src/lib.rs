@@ -14,6 +14,7 @@ pub mod plan;
 mod query;
 mod queue;
 pub mod rows;
+mod secret;
 pub mod verify;
 
 use async_trait::async_trait;
@@ -27,6 +28,7 @@ pub use query::{HistoryQuery, ListQuery, Order, Page, Relation, StoredEvent};
 pub use queue::WriteQueue;
 pub use sealtrail_ledger::{LeafHash, Root};
 pub use sealtrail_model::Tenant;
+pub use secret::DatabaseUrl;
 
 /// A validated event with its tenant and id settled, ready to append.
 #[derive(Debug, Clone)]
@@ -251,6 +253,11 @@ pub trait Store: Send + Sync + 'static {
     /// before the call, indexing in this process now if need be. Reads never need it (they
     /// are exact at every moment); tests use it to reach the indexed path, `reindex` to build.
     async fn settle(&self) -> StoreResult<()>;
+
+    /// Drops every piece of derived data and builds it again from the log (`sealtrail
+    /// reindex`), calling `progress` with the events indexed so far and the total; returns how
+    /// many events were indexed. Reads stay exact meanwhile.
+    async fn reindex(&self, progress: Box<dyn FnMut(u64, u64) + Send>) -> StoreResult<u64>;
 
     /// Stops taking writes, writes everything queued, and closes.
     async fn shutdown(&self);
