@@ -20,7 +20,11 @@ const EVENTS: usize = 12_000;
 /// Event `i`: its actor, target, related entity and correlation id follow from `i`.
 fn event(i: usize) -> Value {
     let action = ["thing.made", "thing.moved", "thing.gone"][i % 3];
-    let field = if i.is_multiple_of(4) { "status" } else { "name" };
+    let field = if i.is_multiple_of(4) {
+        "status"
+    } else {
+        "name"
+    };
     json!({
         "action": action,
         "actor": {"id": format!("a{}", i % 7), "name": "Ann"},

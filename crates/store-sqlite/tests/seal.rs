@@ -1,5 +1,6 @@
-//! The seal of the SQLite store, checked in the file itself: immutability enforced by the
-//! database, the sanctioned path, and leaves that recompute from the stored rows.
+//! The seal of the SQLite store, checked in the file itself beyond the shared integrity suite:
+//! leaves that recompute from the stored rows, subject keys only where personal data is, and a
+//! store of schema 3 (with rows from before entries) upgraded to the log.
 
 use sealtrail_ledger::entry::{GENESIS, encode_entry};
 use sealtrail_ledger::leaf_hash;
@@ -86,123 +87,6 @@ async fn leaves_recompute_from_the_stored_rows() {
     let (store, path) = store_with_events().await;
     store.shutdown().await;
     assert_leaves_recompute(&path);
-}
-
-#[tokio::test]
-async fn the_database_refuses_direct_updates_and_deletes() {
-    let (store, path) = store_with_events().await;
-    let conn = raw(&path);
-    for sql in [
-        "UPDATE log SET entry = x'00' WHERE seq = 2",
-        "DELETE FROM log WHERE seq = 5",
-        "DELETE FROM tree_nodes",
-        "INSERT INTO checkpoints VALUES ('t', 1, x'00', 1, 'k', 's', 'n')",
-    ] {
-        let _ = conn.execute_batch(sql);
-    }
-    let err = conn
-        .execute("UPDATE log SET entry = x'00' WHERE seq = 2", [])
-        .expect_err("refused");
-    assert!(err.to_string().contains("immutable"), "{err}");
-    let err = conn
-        .execute("DELETE FROM log WHERE seq = 5", [])
-        .expect_err("refused");
-    assert!(err.to_string().contains("immutable"), "{err}");
-    let err = conn
-        .execute("DELETE FROM tree_nodes", [])
-        .expect_err("refused");
-    assert!(err.to_string().contains("immutable"), "{err}");
-    let err = conn
-        .execute("UPDATE checkpoints SET size = 2", [])
-        .expect_err("refused");
-    assert!(err.to_string().contains("immutable"), "{err}");
-    let n: i64 = conn
-        .query_row("SELECT count(*) FROM log WHERE tenant = 't'", [], |r| {
-            r.get(0)
-        })
-        .expect("count");
-    assert_eq!(n, 5);
-    store.shutdown().await;
-    assert_leaves_recompute(&path);
-}
-
-#[tokio::test]
-async fn the_sanctioned_path_changes_rows_records_itself_and_keeps_every_leaf() {
-    let (store, path) = store_with_events().await;
-    let audit = prepared(
-        "t",
-        json!({"action": "audit.anonymized", "actor": {"id": "bootstrap", "type": "service"},
-                                      "metadata": {"subject": "u1"}}),
-    );
-    // Erase the subject's personal values and key, as anonymisation does.
-    let appended = store
-        .sanctioned("anonymize u1", audit, |conn| {
-            // Every event of the log is by u1.
-            conn.execute(
-                "UPDATE log SET personal_values = NULL WHERE tenant = 't'",
-                [],
-            )?;
-            conn.execute(
-                "UPDATE subject_keys SET key = NULL WHERE tenant = 't' AND subject = 'u1'",
-                [],
-            )?;
-            Ok(())
-        })
-        .await
-        .expect("sanctioned");
-    assert_eq!(appended.seq, 6, "the act is the next event of the log");
-    let conn = raw(&path);
-    let erased: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM log WHERE tenant = 't' AND personal_values IS NOT NULL",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
-    assert_eq!(erased, 0);
-    let open: i64 = conn
-        .query_row("SELECT count(*) FROM sanction", [], |r| r.get(0))
-        .expect("count");
-    assert_eq!(open, 0, "the sanction closes with its transaction");
-    assert!(
-        conn.execute("UPDATE log SET digest = x'00'", []).is_err(),
-        "and the triggers are back"
-    );
-    // A failing job leaves nothing behind: no change, no audit event.
-    let failed = store
-        .sanctioned(
-            "broken",
-            prepared("t", json!({"action": "audit.purged", "actor": {"id": "x"}})),
-            |conn| {
-                conn.execute("UPDATE log SET digest = x'00' WHERE seq = 1", [])?;
-                conn.execute("SELECT * FROM no_such_table", [])?;
-                Ok(())
-            },
-        )
-        .await;
-    assert!(failed.is_err());
-    let digest: Vec<u8> = conn
-        .query_row(
-            "SELECT digest FROM log WHERE tenant = 't' AND seq = 1",
-            [],
-            |r| r.get(0),
-        )
-        .expect("row");
-    assert_eq!(digest.len(), 32, "the failed job's change is gone");
-    let next = store
-        .append(vec![prepared(
-            "t",
-            json!({"action": "a", "actor": {"id": "u2"}}),
-        )])
-        .await
-        .expect("append");
-    assert_eq!(next[0].seq, 7);
-    store.shutdown().await;
-    assert_leaves_recompute(&path);
-    // The erased values are gone, their digests and every hash remain: the walk finds nothing.
-    let report = walk(&path);
-    assert_eq!(report.findings, vec![]);
-    assert_eq!(report.events, 7);
 }
 
 #[tokio::test]

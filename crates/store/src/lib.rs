@@ -8,6 +8,7 @@ pub mod conformance;
 mod cursor;
 pub mod derived;
 pub mod fields;
+pub mod integrity;
 mod keys;
 pub mod pipeline;
 pub mod plan;

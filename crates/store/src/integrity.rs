@@ -1,0 +1,595 @@
+//! The integrity conformance suite: what every backend's seal must withstand, written once.
+//!
+//! A backend gives a [`Harness`]: its store, its verify walk, and a way in as an attacker who
+//! holds the database (the immutability triggers switched off) to change what is stored in the
+//! backend's own terms. Every case then builds a log through the store, tampers, and checks
+//! that the walk names the right event with the right kind; and that the database refuses
+//! direct changes, that the sanctioned path changes rows and records itself or does nothing,
+//! that shutdown writes every queued event and that a full queue refuses without losing one.
+//!
+//! A backend instantiates it with [`integrity_suite!`](crate::integrity_suite).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use sealtrail_model::Timestamp;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::conformance::{prepared, tenant};
+use crate::verify::{Kind, Report, WalkOptions};
+use crate::{Appended, Checkpoint, EventFilter, ListQuery, Order, Store, StoreError, StoreResult};
+
+/// A backend as the suite drives it.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// The store under test.
+    fn store(&self) -> Arc<dyn Store>;
+
+    /// The store opened again on the same data (after [`Store::shutdown`] of the first).
+    async fn reopen(&self) -> Arc<dyn Store>;
+
+    /// The backend's verify walk over everything stored, trusting `keys`.
+    async fn verify(&self, keys: HashMap<String, VerifyingKey>, options: WalkOptions) -> Report;
+
+    /// Makes one change as an attacker holding the database would: past the triggers, and
+    /// past any key that would keep two rows from claiming one position.
+    async fn attack(&self, attack: Attack<'_>);
+
+    /// The statements that change sealed data directly, each of which the database must refuse
+    /// (they run with the triggers on); returns each one's error text, or `None` if it ran.
+    async fn direct_changes(&self) -> Vec<(String, Option<String>)>;
+
+    /// Through the sanctioned path: erases the personal values of `seq` of tenant `t` and
+    /// records `audit`; with `fail`, the job then fails (and nothing must remain of it).
+    async fn sanctioned(&self, seq: u64, fail: bool) -> StoreResult<Appended>;
+
+    /// The stored personal values of `seq` of tenant `t`.
+    async fn personal_values(&self, seq: u64) -> Option<Vec<u8>>;
+}
+
+/// A change an attacker makes to one tenant's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attack<'a> {
+    /// Replaces bytes inside the stored entry of `seq`.
+    EntryBytes {
+        /// The tenant.
+        tenant: &'a str,
+        /// The position.
+        seq: u64,
+        /// The bytes to find.
+        from: &'a [u8],
+        /// What to put instead (the same length).
+        to: &'a [u8],
+    },
+    /// Cuts the stored entry of `seq` short.
+    EntryCut {
+        /// The tenant.
+        tenant: &'a str,
+        /// The position.
+        seq: u64,
+    },
+    /// Replaces bytes inside the stored personal values of `seq`.
+    PersonalBytes {
+        /// The tenant.
+        tenant: &'a str,
+        /// The position.
+        seq: u64,
+        /// The bytes to find.
+        from: &'a [u8],
+        /// What to put instead (the same length).
+        to: &'a [u8],
+    },
+    /// Replaces the leaf hash stored beside `seq`.
+    LeafHash {
+        /// The tenant.
+        tenant: &'a str,
+        /// The position.
+        seq: u64,
+    },
+    /// Gives `seq` the value of a column that rows with an entry leave empty.
+    Leftover {
+        /// The tenant.
+        tenant: &'a str,
+        /// The position.
+        seq: u64,
+    },
+    /// Deletes positions `from..=to`.
+    Delete {
+        /// The tenant.
+        tenant: &'a str,
+        /// The first position.
+        from: u64,
+        /// The last position.
+        to: u64,
+    },
+    /// Swaps the positions of two events.
+    Swap {
+        /// The tenant.
+        tenant: &'a str,
+        /// One position.
+        a: u64,
+        /// The other.
+        b: u64,
+    },
+    /// Adds a second event claiming `seq`: a copy of it with id `id` and `act.n` in its entry
+    /// changed to `forge`.
+    Duplicate {
+        /// The tenant.
+        tenant: &'a str,
+        /// The position claimed.
+        seq: u64,
+        /// The forged event's id.
+        id: Uuid,
+    },
+    /// Replaces the signature of a tenant's checkpoints.
+    CheckpointSignature {
+        /// The tenant.
+        tenant: &'a str,
+    },
+    /// Erases the key of `subject`, leaving its values.
+    EraseKey {
+        /// The tenant.
+        tenant: &'a str,
+        /// The subject.
+        subject: &'a str,
+    },
+}
+
+/// Instantiates every integrity case as a `#[tokio::test]` in the calling module. `$make` is an
+/// expression of type `impl Future<Output = Option<Arc<dyn Harness>>>` giving a harness over a
+/// fresh, empty store (`None` when its database cannot be had; the maker says so or fails).
+#[macro_export]
+macro_rules! integrity_suite {
+    ($make:expr) => {
+        $crate::integrity_suite!(@cases $make;
+            an_untouched_store_verifies,
+            altering_what_is_sealed_is_caught_and_names_the_event,
+            deleting_inserting_swapping_and_cutting_are_caught,
+            a_forged_checkpoint_signature_is_caught,
+            personal_values_whose_subject_key_is_gone_are_reported,
+            the_report_does_not_depend_on_how_the_walk_is_spread,
+            the_database_refuses_direct_changes,
+            the_sanctioned_path_changes_rows_and_records_itself_or_does_nothing,
+            shutdown_writes_every_acknowledged_event,
+            a_full_queue_refuses_without_losing_an_acknowledged_event,
+            events_after_the_newest_checkpoint_are_reported_as_uncovered,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(harness) = $make.await else {
+                    return;
+                };
+                let harness: ::std::sync::Arc<dyn $crate::integrity::Harness> = harness;
+                $crate::integrity::$case(harness.clone()).await;
+            }
+        )*
+    };
+}
+
+const KEY_ID: &str = "test-key";
+
+fn signing_key() -> SigningKey {
+    SigningKey::from_bytes(&[42; 32])
+}
+
+fn keys() -> HashMap<String, VerifyingKey> {
+    HashMap::from([(KEY_ID.to_owned(), signing_key().verifying_key())])
+}
+
+/// Chunks of three positions on three workers: every case also crosses chunk boundaries and
+/// merges results that arrive out of order.
+fn options() -> WalkOptions {
+    WalkOptions {
+        chunk: 3,
+        workers: 3,
+    }
+}
+
+fn event(i: usize) -> serde_json::Value {
+    let mut v = json!({"action": format!("act.n{}", i % 4), "category": "update",
+        "actor": {"id": format!("u{}", i % 3), "name": "Ann", "email": "ann@example.com"},
+        "target": {"type": "asset", "id": format!("a{i}")},
+        "context": {"ip": "10.0.0.1", "correlation_id": format!("c{i}")},
+        "related": [{"type": "ticket", "id": format!("k{}", i % 2)}],
+        "changes": [{"field": "n", "old_value": i, "new_value": i + 1}]});
+    if i.is_multiple_of(2) {
+        v["event_type"] = json!("UPDATED");
+        v["organization"] = json!({"id": "o1"});
+    }
+    v
+}
+
+/// `n` events in tenant `t` (in requests of three), one in `u`, checkpoints of both at their
+/// full size. Returns the ids of `t`'s events by position (index 0 is seq 1).
+async fn build(store: &dyn Store, n: usize) -> Vec<Uuid> {
+    build_tenants(store, &["t"], n).await.remove(0)
+}
+
+/// `n` events in each tenant (in requests of three, interleaved), one in `u`, checkpoints of
+/// every tenant at its full size. Returns each tenant's ids by position.
+async fn build_tenants(store: &dyn Store, tenants: &[&str], n: usize) -> Vec<Vec<Uuid>> {
+    let mut ids = vec![Vec::new(); tenants.len()];
+    for start in (0..n).step_by(3) {
+        for (k, t) in tenants.iter().enumerate() {
+            let events: Vec<_> = (start..(start + 3).min(n))
+                .map(|i| prepared(t, event(i)))
+                .collect();
+            ids[k].extend(events.iter().map(|e| e.id));
+            store.append(events).await.expect("append");
+        }
+    }
+    store
+        .append(vec![prepared(
+            "u",
+            json!({"action": "x", "actor": {"id": "v", "name": "Vi"}}),
+        )])
+        .await
+        .expect("append");
+    for head in store.tree_heads().await.expect("heads") {
+        let cp = Checkpoint::sign(&head, Timestamp::now(), KEY_ID, &signing_key());
+        store.put_checkpoint(cp).await.expect("checkpoint");
+    }
+    ids
+}
+
+/// Builds a log, closes the store, and returns the harness ready for an attack.
+async fn built(harness: &Arc<dyn Harness>, n: usize) -> Vec<Uuid> {
+    let store = harness.store();
+    let ids = build(&*store, n).await;
+    store.shutdown().await;
+    ids
+}
+
+/// An untouched store verifies: every event walked, every checkpoint checked.
+pub async fn an_untouched_store_verifies(harness: Arc<dyn Harness>) {
+    built(&harness, 13).await;
+    let report = harness.verify(keys(), options()).await;
+    assert_eq!(report.findings, vec![], "{report:?}");
+    assert_eq!(
+        (report.tenants, report.events, report.checkpoints),
+        (2, 14, 2)
+    );
+    assert_eq!(report.uncovered, vec![]);
+}
+
+/// Changing any byte that is sealed, or anything stored beside it, is caught at the event's
+/// own position and names it.
+pub async fn altering_what_is_sealed_is_caught_and_names_the_event(harness: Arc<dyn Harness>) {
+    let ids = built(&harness, 12).await;
+    // Each attack on a different event, so that each is the one named where it is.
+    let tenant = "t";
+    let attacks = [
+        Attack::EntryBytes {
+            tenant,
+            seq: 2,
+            from: b"act.n1",
+            to: b"act.x1",
+        },
+        Attack::EntryCut { tenant, seq: 4 },
+        Attack::PersonalBytes {
+            tenant,
+            seq: 6,
+            from: b"Ann",
+            to: b"Eve",
+        },
+        Attack::LeafHash { tenant, seq: 8 },
+        Attack::Leftover { tenant, seq: 10 },
+        // Another correlation id inside the sealed bytes.
+        Attack::EntryBytes {
+            tenant,
+            seq: 12,
+            from: b"c11",
+            to: b"c99",
+        },
+    ];
+    for attack in attacks {
+        harness.attack(attack).await;
+    }
+    let report = harness.verify(keys(), options()).await;
+    let named: Vec<(u64, Kind, Option<Uuid>)> = report
+        .findings
+        .iter()
+        .map(|f| (f.seq, f.kind, f.id))
+        .collect();
+    for seq in [2u64, 4, 6, 8, 10, 12] {
+        assert!(
+            named.contains(&(seq, Kind::Altered, Some(ids[seq as usize - 1]))),
+            "seq {seq} is named altered: {named:?}"
+        );
+    }
+    assert_eq!(report.findings[0].seq, 2, "the first one first");
+}
+
+/// A row removed from the middle, a second row claiming a position, two rows swapped and a
+/// tail cut after the checkpoint are each caught at the right place (each in a log of its own).
+pub async fn deleting_inserting_swapping_and_cutting_are_caught(harness: Arc<dyn Harness>) {
+    let store = harness.store();
+    let ids = build_tenants(&*store, &["d", "i", "s", "c"], 12).await;
+    store.shutdown().await;
+    let forged = Uuid::new_v4();
+    harness
+        .attack(Attack::Delete {
+            tenant: "d",
+            from: 5,
+            to: 5,
+        })
+        .await;
+    harness
+        .attack(Attack::Duplicate {
+            tenant: "i",
+            seq: 6,
+            id: forged,
+        })
+        .await;
+    harness
+        .attack(Attack::Swap {
+            tenant: "s",
+            a: 3,
+            b: 9,
+        })
+        .await;
+    harness
+        .attack(Attack::Delete {
+            tenant: "c",
+            from: 8,
+            to: 12,
+        })
+        .await;
+    let report = harness.verify(keys(), options()).await;
+    let first = |tenant: &str| {
+        report
+            .findings
+            .iter()
+            .find(|f| f.tenant == tenant)
+            .map(|f| (f.seq, f.id, f.kind))
+            .unwrap_or_else(|| panic!("nothing found in {tenant}: {:?}", report.findings))
+    };
+    assert_eq!(first("d"), (5, None, Kind::Missing));
+    // Whichever of the two rows claiming 6 the walk meets first, the forged one is named there.
+    assert!(
+        report.findings.iter().any(|f| f.tenant == "i"
+            && f.seq == 6
+            && f.id == Some(forged)
+            && matches!(f.kind, Kind::Inserted | Kind::Altered)),
+        "{:?}",
+        report.findings
+    );
+    assert_eq!(first("i").0, 6);
+    assert_eq!(first("s"), (3, Some(ids[2][8]), Kind::Reordered));
+    assert_eq!(first("c"), (8, None, Kind::Truncated));
+}
+
+/// A checkpoint whose signature was replaced proves nothing and is reported at its size.
+pub async fn a_forged_checkpoint_signature_is_caught(harness: Arc<dyn Harness>) {
+    built(&harness, 6).await;
+    harness
+        .attack(Attack::CheckpointSignature { tenant: "t" })
+        .await;
+    let report = harness.verify(keys(), options()).await;
+    let f = &report.findings;
+    assert_eq!(
+        (f[0].seq, f[0].id, f[0].kind),
+        (6, None, Kind::BadSignature),
+        "{f:?}"
+    );
+}
+
+/// Anonymisation erases a subject's values and key together; a key erased with the values left
+/// (or put back) is caught at the subject's first event.
+pub async fn personal_values_whose_subject_key_is_gone_are_reported(harness: Arc<dyn Harness>) {
+    built(&harness, 4).await;
+    harness
+        .attack(Attack::EraseKey {
+            tenant: "t",
+            subject: "u1",
+        })
+        .await;
+    let report = harness.verify(keys(), options()).await;
+    let first = report.findings.first().expect("caught");
+    assert_eq!((first.seq, first.kind), (2, Kind::Altered), "{first}");
+    assert!(first.detail.contains("key is gone"), "{first}");
+}
+
+/// However the walk is cut into chunks and spread over workers, it reports the same.
+pub async fn the_report_does_not_depend_on_how_the_walk_is_spread(harness: Arc<dyn Harness>) {
+    built(&harness, 12).await;
+    harness
+        .attack(Attack::EntryBytes {
+            tenant: "t",
+            seq: 4,
+            from: b"act.n3",
+            to: b"act.x3",
+        })
+        .await;
+    harness
+        .attack(Attack::Delete {
+            tenant: "t",
+            from: 9,
+            to: 9,
+        })
+        .await;
+    let expected = harness.verify(keys(), WalkOptions::default()).await;
+    let kinds: Vec<(u64, Kind)> = expected.findings.iter().map(|f| (f.seq, f.kind)).collect();
+    assert_eq!(
+        kinds[..2],
+        [(4, Kind::Altered), (9, Kind::Missing)],
+        "{kinds:?}"
+    );
+    for chunk in [1, 2, 5, 100] {
+        for workers in [1, 2, 4] {
+            let report = harness.verify(keys(), WalkOptions { chunk, workers }).await;
+            assert_eq!(report, expected, "chunk {chunk}, {workers} workers");
+        }
+    }
+}
+
+/// The database itself refuses to change or remove sealed rows outside the sanctioned path.
+pub async fn the_database_refuses_direct_changes(harness: Arc<dyn Harness>) {
+    built(&harness, 3).await;
+    for (sql, refused) in harness.direct_changes().await {
+        let message = refused.unwrap_or_else(|| panic!("{sql} was not refused"));
+        assert!(message.contains("immutable"), "{sql}: {message}");
+    }
+    let report = harness.verify(keys(), options()).await;
+    assert_eq!(report.findings, vec![], "nothing changed");
+}
+
+/// The sanctioned path changes rows (as anonymisation does), records the act as the next event
+/// in the same transaction, keeps every seal valid; a job that fails leaves nothing.
+pub async fn the_sanctioned_path_changes_rows_and_records_itself_or_does_nothing(
+    harness: Arc<dyn Harness>,
+) {
+    let store = harness.store();
+    build(&*store, 3).await;
+    assert!(harness.personal_values(1).await.is_some());
+    let appended = harness.sanctioned(1, false).await.expect("sanctioned");
+    assert_eq!(appended.seq, 4, "the act is the next event of the log");
+    assert_eq!(harness.personal_values(1).await, None, "the job's change");
+    assert!(harness.personal_values(2).await.is_some());
+    let failed = harness.sanctioned(2, true).await;
+    assert!(failed.is_err(), "the job failed");
+    assert!(
+        harness.personal_values(2).await.is_some(),
+        "nothing of a failed job remains"
+    );
+    let next = store
+        .append(vec![prepared("t", event(9))])
+        .await
+        .expect("append");
+    assert_eq!(next[0].seq, 5, "and no audit event of it");
+    store.shutdown().await;
+    // Values erased, their digests and every hash kept: the walk finds nothing.
+    let report = harness.verify(keys(), options()).await;
+    assert_eq!(report.findings, vec![], "{report:?}");
+    assert_eq!(report.events, 6);
+}
+
+/// Shutdown lets queued appends finish: every event acknowledged before it is stored, and the
+/// log stays gap-free.
+pub async fn shutdown_writes_every_acknowledged_event(harness: Arc<dyn Harness>) {
+    let store = harness.store();
+    let mut tasks = Vec::new();
+    for c in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..200 {
+                match store.append(vec![prepared("t", event(c * 1000 + i))]).await {
+                    Ok(a) => acked.push(a[0].id),
+                    Err(StoreError::Closed) => break,
+                    Err(e) => panic!("append: {e}"),
+                }
+            }
+            acked
+        }));
+    }
+    tokio::task::yield_now().await;
+    store.shutdown().await;
+    let mut acked = Vec::new();
+    for task in tasks {
+        acked.extend(task.await.expect("client"));
+    }
+    let store = harness.reopen().await;
+    let t = tenant("t");
+    for id in &acked {
+        assert!(
+            store.get(&t, *id).await.expect("get").is_some(),
+            "acknowledged {id} is stored"
+        );
+    }
+    let heads = store.tree_heads().await.expect("heads");
+    let size = heads.iter().find(|h| h.tenant == t).map_or(0, |h| h.size);
+    assert_eq!(
+        size,
+        acked.len() as u64,
+        "no event that was not acknowledged"
+    );
+    store.shutdown().await;
+    assert_eq!(harness.verify(keys(), options()).await.findings, vec![]);
+}
+
+/// A full queue answers at once with `Overloaded`; every event acknowledged is stored, and
+/// none that was refused.
+pub async fn a_full_queue_refuses_without_losing_an_acknowledged_event(harness: Arc<dyn Harness>) {
+    let store = harness.store();
+    let mut tasks = Vec::new();
+    for c in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut acked, mut refused) = (Vec::new(), 0);
+            for i in 0..40 {
+                let batch: Vec<_> = (0..50)
+                    .map(|j| prepared("t", event(c * 10_000 + i * 50 + j)))
+                    .collect();
+                let ids: Vec<Uuid> = batch.iter().map(|e| e.id).collect();
+                match store.append(batch).await {
+                    Ok(_) => acked.extend(ids),
+                    Err(StoreError::Overloaded) => refused += 1,
+                    Err(e) => panic!("append: {e}"),
+                }
+            }
+            (acked, refused)
+        }));
+    }
+    let (mut acked, mut refused) = (Vec::new(), 0);
+    for task in tasks {
+        let (a, r) = task.await.expect("client");
+        acked.extend(a);
+        refused += r;
+    }
+    let seen = store
+        .list(ListQuery {
+            tenant: tenant("t"),
+            filter: EventFilter::default(),
+            order: Order::Asc,
+            limit: 1000,
+            cursor: None,
+        })
+        .await
+        .expect("list");
+    assert!(seen.items.len() <= 1000);
+    let heads = store.tree_heads().await.expect("heads");
+    let size = heads.iter().find(|h| h.tenant == "t").map_or(0, |h| h.size);
+    assert_eq!(size, acked.len() as u64, "exactly the acknowledged events");
+    assert!(
+        refused > 0,
+        "the queue of the harness is small enough to fill"
+    );
+    let t = tenant("t");
+    for id in acked.iter().step_by(97) {
+        assert!(store.get(&t, *id).await.expect("get").is_some());
+    }
+    store.shutdown().await;
+}
+
+/// Events after the newest checkpoint are not tampering, but the report says how many no
+/// signature vouches for yet.
+pub async fn events_after_the_newest_checkpoint_are_reported_as_uncovered(
+    harness: Arc<dyn Harness>,
+) {
+    built(&harness, 5).await;
+    let store = harness.reopen().await;
+    store
+        .append(vec![prepared("t", event(20)), prepared("t", event(21))])
+        .await
+        .expect("append");
+    store.shutdown().await;
+    let report = harness.verify(keys(), options()).await;
+    assert_eq!(
+        report.findings,
+        vec![],
+        "uncovered events are not tampering"
+    );
+    let uncovered: Vec<(&str, u64)> = report
+        .uncovered
+        .iter()
+        .map(|(t, u)| (t.as_str(), u.events))
+        .collect();
+    assert_eq!(uncovered, vec![("t", 2)]);
+}
