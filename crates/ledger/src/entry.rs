@@ -9,9 +9,13 @@
 //! proof as it was.
 
 use hmac::{Hmac, Mac};
-use sealtrail_model::{Category, Event, Outcome};
+use sealtrail_model::{
+    Actor, Category, Change, Context, Event, NewEvent, Organization, Outcome, OutputChange,
+    Related, Target, Timestamp,
+};
 use serde_json::Value;
 use sha2::Sha256;
+use uuid::Uuid;
 
 use crate::merkle::{Hash, leaf_hash};
 
@@ -20,6 +24,130 @@ pub const ENTRY_VERSION: u8 = 1;
 
 /// The hash a first event names as its predecessor.
 pub const GENESIS: Hash = [0u8; 32];
+
+/// The changes of an event, as a stored event or a new one holds them.
+#[derive(Debug, Clone, Copy)]
+pub enum ChangesRef<'a> {
+    /// A stored event's changes.
+    Stored(&'a [OutputChange]),
+    /// A new event's changes.
+    New(&'a [Change]),
+}
+
+impl<'a> ChangesRef<'a> {
+    fn len(&self) -> usize {
+        match self {
+            Self::Stored(c) => c.len(),
+            Self::New(c) => c.len(),
+        }
+    }
+
+    fn each(&self, mut f: impl FnMut(&'a str, &'a Value, &'a Value)) {
+        match *self {
+            Self::Stored(c) => c
+                .iter()
+                .for_each(|c| f(&c.field, &c.old_value, &c.new_value)),
+            Self::New(c) => c
+                .iter()
+                .for_each(|c| f(&c.field, &c.old_value, &c.new_value)),
+        }
+    }
+}
+
+/// Everything an entry is made of, borrowed: from a stored [`Event`], or from a new event and
+/// the place the store gave it, so that sealing needs no copy of the event.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryParts<'a> {
+    /// The tenant.
+    pub tenant: &'a str,
+    /// The position.
+    pub seq: u64,
+    /// The id.
+    pub id: Uuid,
+    /// `recorded_at`.
+    pub recorded_at: Timestamp,
+    /// `occurred_at` (defaulted to `recorded_at`).
+    pub occurred_at: Timestamp,
+    /// `action`.
+    pub action: &'a str,
+    /// `category`.
+    pub category: Category,
+    /// `event_type`.
+    pub event_type: Option<&'a str>,
+    /// `outcome`.
+    pub outcome: Outcome,
+    /// `error`.
+    pub error: Option<&'a str>,
+    /// `actor`.
+    pub actor: &'a Actor,
+    /// `target`.
+    pub target: Option<&'a Target>,
+    /// `organization`.
+    pub organization: Option<&'a Organization>,
+    /// `context`.
+    pub context: Option<&'a Context>,
+    /// `changes`.
+    pub changes: ChangesRef<'a>,
+    /// `related`.
+    pub related: &'a [Related],
+    /// `metadata`.
+    pub metadata: Option<&'a Value>,
+}
+
+impl<'a> EntryParts<'a> {
+    /// The parts of a stored event.
+    pub fn of_event(event: &'a Event) -> Self {
+        Self {
+            tenant: &event.tenant,
+            seq: event.seq,
+            id: event.id,
+            recorded_at: event.recorded_at,
+            occurred_at: event.occurred_at,
+            action: &event.action,
+            category: event.category,
+            event_type: event.event_type.as_deref(),
+            outcome: event.outcome,
+            error: event.error.as_deref(),
+            actor: &event.actor,
+            target: event.target.as_ref(),
+            organization: event.organization.as_ref(),
+            context: event.context.as_ref(),
+            changes: ChangesRef::Stored(&event.changes),
+            related: &event.related,
+            metadata: event.metadata.as_ref(),
+        }
+    }
+
+    /// The parts of a new event at its place: exactly the parts of the event
+    /// [`NewEvent::into_event`] would make of it.
+    pub fn of_new(
+        event: &'a NewEvent,
+        id: Uuid,
+        tenant: &'a str,
+        seq: u64,
+        recorded_at: Timestamp,
+    ) -> Self {
+        Self {
+            tenant,
+            seq,
+            id,
+            recorded_at,
+            occurred_at: event.occurred_at.unwrap_or(recorded_at),
+            action: &event.action,
+            category: event.category,
+            event_type: event.event_type.as_deref(),
+            outcome: event.outcome,
+            error: event.error.as_deref(),
+            actor: &event.actor,
+            target: event.target.as_ref(),
+            organization: event.organization.as_ref(),
+            context: event.context.as_ref(),
+            changes: ChangesRef::New(&event.changes),
+            related: &event.related,
+            metadata: event.metadata.as_ref(),
+        }
+    }
+}
 
 /// The personal fields of an event, each as it enters the leaf: a keyed digest, or absent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,9 +214,18 @@ fn event_target_type(event: &Event) -> &str {
 pub fn digests_with<E>(
     event: &Event,
     person_types: &[&str],
+    key_of: impl FnMut(&str) -> Result<[u8; 32], E>,
+) -> Result<PersonalDigests, E> {
+    digests_of(&EntryParts::of_event(event), person_types, key_of)
+}
+
+/// [`digests_with`] of an event's [`EntryParts`].
+pub fn digests_of<E>(
+    event: &EntryParts<'_>,
+    person_types: &[&str],
     mut key_of: impl FnMut(&str) -> Result<[u8; 32], E>,
 ) -> Result<PersonalDigests, E> {
-    let context = event.context.as_ref();
+    let context = event.context;
     let actor_values = [
         ("actor.name", event.actor.name.as_deref()),
         ("actor.email", event.actor.email.as_deref()),
@@ -105,7 +242,7 @@ pub fn digests_with<E>(
             *slot = value.map(|v| personal_digest(&key, field, v));
         }
     }
-    let target_name = match &event.target {
+    let target_name = match event.target {
         Some(t) if is_person_type(&t.target_type, person_types) => match t.name.as_deref() {
             Some(name) => Some(personal_digest(&key_of(&t.id)?, "target.name", name)),
             None => None,
@@ -225,26 +362,31 @@ fn actor_type_code(t: sealtrail_model::ActorType) -> u8 {
 /// from `digests`, never from the event, so an anonymised event encodes as it did before.
 /// `prev` is the leaf hash of the event before it in the tenant's log ([`GENESIS`] for seq 1).
 pub fn encode_entry(event: &Event, digests: &PersonalDigests, prev: &Hash) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(512));
+    encode_parts(&EntryParts::of_event(event), digests, prev)
+}
+
+/// [`encode_entry`] of an event's [`EntryParts`]: the same bytes.
+pub fn encode_parts(event: &EntryParts<'_>, digests: &PersonalDigests, prev: &Hash) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(1024));
     w.u8(ENTRY_VERSION);
-    w.str(&event.tenant);
+    w.str(event.tenant);
     w.u64(event.seq);
     w.bytes(event.id.as_bytes());
     w.i64(event.recorded_at.micros());
     w.i64(event.occurred_at.micros());
-    w.str(&event.action);
+    w.str(event.action);
     w.u8(category_code(event.category));
-    w.opt(event.event_type.as_deref(), |w, v| w.str(v));
+    w.opt(event.event_type, |w, v| w.str(v));
     w.u8(match event.outcome {
         Outcome::Success => 0,
         Outcome::Failure => 1,
     });
-    w.opt(event.error.as_deref(), |w, v| w.str(v));
+    w.opt(event.error, |w, v| w.str(v));
     w.str(&event.actor.id);
     w.u8(actor_type_code(event.actor.actor_type));
     w.opt(digests.actor_name.as_ref(), |w, d| w.bytes(d));
     w.opt(digests.actor_email.as_ref(), |w, d| w.bytes(d));
-    w.opt(event.target.as_ref(), |w, t| {
+    w.opt(event.target, |w, t| {
         w.str(&t.target_type);
         w.str(&t.id);
         // A person's name is a digest (tag 2); any other name is plain text (tag 1).
@@ -260,11 +402,11 @@ pub fn encode_entry(event: &Event, digests: &PersonalDigests, prev: &Hash) -> Ve
             (None, None) => w.u8(0),
         }
     });
-    w.opt(event.organization.as_ref(), |w, o| {
+    w.opt(event.organization, |w, o| {
         w.str(&o.id);
         w.opt(o.name.as_deref(), |w, v| w.str(v));
     });
-    w.opt(event.context.as_ref(), |w, c| {
+    w.opt(event.context, |w, c| {
         w.opt(digests.ip.as_ref(), |w, d| w.bytes(d));
         w.opt(digests.user_agent.as_ref(), |w, d| w.bytes(d));
         w.opt(c.session_id.as_deref(), |w, v| w.str(v));
@@ -277,17 +419,17 @@ pub fn encode_entry(event: &Event, digests: &PersonalDigests, prev: &Hash) -> Ve
         });
     });
     w.len(event.changes.len());
-    for c in &event.changes {
-        w.str(&c.field);
-        w.json(&c.old_value);
-        w.json(&c.new_value);
-    }
+    event.changes.each(|field, old, new| {
+        w.str(field);
+        w.json(old);
+        w.json(new);
+    });
     w.len(event.related.len());
-    for r in &event.related {
+    for r in event.related {
         w.str(&r.related_type);
         w.str(&r.id);
     }
-    w.opt(event.metadata.as_ref(), |w, m| w.json(m));
+    w.opt(event.metadata, |w, m| w.json(m));
     w.bytes(prev);
     w.0
 }

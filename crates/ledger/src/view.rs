@@ -137,7 +137,12 @@ impl<'a> PersonalValues<'a> {
     /// the target is a person (when `digests` holds a digest for it; any other name is plain
     /// text inside the entry).
     pub fn of(event: &'a Event, digests: &PersonalDigests) -> Self {
-        let ctx = event.context.as_ref();
+        Self::of_parts(&crate::entry::EntryParts::of_event(event), digests)
+    }
+
+    /// [`PersonalValues::of`] an event's parts.
+    pub fn of_parts(event: &crate::entry::EntryParts<'a>, digests: &PersonalDigests) -> Self {
+        let ctx = event.context;
         Self {
             actor_name: event.actor.name.as_deref(),
             actor_email: event.actor.email.as_deref(),
@@ -145,7 +150,7 @@ impl<'a> PersonalValues<'a> {
             user_agent: ctx.and_then(|c| c.user_agent.as_deref()),
             target_name: digests
                 .target_name
-                .and(event.target.as_ref().and_then(|t| t.name.as_deref())),
+                .and(event.target.and_then(|t| t.name.as_deref())),
         }
     }
 

@@ -188,3 +188,47 @@ fn every_field_and_the_predecessor_change_the_leaf() {
         "the predecessor is part of the leaf"
     );
 }
+
+/// Sealing a new event where it lies (its parts at its place) writes the very bytes of the
+/// stored event it becomes, whatever it holds.
+#[test]
+fn a_new_event_at_its_place_encodes_as_the_stored_event() {
+    use sealtrail_ledger::entry::{DEFAULT_PERSON_TYPES, EntryParts, digests_of, encode_parts};
+    use sealtrail_ledger::view::PersonalValues;
+    let bodies = [
+        json!({"action": "user.login", "actor": {"id": "u-1"}}),
+        json!({
+            "action": "asset.transferred", "category": "update", "event_type": "TRANSFERRED",
+            "outcome": "failure", "error": "closed", "occurred_at": "2026-11-23T11:59:59.123456Z",
+            "actor": {"id": "u-42", "name": "Ann", "email": "ann@example.com"},
+            "target": {"type": "user", "id": "u-7", "name": "Bo"},
+            "organization": {"id": "org-1", "name": "Org"},
+            "context": {"ip": "10.0.0.1", "user_agent": "curl/8", "duration_ms": 12.5},
+            "before": {"site": "a", "tags": [1, 2]}, "after": {"site": "b", "tags": [1]},
+            "related": [{"type": "transfer", "id": "T-1"}],
+            "metadata": {"z": "last", "a": {"n": -3}}
+        }),
+    ];
+    let tenant = sealtrail_model::Tenant::parse("acme").expect("tenant");
+    let at = Timestamp::parse_rfc3339("2026-11-23T12:00:01.5Z").expect("time");
+    let id = uuid::Uuid::now_v7();
+    for body in bodies {
+        let len = body.to_string().len();
+        let new = parse_event(body, len, "", &Redactor::default(), at).expect("valid");
+        let key = |_: &str| Ok::<_, std::convert::Infallible>(ACTOR_KEY);
+        let parts = EntryParts::of_new(&new, id, tenant.as_str(), 3, at);
+        let digests = digests_of(&parts, &DEFAULT_PERSON_TYPES, key).expect("digests");
+        let placed = encode_parts(&parts, &digests, &[5; 32]);
+        let values = PersonalValues::of_parts(&parts, &digests).to_bytes();
+        let stored = new.clone().into_event(id, &tenant, 3, at);
+        let stored_digests =
+            sealtrail_ledger::entry::digests_with(&stored, &DEFAULT_PERSON_TYPES, key)
+                .expect("digests");
+        assert_eq!(digests, stored_digests);
+        assert_eq!(placed, encode_entry(&stored, &stored_digests, &[5; 32]));
+        assert_eq!(
+            values,
+            PersonalValues::of(&stored, &stored_digests).to_bytes()
+        );
+    }
+}

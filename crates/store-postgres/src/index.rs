@@ -173,16 +173,14 @@ impl IndexBackend for PgIndexer {
         Ok(rows.iter().map(row_from).collect())
     }
 
-    fn postings(
+    fn chunk_postings(
         &mut self,
         tenant: &Tenant,
         chunk: u64,
-        terms: &[Term],
     ) -> Result<Vec<(Term, Vec<u8>)>, PgError> {
-        let wanted: Vec<&[u8]> = terms.iter().map(|t| &*t.0).collect();
         let rows = self.query(
-            "SELECT term, bits FROM postings WHERE tenant = $1 AND chunk = $2 AND term = ANY($3)",
-            &[&tenant.as_str(), &(chunk as i64), &wanted],
+            "SELECT term, bits FROM postings WHERE tenant = $1 AND chunk = $2",
+            &[&tenant.as_str(), &(chunk as i64)],
         )?;
         Ok(rows
             .into_iter()
@@ -249,4 +247,4 @@ impl IndexBackend for PgIndexer {
 }
 
 /// Shares an indexer between the background thread and `settle`.
-pub(crate) type SharedIndexer = Arc<std::sync::Mutex<PgIndexer>>;
+pub(crate) type SharedIndexer = Arc<std::sync::Mutex<sealtrail_store::derived::Indexer<PgIndexer>>>;

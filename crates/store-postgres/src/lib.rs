@@ -255,9 +255,8 @@ impl PgStore {
         let upkeep = tokio::spawn(partition_upkeep(write.clone()));
         // The indexer keeps a connection of its own, so it never takes one the writer waits for.
         let index_pool = pool(config.url.expose(), &config.schema, 1)?;
-        let index = std::sync::Arc::new(Mutex::new(index::PgIndexer::new(
-            index_pool,
-            tokio::runtime::Handle::current(),
+        let index = std::sync::Arc::new(Mutex::new(sealtrail_store::derived::Indexer::new(
+            index::PgIndexer::new(index_pool, tokio::runtime::Handle::current()),
         )));
         let gate = IndexGate::new(config.indexer.max_lag);
         let options = config.indexer;

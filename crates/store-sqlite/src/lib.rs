@@ -102,7 +102,7 @@ pub struct SqliteStore {
     readers: read::Pool,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     gate: Arc<IndexGate>,
-    index: Arc<Mutex<index::SqliteIndexer>>,
+    index: Arc<Mutex<sealtrail_store::derived::Indexer<index::SqliteIndexer>>>,
     batch: u64,
     indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -139,7 +139,7 @@ impl SqliteStore {
             .map_err(OpenError::Thread)?;
         let gate = IndexGate::new(config.indexer.max_lag);
         let options = config.indexer;
-        let index = Arc::new(Mutex::new(indexer));
+        let index = Arc::new(Mutex::new(sealtrail_store::derived::Indexer::new(indexer)));
         let indexer = if options.background {
             let (index, gate) = (index.clone(), gate.clone());
             Some(

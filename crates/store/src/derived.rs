@@ -156,12 +156,11 @@ pub trait IndexBackend: Send {
     /// The log's events with `seq` in `lo..=hi`, ascending.
     fn log_rows(&mut self, tenant: &Tenant, lo: u64, hi: u64) -> Result<Vec<LogRow>, Self::Error>;
 
-    /// The stored postings of `terms` in `chunk` (absent terms are left out).
-    fn postings(
+    /// Every stored posting of `chunk`.
+    fn chunk_postings(
         &mut self,
         tenant: &Tenant,
         chunk: u64,
-        terms: &[Term],
     ) -> Result<Vec<(Term, Vec<u8>)>, Self::Error>;
 
     /// A stored time block.
@@ -181,42 +180,107 @@ pub trait IndexBackend: Send {
     fn reset(&mut self) -> Result<(), Self::Error>;
 }
 
+/// An indexer: its backend, and what it remembers of each tenant's newest chunk.
+///
+/// Every batch adds to the newest chunk of a tenant's log, and rewriting a posting means
+/// reading it first. The indexer keeps the whole newest chunk's postings (and its newest time
+/// block) as of the watermark it committed, so the next batch reads nothing. The memory is
+/// trusted only while the watermark it was made at is the one stored: if another indexer
+/// (another server) moved it, it is read again.
+pub struct Indexer<B> {
+    backend: B,
+    newest: HashMap<Tenant, Newest>,
+}
+
+/// Most tenants whose newest chunk an indexer remembers.
+const REMEMBERED_TENANTS: usize = 16;
+
+/// A tenant's newest chunk and block, as of a watermark.
+struct Newest {
+    watermark: u64,
+    chunk: u64,
+    postings: HashMap<Term, RoaringBitmap>,
+    block: Option<(u64, TimeBlock)>,
+}
+
+impl<B: IndexBackend> Indexer<B> {
+    /// An indexer over a backend.
+    pub fn new(backend: B) -> Self {
+        Self {
+            backend,
+            newest: HashMap::new(),
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// Forgets everything remembered (after derived data was dropped).
+    pub fn forget(&mut self) {
+        self.newest.clear();
+    }
+}
+
 /// Indexes the next batch of at most `max` events of `tenant` in one transaction. Returns how
 /// many events it indexed, or `None` when another indexer holds the tenant.
 pub fn index_next<B: IndexBackend>(
-    backend: &mut B,
+    indexer: &mut Indexer<B>,
     tenant: &Tenant,
     max: u64,
 ) -> Result<Option<u64>, B::Error> {
-    let Some(watermark) = backend.begin(tenant)? else {
+    let Some(watermark) = indexer.backend.begin(tenant)? else {
         return Ok(None);
     };
-    let result = build(backend, tenant, watermark, max.max(1));
+    let remembered = indexer
+        .newest
+        .remove(tenant)
+        .filter(|n| n.watermark == watermark);
+    let result = build(
+        &mut indexer.backend,
+        tenant,
+        watermark,
+        max.max(1),
+        remembered,
+    );
     match result {
-        Ok(Some(update)) => {
+        Ok(Some((update, newest))) => {
             let indexed = update.watermark - watermark;
-            backend.write(tenant, &update)?;
-            backend.commit()?;
+            let written = indexer
+                .backend
+                .write(tenant, &update)
+                .and_then(|()| indexer.backend.commit());
+            if let Err(err) = written {
+                indexer.backend.rollback();
+                return Err(err);
+            }
+            if indexer.newest.len() >= REMEMBERED_TENANTS {
+                indexer.newest.clear();
+            }
+            indexer.newest.insert(tenant.clone(), newest);
             Ok(Some(indexed))
         }
         Ok(None) => {
-            backend.rollback();
+            indexer.backend.rollback();
             Ok(Some(0))
         }
         Err(err) => {
-            backend.rollback();
+            indexer.backend.rollback();
             Err(err)
         }
     }
 }
 
-/// Derives the update for the events after `watermark`; `None` when there are none.
+/// Derives the update for the events after `watermark`, and what to remember of the newest
+/// chunk after it; `None` when there are no events.
 fn build<B: IndexBackend>(
     backend: &mut B,
     tenant: &Tenant,
     watermark: u64,
     max: u64,
-) -> Result<Option<Update>, B::Error> {
+    remembered: Option<Newest>,
+) -> Result<Option<(Update, Newest)>, B::Error> {
     let rows = backend.log_rows(tenant, watermark + 1, watermark + max)?;
     let Some(last) = rows.last().map(|r| r.seq) else {
         return Ok(None);
@@ -228,7 +292,12 @@ fn build<B: IndexBackend>(
         let (chunk, offset) = (chunk_of(row.seq), offset_in_chunk(row.seq));
         let terms = fresh.entry(chunk).or_default();
         let occurred = row.with_source(|source| {
-            terms_of(source, |term| terms.entry(term).or_default().push(offset));
+            terms_of(source, |term| match terms.get_mut(term) {
+                Some(offsets) => offsets.push(offset),
+                None => {
+                    terms.insert(Term(term.into()), vec![offset]);
+                }
+            });
             source.view.occurred_at
         });
         match occurred {
@@ -246,28 +315,46 @@ fn build<B: IndexBackend>(
         watermark: last,
         ..Update::default()
     };
+    let (mut remembered_postings, mut remembered_block) = match remembered {
+        Some(n) => (Some((n.chunk, n.postings)), n.block),
+        None => (None, None),
+    };
+    let newest_chunk = chunk_of(last);
+    let mut newest_postings = HashMap::new();
     for (chunk, terms) in fresh {
-        let mut wanted: Vec<Term> = terms.keys().cloned().collect();
-        wanted.sort();
-        let stored: HashMap<Term, Vec<u8>> = backend
-            .postings(tenant, chunk, &wanted)?
-            .into_iter()
-            .collect();
+        // What the chunk already holds: nothing, if no event of it was indexed before; else
+        // what the indexer remembers of it, or all of it read back once.
+        let mut postings: HashMap<Term, RoaringBitmap> = if watermark <= chunk << CHUNK_BITS {
+            HashMap::new()
+        } else {
+            match remembered_postings.take() {
+                Some((c, postings)) if c == chunk => postings,
+                _ => backend
+                    .chunk_postings(tenant, chunk)?
+                    .into_iter()
+                    .map(|(term, bits)| (term, decode_bits(&bits)))
+                    .collect(),
+            }
+        };
         let mut terms: Vec<(Term, Vec<u32>)> = terms.into_iter().collect();
         terms.sort_by(|a, b| a.0.cmp(&b.0));
         for (term, offsets) in terms {
-            let mut bits = stored
-                .get(&term)
-                .map(|b| decode_bits(b))
-                .unwrap_or_default();
+            let bits = postings.entry(term.clone()).or_default();
             // Offsets come in ascending order, after anything stored.
             bits.extend(offsets);
-            update.postings.push((chunk, term, encode_bits(&bits)));
+            update.postings.push((chunk, term, encode_bits(bits)));
+        }
+        if chunk == newest_chunk {
+            newest_postings = postings;
         }
     }
     for (block, values) in times {
         let first = block << BLOCK_BITS;
-        let mut stored = backend.time_block(tenant, block)?.unwrap_or_default();
+        let mut stored = match remembered_block.take() {
+            Some((b, stored)) if b == block => stored,
+            _ if watermark <= first => TimeBlock::default(),
+            _ => backend.time_block(tenant, block)?.unwrap_or_default(),
+        };
         for (seq, at) in values {
             // A damaged event left out above leaves its slot at the block's first time, so
             // positions stay aligned; the slot is never a match on its own.
@@ -282,19 +369,25 @@ fn build<B: IndexBackend>(
         }
         update.times.push((block, stored));
     }
-    Ok(Some(update))
+    let newest = Newest {
+        watermark: last,
+        chunk: newest_chunk,
+        postings: newest_postings,
+        block: update.times.last().cloned(),
+    };
+    Ok(Some((update, newest)))
 }
 
 /// Runs indexing passes until every tenant is indexed: for `sealtrail reindex` and tests.
 /// Calls `progress` with the number of events indexed so far.
 pub fn index_all<B: IndexBackend>(
-    backend: &mut B,
+    backend: &mut Indexer<B>,
     batch: u64,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, B::Error> {
     let mut done = 0;
     loop {
-        let lags = backend.lagging()?;
+        let lags = backend.backend.lagging()?;
         let total: u64 = lags.iter().map(|l| l.size).sum();
         let mut worked = false;
         for lag in lags.iter().filter(|l| l.indexed < l.size) {
@@ -457,7 +550,7 @@ impl IndexGate {
 /// `options.poll`), until the gate stops. Failures are logged and tried again after a pause;
 /// they never touch the log. The backend is shared with [`settle`], one user at a time.
 pub fn run_indexer<B: IndexBackend>(
-    backend: Arc<Mutex<B>>,
+    backend: Arc<Mutex<Indexer<B>>>,
     gate: Arc<IndexGate>,
     options: IndexerOptions,
 ) {
@@ -483,7 +576,7 @@ pub fn run_indexer<B: IndexBackend>(
             let mut backend = backend.lock().expect("the indexer lock is never poisoned");
             let backend = &mut *backend;
             let mut worked = false;
-            for lag in backend.lagging()? {
+            for lag in backend.backend.lagging()? {
                 gate.observed(&lag.tenant, lag.indexed, lag.size);
                 if lag.indexed >= lag.size || gate.stopping() {
                     continue;
@@ -521,14 +614,14 @@ pub fn run_indexer<B: IndexBackend>(
 /// Indexes every tenant up to the end of its log now, on the calling thread, and records what
 /// it did in the gate: `Store::settle` and `sealtrail reindex`.
 pub fn settle<B: IndexBackend>(
-    backend: &Mutex<B>,
+    backend: &Mutex<Indexer<B>>,
     gate: &IndexGate,
     batch: u64,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, B::Error> {
     let mut backend = backend.lock().expect("the indexer lock is never poisoned");
-    let done = index_all(&mut *backend, batch, progress)?;
-    for lag in backend.lagging()? {
+    let done = index_all(&mut backend, batch, progress)?;
+    for lag in backend.backend.lagging()? {
         gate.observed(&lag.tenant, lag.indexed, lag.size);
     }
     Ok(done)
@@ -537,14 +630,15 @@ pub fn settle<B: IndexBackend>(
 /// Drops every piece of derived data and builds it again from the log, now, on the calling
 /// thread (`sealtrail reindex`). `progress` gets the events indexed so far and the total.
 pub fn rebuild<B: IndexBackend>(
-    backend: &Mutex<B>,
+    backend: &Mutex<Indexer<B>>,
     gate: &IndexGate,
     batch: u64,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, B::Error> {
     {
         let mut backend = backend.lock().expect("the indexer lock is never poisoned");
-        backend.reset()?;
+        backend.forget();
+        backend.backend.reset()?;
     }
     gate.reset();
     settle(backend, gate, batch, progress)

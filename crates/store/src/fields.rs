@@ -113,6 +113,12 @@ impl Field {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Term(pub Box<[u8]>);
 
+impl std::borrow::Borrow<[u8]> for Term {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl std::fmt::Debug for Term {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (tag, value) = self.0.split_first().unwrap_or((&0, &[]));
@@ -330,11 +336,17 @@ pub static FIELDS: [FieldSpec; 13] = [
     },
 ];
 
-/// Calls `emit` with every term of an event.
-pub fn terms_of(source: Source<'_, '_>, mut emit: impl FnMut(Term)) {
+/// Calls `emit` with the bytes of every term of an event (a [`Term`]'s bytes, lent: copy
+/// them to keep them).
+pub fn terms_of(source: Source<'_, '_>, mut emit: impl FnMut(&[u8])) {
+    let mut scratch = Vec::with_capacity(64);
     for spec in &FIELDS {
-        let field = Field(spec.tag);
-        (spec.values)(source, &mut |value| emit(field.term(value)));
+        (spec.values)(source, &mut |value| {
+            scratch.clear();
+            scratch.push(spec.tag);
+            scratch.extend_from_slice(value.as_bytes());
+            emit(&scratch);
+        });
     }
 }
 

@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sealtrail_ledger::LeafHash;
-use sealtrail_ledger::entry::{GENESIS, PersonalDigests};
+use sealtrail_ledger::entry::GENESIS;
 use sealtrail_ledger::merkle::{Frontier, Hash};
-use sealtrail_model::{Event, Tenant, Timestamp};
+use sealtrail_model::{Tenant, Timestamp};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -119,10 +119,6 @@ pub struct SealedEvent {
     pub entry: Vec<u8>,
     /// The erasable personal values kept beside the entry, in their stored form.
     pub personal_values: Option<Vec<u8>>,
-    /// The personal digests (also inside the entry).
-    pub digests: PersonalDigests,
-    /// The event as served (its `hash` not filled in).
-    pub event: Event,
 }
 
 /// A perfect Merkle node above the leaves that a batch completed.
@@ -219,12 +215,16 @@ pub struct BatchLimits {
 /// the writer).
 type Run<B> = Box<dyn FnOnce(&mut B) + Send>;
 
+/// The answer to an append, with the request's events handed back: the caller drops them, so
+/// that freeing them costs the writer nothing.
+type AppendReply = (StoreResult<Vec<Appended>>, Vec<PreparedEvent>);
+
 /// What the writer is asked to do.
 enum Command<B: LogBackend> {
     /// Append the events of one request, all or nothing.
     Append {
         events: Vec<PreparedEvent>,
-        reply: oneshot::Sender<StoreResult<Vec<Appended>>>,
+        reply: oneshot::Sender<AppendReply>,
         /// Held until the request is answered, so the queue's bound counts it.
         _permit: OwnedSemaphorePermit,
     },
@@ -250,7 +250,7 @@ impl<B: LogBackend> Command<B> {
 
 struct PendingAppend {
     events: Vec<PreparedEvent>,
-    reply: oneshot::Sender<StoreResult<Vec<Appended>>>,
+    reply: oneshot::Sender<AppendReply>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -319,7 +319,9 @@ impl<B: LogBackend> WriteHandle<B> {
             reply,
             _permit: permit,
         })?;
-        answer.await.map_err(|_| stopped())?
+        let (result, events) = answer.await.map_err(|_| stopped())?;
+        drop(events);
+        result
     }
 
     /// The sanctioned path: in one transaction, opens the sanction, runs `job`, closes it, and
@@ -467,9 +469,11 @@ impl<B: LogBackend> Writer<B> {
         };
         match outcome {
             Ok(results) => {
-                for ((reply, _permit), result) in replies.into_iter().zip(results) {
+                for (((reply, _permit), result), events) in
+                    replies.into_iter().zip(results).zip(requests)
+                {
                     // A client that went away does not need its answer; the events stay stored.
-                    let _ = reply.send(result);
+                    let _ = reply.send((result, events));
                 }
                 tracing::trace!(
                     events = total,
@@ -479,8 +483,8 @@ impl<B: LogBackend> Writer<B> {
             }
             Err(err) => {
                 tracing::error!(error = %err, events = total, "group commit failed");
-                for (reply, _permit) in replies {
-                    let _ = reply.send(Err(failed(&err)));
+                for ((reply, _permit), events) in replies.into_iter().zip(requests) {
+                    let _ = reply.send((Err(failed(&err)), events));
                 }
             }
         }

@@ -8,7 +8,9 @@
 use std::collections::{BTreeSet, HashMap};
 
 use rand::RngCore;
-use sealtrail_ledger::entry::{DEFAULT_PERSON_TYPES, digests_with, encode_entry, is_person_type};
+use sealtrail_ledger::entry::{
+    DEFAULT_PERSON_TYPES, EntryParts, digests_of, encode_parts, is_person_type,
+};
 use sealtrail_ledger::view::PersonalValues;
 use sealtrail_ledger::{LeafHash, leaf_hash};
 use sealtrail_model::{Tenant, Timestamp};
@@ -146,15 +148,19 @@ fn seal_request(
             .entry(tenant.clone())
             .or_insert_with(LogEnd::empty);
         let seq = end.size + 1;
-        let event = prepared
-            .event
-            .clone()
-            .into_event(prepared.id, tenant, seq, recorded_at);
+        // The event is sealed where it lies: its parts at the place it gets, no copy.
+        let event = EntryParts::of_new(
+            &prepared.event,
+            prepared.id,
+            tenant.as_str(),
+            seq,
+            recorded_at,
+        );
         // Personal fields enter the leaf as digests under their subject's key; a key is made
         // only for a subject that carries personal data.
         let keys = &mut state.keys;
         let new_keys = &mut batch.new_keys;
-        let digests = digests_with(&event, &DEFAULT_PERSON_TYPES, |subject| {
+        let digests = digests_of(&event, &DEFAULT_PERSON_TYPES, |subject| {
             let slot = (tenant.clone(), subject.to_owned());
             if let Some(key) = keys.get(&slot) {
                 return Ok::<_, std::convert::Infallible>(key.0);
@@ -167,9 +173,9 @@ fn seal_request(
         })
         .unwrap_or_else(|never| match never {});
         let prev = end.last;
-        let entry = encode_entry(&event, &digests, &prev.0);
+        let entry = encode_parts(&event, &digests, &prev.0);
         let hash = LeafHash(leaf_hash(&entry));
-        let values = PersonalValues::of(&event, &digests);
+        let values = PersonalValues::of_parts(&event, &digests);
         let personal_values = (!values.is_empty()).then(|| values.to_bytes());
         end.frontier.push(hash.0, |level, idx, h| {
             if level > 0 {
@@ -212,8 +218,6 @@ fn seal_request(
             prev,
             entry,
             personal_values,
-            digests,
-            event,
         });
     }
     Ok(out)
