@@ -38,7 +38,7 @@ use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use crate::writer::PgLog;
-pub use crate::writer::{EVENT_COLUMNS, EVENT_TYPES, LEAF_COLUMNS, LEAF_TYPES, SanctionedJob};
+pub use crate::writer::{EVENT_COLUMNS, LEAF_COLUMNS, SanctionedJob};
 
 /// Months of partitions kept ready beyond the current one.
 pub const PARTITIONS_AHEAD: u32 = 3;

@@ -117,11 +117,12 @@ impl ReadSnapshot for Snapshot<'_> {
     ) -> Result<Vec<Posting>, PgError> {
         let chunks: Vec<i64> = chunks.map(clamp).collect();
         let terms_param: Vec<&[u8]> = terms.iter().map(|t| &*t.0).collect();
-        // One index probe per (chunk, term): PostgreSQL cannot skip through the key.
+        // Both arrays as index conditions: the B-tree probes every (chunk, term) pair. A join
+        // against unnest() instead gets a generic plan, once the statement is cached, that
+        // reads every posting of each chunk and hashes the terms (17 ms for one chunk).
         let rows = self.query(
-            "SELECT p.chunk, p.term, p.bits FROM unnest($2::bigint[]) AS c(chunk) \
-             CROSS JOIN unnest($3::bytea[]) AS w(term) \
-             JOIN postings p ON p.tenant = $1 AND p.chunk = c.chunk AND p.term = w.term",
+            "SELECT p.chunk, p.term, p.bits FROM postings p \
+             WHERE p.tenant = $1 AND p.chunk = ANY($2) AND p.term = ANY($3)",
             &[&tenant.as_str(), &chunks, &terms_param],
         )?;
         Ok(rows

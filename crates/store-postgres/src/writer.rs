@@ -16,12 +16,11 @@ use futures::future::BoxFuture;
 use sealtrail_ledger::LeafHash;
 use sealtrail_model::{Tenant, Timestamp};
 use sealtrail_store::pipeline::{
-    KnownId, Loaded, LogBackend, LogEnd, SealedBatch, SealedEvent, SubjectKey, Want,
+    KnownId, Loaded, LogBackend, LogEnd, SealedBatch, SubjectKey, Want,
 };
 use time::OffsetDateTime;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::PgError;
@@ -39,19 +38,46 @@ pub type SanctionedJob = Box<
 pub(crate) struct PgLog {
     pool: Pool,
     client: Option<Object>,
+    /// Whether `BEGIN` was sent on `client`: it goes out with the first statements of the
+    /// transaction rather than on a round trip of its own.
+    begun: bool,
 }
 
 impl PgLog {
     pub(crate) fn new(pool: Pool) -> Self {
-        Self { pool, client: None }
+        Self {
+            pool,
+            client: None,
+            begun: false,
+        }
+    }
+
+    fn object(&self) -> Result<&Object, PgError> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| PgError::Damaged("no open transaction".into()))
     }
 
     fn client(&self) -> Result<&tokio_postgres::Client, PgError> {
-        self.client
-            .as_ref()
-            .map(|c| &***c)
-            .ok_or_else(|| PgError::Damaged("no open transaction".into()))
+        Ok(self.object()?)
     }
+
+    /// Sends `BEGIN` now unless it was sent already.
+    async fn ensure_begun(&mut self) -> Result<(), PgError> {
+        if !self.begun {
+            self.client()?.batch_execute("BEGIN").await?;
+            self.begun = true;
+        }
+        Ok(())
+    }
+}
+
+/// `BEGIN`, unless `begun`: the first future of a pipelined flight.
+async fn begin_unless(client: &tokio_postgres::Client, begun: bool) -> Result<(), PgError> {
+    if !begun {
+        client.batch_execute("BEGIN").await?;
+    }
+    Ok(())
 }
 
 /// The advisory lock of each tenant, taken in hash order so that concurrent writers never wait
@@ -72,52 +98,64 @@ impl LogBackend for PgLog {
     const SEAL_OFF_THREAD: bool = true;
 
     async fn begin(&mut self) -> Result<(), PgError> {
-        let client = self.pool.get().await?;
-        client.batch_execute("BEGIN").await?;
-        self.client = Some(client);
+        self.client = Some(self.pool.get().await?);
+        self.begun = false;
         Ok(())
     }
 
     async fn load(&mut self, want: &Want) -> Result<Loaded, PgError> {
-        let client = self.client()?;
+        let begun = self.begun;
+        let client = self.object()?;
         let tenants: Vec<&str> = want.tenants.iter().map(Tenant::as_str).collect();
-        let (subject_tenants, subjects): (Vec<&str>, Vec<&str>) = want
-            .subjects
-            .iter()
-            .map(|(t, s)| (t.as_str(), s.as_str()))
-            .unzip();
-        // Sent together: the lock, then (once it is held) the log ends, ids and keys.
+        // Tenants and subjects as two arrays the primary key probes pair by pair (a join with
+        // unnest() of the pairs is planned as a scan of every subject key); the pairs that were
+        // not asked for are dropped below.
+        let mut subject_tenants: Vec<&str> =
+            want.subjects.iter().map(|(t, _)| t.as_str()).collect();
+        subject_tenants.sort_unstable();
+        subject_tenants.dedup();
+        let subjects: Vec<&str> = want.subjects.iter().map(|(_, s)| s.as_str()).collect();
+        // Statements are prepared once per connection; then BEGIN, the lock and (once it is
+        // held) the log ends, ids and keys go out together, one round trip.
+        let lock_stmt = client.prepare_cached(LOCK_TENANTS).await?;
+        let ends_stmt = client
+            .prepare_cached(
+                "SELECT tenant, size, last_hash, frontier, last_recorded_at FROM tenant_logs WHERE tenant = ANY($1)",
+            )
+            .await?;
+        let ids_stmt = client
+            .prepare_cached(
+                "SELECT id, tenant, digest, seq, recorded_at, hash FROM leaves WHERE id = ANY($1)",
+            )
+            .await?;
+        let keys_stmt = client
+            .prepare_cached(
+                "SELECT tenant, subject, key FROM subject_keys \
+                 WHERE tenant = ANY($1) AND subject = ANY($2) AND key IS NOT NULL",
+            )
+            .await?;
         let tenants_param: [&(dyn ToSql + Sync); 1] = [&tenants];
-        let lock = client.execute(LOCK_TENANTS, &tenants_param);
-        let ends = client.query(
-            "SELECT tenant, size, last_hash, frontier, last_recorded_at FROM tenant_logs WHERE tenant = ANY($1)",
-            &tenants_param,
-        );
+        let begin = begin_unless(client, begun);
+        let lock = async { Ok::<_, PgError>(client.execute(&lock_stmt, &tenants_param).await?) };
+        let ends = async { Ok::<_, PgError>(client.query(&ends_stmt, &tenants_param).await?) };
         let ids = async {
             if want.ids.is_empty() {
                 return Ok(Vec::new());
             }
-            client
-                .query(
-                    "SELECT id, tenant, digest, seq, recorded_at, hash FROM leaves WHERE id = ANY($1)",
-                    &[&want.ids],
-                )
-                .await
+            Ok::<_, PgError>(client.query(&ids_stmt, &[&want.ids]).await?)
         };
         let keys = async {
             if subjects.is_empty() {
                 return Ok(Vec::new());
             }
-            client
-                .query(
-                    "SELECT k.tenant, k.subject, k.key FROM subject_keys k \
-                     JOIN unnest($1::text[], $2::text[]) AS w(tenant, subject) USING (tenant, subject) \
-                     WHERE k.key IS NOT NULL",
-                    &[&subject_tenants, &subjects],
-                )
-                .await
+            Ok::<_, PgError>(
+                client
+                    .query(&keys_stmt, &[&subject_tenants, &subjects])
+                    .await?,
+            )
         };
-        let (_, ends, ids, keys) = futures::try_join!(lock, ends, ids, keys)?;
+        let (_, _, ends, ids, keys) = futures::try_join!(begin, lock, ends, ids, keys)?;
+        self.begun = true;
         let mut loaded = Loaded::default();
         for row in ends {
             let tenant: String = row.get(0);
@@ -154,13 +192,19 @@ impl LogBackend for PgLog {
                 },
             );
         }
+        let asked: std::collections::HashSet<(&str, &str)> = want
+            .subjects
+            .iter()
+            .map(|(t, s)| (t.as_str(), s.as_str()))
+            .collect();
         for row in keys {
+            let (tenant, subject): (&str, &str) = (row.get(0), row.get(1));
+            if !asked.contains(&(tenant, subject)) {
+                continue;
+            }
             if let Ok(key) = <[u8; 32]>::try_from(row.get::<_, Vec<u8>>(2)) {
                 loaded.keys.insert(
-                    (
-                        Tenant::from_store(row.get::<_, String>(0)),
-                        row.get::<_, String>(1),
-                    ),
+                    (Tenant::from_store(tenant), subject.to_owned()),
                     SubjectKey(key),
                 );
             }
@@ -169,20 +213,49 @@ impl LogBackend for PgLog {
     }
 
     async fn write(&mut self, batch: &SealedBatch) -> Result<(), PgError> {
-        let client = self.client()?;
-        write_batch(client, batch).await?;
+        let begun = self.begun;
+        let client = self.object()?;
+        let statements = WriteStatements::prepare(client).await?;
+        write_batch(client, &statements, begun, batch).await?;
+        self.begun = true;
         Ok(())
     }
 
     async fn commit(&mut self) -> Result<(), PgError> {
-        let client = self.client()?;
-        client.batch_execute("COMMIT").await?;
+        if self.begun {
+            self.client()?.batch_execute("COMMIT").await?;
+        }
         self.client = None;
+        self.begun = false;
         Ok(())
     }
 
+    async fn write_and_commit(&mut self, batch: &SealedBatch) -> Result<(), PgError> {
+        let begun = self.begun;
+        let client = self.object()?;
+        // COMMIT goes out behind the batch's statements, all sent on the join's first poll
+        // (the statements are prepared already): should one of them fail, PostgreSQL turns
+        // the COMMIT into a rollback, and the failure is what is reported.
+        let statements = WriteStatements::prepare(client).await?;
+        let write = write_batch(client, &statements, begun, batch);
+        let commit = async {
+            client.batch_execute("COMMIT").await?;
+            Ok::<_, PgError>(())
+        };
+        let outcome = futures::try_join!(write, commit).map(|_| ());
+        if outcome.is_ok() {
+            self.client = None;
+            self.begun = false;
+        } else {
+            self.begun = true;
+        }
+        outcome
+    }
+
     async fn rollback(&mut self) {
+        let begun = std::mem::replace(&mut self.begun, false);
         if let Some(client) = self.client.take()
+            && begun
             && let Err(err) = client.batch_execute("ROLLBACK").await
         {
             tracing::debug!(error = %err, "rollback failed; the connection is dropped");
@@ -197,6 +270,7 @@ impl LogBackend for PgLog {
         reason: &str,
         job: SanctionedJob,
     ) -> Result<(), PgError> {
+        self.ensure_begun().await?;
         let client = self.client()?;
         client
             .execute(LOCK_TENANTS, &[&vec![tenant.as_str()]])
@@ -234,45 +308,85 @@ impl LogBackend for PgLog {
     }
 }
 
-/// Writes a sealed batch: events and leaves by binary COPY, then the nodes, new subject keys
-/// and log ends in one pipelined flight.
+/// Writes a sealed batch in one pipelined flight (after `BEGIN` unless `begun`): events,
+/// leaves, nodes, new subject keys and log ends, each one multi-row `INSERT … SELECT
+/// unnest(…)` of prepared statements. One round trip whatever the batch's size; a binary COPY
+/// would need three per table, which is what a group of a few single events cannot afford.
+struct WriteStatements {
+    events: tokio_postgres::Statement,
+    leaves: tokio_postgres::Statement,
+    nodes: tokio_postgres::Statement,
+    keys: tokio_postgres::Statement,
+    ends: tokio_postgres::Statement,
+}
+
+impl WriteStatements {
+    /// Prepares the statements, once per connection (they are cached with it). Done before a
+    /// flight is sent, so that nothing in the flight waits on a round trip of its own.
+    async fn prepare(client: &Object) -> Result<Self, PgError> {
+        const NODES: &str = "INSERT INTO tree_nodes (tenant, level, idx, hash) \
+             SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bytea[])";
+        const KEYS: &str = "INSERT INTO subject_keys (tenant, subject, key) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) \
+             ON CONFLICT (tenant, subject) DO UPDATE SET key = excluded.key";
+        const ENDS: &str = "INSERT INTO tenant_logs (tenant, size, last_hash, frontier, root, last_recorded_at) \
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::bytea[], $5::bytea[], $6::timestamptz[]) \
+             ON CONFLICT (tenant) DO UPDATE SET size = excluded.size, last_hash = excluded.last_hash, \
+             frontier = excluded.frontier, root = excluded.root, last_recorded_at = excluded.last_recorded_at";
+        let rows = |table: &str, columns: &str| {
+            format!(
+                "INSERT INTO {table} ({columns}) SELECT * FROM unnest($1::text[], $2::bigint[], \
+                 $3::uuid[], $4::timestamptz[], $5::bytea[], $6::bytea[])"
+            )
+        };
+        let events_stmt = client
+            .prepare_cached(&rows("events", EVENT_COLUMNS))
+            .await?;
+        let leaves_stmt = client.prepare_cached(&rows("leaves", LEAF_COLUMNS)).await?;
+        let nodes_stmt = client.prepare_cached(NODES).await?;
+        let keys_stmt = client.prepare_cached(KEYS).await?;
+        let ends_stmt = client.prepare_cached(ENDS).await?;
+        Ok(Self {
+            events: events_stmt,
+            leaves: leaves_stmt,
+            nodes: nodes_stmt,
+            keys: keys_stmt,
+            ends: ends_stmt,
+        })
+    }
+}
+
 async fn write_batch(
-    client: &tokio_postgres::Client,
+    client: &Object,
+    statements: &WriteStatements,
+    begun: bool,
     batch: &SealedBatch,
-) -> Result<(), tokio_postgres::Error> {
-    copy_events(client, &batch.events).await?;
-    copy_leaves(client, &batch.events).await?;
+) -> Result<(), PgError> {
+    let ev = &batch.events;
+    let tenants: Vec<&str> = ev.iter().map(|e| e.tenant.as_str()).collect();
+    let seqs: Vec<i64> = ev.iter().map(|e| e.seq as i64).collect();
+    let ids: Vec<Uuid> = ev.iter().map(|e| e.id).collect();
+    let recorded: Vec<OffsetDateTime> = ev.iter().map(|e| e.recorded_at.to_datetime()).collect();
+    let entries: Vec<&[u8]> = ev.iter().map(|e| e.entry.as_slice()).collect();
+    let values: Vec<Option<&[u8]>> = ev.iter().map(|e| e.personal_values.as_deref()).collect();
+    let digests: Vec<&[u8]> = ev.iter().map(|e| e.digest.as_slice()).collect();
+    let hashes: Vec<&[u8]> = ev.iter().map(|e| e.hash.0.as_slice()).collect();
+    let event_params: [&(dyn ToSql + Sync); 6] =
+        [&tenants, &seqs, &ids, &recorded, &entries, &values];
+    let leaf_params: [&(dyn ToSql + Sync); 6] =
+        [&tenants, &seqs, &ids, &recorded, &digests, &hashes];
+
     let node_tenant: Vec<&str> = batch.nodes.iter().map(|n| n.tenant.as_str()).collect();
     let node_level: Vec<i32> = batch.nodes.iter().map(|n| n.level as i32).collect();
     let node_idx: Vec<i64> = batch.nodes.iter().map(|n| n.index as i64).collect();
     let node_hash: Vec<&[u8]> = batch.nodes.iter().map(|n| n.hash.as_slice()).collect();
-    let nodes = async {
-        if node_idx.is_empty() {
-            return Ok(0);
-        }
-        client
-            .execute(
-                "INSERT INTO tree_nodes (tenant, level, idx, hash) \
-                 SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bytea[])",
-                &[&node_tenant, &node_level, &node_idx, &node_hash],
-            )
-            .await
-    };
+    let node_params: [&(dyn ToSql + Sync); 4] = [&node_tenant, &node_level, &node_idx, &node_hash];
+
     let key_tenant: Vec<&str> = batch.new_keys.iter().map(|k| k.0.as_str()).collect();
     let key_subject: Vec<&str> = batch.new_keys.iter().map(|k| k.1.as_str()).collect();
     let key_bytes: Vec<&[u8]> = batch.new_keys.iter().map(|k| k.2.0.as_slice()).collect();
-    let keys = async {
-        if key_tenant.is_empty() {
-            return Ok(0);
-        }
-        client
-            .execute(
-                "INSERT INTO subject_keys (tenant, subject, key) SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) \
-                 ON CONFLICT (tenant, subject) DO UPDATE SET key = excluded.key",
-                &[&key_tenant, &key_subject, &key_bytes],
-            )
-            .await
-    };
+    let key_params: [&(dyn ToSql + Sync); 3] = [&key_tenant, &key_subject, &key_bytes];
+
     let end_tenant: Vec<&str> = batch.ends.iter().map(|(t, _)| t.as_str()).collect();
     let end_size: Vec<i64> = batch.ends.iter().map(|(_, e)| e.size as i64).collect();
     let end_last: Vec<&[u8]> = batch
@@ -307,89 +421,35 @@ async fn write_batch(
         &end_root,
         &end_recorded,
     ];
-    let ends = client.execute(
-        "INSERT INTO tenant_logs (tenant, size, last_hash, frontier, root, last_recorded_at) \
-         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::bytea[], $5::bytea[], $6::timestamptz[]) \
-         ON CONFLICT (tenant) DO UPDATE SET size = excluded.size, last_hash = excluded.last_hash, \
-         frontier = excluded.frontier, root = excluded.root, last_recorded_at = excluded.last_recorded_at",
-        &end_params,
-    );
-    futures::try_join!(nodes, keys, ends)?;
+
+    // Sent in this order on the first poll; PostgreSQL answers in order, so the first failure
+    // is the one reported, and the statements after it fail with the aborted transaction.
+    futures::try_join!(
+        begin_unless(client, begun),
+        execute_unless(client, &statements.events, &event_params, ev.is_empty()),
+        execute_unless(client, &statements.leaves, &leaf_params, ev.is_empty()),
+        execute_unless(client, &statements.nodes, &node_params, node_idx.is_empty()),
+        execute_unless(client, &statements.keys, &key_params, key_tenant.is_empty()),
+        execute_unless(client, &statements.ends, &end_params, end_tenant.is_empty()),
+    )?;
     Ok(())
 }
 
-/// The columns of `events` in COPY order.
+/// Executes `stmt` unless `skip`: one statement of a pipelined flight.
+async fn execute_unless(
+    client: &tokio_postgres::Client,
+    stmt: &tokio_postgres::Statement,
+    params: &[&(dyn ToSql + Sync)],
+    skip: bool,
+) -> Result<(), PgError> {
+    if !skip {
+        client.execute(stmt, params).await?;
+    }
+    Ok(())
+}
+
+/// The columns of `events` the writer fills, in the order of its insert.
 pub const EVENT_COLUMNS: &str = "tenant, seq, id, recorded_at, entry, personal_values";
 
-/// The types of [`EVENT_COLUMNS`], for a binary COPY.
-pub const EVENT_TYPES: [Type; 6] = [
-    Type::TEXT,
-    Type::INT8,
-    Type::UUID,
-    Type::TIMESTAMPTZ,
-    Type::BYTEA,
-    Type::BYTEA,
-];
-
-/// The columns of `leaves` in COPY order.
+/// The columns of `leaves` the writer fills, in the order of its insert.
 pub const LEAF_COLUMNS: &str = "tenant, seq, id, recorded_at, digest, hash";
-
-/// The types of [`LEAF_COLUMNS`], for a binary COPY.
-pub const LEAF_TYPES: [Type; 6] = [
-    Type::TEXT,
-    Type::INT8,
-    Type::UUID,
-    Type::TIMESTAMPTZ,
-    Type::BYTEA,
-    Type::BYTEA,
-];
-
-async fn copy_events(
-    client: &tokio_postgres::Client,
-    events: &[SealedEvent],
-) -> Result<(), tokio_postgres::Error> {
-    let sink = client
-        .copy_in(&format!("COPY events ({EVENT_COLUMNS}) FROM STDIN BINARY"))
-        .await?;
-    let writer = BinaryCopyInWriter::new(sink, &EVENT_TYPES);
-    futures::pin_mut!(writer);
-    for e in events {
-        let row: [&(dyn ToSql + Sync); 6] = [
-            &e.tenant.as_str(),
-            &(e.seq as i64),
-            &e.id,
-            &e.recorded_at.to_datetime(),
-            &e.entry,
-            &e.personal_values,
-        ];
-        writer.as_mut().write(&row).await?;
-    }
-    writer.finish().await?;
-    Ok(())
-}
-
-async fn copy_leaves(
-    client: &tokio_postgres::Client,
-    events: &[SealedEvent],
-) -> Result<(), tokio_postgres::Error> {
-    let sink = client
-        .copy_in(&format!("COPY leaves ({LEAF_COLUMNS}) FROM STDIN BINARY"))
-        .await?;
-    let writer = BinaryCopyInWriter::new(sink, &LEAF_TYPES);
-    futures::pin_mut!(writer);
-    for e in events {
-        writer
-            .as_mut()
-            .write(&[
-                &e.tenant.as_str(),
-                &(e.seq as i64),
-                &e.id,
-                &e.recorded_at.to_datetime(),
-                &e.digest.as_slice(),
-                &e.hash.0.as_slice(),
-            ])
-            .await?;
-    }
-    writer.finish().await?;
-    Ok(())
-}

@@ -418,6 +418,14 @@ pub struct IndexerOptions {
     /// Whether an indexer follows the log in the background. Without one, derived data is
     /// built only when asked (`Store::settle`): for tests that must see the log's tail.
     pub background: bool,
+    /// A pass that indexed fewer events than this is followed by a pause of `linger`, so that
+    /// a trickle of small commits is indexed in batches: each pass rewrites the newest
+    /// chunk's bitmaps of every term it touches, and one pass per event would cost more than
+    /// the event. Reads stay exact meanwhile (they scan the log's tail), and the tail stays
+    /// at most about `min_batch` events or `linger` of ingest long.
+    pub min_batch: u64,
+    /// The pause after a small pass; see `min_batch`.
+    pub linger: Duration,
 }
 
 impl Default for IndexerOptions {
@@ -427,6 +435,8 @@ impl Default for IndexerOptions {
             poll: Duration::from_secs(1),
             max_lag: 100_000,
             background: true,
+            min_batch: 256,
+            linger: Duration::from_millis(25),
         }
     }
 }
@@ -533,6 +543,25 @@ impl IndexGate {
         !self.stopping.load(Ordering::Acquire)
     }
 
+    /// Waits for `pause` to pass, whatever is appended meanwhile; false once stopping.
+    pub fn linger(&self, pause: Duration) -> bool {
+        let deadline = std::time::Instant::now() + pause;
+        let mut state = self.lock();
+        while !self.stopping.load(Ordering::Acquire) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = self
+                .wake
+                .wait_timeout(state, left)
+                .expect("the gate lock is never poisoned")
+                .0;
+        }
+        drop(state);
+        !self.stopping.load(Ordering::Acquire)
+    }
+
     /// Tells the indexer to stop after its current transaction.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::Release);
@@ -572,10 +601,10 @@ pub fn run_indexer<B: IndexBackend>(
             tracing::info!("the indexer has caught up with the log");
             behind = false;
         }
-        let pass = (|| -> Result<bool, B::Error> {
+        let pass = (|| -> Result<u64, B::Error> {
             let mut backend = backend.lock().expect("the indexer lock is never poisoned");
             let backend = &mut *backend;
-            let mut worked = false;
+            let mut indexed = 0;
             for lag in backend.backend.lagging()? {
                 gate.observed(&lag.tenant, lag.indexed, lag.size);
                 if lag.indexed >= lag.size || gate.stopping() {
@@ -585,14 +614,19 @@ pub fn run_indexer<B: IndexBackend>(
                     && n > 0
                 {
                     gate.observed(&lag.tenant, lag.indexed + n, lag.size);
-                    worked = true;
+                    indexed += n;
                 }
             }
-            Ok(worked)
+            Ok(indexed)
         })();
         match pass {
-            Ok(true) => failures = 0,
-            Ok(false) => {
+            Ok(n) if n > 0 => {
+                failures = 0;
+                if n < options.min_batch && !gate.linger(options.linger) {
+                    break;
+                }
+            }
+            Ok(_) => {
                 failures = 0;
                 if !gate.wait(options.poll) {
                     break;
