@@ -145,7 +145,15 @@ pub(crate) async fn spawn(
                 .to_owned();
         }
     };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // BENCH_SERVER_STDERR=1 passes the server's log through (with SEALTRAIL_LOG set to taste).
+    let echo = std::env::var_os("BENCH_SERVER_STDERR").is_some();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if echo {
+                eprintln!("server: {line}");
+            }
+        }
+    });
     Ok((child, base))
 }
 

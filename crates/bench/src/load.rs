@@ -357,7 +357,10 @@ impl Server {
             .arg(data_dir)
             .args(extra)
             .env("SEALTRAIL_ADMIN_TOKEN", ADMIN)
-            .env("SEALTRAIL_LOG", "warn");
+            .env(
+                "SEALTRAIL_LOG",
+                std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            );
         if let Backend::Postgres { url, schema } = backend {
             cmd.args(["--database-url", url, "--database-schema", schema]);
         }

@@ -90,6 +90,9 @@ enum Suite {
         /// Requests per query shape.
         #[arg(long, default_value_t = 500)]
         requests: usize,
+        /// HTTP clients ingesting beside the queries.
+        #[arg(long, default_value_t = 4)]
+        feed_clients: usize,
     },
     /// Speed of the `sealtrail verify` store walk on SQLite, against reading the same rows.
     Verify {
@@ -157,6 +160,9 @@ enum Suite {
         /// Seed into (and keep) this schema; when it already holds the events, only query.
         #[arg(long)]
         schema: Option<String>,
+        /// HTTP clients ingesting beside the queries.
+        #[arg(long, default_value_t = 4)]
+        feed_clients: usize,
     },
     /// The audit layer's added latency per request, against the same route without it.
     Layer {
@@ -191,7 +197,11 @@ fn main() -> anyhow::Result<()> {
                 clients,
                 rounds,
             } => sqlite::latency(requests, clients, rounds).await,
-            Suite::Query { events, requests } => sqlite::query(events, requests).await,
+            Suite::Query {
+                events,
+                requests,
+                feed_clients,
+            } => sqlite::query(events, requests, feed_clients).await,
             Suite::Verify { events, walks } => sqlite::verify_walk(events, walks).await,
             Suite::Rows { events, out } => sqlite::write_rows(events, &out),
             Suite::Raw { rows, batch } => sqlite::raw_from_file(&rows, batch),
@@ -207,7 +217,8 @@ fn main() -> anyhow::Result<()> {
                 events,
                 requests,
                 schema,
-            } => pg::query(&url, events, requests, schema).await,
+                feed_clients,
+            } => pg::query(&url, events, requests, schema, feed_clients).await,
             Suite::Layer { requests } => client::layer(requests).await,
             Suite::Example {
                 requests,
@@ -359,6 +370,8 @@ fn query_shapes(
             "entity timeline".into(),
             format!("/api/v1/entities/{ttype}/{tid}/history?limit=50"),
         ),
+        // No store work at all: what the machine's load alone adds to a request.
+        ("/healthz (baseline)".into(), "/healthz".into()),
     ]
 }
 
@@ -379,9 +392,12 @@ async fn time_queries(
             let t = Instant::now();
             let r = http.get(&url).bearer_auth(key).send().await?;
             anyhow::ensure!(r.status() == 200, "{name}: {}", r.status());
-            let v: Value = r.json().await?;
+            let bytes = r.bytes().await?;
             times.push(t.elapsed());
-            items = v["items"].as_array().map_or(0, Vec::len);
+            items = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v["items"].as_array().map(Vec::len))
+                .unwrap_or(0);
         }
         times.sort_unstable();
         out.push((percentile(&times, 0.50), percentile(&times, 0.95), items));
@@ -420,6 +436,7 @@ async fn query_bench(
     have: u64,
     events: u64,
     requests: usize,
+    feed_clients: usize,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let pools = Pools::new(SEED);
@@ -463,6 +480,7 @@ async fn query_bench(
     // separate pool of events (times at `now`).
     let extra = std::sync::Arc::new(EventSource::new(&pools, 20_000, EventIds::Server, SEED + 1));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feed_clients = feed_clients.max(1);
     let feeder = {
         let (http, base, key, extra, stop) = (
             http.clone(),
@@ -482,7 +500,7 @@ async fn query_bench(
                     &extra,
                     sent..sent + 20_000,
                     500,
-                    4,
+                    feed_clients,
                 )
                 .await?;
                 sent += 20_000;
@@ -496,6 +514,8 @@ async fn query_bench(
     let rate = feeder.await??;
     let busy = busy?;
     print_queries(&shapes, &idle, Some(&busy));
-    println!("  ingest beside the queries: {rate:.0} events/s (batches of 500, 4 clients)");
+    println!(
+        "  ingest beside the queries: {rate:.0} events/s (batches of 500, {feed_clients} clients)"
+    );
     Ok(())
 }

@@ -257,6 +257,7 @@ pub(crate) async fn query(
     events: u64,
     requests: usize,
     schema: Option<String>,
+    feed_clients: usize,
 ) -> anyhow::Result<()> {
     println!(
         "pg-query: {events} stored events, {requests} requests per shape, pages of 50, over HTTP, {url}"
@@ -282,7 +283,7 @@ pub(crate) async fn query(
         schema: schema.clone(),
     };
     let server = Server::start(&backend, dir.path(), &[]).await?;
-    let outcome = crate::query_bench(&server, have, events, requests).await;
+    let outcome = crate::query_bench(&server, have, events, requests, feed_clients).await;
     server.stop().await?;
     println!("  {:.1} GiB in the schema", schema_gib(url, &schema).await?);
     if keep {

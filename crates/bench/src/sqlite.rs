@@ -149,13 +149,13 @@ pub(crate) async fn latency(requests: usize, clients: usize, rounds: usize) -> a
 }
 
 /// `bench query`.
-pub(crate) async fn query(events: u64, requests: usize) -> anyhow::Result<()> {
+pub(crate) async fn query(events: u64, requests: usize, feed_clients: usize) -> anyhow::Result<()> {
     println!(
         "query (SQLite): {events} stored events, {requests} requests per shape, pages of 50, over HTTP"
     );
     let dir = tempfile::tempdir()?;
     let server = Server::start(&Backend::Sqlite, dir.path(), &[]).await?;
-    crate::query_bench(&server, 0, events, requests).await?;
+    crate::query_bench(&server, 0, events, requests, feed_clients).await?;
     server.stop().await
 }
 

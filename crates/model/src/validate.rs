@@ -408,22 +408,23 @@ impl Validator<'_> {
         key: &str,
         max_chars: usize,
     ) -> Option<String> {
-        let field = join(at, key);
+        // The path is only spelled out for an error: valid events never pay for it.
+        let field = || join(at, key);
         match map.remove(key) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => {
                 if s.is_empty() {
-                    self.push(&field, "must not be empty");
+                    self.push(&field(), "must not be empty");
                     None
                 } else if s.chars().count() > max_chars {
-                    self.push(&field, format!("must be at most {max_chars} characters"));
+                    self.push(&field(), format!("must be at most {max_chars} characters"));
                     None
                 } else {
                     Some(s)
                 }
             }
             Some(_) => {
-                self.push(&field, "must be a string");
+                self.push(&field(), "must be a string");
                 None
             }
         }
@@ -452,18 +453,19 @@ impl Validator<'_> {
         parse: fn(&str) -> Option<T>,
         allowed: &str,
     ) -> Option<T> {
-        let field = join(at, key);
+        // The path is only spelled out for an error: valid events never pay for it.
+        let field = || join(at, key);
         match map.remove(key) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => {
                 let parsed = parse(&s);
                 if parsed.is_none() {
-                    self.push(&field, format!("must be one of {allowed}"));
+                    self.push(&field(), format!("must be one of {allowed}"));
                 }
                 parsed
             }
             Some(_) => {
-                self.push(&field, format!("must be one of {allowed}"));
+                self.push(&field(), format!("must be one of {allowed}"));
                 None
             }
         }

@@ -224,6 +224,8 @@ pub struct PgStore {
     read: Pool,
     writer: Mutex<Option<JoinHandle<()>>>,
     upkeep: JoinHandle<()>,
+    /// What reads learnt of the unindexed tails.
+    tail: std::sync::Arc<sealtrail_store::tail::TailIndex>,
 }
 
 impl PgStore {
@@ -288,6 +290,7 @@ impl PgStore {
             read,
             writer: Mutex::new(Some(writer)),
             upkeep,
+            tail: std::sync::Arc::default(),
         })
     }
 
@@ -301,7 +304,11 @@ impl PgStore {
         audit: PreparedEvent,
         job: SanctionedJob,
     ) -> StoreResult<Appended> {
-        self.writes.sanctioned(reason, audit, job).await
+        // Rows change: what reads learnt of the tails may no longer hold.
+        self.tail.clear();
+        let done = self.writes.sanctioned(reason, audit, job).await;
+        self.tail.clear();
+        done
     }
 
     /// [`Store::reindex`]: the rebuild, on a blocking thread.
@@ -410,11 +417,14 @@ impl Store for PgStore {
     }
 
     async fn list(&self, query: ListQuery) -> StoreResult<Page> {
-        self.read(move |snap| plan::list(snap, &query)).await
+        let tail = self.tail.clone();
+        self.read(move |snap| plan::list(snap, &query, &tail)).await
     }
 
     async fn history(&self, query: HistoryQuery) -> StoreResult<Page> {
-        self.read(move |snap| plan::history(snap, &query)).await
+        let tail = self.tail.clone();
+        self.read(move |snap| plan::history(snap, &query, &tail))
+            .await
     }
 
     async fn create_key(&self, key: NewKey) -> StoreResult<ApiKey> {

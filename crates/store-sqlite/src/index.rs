@@ -99,6 +99,7 @@ pub(crate) fn prepare(index_path: &Path) -> rusqlite::Result<()> {
 /// The indexer's connection: the index file, with the log attached read-only as `lg`.
 pub(crate) struct SqliteIndexer {
     conn: Connection,
+    wal: crate::schema::WalBound,
     open: bool,
 }
 
@@ -126,7 +127,11 @@ impl SqliteIndexer {
         )?;
         // The log is read in long runs: through a memory map, not a copy per page.
         conn.pragma_update(Some("lg"), "mmap_size", 1i64 << 30)?;
-        Ok(Self { conn, open: false })
+        Ok(Self {
+            wal: crate::schema::WalBound::new(&conn)?,
+            conn,
+            open: false,
+        })
     }
 }
 
@@ -229,6 +234,8 @@ impl IndexBackend for SqliteIndexer {
     fn commit(&mut self) -> rusqlite::Result<()> {
         self.conn.execute_batch("COMMIT")?;
         self.open = false;
+        self.wal
+            .after_commit(&self.conn, std::time::Duration::from_millis(200));
         Ok(())
     }
 

@@ -105,6 +105,8 @@ pub struct SqliteStore {
     index: Arc<Mutex<sealtrail_store::derived::Indexer<index::SqliteIndexer>>>,
     batch: u64,
     indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// What reads learnt of the unindexed tails.
+    tail: Arc<sealtrail_store::tail::TailIndex>,
 }
 
 impl SqliteStore {
@@ -126,7 +128,7 @@ impl SqliteStore {
             max_wait: config.batch_max_wait,
         };
         let (write, writer) =
-            pipeline::channel(SqliteLog::new(conn), limits, config.queue_capacity);
+            pipeline::channel(SqliteLog::new(conn)?, limits, config.queue_capacity);
         // The writer owns the only writing connection on a thread of its own; its small runtime
         // only waits for the queue (and the batch timer), so nothing it does blocks the server's.
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -159,6 +161,7 @@ impl SqliteStore {
             index,
             batch: options.batch,
             indexer: Mutex::new(indexer),
+            tail: Arc::default(),
         })
     }
 
@@ -204,7 +207,11 @@ impl SqliteStore {
     where
         F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
     {
-        self.write.sanctioned(reason, audit, Box::new(job)).await
+        // Rows change: what reads learnt of the tails may no longer hold.
+        self.tail.clear();
+        let done = self.write.sanctioned(reason, audit, Box::new(job)).await;
+        self.tail.clear();
+        done
     }
 
     /// Runs a write on the writer thread, in queue order, and waits for its result.
@@ -247,12 +254,14 @@ impl Store for SqliteStore {
     }
 
     async fn list(&self, query: ListQuery) -> StoreResult<Page> {
-        self.read(move |snap| plan::list(snap, &query).map_err(plan_error))
+        let tail = self.tail.clone();
+        self.read(move |snap| plan::list(snap, &query, &tail).map_err(plan_error))
             .await
     }
 
     async fn history(&self, query: HistoryQuery) -> StoreResult<Page> {
-        self.read(move |snap| plan::history(snap, &query).map_err(plan_error))
+        let tail = self.tail.clone();
+        self.read(move |snap| plan::history(snap, &query, &tail).map_err(plan_error))
             .await
     }
 

@@ -23,6 +23,7 @@ pub type SanctionedJob = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + S
 /// The writing connection and what it remembers.
 pub(crate) struct SqliteLog {
     conn: Connection,
+    wal: crate::schema::WalBound,
     in_transaction: bool,
     /// Log ends as of the last commit, for tenants seen so far.
     ends: HashMap<Tenant, LogEnd>,
@@ -35,15 +36,16 @@ pub(crate) struct SqliteLog {
 }
 
 impl SqliteLog {
-    pub(crate) fn new(conn: Connection) -> Self {
-        Self {
+    pub(crate) fn new(conn: Connection) -> rusqlite::Result<Self> {
+        Ok(Self {
+            wal: crate::schema::WalBound::new(&conn)?,
             conn,
             in_transaction: false,
             ends: HashMap::new(),
             keys: HashMap::new(),
             pending_ends: Vec::new(),
             pending_keys: Vec::new(),
-        }
+        })
     }
 
     /// The connection, for writes that are not appends (keys, checkpoints), run in queue order.
@@ -191,6 +193,8 @@ impl LogBackend for SqliteLog {
     async fn commit(&mut self) -> rusqlite::Result<()> {
         self.conn.execute_batch("COMMIT")?;
         self.in_transaction = false;
+        self.wal
+            .after_commit(&self.conn, std::time::Duration::from_millis(50));
         self.ends.extend(self.pending_ends.drain(..));
         for (tenant, subject, key) in self.pending_keys.drain(..) {
             self.keys.insert((tenant, subject), key);

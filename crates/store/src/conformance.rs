@@ -45,6 +45,7 @@ macro_rules! conformance_suite {
             checkpoints_are_kept_newest_last,
             reindex_rebuilds_the_same_answers,
             every_acknowledged_event_is_read_at_once_while_indexing_races,
+            a_long_timeline_pages_in_time_order_across_blocks,
         );
     };
     (@cases $mode:ident $make:expr; $($case:ident),* $(,)?) => {
@@ -1037,4 +1038,69 @@ pub async fn every_acknowledged_event_is_read_at_once_while_indexing_races(store
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     indexer.await.expect("indexer");
+}
+
+/// An entity with thousands of events, whose times run against their positions, spread over
+/// several time blocks, part of them beyond the watermark: the timeline is in `occurred_at`
+/// order page after page, exactly as a sort of every event would give it.
+pub async fn a_long_timeline_pages_in_time_order_across_blocks(store: Arc<dyn Store>) {
+    const EVENTS: i64 = 9_000;
+    let at = |i: i64| {
+        // Times fall as positions rise, with ties every 7 events.
+        Timestamp::from_micros(1_760_000_000_000_000 - (i / 7) * 1_000_000).to_rfc3339()
+    };
+    let event = |i: i64| {
+        let target = if i % 3 == 0 { "hot" } else { "cold" };
+        prepared(
+            "t",
+            json!({"action": "asset.touched", "actor": {"id": "u"}, "occurred_at": at(i),
+                   "target": {"type": "asset", "id": target}}),
+        )
+    };
+    let mut expected: Vec<(String, u64)> = Vec::new();
+    let mut next = 0;
+    for (count, settle) in [(8_000, true), (1_000, false)] {
+        for chunk in (next..next + count).collect::<Vec<i64>>().chunks(1_000) {
+            let appended = store
+                .append(chunk.iter().map(|&i| event(i)).collect())
+                .await
+                .expect("append");
+            for (&i, a) in chunk.iter().zip(&appended) {
+                if i % 3 == 0 {
+                    expected.push((at(i), a.seq));
+                }
+            }
+        }
+        next += count;
+        if settle {
+            store.settle().await.expect("settle");
+        }
+    }
+    assert_eq!(next, EVENTS);
+    expected.sort();
+    let mut got = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .history(HistoryQuery {
+                tenant: tenant("t"),
+                entity_type: "asset".into(),
+                entity_id: "hot".into(),
+                event_type: vec![],
+                limit: 64,
+                cursor,
+            })
+            .await
+            .expect("history");
+        got.extend(page.items.iter().map(|e| e.seq));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let want: Vec<u64> = expected.iter().map(|(_, seq)| *seq).collect();
+    assert_eq!(got.len(), want.len(), "every event of the entity, once");
+    assert_eq!(got, want, "in time order, page after page");
+    // The oldest events come first: they are the tail's, beyond the watermark.
+    assert!(got[0] > 8_000, "the tail takes part");
 }

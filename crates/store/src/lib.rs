@@ -16,6 +16,7 @@ mod query;
 mod queue;
 pub mod rows;
 mod secret;
+pub mod tail;
 pub mod verify;
 
 use async_trait::async_trait;

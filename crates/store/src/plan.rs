@@ -16,11 +16,12 @@ use sealtrail_model::Tenant;
 use uuid::Uuid;
 
 use crate::derived::{
-    BLOCK, BLOCK_BITS, CHUNK, CHUNK_BITS, Posting, TimeBlock, chunk_of, decode_bits,
+    BLOCK, BLOCK_BITS, CHUNK, CHUNK_BITS, Posting, TimeBlock, block_of, chunk_of, decode_bits,
     offset_in_chunk, seq_at,
 };
 use crate::fields::{EVENT_TYPE, EventFilter, RELATED, TARGET, Term, pair};
 use crate::rows::{LogRow, RowError};
+use crate::tail::TailIndex;
 use crate::{Cursor, HistoryQuery, ListQuery, Order, Page, Relation, StoredEvent};
 
 /// A consistent view of one store for one read: what a backend must answer.
@@ -137,8 +138,13 @@ impl Collected {
     }
 }
 
-/// A page of a tenant's events matching a filter, in `seq` order.
-pub fn list<S: ReadSnapshot>(snap: &mut S, q: &ListQuery) -> PlanResult<Page, S::Error> {
+/// A page of a tenant's events matching a filter, in `seq` order. `tail` holds what earlier
+/// reads learnt of the log beyond the watermark.
+pub fn list<S: ReadSnapshot>(
+    snap: &mut S,
+    q: &ListQuery,
+    tail: &TailIndex,
+) -> PlanResult<Page, S::Error> {
     let (indexed, size) = snap.bounds(&q.tenant).map_err(PlanError::Backend)?;
     let desc = q.order == Order::Desc;
     // The positions the page may come from: after (or before) the cursor.
@@ -155,15 +161,16 @@ pub fn list<S: ReadSnapshot>(snap: &mut S, q: &ListQuery) -> PlanResult<Page, S:
     };
     if lo <= hi {
         let f = &q.filter;
-        // The log's tail, beyond the derived data, is checked event by event.
-        let tail = indexed.max(lo - 1) + 1..=hi;
+        // The log's tail, beyond the derived data, from the tail index (or event by event).
+        let beyond = indexed.max(lo - 1) + 1..=hi;
         let head = lo..=hi.min(indexed);
+        let bounds = (indexed, size);
         if desc {
-            scan_matching(snap, &q.tenant, f, tail, true, &mut got)?;
+            tail_matching(snap, tail, &q.tenant, f, beyond, true, bounds, &mut got)?;
             indexed_matching(snap, &q.tenant, f, head, true, &mut got)?;
         } else {
             indexed_matching(snap, &q.tenant, f, head, false, &mut got)?;
-            scan_matching(snap, &q.tenant, f, tail, false, &mut got)?;
+            tail_matching(snap, tail, &q.tenant, f, beyond, false, bounds, &mut got)?;
         }
     }
     got.seqs.truncate(got.want);
@@ -217,13 +224,105 @@ fn scan_matching<S: ReadSnapshot>(
     Ok(())
 }
 
+/// Finds the matching events of the unindexed `range` through the tail index: held positions
+/// by lookup, the rest (an older snapshot's, or a tail too long to hold) event by event.
+#[allow(clippy::too_many_arguments)] // The list's state, passed through as it is.
+fn tail_matching<S: ReadSnapshot>(
+    snap: &mut S,
+    tail: &TailIndex,
+    tenant: &Tenant,
+    f: &EventFilter,
+    range: RangeInclusive<u64>,
+    desc: bool,
+    (indexed, size): (u64, u64),
+    got: &mut Collected,
+) -> PlanResult<(), S::Error> {
+    let (lo, hi) = (*range.start(), *range.end());
+    if lo > hi || got.full() {
+        return Ok(());
+    }
+    let groups = f.groups();
+    let timed = f.from.is_some() || f.to.is_some();
+    if groups.is_empty() && !timed {
+        // Nothing to look up: the first events read are the page's.
+        return scan_matching(snap, tenant, f, range, desc, got);
+    }
+    let cell = tail.tenant(tenant);
+    let (seqs, held) = {
+        let mut held = cell.lock().expect("the tail lock is never poisoned");
+        let Some(covered) = held.cover(snap, tenant, indexed, size)? else {
+            drop(held);
+            return scan_matching(snap, tenant, f, range, desc, got);
+        };
+        let (a, b) = (lo.max(*covered.start()), hi.min(*covered.end()));
+        let mut seqs = held.matching(&groups, a..=b);
+        if timed {
+            seqs.retain(|s| held.time(*s).is_some_and(|at| f.in_time(at)));
+        }
+        (seqs, a..=b)
+    };
+    let below = lo..=held.start().saturating_sub(1);
+    let above = held.end().saturating_add(1)..=hi;
+    if desc {
+        scan_matching(snap, tenant, f, above, true, got)?;
+        push_candidates(snap, tenant, f, seqs.into_iter().rev(), got)?;
+        scan_matching(snap, tenant, f, below, true, got)?;
+    } else {
+        scan_matching(snap, tenant, f, below, false, got)?;
+        push_candidates(snap, tenant, f, seqs.into_iter(), got)?;
+        scan_matching(snap, tenant, f, above, false, got)?;
+    }
+    Ok(())
+}
+
+/// Adds positions whose terms and time match to the page; with a metadata filter, each is
+/// decided on its event, read a batch at a time.
+fn push_candidates<S: ReadSnapshot>(
+    snap: &mut S,
+    tenant: &Tenant,
+    f: &EventFilter,
+    seqs: impl Iterator<Item = u64>,
+    got: &mut Collected,
+) -> PlanResult<(), S::Error> {
+    if f.metadata.is_none() {
+        for seq in seqs {
+            if got.full() {
+                break;
+            }
+            got.seqs.push(seq);
+        }
+        return Ok(());
+    }
+    let mut seqs = seqs.peekable();
+    while seqs.peek().is_some() && !got.full() {
+        let batch: Vec<u64> = seqs.by_ref().take(256).collect();
+        let mut rows: HashMap<u64, LogRow> = snap
+            .rows(tenant, &batch)
+            .map_err(PlanError::Backend)?
+            .into_iter()
+            .map(|r| (r.seq, r))
+            .collect();
+        for seq in batch {
+            if got.full() {
+                break;
+            }
+            let Some(row) = rows.remove(&seq) else {
+                continue;
+            };
+            if row.with_source(|s| f.matches(s))? {
+                got.seqs.push(seq);
+                got.rows.insert(seq, row);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The positions of one chunk that match the filter's terms and time range, as offsets in
 /// the chunk, before any cut to a range.
 struct ChunkPlan {
     groups: Vec<Vec<Term>>,
     timed: bool,
-    /// Events must be read to decide (metadata containment).
-    residual: bool,
 }
 
 /// Finds the matching events among the indexed positions of `range` through the postings.
@@ -242,7 +341,6 @@ fn indexed_matching<S: ReadSnapshot>(
     let plan = ChunkPlan {
         groups: f.groups(),
         timed: f.from.is_some() || f.to.is_some(),
-        residual: f.metadata.is_some(),
     };
     if plan.groups.is_empty() && !plan.timed {
         // Nothing the derived data can narrow: read the log itself.
@@ -317,38 +415,8 @@ fn indexed_matching<S: ReadSnapshot>(
             } else {
                 Box::new(offsets.map(|o| seq_at(chunk, o)))
             };
-            if plan.residual {
-                // Decide on the events themselves, a batch at a time.
-                let mut seqs = seqs.peekable();
-                while seqs.peek().is_some() && !got.full() {
-                    let batch: Vec<u64> = seqs.by_ref().take(256).collect();
-                    let mut rows: HashMap<u64, LogRow> = snap
-                        .rows(tenant, &batch)
-                        .map_err(PlanError::Backend)?
-                        .into_iter()
-                        .map(|r| (r.seq, r))
-                        .collect();
-                    for seq in batch {
-                        if got.full() {
-                            break;
-                        }
-                        let Some(row) = rows.remove(&seq) else {
-                            continue;
-                        };
-                        if row.with_source(|s| f.matches(s))? {
-                            got.seqs.push(seq);
-                            got.rows.insert(seq, row);
-                        }
-                    }
-                }
-            } else {
-                for seq in seqs {
-                    if got.full() {
-                        break;
-                    }
-                    got.seqs.push(seq);
-                }
-            }
+            // With a metadata filter, decided on the events themselves.
+            push_candidates(snap, tenant, f, seqs, got)?;
         }
         let done = if desc { a == first } else { b == last };
         if done || got.full() {
@@ -423,20 +491,38 @@ fn time_mask<S: ReadSnapshot>(
 
 /// A page of an entity's timeline: events targeting it or naming it in `related`, ordered by
 /// `occurred_at` then `seq`, oldest first.
-pub fn history<S: ReadSnapshot>(snap: &mut S, q: &HistoryQuery) -> PlanResult<Page, S::Error> {
+///
+/// Every hit's position comes from the postings (and the tail index), every indexed hit's time
+/// from the time blocks, visited in order of their least time until no block left can hold an
+/// event of the page: an entity with a long history costs a few blocks, and only the page's
+/// events are read.
+pub fn history<S: ReadSnapshot>(
+    snap: &mut S,
+    q: &HistoryQuery,
+    tail: &TailIndex,
+) -> PlanResult<Page, S::Error> {
     let (indexed, size) = snap.bounds(&q.tenant).map_err(PlanError::Backend)?;
     let entity = pair(&q.entity_type, &q.entity_id);
     let target = TARGET.term(&entity);
     let related = RELATED.term(&entity);
     let types: Vec<Term> = q.event_type.iter().map(|t| EVENT_TYPE.term(t)).collect();
-    let mut terms = vec![target.clone(), related.clone()];
-    terms.extend(types.iter().cloned());
-    let mut hits: Vec<u64> = Vec::new();
+    let after = match q.cursor {
+        Some(Cursor::Time(at, seq)) => Some((at, seq)),
+        _ => None,
+    };
+    let mut page = PageHeap {
+        want: q.limit + 1,
+        after,
+        best: std::collections::BinaryHeap::new(),
+    };
     if indexed > 0 {
-        let last = chunk_of(indexed);
+        let mut terms = vec![target.clone(), related.clone()];
+        terms.extend(types.iter().cloned());
+        // Hits of the derived data, by time block.
+        let mut by_block: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
         let mut by_chunk: HashMap<u64, HashMap<Term, RoaringBitmap>> = HashMap::new();
         for (chunk, term, bits) in snap
-            .postings(&q.tenant, 0..=last, &terms)
+            .postings(&q.tenant, 0..=chunk_of(indexed), &terms)
             .map_err(PlanError::Backend)?
         {
             by_chunk
@@ -444,10 +530,7 @@ pub fn history<S: ReadSnapshot>(snap: &mut S, q: &HistoryQuery) -> PlanResult<Pa
                 .or_default()
                 .insert(term, decode_bits(&bits));
         }
-        let mut chunks: Vec<u64> = by_chunk.keys().copied().collect();
-        chunks.sort();
-        for chunk in chunks {
-            let stored = &by_chunk[&chunk];
+        for (chunk, stored) in by_chunk {
             let mut bits = stored.get(&target).cloned().unwrap_or_default();
             if let Some(r) = stored.get(&related) {
                 bits |= r;
@@ -461,77 +544,141 @@ pub fn history<S: ReadSnapshot>(snap: &mut S, q: &HistoryQuery) -> PlanResult<Pa
                 }
                 bits &= any;
             }
-            let top = if chunk == last {
-                offset_in_chunk(indexed)
-            } else {
-                (CHUNK - 1) as u32
-            };
-            hits.extend(bits.range(0..=top).map(|o| seq_at(chunk, o)));
-        }
-    }
-    let mut have: HashMap<u64, LogRow> = HashMap::new();
-    // The tail, beyond the derived data, event by event.
-    let mut lo = indexed + 1;
-    while lo <= size {
-        let rows = snap
-            .scan(&q.tenant, lo..=size, false, SCAN_PAGE)
-            .map_err(PlanError::Backend)?;
-        let Some(last) = rows.last().map(|r| r.seq) else {
-            break;
-        };
-        for row in rows {
-            let hit = row.with_source(|s| {
-                let mut names = false;
-                let mut typed = q.event_type.is_empty();
-                (TARGET.spec().values)(s, &mut |v| names |= v == entity);
-                (RELATED.spec().values)(s, &mut |v| names |= v == entity);
-                if let Some(t) = s.view.event_type {
-                    typed |= q.event_type.iter().any(|w| w == t);
+            for offset in bits.iter() {
+                let seq = seq_at(chunk, offset);
+                if seq <= indexed {
+                    by_block.entry(block_of(seq)).or_default().push(seq);
                 }
-                names && typed
-            })?;
-            if hit {
-                hits.push(row.seq);
-                have.insert(row.seq, row);
             }
         }
-        lo = last + 1;
+        if let (Some(&first), Some(&last)) = (by_block.keys().next(), by_block.keys().next_back()) {
+            let mut zones: Vec<(u64, TimeBlock)> = snap
+                .time_blocks(&q.tenant, first..=last, false)
+                .map_err(PlanError::Backend)?
+                .into_iter()
+                .filter(|(b, _)| by_block.contains_key(b))
+                .collect();
+            zones.sort_by_key(|(b, zone)| (zone.lo, *b));
+            for (block, zone) in zones {
+                if page.settled_before(zone.lo) {
+                    break;
+                }
+                if after.is_some_and(|(at, _)| zone.hi < at) {
+                    continue;
+                }
+                let values = snap
+                    .time_blocks(&q.tenant, block..=block, true)
+                    .map_err(PlanError::Backend)?;
+                let Some((_, times)) = values.into_iter().next() else {
+                    continue;
+                };
+                let base = block << BLOCK_BITS;
+                for &seq in &by_block[&block] {
+                    if let Some(&at) = times.values.get((seq - 1 - base) as usize) {
+                        page.offer(at, seq);
+                    }
+                }
+            }
+        }
     }
-    // Order every hit by time; only the page's events are rendered.
-    let rows = page_rows(snap, &q.tenant, &hits, have)?;
-    let mut timed = Vec::with_capacity(rows.len());
-    for row in rows {
-        let (at, is_target) = row.with_source(|s| {
+    // The tail, beyond the derived data: from the tail index, or event by event.
+    let mut have: HashMap<u64, LogRow> = HashMap::new();
+    if size > indexed {
+        let mut groups = vec![vec![target.clone(), related.clone()]];
+        if !types.is_empty() {
+            groups.push(types.clone());
+        }
+        let cell = tail.tenant(&q.tenant);
+        let mut held = cell.lock().expect("the tail lock is never poisoned");
+        let (from, to) = match held.cover(snap, &q.tenant, indexed, size)? {
+            Some(covered) => {
+                for seq in held.matching(&groups, covered.clone()) {
+                    if let Some(at) = held.time(seq) {
+                        page.offer(at, seq);
+                    }
+                }
+                (*covered.start(), *covered.end())
+            }
+            None => (size + 1, size),
+        };
+        drop(held);
+        for range in [indexed + 1..=from.saturating_sub(1), to + 1..=size] {
+            let (mut lo, hi) = (*range.start(), *range.end());
+            while lo <= hi {
+                let rows = snap
+                    .scan(&q.tenant, lo..=hi, false, SCAN_PAGE)
+                    .map_err(PlanError::Backend)?;
+                let Some(last) = rows.last().map(|r| r.seq) else {
+                    break;
+                };
+                for row in rows {
+                    let at = row.with_source(|s| {
+                        let mut names = false;
+                        let mut typed = q.event_type.is_empty();
+                        (TARGET.spec().values)(s, &mut |v| names |= v == entity);
+                        (RELATED.spec().values)(s, &mut |v| names |= v == entity);
+                        if let Some(t) = s.view.event_type {
+                            typed |= q.event_type.iter().any(|w| w == t);
+                        }
+                        (names && typed).then_some(s.view.occurred_at)
+                    })?;
+                    if let Some(at) = at {
+                        page.offer(at, row.seq);
+                        have.insert(row.seq, row);
+                    }
+                }
+                lo = last + 1;
+            }
+        }
+    }
+    // Only the page's events are read and rendered.
+    let order = page.best.into_sorted_vec();
+    let seqs: Vec<u64> = order.iter().map(|(_, seq)| *seq).collect();
+    let rows = page_rows(snap, &q.tenant, &seqs, have)?;
+    let mut items = Vec::with_capacity(rows.len());
+    for ((at, _), row) in order.iter().zip(&rows) {
+        let is_target = row.with_source(|s| {
             let mut is_target = false;
             (TARGET.spec().values)(s, &mut |v| is_target |= v == entity);
-            (s.view.occurred_at, is_target)
+            is_target
         })?;
-        timed.push((at, row.seq, is_target, row));
-    }
-    timed.sort_by_key(|(at, seq, ..)| (*at, *seq));
-    let after = match q.cursor {
-        Some(Cursor::Time(at, seq)) => Some((at, seq)),
-        _ => None,
-    };
-    let mut items = Vec::with_capacity(q.limit + 1);
-    let mut times = Vec::with_capacity(q.limit + 1);
-    for (at, seq, is_target, row) in timed {
-        if after.is_some_and(|cut| (at, seq) <= cut) {
-            continue;
-        }
         let relation = if is_target {
             Relation::Target
         } else {
             Relation::Related
         };
-        items.push(stored(&row, Some(relation))?);
-        times.push(at);
-        if items.len() > q.limit {
-            break;
-        }
+        items.push((*at, stored(row, Some(relation))?));
     }
-    let cut_time = times.get(q.limit.wrapping_sub(1)).copied().unwrap_or(0);
+    let cut_time = items.get(q.limit.wrapping_sub(1)).map_or(0, |(at, _)| *at);
+    let items: Vec<StoredEvent> = items.into_iter().map(|(_, e)| e).collect();
     Ok(Page::from_overfetch(items, q.limit, |e| {
         Cursor::Time(cut_time, e.seq)
     }))
+}
+
+/// The `want` least `(occurred_at, seq)` after a cursor, as they are offered.
+struct PageHeap {
+    want: usize,
+    after: Option<(i64, u64)>,
+    best: std::collections::BinaryHeap<(i64, u64)>,
+}
+
+impl PageHeap {
+    fn offer(&mut self, at: i64, seq: u64) {
+        if self.after.is_some_and(|cut| (at, seq) <= cut) {
+            return;
+        }
+        if self.best.len() == self.want && self.best.peek().is_some_and(|&top| (at, seq) >= top) {
+            return;
+        }
+        self.best.push((at, seq));
+        if self.best.len() > self.want {
+            self.best.pop();
+        }
+    }
+
+    /// Whether nothing at `at` or later can enter the page any more.
+    fn settled_before(&self, at: i64) -> bool {
+        self.best.len() == self.want && self.best.peek().is_some_and(|&(top, _)| at > top)
+    }
 }
