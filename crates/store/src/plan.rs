@@ -16,7 +16,7 @@ use sealtrail_model::Tenant;
 use uuid::Uuid;
 
 use crate::derived::{
-    BLOCK, BLOCK_BITS, CHUNK, CHUNK_BITS, Posting, TimeBlock, block_of, chunk_of, decode_bits,
+    BLOCK, BLOCK_BITS, CHUNK, CHUNK_BITS, Posting, TimeBlock, chunk_of, decode_bits,
     offset_in_chunk, seq_at,
 };
 use crate::fields::{EVENT_TYPE, EventFilter, RELATED, TARGET, Term, pair};
@@ -518,8 +518,8 @@ pub fn history<S: ReadSnapshot>(
     if indexed > 0 {
         let mut terms = vec![target.clone(), related.clone()];
         terms.extend(types.iter().cloned());
-        // Hits of the derived data, by time block.
-        let mut by_block: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+        // Hits of the derived data: one bitmap per chunk; a block's hits are only spelled out
+        // when the block is visited.
         let mut by_chunk: HashMap<u64, HashMap<Term, RoaringBitmap>> = HashMap::new();
         for (chunk, term, bits) in snap
             .postings(&q.tenant, 0..=chunk_of(indexed), &terms)
@@ -530,6 +530,8 @@ pub fn history<S: ReadSnapshot>(
                 .or_default()
                 .insert(term, decode_bits(&bits));
         }
+        let top = chunk_of(indexed);
+        let mut hits: HashMap<u64, RoaringBitmap> = HashMap::new();
         for (chunk, stored) in by_chunk {
             let mut bits = stored.get(&target).cloned().unwrap_or_default();
             if let Some(r) = stored.get(&related) {
@@ -544,19 +546,34 @@ pub fn history<S: ReadSnapshot>(
                 }
                 bits &= any;
             }
-            for offset in bits.iter() {
-                let seq = seq_at(chunk, offset);
-                if seq <= indexed {
-                    by_block.entry(block_of(seq)).or_default().push(seq);
+            if chunk == top {
+                bits.remove_range(offset_in_chunk(indexed) + 1..);
+            }
+            if !bits.is_empty() {
+                hits.insert(chunk, bits);
+            }
+        }
+        let per_chunk = 1u64 << (CHUNK_BITS - BLOCK_BITS);
+        // The offsets in its chunk of a block's positions.
+        let span = |block: u64| {
+            let first = ((block % per_chunk) * BLOCK) as u32;
+            first..=first + (BLOCK as u32 - 1)
+        };
+        let mut blocks: Vec<u64> = Vec::new();
+        for (&chunk, bits) in &hits {
+            for block in chunk * per_chunk..(chunk + 1) * per_chunk {
+                if bits.range(span(block)).next().is_some() {
+                    blocks.push(block);
                 }
             }
         }
-        if let (Some(&first), Some(&last)) = (by_block.keys().next(), by_block.keys().next_back()) {
+        blocks.sort_unstable();
+        if let (Some(&first), Some(&last)) = (blocks.first(), blocks.last()) {
             let mut zones: Vec<(u64, TimeBlock)> = snap
                 .time_blocks(&q.tenant, first..=last, false)
                 .map_err(PlanError::Backend)?
                 .into_iter()
-                .filter(|(b, _)| by_block.contains_key(b))
+                .filter(|(b, _)| blocks.binary_search(b).is_ok())
                 .collect();
             zones.sort_by_key(|(b, zone)| (zone.lo, *b));
             for (block, zone) in zones {
@@ -572,10 +589,11 @@ pub fn history<S: ReadSnapshot>(
                 let Some((_, times)) = values.into_iter().next() else {
                     continue;
                 };
-                let base = block << BLOCK_BITS;
-                for &seq in &by_block[&block] {
-                    if let Some(&at) = times.values.get((seq - 1 - base) as usize) {
-                        page.offer(at, seq);
+                let chunk = block / per_chunk;
+                let base = *span(block).start();
+                for offset in hits[&chunk].range(span(block)) {
+                    if let Some(&at) = times.values.get((offset - base) as usize) {
+                        page.offer(at, seq_at(chunk, offset));
                     }
                 }
             }
