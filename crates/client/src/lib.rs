@@ -57,8 +57,8 @@ pub mod metric {
     pub const DROPPED: &str = "sealtrail_client_events_dropped_total";
 }
 
-/// How the client behaves.
-#[derive(Debug, Clone)]
+/// How the client behaves. Its `Debug` output leaves the token out.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// sealtrail's base URL, e.g. `http://127.0.0.1:8080`.
     pub url: String,
@@ -105,6 +105,25 @@ impl ClientConfig {
             attempts: 3,
             request_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .field("tenant", &self.tenant)
+            .field("buffer", &self.buffer)
+            .field("batch_max_events", &self.batch_max_events)
+            .field("batch_max_wait", &self.batch_max_wait)
+            .field("spool_dir", &self.spool_dir)
+            .field("spool_max_bytes", &self.spool_max_bytes)
+            .field("retry_base", &self.retry_base)
+            .field("retry_max", &self.retry_max)
+            .field("attempts", &self.attempts)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
     }
 }
 
@@ -273,5 +292,18 @@ impl Client {
             .lock()
             .expect("spool lock is never poisoned")
             .pending_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClientConfig;
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let config = ClientConfig::new("http://127.0.0.1:1", "st_secretsecretsecret");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("st_secretsecretsecret"), "{shown}");
+        assert!(shown.contains("http://127.0.0.1:1"), "{shown}");
     }
 }

@@ -50,8 +50,8 @@ impl From<ApiKey> for KeyView {
     }
 }
 
-/// A newly created key: the only time its token is shown.
-#[derive(Debug, Serialize, ToSchema)]
+/// A newly created key: the only time its token is shown (its `Debug` output leaves it out).
+#[derive(Serialize, ToSchema)]
 pub struct KeyCreated {
     /// The key id.
     pub id: String,
@@ -67,6 +67,19 @@ pub struct KeyCreated {
     /// Creation time.
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for KeyCreated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCreated")
+            .field("id", &self.id)
+            .field("token", &"<redacted>")
+            .field("tenant", &self.tenant)
+            .field("scopes", &self.scopes)
+            .field("name", &self.name)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
 }
 
 /// The key list.
@@ -302,4 +315,27 @@ pub async fn revoke(
             .await?;
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_created_key_never_shows_its_token_in_debug_output() {
+        let created = KeyCreated {
+            id: "k1".into(),
+            token: "st_secretsecretsecret".into(),
+            tenant: "acme".into(),
+            scopes: vec![Scope::Ingest],
+            name: "ci".into(),
+            created_at: Timestamp::now(),
+        };
+        let shown = format!("{created:?}");
+        assert!(!shown.contains("st_secretsecretsecret"), "{shown}");
+        assert!(shown.contains("acme"), "{shown}");
+        // The one place the token is meant to appear: the answer's body.
+        let body = serde_json::to_string(&created).expect("serialise");
+        assert!(body.contains("st_secretsecretsecret"));
+    }
 }
