@@ -487,3 +487,36 @@ async fn a_store_of_schema_1_migrates_to_the_log_and_reads_and_verifies_as_befor
     assert_eq!((first.kind, first.seq), (Kind::Altered, 3), "{first}");
     migrated.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_connections_plan_neither_parallel_nor_compiled_queries() {
+    // Page reads by key are what sealtrail sends; a parallel plan's worker start-up cost more
+    // than the read itself (BENCHMARKS.md, list queries at 10M events on PostgreSQL).
+    let Some((store, config)) = fresh_store_with(|_| {}).await else {
+        return;
+    };
+    // The store's own pool, and one built as the readers' pool is.
+    let readers = sealtrail_store_postgres::pool(config.url.expose(), &config.schema, 1)
+        .expect("reader pool");
+    for pool in [store.write_pool(), &readers] {
+        let client = pool.get().await.expect("client");
+        let workers: String = client
+            .query_one("SHOW max_parallel_workers_per_gather", &[])
+            .await
+            .expect("show")
+            .get(0);
+        assert_eq!(workers, "0");
+        let jit: String = client
+            .query_one("SHOW jit", &[])
+            .await
+            .expect("show")
+            .get(0);
+        assert_eq!(jit, "off");
+        let path: String = client
+            .query_one("SHOW search_path", &[])
+            .await
+            .expect("show")
+            .get(0);
+        assert_eq!(path.trim_matches('"'), config.schema);
+    }
+}
