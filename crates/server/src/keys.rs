@@ -50,7 +50,7 @@ impl From<ApiKey> for KeyView {
     }
 }
 
-/// A newly created key: the only time its token is shown (its `Debug` output leaves it out).
+/// A newly created key: the only time its token is shown.
 #[derive(Serialize, ToSchema)]
 pub struct KeyCreated {
     /// The key id.
@@ -69,6 +69,7 @@ pub struct KeyCreated {
     pub created_at: Timestamp,
 }
 
+/// Leaves the token out, so that a log line formatting the answer never prints it.
 impl std::fmt::Debug for KeyCreated {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyCreated")
