@@ -126,10 +126,15 @@ struct ExportArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Colour only for a person at a terminal: a log file, a pipe or a container's log collector
+    // gets plain text (and `NO_COLOR` turns colour off everywhere).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("SEALTRAIL_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .init();
     let outcome = match cli.command {
@@ -207,7 +212,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr().context("cannot read the bound address")?;
-        tracing::info!(%addr, store = %location, "sealtrail listening");
+        // Said once, in words a person and a script both read.
         eprintln!("sealtrail: listening on http://{addr} ({location})");
         tracing::info!(key_id = keys.active_id(), "checkpoints are signed");
         let state = AppState::with_keys(store, keys, config.checkpoints.clone());

@@ -485,3 +485,51 @@ fn base64_of(bytes: [u8; 32]) -> String {
     let key = ed25519_dalek::SigningKey::from_bytes(&bytes).verifying_key();
     base64::engine::general_purpose::STANDARD.encode(key.as_bytes())
 }
+
+#[tokio::test]
+async fn logs_to_a_pipe_are_plain_and_the_address_is_said_once() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("SEALTRAIL_LOG", "info")
+        .env_remove("NO_COLOR")
+        .env_remove("SEALTRAIL_ADMIN_TOKEN")
+        .env_remove("SEALTRAIL_CONFIG")
+        .env_remove("SEALTRAIL_DATABASE_URL")
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn sealtrail");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut seen = Vec::new();
+    // The info line about signing follows the listening line: read up to it.
+    while let Some(line) = lines.next_line().await.expect("read stderr") {
+        let done = line.contains("checkpoints are signed");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("checkpoints are signed")),
+        "the server stopped early: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|l| !l.contains('\u{1b}')),
+        "colour codes in a piped log: {seen:?}"
+    );
+    let address = seen
+        .iter()
+        .find_map(|l| l.split("listening on ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the listening line")
+        .to_owned();
+    let mentions = seen.iter().filter(|l| l.contains(&address)).count();
+    assert_eq!(mentions, 1, "the address is said once: {seen:?}");
+    child.kill().await.expect("kill");
+}
