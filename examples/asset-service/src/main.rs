@@ -62,11 +62,61 @@ struct Asset {
     id: String,
     name: String,
     serial: Option<String>,
-    status: String,
+    status: Status,
     location: Option<String>,
     assignee: Option<String>,
     documents: Vec<Document>,
     notes: Vec<String>,
+}
+
+/// Where an asset is in its life, as the register names it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+enum Status {
+    /// In stock, ready to be assigned.
+    Active,
+    /// Assigned to a person.
+    Assigned,
+    /// Out for maintenance.
+    Maintenance,
+    /// Taken out of service for good.
+    Retired,
+    /// Reported lost.
+    Lost,
+}
+
+impl Status {
+    const ALL: [Status; 5] = [
+        Status::Active,
+        Status::Assigned,
+        Status::Maintenance,
+        Status::Retired,
+        Status::Lost,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Status::Active => "ACTIVE",
+            Status::Assigned => "ASSIGNED",
+            Status::Maintenance => "MAINTENANCE",
+            Status::Retired => "RETIRED",
+            Status::Lost => "LOST",
+        }
+    }
+
+    /// A status sent by a client: refused with 422 (and recorded as the request's error)
+    /// unless it is one of the register's.
+    fn parse(audit: &Audit, text: &str) -> Result<Status> {
+        Status::ALL
+            .into_iter()
+            .find(|s| s.name() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Status::ALL.iter().map(|s| s.name()).collect();
+                let message = format!("status must be one of {}, not {text:?}", names.join(", "));
+                audit.error(message.clone());
+                AppError(StatusCode::UNPROCESSABLE_ENTITY, message)
+            })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -325,6 +375,8 @@ fn change_asset(
 struct NewAsset {
     name: String,
     serial: Option<String>,
+    /// One of the register's statuses; `ACTIVE` when absent.
+    status: Option<String>,
     location: Option<String>,
 }
 
@@ -333,11 +385,15 @@ async fn create(
     audit: Audit,
     Json(new): Json<NewAsset>,
 ) -> Result<(StatusCode, Json<Asset>)> {
+    let status = match new.status.as_deref() {
+        Some(text) => Status::parse(&audit, text)?,
+        None => Status::Active,
+    };
     let asset = Asset {
         id: new_id("A"),
         name: new.name,
         serial: new.serial,
-        status: "in_stock".into(),
+        status,
         location: new.location,
         assignee: None,
         documents: Vec::new(),
@@ -385,8 +441,13 @@ async fn update(
     Path(id): Path<String>,
     Json(patch): Json<AssetPatch>,
 ) -> Result<Json<Asset>> {
+    let status = patch
+        .status
+        .as_deref()
+        .map(|text| Status::parse(&audit, text))
+        .transpose()?;
     let asset = change_asset(&state, &audit, &id, |a| {
-        if let Some(status) = patch.status
+        if let Some(status) = status
             && status != a.status
         {
             // A status change is its own domain event.
@@ -432,7 +493,7 @@ async fn assign(
 ) -> Result<Json<Asset>> {
     let asset = change_asset(&state, &audit, &id, |a| {
         a.assignee = Some(body.user_id);
-        a.status = "assigned".into();
+        a.status = Status::Assigned;
         Ok(())
     })?;
     Ok(Json(asset))
@@ -454,7 +515,7 @@ async fn transfer(
             return Err(AppError(StatusCode::CONFLICT, message));
         }
         a.assignee = Some(body.user_id.clone());
-        a.status = "assigned".into();
+        a.status = Status::Assigned;
         Ok(())
     })?;
     audit.related("transfer", &transfer_id);
@@ -487,7 +548,7 @@ async fn schedule_maintenance(
 ) -> Result<(StatusCode, Json<Value>)> {
     let ticket = new_id("M");
     let asset = change_asset(&state, &audit, &id, |a| {
-        a.status = "in_maintenance".into();
+        a.status = Status::Maintenance;
         Ok(())
     })?;
     state
@@ -519,11 +580,10 @@ async fn complete_maintenance(
     audit.related("maintenance", &ticket);
     let asset = change_asset(&state, &audit, &asset_id, |a| {
         a.status = if a.assignee.is_some() {
-            "assigned"
+            Status::Assigned
         } else {
-            "in_stock"
-        }
-        .into();
+            Status::Active
+        };
         Ok(())
     })?;
     Ok(Json(asset))
@@ -594,7 +654,7 @@ async fn retire(
     Path(id): Path<String>,
 ) -> Result<Json<Asset>> {
     let asset = change_asset(&state, &audit, &id, |a| {
-        a.status = "retired".into();
+        a.status = Status::Retired;
         a.assignee = None;
         Ok(())
     })?;

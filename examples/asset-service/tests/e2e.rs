@@ -282,7 +282,7 @@ async fn sealtrail_down_and_back_every_event_arrives_once_in_order() {
         .call(
             Method::PATCH,
             &format!("/assets/{id}"),
-            json!({"status": "in_repair"}),
+            json!({"status": "MAINTENANCE"}),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
@@ -545,6 +545,74 @@ async fn every_route_records_its_event_type_with_changes_and_links() {
         event_types(r["items"].as_array().expect("items")),
         ["MAINTENANCE_SCHEDULED", "MAINTENANCE_COMPLETED"]
     );
+    stop(app, "-TERM").await;
+    stop(sealtrail, "-TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_given_status_is_kept_and_an_unknown_one_refused_and_recorded() {
+    use reqwest::Method;
+    let (w, sealtrail) = World::start().await;
+    let (app, c) = w.app("u-5").await;
+    let (status, asset) = c
+        .call(
+            Method::POST,
+            "/assets",
+            json!({"name": "Projector", "status": "MAINTENANCE"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(asset["status"], "MAINTENANCE", "the status it was given");
+    let id = asset["id"].as_str().expect("id").to_owned();
+    let (_, plain) = c
+        .call(Method::POST, "/assets", json!({"name": "Chair"}))
+        .await;
+    assert_eq!(plain["status"], "ACTIVE", "ACTIVE when none is given");
+    let (status, refused) = c
+        .call(
+            Method::POST,
+            "/assets",
+            json!({"name": "Desk", "status": "in_stock"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let message = refused["error"].as_str().expect("error");
+    assert!(
+        message.contains("ACTIVE, ASSIGNED, MAINTENANCE, RETIRED, LOST"),
+        "{message}"
+    );
+    let (status, _) = c
+        .call(
+            Method::PATCH,
+            &format!("/assets/{id}"),
+            json!({"status": "broken", "location": "Room 4"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, unchanged) = c
+        .call(Method::GET, &format!("/assets/{id}"), Value::Null)
+        .await;
+    assert_eq!(unchanged["status"], "MAINTENANCE");
+    assert_eq!(
+        unchanged["location"],
+        Value::Null,
+        "a refused patch changes nothing"
+    );
+    // Two creations and two refusals, each recorded, the refusals as failures.
+    let events = wait_for_events(&w.http, w.sealtrail_port, 4).await;
+    let failures: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["outcome"] == "failure")
+        .collect();
+    assert_eq!(failures.len(), 2, "{events:?}");
+    for failure in failures {
+        assert!(
+            failure["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("status must be one of")),
+            "{failure}"
+        );
+    }
     stop(app, "-TERM").await;
     stop(sealtrail, "-TERM").await;
 }
