@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -153,6 +154,16 @@ impl IntoResponse for AppError {
 }
 
 type Result<T> = std::result::Result<T, AppError>;
+
+/// The request's JSON body, or a 400/422 answer (recorded as the request's error) when it is
+/// not one.
+fn json_body<T>(audit: &Audit, body: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
+    body.map(|Json(value)| value).map_err(|rejection| {
+        let message = rejection.body_text();
+        audit.error(message.clone());
+        AppError(rejection.status(), message)
+    })
+}
 
 fn not_found(audit: &Audit, what: &str, id: &str) -> AppError {
     let message = format!("{what} {id} does not exist");
@@ -439,8 +450,11 @@ async fn update(
     State(state): State<AppState>,
     audit: Audit,
     Path(id): Path<String>,
-    Json(patch): Json<AssetPatch>,
+    patch: std::result::Result<Json<AssetPatch>, JsonRejection>,
 ) -> Result<Json<Asset>> {
+    // Whatever fails from here on is recorded against the asset, so it shows in its history.
+    audit.target("asset", &id);
+    let patch = json_body(&audit, patch)?;
     let status = patch
         .status
         .as_deref()
@@ -489,8 +503,11 @@ async fn assign(
     State(state): State<AppState>,
     audit: Audit,
     Path(id): Path<String>,
-    Json(body): Json<Assignment>,
+    body: std::result::Result<Json<Assignment>, JsonRejection>,
 ) -> Result<Json<Asset>> {
+    // Whatever fails from here on is recorded against the asset, so it shows in its history.
+    audit.target("asset", &id);
+    let body = json_body(&audit, body)?;
     let asset = change_asset(&state, &audit, &id, |a| {
         a.assignee = Some(body.user_id);
         a.status = Status::Assigned;
@@ -503,8 +520,11 @@ async fn transfer(
     State(state): State<AppState>,
     audit: Audit,
     Path(id): Path<String>,
-    Json(body): Json<Assignment>,
+    body: std::result::Result<Json<Assignment>, JsonRejection>,
 ) -> Result<Json<Value>> {
+    // Whatever fails from here on is recorded against the asset, so it shows in its history.
+    audit.target("asset", &id);
+    let body = json_body(&audit, body)?;
     let transfer_id = new_id("T");
     let mut from = None;
     let asset = change_asset(&state, &audit, &id, |a| {
@@ -544,8 +564,11 @@ async fn schedule_maintenance(
     State(state): State<AppState>,
     audit: Audit,
     Path(id): Path<String>,
-    Json(body): Json<Maintenance>,
+    body: std::result::Result<Json<Maintenance>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>)> {
+    // Whatever fails from here on is recorded against the asset, so it shows in its history.
+    audit.target("asset", &id);
+    let body = json_body(&audit, body)?;
     let ticket = new_id("M");
     let asset = change_asset(&state, &audit, &id, |a| {
         a.status = Status::Maintenance;
@@ -598,8 +621,11 @@ async fn add_document(
     State(state): State<AppState>,
     audit: Audit,
     Path(id): Path<String>,
-    Json(body): Json<NewDocument>,
+    body: std::result::Result<Json<NewDocument>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Document>)> {
+    // Whatever fails from here on is recorded against the asset, so it shows in its history.
+    audit.target("asset", &id);
+    let body = json_body(&audit, body)?;
     let document = Document {
         id: new_id("D"),
         name: body.name,
@@ -639,8 +665,11 @@ async fn add_note(
     State(state): State<AppState>,
     audit: Audit,
     Path(id): Path<String>,
-    Json(body): Json<Note>,
+    body: std::result::Result<Json<Note>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Asset>)> {
+    // Whatever fails from here on is recorded against the asset, so it shows in its history.
+    audit.target("asset", &id);
+    let body = json_body(&audit, body)?;
     let asset = change_asset(&state, &audit, &id, |a| {
         a.notes.push(body.text);
         Ok(())

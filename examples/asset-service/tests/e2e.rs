@@ -598,21 +598,45 @@ async fn a_given_status_is_kept_and_an_unknown_one_refused_and_recorded() {
         Value::Null,
         "a refused patch changes nothing"
     );
-    // Two creations and two refusals, each recorded, the refusals as failures.
-    let events = wait_for_events(&w.http, w.sealtrail_port, 4).await;
+    // A body that is not a note, on the asset's route.
+    let (status, _) = c
+        .call(
+            Method::POST,
+            &format!("/assets/{id}/notes"),
+            json!({"txt": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Two creations and three refusals, each recorded, the refusals as failures; those on the
+    // asset's routes name the asset, so its history shows them.
+    let events = wait_for_events(&w.http, w.sealtrail_port, 5).await;
     let failures: Vec<&Value> = events
         .iter()
         .filter(|e| e["outcome"] == "failure")
         .collect();
-    assert_eq!(failures.len(), 2, "{events:?}");
-    for failure in failures {
-        assert!(
-            failure["error"]
-                .as_str()
-                .is_some_and(|e| e.contains("status must be one of")),
-            "{failure}"
-        );
-    }
+    assert_eq!(failures.len(), 3, "{events:?}");
+    assert!(
+        failures.iter().take(2).all(|f| f["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("status must be one of"))),
+        "{failures:?}"
+    );
+    let on_the_asset: Vec<&&Value> = failures
+        .iter()
+        .filter(|f| f["target"]["id"] == id.as_str())
+        .collect();
+    assert_eq!(on_the_asset.len(), 2, "{failures:?}");
+    let (status, history) = c
+        .call(Method::GET, &format!("/assets/{id}/history"), Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let outcomes: Vec<&str> = history["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["outcome"].as_str().expect("outcome"))
+        .collect();
+    assert_eq!(outcomes, ["success", "failure", "failure"], "{history}");
     stop(app, "-TERM").await;
     stop(sealtrail, "-TERM").await;
 }
