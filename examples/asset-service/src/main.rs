@@ -58,7 +58,7 @@ struct Args {
     spool_dir: std::path::PathBuf,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 struct Asset {
     id: String,
     name: String,
@@ -71,7 +71,7 @@ struct Asset {
 }
 
 /// Where an asset is in its life, as the register names it.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 enum Status {
     /// In stock, ready to be assigned.
@@ -120,7 +120,7 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 struct Document {
     id: String,
     name: String,
@@ -146,6 +146,53 @@ struct AppState {
 
 /// An error answer, whose text the audit layer records as the failure.
 struct AppError(StatusCode, String);
+
+/// The body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+struct ErrorBody {
+    /// What went wrong.
+    error: String,
+}
+
+/// The app's OpenAPI document, served at `/api/v1/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "asset-service", description = "An asset register whose every change is audited into sealtrail."),
+    paths(
+        create, show, update, remove, assign, transfer, schedule_maintenance,
+        complete_maintenance, add_document, remove_document, add_note, retire, history,
+        history_of_type
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerJwt)
+)]
+struct ApiDoc;
+
+/// Declares the bearer JWT every route takes.
+struct BearerJwt;
+
+impl utoipa::Modify for BearerJwt {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        doc.components.get_or_insert_with(Default::default).add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "HS256 with ASSET_SERVICE_JWT_SECRET; claims sub and exp, optional name and email",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// `GET /api/v1/openapi.json`: the document, without a token.
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(<ApiDoc as utoipa::OpenApi>::openapi())
+}
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
@@ -316,7 +363,10 @@ fn app(state: AppState) -> Router {
             state.clone(),
             authenticate,
         ));
-    Router::new().nest("/api/v1", api).with_state(state)
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .nest("/api/v1", api)
+        .with_state(state)
 }
 
 #[derive(Deserialize)]
@@ -382,7 +432,7 @@ fn change_asset(
     Ok(asset.clone())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewAsset {
     name: String,
     serial: Option<String>,
@@ -391,6 +441,14 @@ struct NewAsset {
     location: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/assets",
+    summary = "Creates an asset (status ACTIVE unless another is given).",
+    request_body = NewAsset,
+    responses((status = 201, description = "The asset, created", body = Asset), (status = 401, description = "No valid bearer JWT", body = ErrorBody), (status = 400, description = "The body is not JSON", body = ErrorBody), (status = 422, description = "The body or the status is not valid", body = ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn create(
     State(state): State<AppState>,
     audit: Audit,
@@ -421,6 +479,14 @@ async fn create(
     Ok((StatusCode::CREATED, Json(asset)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/assets/{id}",
+    summary = "One asset (a read: not recorded).",
+    params(("id" = String, Path, description = "The asset id, e.g. A-1a2b3c4d5e6f")),
+    responses((status = 200, description = "The asset", body = Asset), (status = 401, description = "No valid bearer JWT", body = ErrorBody), (status = 404, description = "No such asset", body = ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn show(
     State(state): State<AppState>,
     audit: Audit,
@@ -438,7 +504,7 @@ async fn show(
         .ok_or_else(|| not_found(&audit, "asset", &id))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct AssetPatch {
     name: Option<String>,
     serial: Option<String>,
@@ -446,6 +512,15 @@ struct AssetPatch {
     location: Option<String>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/assets/{id}",
+    summary = "Changes an asset; a new status is recorded as asset.status_changed.",
+    request_body = AssetPatch,
+    params(("id" = String, Path, description = "The asset id, e.g. A-1a2b3c4d5e6f")),
+    responses((status = 200, description = "The asset, changed", body = Asset), (status = 401, description = "No valid bearer JWT", body = ErrorBody), (status = 404, description = "No such asset", body = ErrorBody), (status = 400, description = "The body is not JSON", body = ErrorBody), (status = 422, description = "The body or a status is not valid", body = ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn update(
     State(state): State<AppState>,
     audit: Audit,
@@ -477,6 +552,14 @@ async fn update(
     Ok(Json(asset))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/assets/{id}",
+    summary = "Deletes an asset.",
+    params(("id" = String, Path, description = "The asset id, e.g. A-1a2b3c4d5e6f")),
+    responses((status = 204, description = "Deleted"), (status = 401, description = "No valid bearer JWT", body = ErrorBody), (status = 404, description = "No such asset", body = ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn remove(
     State(state): State<AppState>,
     audit: Audit,
@@ -494,11 +577,20 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Assignment {
     user_id: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/assets/{id}/assign",
+    summary = "Assigns an asset to a user.",
+    request_body = Assignment,
+    params(("id" = String, Path, description = "The asset id, e.g. A-1a2b3c4d5e6f")),
+    responses((status = 200, description = "The asset, assigned", body = Asset), (status = 401, description = "No valid bearer JWT", body = ErrorBody), (status = 404, description = "No such asset", body = ErrorBody), (status = 400, description = "The body is not JSON", body = ErrorBody), (status = 422, description = "The body or a status is not valid", body = ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn assign(
     State(state): State<AppState>,
     audit: Audit,
@@ -516,6 +608,15 @@ async fn assign(
     Ok(Json(asset))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/assets/{id}/transfer",
+    summary = "Transfers an asset to another user (recorded as a transfer and the assignment it causes).",
+    request_body = Assignment,
+    params(("id" = String, Path, description = "The asset id, e.g. A-1a2b3c4d5e6f")),
+    responses((status = 200, description = "The transfer id and the asset", body = Object), (status = 401, description = "No valid bearer JWT", body = ErrorBody), (status = 404, description = "No such asset", body = ErrorBody), (status = 400, description = "The body is not JSON", body = ErrorBody), (status = 422, description = "The body or a status is not valid", body = ErrorBody), (status = 409, description = "Assigned to that user already", body = ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn transfer(
     State(state): State<AppState>,
     audit: Audit,
@@ -555,11 +656,20 @@ async fn transfer(
     Ok(Json(json!({"transfer_id": transfer_id, "asset": asset})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Maintenance {
     description: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/assets/{id}/maintenance",
+    summary = "Sends an asset to maintenance.",
+    request_body = Maintenance,
+    params(("id" = String, Path, description = "The asset id, e.g. A-1a2b3c4d5e6f")),
+    responses((status = 201, description = "The maintenance id and the asset", body = Object), (status = 401, description = "No valid bearer JWT", body = ErrorBody), (status = 404, description = "No such asset", body = ErrorBody), (status = 400, description = "The body is not JSON", body = ErrorBody), (status = 422, description = "The body or a status is not valid", body = ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn schedule_maintenance(
     State(state): State<AppState>,
     audit: Audit,
@@ -588,6 +698,14 @@ async fn schedule_maintenance(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/maintenance/{id}/complete",
+    summary = "Completes a maintenance.",
+    params(("id" = String, Path, description = "The maintenance id")),
+    responses((status = 200, description = "The asset, back from maintenance", body = Asset), (status = 401, description = "No valid bearer JWT", body = ErrorBody), (status = 404, description = "No such maintenance", body = ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn complete_maintenance(
     State(state): State<AppState>,
     audit: Audit,
@@ -612,11 +730,20 @@ async fn complete_maintenance(
     Ok(Json(asset))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewDocument {
     name: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/assets/{id}/documents",
+    summary = "Attaches a document to an asset.",
+    request_body = NewDocument,
+    params(("id" = String, Path, description = "The asset id, e.g. A-1a2b3c4d5e6f")),
+    responses((status = 201, description = "The document", body = Document), (status = 401, description = "No valid bearer JWT", body = ErrorBody), (status = 404, description = "No such asset", body = ErrorBody), (status = 400, description = "The body is not JSON", body = ErrorBody), (status = 422, description = "The body or a status is not valid", body = ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn add_document(
     State(state): State<AppState>,
     audit: Audit,
@@ -639,6 +766,14 @@ async fn add_document(
     Ok((StatusCode::CREATED, Json(document)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/assets/{id}/documents/{doc}",
+    summary = "Removes a document from an asset.",
+    params(("id" = String, Path, description = "The asset id"), ("doc" = String, Path, description = "The document id")),
+    responses((status = 204, description = "Removed"), (status = 401, description = "No valid bearer JWT", body = ErrorBody), (status = 404, description = "No such asset or document", body = ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn remove_document(
     State(state): State<AppState>,
     audit: Audit,
@@ -656,11 +791,20 @@ async fn remove_document(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Note {
     text: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/assets/{id}/notes",
+    summary = "Adds a note to an asset.",
+    request_body = Note,
+    params(("id" = String, Path, description = "The asset id, e.g. A-1a2b3c4d5e6f")),
+    responses((status = 201, description = "The asset with its notes", body = Asset), (status = 401, description = "No valid bearer JWT", body = ErrorBody), (status = 404, description = "No such asset", body = ErrorBody), (status = 400, description = "The body is not JSON", body = ErrorBody), (status = 422, description = "The body or a status is not valid", body = ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn add_note(
     State(state): State<AppState>,
     audit: Audit,
@@ -677,6 +821,14 @@ async fn add_note(
     Ok((StatusCode::CREATED, Json(asset)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/assets/{id}/retire",
+    summary = "Retires an asset.",
+    params(("id" = String, Path, description = "The asset id, e.g. A-1a2b3c4d5e6f")),
+    responses((status = 200, description = "The asset, retired", body = Asset), (status = 401, description = "No valid bearer JWT", body = ErrorBody), (status = 404, description = "No such asset", body = ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn retire(
     State(state): State<AppState>,
     audit: Audit,
@@ -690,12 +842,20 @@ async fn retire(
     Ok(Json(asset))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 struct Paging {
     cursor: Option<String>,
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/assets/{id}/history",
+    summary = "The asset's timeline, served from sealtrail.",
+    params(("id" = String, Path, description = "The asset id, e.g. A-1a2b3c4d5e6f"), Paging),
+    responses((status = 200, description = "A page of the asset's events from sealtrail, oldest first", body = Object), (status = 401, description = "No valid bearer JWT", body = ErrorBody), (status = 502, description = "sealtrail did not answer", body = ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn history(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -704,6 +864,14 @@ async fn history(
     sealtrail_history(&state, &id, None, paging).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/assets/{id}/history/{event_type}",
+    summary = "The asset's timeline of one event type, served from sealtrail.",
+    params(("id" = String, Path, description = "The asset id, e.g. A-1a2b3c4d5e6f"), ("event_type" = String, Path, description = "An event type, e.g. ASSIGNED"), Paging),
+    responses((status = 200, description = "A page of the asset's events of that type, oldest first", body = Object), (status = 401, description = "No valid bearer JWT", body = ErrorBody), (status = 502, description = "sealtrail did not answer", body = ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn history_of_type(
     State(state): State<AppState>,
     Path((id, event_type)): Path<(String, String)>,

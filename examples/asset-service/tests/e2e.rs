@@ -640,3 +640,56 @@ async fn a_given_status_is_kept_and_an_unknown_one_refused_and_recorded() {
     stop(app, "-TERM").await;
     stop(sealtrail, "-TERM").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_serves_its_own_openapi_document() {
+    let (w, sealtrail) = World::start().await;
+    let (app, _) = w.app("u-9").await;
+    let r = w
+        .http
+        .get(format!(
+            "http://127.0.0.1:{}/api/v1/openapi.json",
+            w.app_port
+        ))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK, "no token needed");
+    let doc: Value = r.json().await.expect("json");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    for (path, method) in [
+        ("/api/v1/assets", "post"),
+        ("/api/v1/assets/{id}", "get"),
+        ("/api/v1/assets/{id}", "patch"),
+        ("/api/v1/assets/{id}", "delete"),
+        ("/api/v1/assets/{id}/assign", "post"),
+        ("/api/v1/assets/{id}/transfer", "post"),
+        ("/api/v1/assets/{id}/maintenance", "post"),
+        ("/api/v1/maintenance/{id}/complete", "post"),
+        ("/api/v1/assets/{id}/documents", "post"),
+        ("/api/v1/assets/{id}/documents/{doc}", "delete"),
+        ("/api/v1/assets/{id}/notes", "post"),
+        ("/api/v1/assets/{id}/retire", "post"),
+        ("/api/v1/assets/{id}/history", "get"),
+        ("/api/v1/assets/{id}/history/{event_type}", "get"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is documented");
+        assert!(
+            op["responses"]["401"].is_object(),
+            "{method} {path} says 401"
+        );
+    }
+    let create = &doc["paths"]["/api/v1/assets"]["post"];
+    assert!(create["requestBody"].is_object(), "the body of a creation");
+    assert_eq!(
+        doc["components"]["schemas"]["Status"]["enum"],
+        json!(["ACTIVE", "ASSIGNED", "MAINTENANCE", "RETIRED", "LOST"])
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    stop(app, "-TERM").await;
+    stop(sealtrail, "-TERM").await;
+}
