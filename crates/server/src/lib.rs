@@ -195,8 +195,42 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(from_fn(problem_for_plain_errors))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(from_fn(security_headers))
         .layer(from_fn(request_id))
         .with_state(state)
+}
+
+/// The policy of HTML answers (the offline API reference): nothing but its own inline style,
+/// no scripts, no frames around it, no forms.
+const HTML_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Every answer says its content type is not to be sniffed; HTML answers also carry a content
+/// security policy and refuse to be framed.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if html {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(HTML_POLICY),
+        );
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+    }
+    response
 }
 
 async fn not_found(uri: OriginalUri) -> ApiError {

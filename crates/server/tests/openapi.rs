@@ -79,10 +79,43 @@ async fn docs_are_browsable_offline() {
             .expect("ascii")
             .starts_with("text/html")
     );
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().expect("ascii").to_owned())
+    };
+    assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
+    assert_eq!(header("x-frame-options").as_deref(), Some("DENY"));
+    let policy = header("content-security-policy").expect("a content security policy");
+    assert!(policy.contains("default-src 'none'"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
     let html = r.text().await.expect("text");
     assert!(html.contains("/api/v1/audit-logs/search"));
     assert!(html.contains("id=\"schema-Event\""));
     for external in ["<script", "src=\"http", "href=\"http", "@import", "url("] {
         assert!(!html.contains(external), "/docs must not load {external}");
     }
+}
+
+#[tokio::test]
+async fn json_answers_are_not_to_be_sniffed_and_carry_no_html_policy() {
+    let app = spawn_app().await;
+    let r = app
+        .http
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert!(r.headers().get("content-security-policy").is_none());
+    // Error answers too.
+    let r = app
+        .http
+        .get(app.url("/no/such/route"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
 }
