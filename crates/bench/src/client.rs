@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::routing::post;
 use sealtrail_client::{Audit, AuditLayer, Client, ClientConfig, audited};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tower::{Service, ServiceExt};
 
@@ -223,15 +223,7 @@ pub(crate) async fn example(requests: usize, clients: usize, pin: bool) -> anyho
         .env("SEALTRAIL_LOG", "warn");
     let (mut sealtrail, sealtrail_base) = spawn(sealtrail).await?;
     let http = reqwest::Client::new();
-    let key: Value = http
-        .post(format!("{sealtrail_base}/api/v1/keys"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"tenant": "assets", "scopes": ["ingest", "read"], "name": "bench"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = key["token"].as_str().context("token")?.to_owned();
+    let token = crate::load::create_key(&http, &sealtrail_base, "assets").await?;
     let secret = "bench-secret";
     let jwt = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),

@@ -365,7 +365,7 @@ impl Server {
             cmd.args(["--database-url", url, "--database-schema", schema]);
         }
         let (child, base) = crate::client::spawn(cmd).await?;
-        let key = create_key(&reqwest::Client::new(), &base).await?;
+        let key = create_key(&reqwest::Client::new(), &base, "bench").await?;
         Ok(Self { child, base, key })
     }
 
@@ -408,12 +408,16 @@ impl Server {
     }
 }
 
-/// Creates a key of tenant `bench` with the bench's admin token.
-pub(crate) async fn create_key(http: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+/// Creates an ingest-and-read key of `tenant` with the bench's admin token.
+pub(crate) async fn create_key(
+    http: &reqwest::Client,
+    base: &str,
+    tenant: &str,
+) -> anyhow::Result<String> {
     let r: Value = http
         .post(format!("{base}/api/v1/keys"))
         .bearer_auth(ADMIN)
-        .json(&json!({"tenant": "bench", "scopes": ["ingest", "read"], "name": "bench"}))
+        .json(&json!({"tenant": tenant, "scopes": ["ingest", "read"], "name": "bench"}))
         .send()
         .await?
         .json()

@@ -500,23 +500,16 @@ async fn the_store_connections_plan_neither_parallel_nor_compiled_queries() {
         .expect("reader pool");
     for pool in [store.write_pool(), &readers] {
         let client = pool.get().await.expect("client");
-        let workers: String = client
-            .query_one("SHOW max_parallel_workers_per_gather", &[])
-            .await
-            .expect("show")
-            .get(0);
-        assert_eq!(workers, "0");
-        let jit: String = client
-            .query_one("SHOW jit", &[])
-            .await
-            .expect("show")
-            .get(0);
-        assert_eq!(jit, "off");
-        let path: String = client
-            .query_one("SHOW search_path", &[])
-            .await
-            .expect("show")
-            .get(0);
+        let show = async |setting: &str| -> String {
+            client
+                .query_one(&format!("SHOW {setting}"), &[])
+                .await
+                .expect("show")
+                .get(0)
+        };
+        assert_eq!(show("max_parallel_workers_per_gather").await, "0");
+        assert_eq!(show("jit").await, "off");
+        let path = show("search_path").await;
         assert_eq!(path.trim_matches('"'), config.schema);
     }
 }
