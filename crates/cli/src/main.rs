@@ -55,9 +55,13 @@ enum Command {
     /// `sealtrail serve --database-url` does this at start unless --no-migrate is given; run it
     /// yourself when several servers start together or when migrations need a deploy step.
     Migrate(MigrateArgs),
-    /// Write a tenant's whole log as verifiable NDJSON: a header, every event in seq order with
-    /// its seal material, and the newest signed checkpoint. `sealtrail verify --export` checks it
-    /// offline with nothing but the public key.
+    /// Write a tenant's events, all of them or those matching --filter, as CSV, a JSON array or
+    /// verifiable NDJSON (the default), with a progress count on a terminal.
+    ///
+    /// The NDJSON export holds the newest signed checkpoint, each event with its seal material
+    /// and the Merkle nodes standing for the events a filter left out, so `sealtrail verify
+    /// --export` checks it offline with nothing but the public key. It holds the events that
+    /// checkpoint covers. Reading only, it may run beside a server.
     Export(ExportArgs),
     /// Drop everything derived from the log (the indexes behind filters, timelines and search)
     /// and build it again from the log, with a progress bar on a terminal.
@@ -112,13 +116,37 @@ struct MigrateArgs {
 
 /// `sealtrail export` options.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("store").required(true).args(["data_dir", "database_url"])))]
 struct ExportArgs {
     /// The data directory of the embedded store
     #[arg(long, env = "SEALTRAIL_DATA_DIR", value_name = "DIR")]
-    data_dir: std::path::PathBuf,
+    data_dir: Option<std::path::PathBuf>,
+    /// A PostgreSQL store instead
+    #[arg(
+        long,
+        env = "SEALTRAIL_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database_url: Option<sealtrail_store::DatabaseUrl>,
+    /// The schema that holds sealtrail's tables
+    #[arg(
+        long,
+        env = "SEALTRAIL_DATABASE_SCHEMA",
+        value_name = "NAME",
+        default_value = "sealtrail"
+    )]
+    database_schema: String,
     /// The tenant to export
     #[arg(long, value_parser = sealtrail_store::Tenant::parse)]
     tenant: sealtrail_store::Tenant,
+    /// csv, json or ndjson (verifiable offline with `sealtrail verify --export`)
+    #[arg(long, default_value = "ndjson", value_parser = ["csv", "json", "ndjson"])]
+    format: String,
+    /// A list filter as NAME=VALUE, the names of `GET /audit-logs` (action=user.login,
+    /// from=2026-01-01T00:00:00Z, order=desc, …); repeatable
+    #[arg(long = "filter", value_name = "NAME=VALUE")]
+    filters: Vec<String>,
     /// Write here instead of standard output
     #[arg(long, value_name = "FILE")]
     out: Option<std::path::PathBuf>,
@@ -324,34 +352,152 @@ fn run_migrate(args: &MigrateArgs) -> anyhow::Result<()> {
 }
 
 fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
-    let db = args.data_dir.join(sealtrail_store_sqlite::DB_FILE);
+    use sealtrail_store::export::{self, ExportQuery, Format};
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("format", &args.format);
+    for filter in &args.filters {
+        let (name, value) = filter
+            .split_once('=')
+            .with_context(|| format!("--filter {filter}: expected NAME=VALUE"))?;
+        query.append_pair(name, value);
+    }
+    let (format, params) = sealtrail_server::params::parse_export_query(Some(&query.finish()))
+        .map_err(|errors| {
+            let problems: Vec<String> = errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect();
+            anyhow::anyhow!("bad --filter: {}", problems.join("; "))
+        })?;
     anyhow::ensure!(
-        db.exists(),
-        "{} holds no sealtrail store",
-        args.data_dir.display()
+        params.tenant.is_none(),
+        "give the tenant with --tenant, not as a filter"
     );
-    let conn = sealtrail_store_sqlite::verify::open_for_verify(&db)?;
-    let summary = match &args.out {
-        Some(path) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            let mut out = std::io::BufWriter::new(file);
-            sealtrail_store_sqlite::export::export_tenant(&conn, &args.tenant, &mut out)?
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = open_for_reading(
+            args.data_dir.as_deref(),
+            args.database_url.as_ref(),
+            &args.database_schema,
+        )
+        .await?;
+        let upto = store
+            .tree_heads()
+            .await?
+            .into_iter()
+            .find(|h| h.tenant == args.tenant)
+            .map_or(0, |h| h.size);
+        let checkpoint = match format {
+            Format::Ndjson => store.latest_checkpoint(&args.tenant).await?,
+            _ => None,
+        };
+        if let Some(cp) = &checkpoint
+            && cp.size < upto
+        {
+            eprintln!(
+                "sealtrail export: the newest checkpoint covers {} of {upto} events; the {} newer ones \
+                 are left out until a checkpoint covers them (a running server signs one within its \
+                 checkpoint interval, a stopped one signed one when it stopped)",
+                cp.size,
+                upto - cp.size
+            );
         }
-        None => {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            sealtrail_store_sqlite::export::export_tenant(&conn, &args.tenant, &mut out)?
+        let query = ExportQuery {
+            tenant: args.tenant.clone(),
+            filter: params.filter,
+            order: params.order,
+            upto,
+            checkpoint,
+        };
+        let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {pos} events exported ({per_sec})")
+                    .expect("a valid template"),
+            );
+            bar
+        });
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let mut out: Box<dyn std::io::Write + Send> = match &args.out {
+            Some(path) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
+            )),
+            None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+        };
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            while let Some(chunk) = rx.blocking_recv() {
+                out.write_all(&chunk)?;
+            }
+            out.flush()
+        });
+        let shown = bar.clone();
+        let mut progress = move |rows: u64| {
+            if let Some(bar) = &shown {
+                bar.set_position(rows);
+            }
+        };
+        let started = std::time::Instant::now();
+        let result = export::run(store.as_ref(), format, &query, &tx, &mut progress).await;
+        drop(tx);
+        let written = writer.await.context("the writer thread failed")?;
+        store.shutdown().await;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
         }
-    };
-    eprintln!(
-        "sealtrail export: {} events of tenant {}, checkpoint {}",
-        summary.events,
-        args.tenant,
-        summary
-            .checkpoint_size
-            .map_or_else(|| "none yet".to_owned(), |s| format!("of size {s}"))
-    );
-    Ok(())
+        written.context("cannot write the export")?;
+        let summary = result?;
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!(
+            "sealtrail export: {} events of tenant {} in {seconds:.2} s ({:.0} events/s){}",
+            summary.rows,
+            args.tenant,
+            summary.rows as f64 / seconds.max(1e-9),
+            match (format, &query.checkpoint) {
+                (Format::Ndjson, Some(cp)) => format!(", proven against the checkpoint of size {}", cp.size),
+                (Format::Ndjson, None) => ", none: no checkpoint vouches for this tenant yet".to_owned(),
+                _ => String::new(),
+            }
+        );
+        Ok(())
+    })
+}
+
+/// Opens a store for reading alone: no background indexer, no migration.
+async fn open_for_reading(
+    data_dir: Option<&std::path::Path>,
+    database_url: Option<&sealtrail_store::DatabaseUrl>,
+    schema: &str,
+) -> anyhow::Result<Arc<dyn Store>> {
+    match (data_dir, database_url) {
+        (Some(dir), _) => {
+            anyhow::ensure!(
+                dir.join(sealtrail_store_sqlite::DB_FILE).exists(),
+                "{} holds no sealtrail store",
+                dir.display()
+            );
+            let mut config = SqliteConfig::new(dir);
+            config.indexer.background = false;
+            let store = SqliteStore::open(&config)
+                .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+            Ok(Arc::new(store))
+        }
+        (None, Some(url)) => {
+            let mut config = PgConfig::new(url.clone());
+            config.schema = schema.to_owned();
+            config.migrate = false;
+            config.indexer.background = false;
+            let store = PgStore::open(&config)
+                .await
+                .context("cannot open the PostgreSQL store")?;
+            Ok(Arc::new(store))
+        }
+        (None, None) => anyhow::bail!("give --data-dir or --database-url"),
+    }
 }
 
 /// Resolves at the first SIGTERM or SIGINT.

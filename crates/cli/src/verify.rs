@@ -195,11 +195,14 @@ fn print_report(
 }
 
 fn verify_export(path: &Path, keys: &HashMap<String, VerifyingKey>) -> anyhow::Result<bool> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let started = std::time::Instant::now();
-    let (findings, events) = sealtrail_store::verify::verify_export(&text, keys)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let (findings, events) = sealtrail_store::verify::verify_export_reader(
+        std::io::BufReader::with_capacity(1 << 20, file),
+        keys,
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut out = std::io::stdout().lock();
     for finding in &findings {
         use std::io::Write;

@@ -425,10 +425,10 @@ async fn an_export_verifies_offline_with_only_the_public_key() {
     std::fs::write(&tampered, dropped.join("\n")).expect("write");
     let out = verify(&tampered);
     assert_eq!(out.status.code(), Some(1));
+    let first = String::from_utf8(out.stdout).expect("utf-8");
     assert!(
-        String::from_utf8(out.stdout)
-            .expect("utf-8")
-            .starts_with(&format!("FAIL seq={} id=-: missing", fifth["seq"]))
+        first.starts_with(&format!("FAIL seq={} id=-: missing", fifth["seq"])),
+        "{first}"
     );
     // The wrong key proves nothing.
     std::fs::write(&key_file, base64_of([5u8; 32])).expect("write");

@@ -102,6 +102,37 @@ async fn pass(
     Ok(())
 }
 
+/// A checkpoint covering everything the tenant's log holds now: the newest stored one when it
+/// does, else one signed (stored, and appended to the witness file) at once. `None` when the
+/// tenant has no events. Exports are proven against it.
+pub async fn covering(
+    store: &dyn Store,
+    keys: &KeyRing,
+    policy: &CheckpointPolicy,
+    tenant: &Tenant,
+) -> Result<Option<Checkpoint>, Box<dyn std::error::Error + Send + Sync>> {
+    let Some(head) = store
+        .tree_heads()
+        .await?
+        .into_iter()
+        .find(|h| &h.tenant == tenant)
+    else {
+        return Ok(None);
+    };
+    if let Some(cp) = store.latest_checkpoint(tenant).await?
+        && cp.size >= head.size
+    {
+        return Ok(Some(cp));
+    }
+    let checkpoint = Checkpoint::sign(&head, Timestamp::now(), keys.active_id(), keys.active());
+    store.put_checkpoint(checkpoint.clone()).await?;
+    if let Some(path) = &policy.witness_file {
+        let (path, cp) = (path.clone(), checkpoint.clone());
+        tokio::task::spawn_blocking(move || witness(&path, &cp)).await??;
+    }
+    Ok(Some(checkpoint))
+}
+
 /// Whether a tenant whose newest checkpoint is `newest` needs a new one now.
 fn is_due(
     newest: Option<&Checkpoint>,

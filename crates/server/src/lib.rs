@@ -11,6 +11,7 @@ pub mod auth;
 pub mod checkpointer;
 mod docs;
 pub mod error;
+pub mod export;
 pub mod ingest;
 pub mod integrity;
 pub mod keys;
@@ -171,6 +172,7 @@ pub fn app(state: AppState) -> Router {
         .route("/events", post(ingest::ingest))
         .route("/audit-logs", get(read::list))
         .route("/audit-logs/search", post(read::search))
+        .route("/audit-logs/export", get(export::export))
         .route("/audit-logs/entity/{type}/{id}", get(read::by_entity))
         .route("/audit-logs/user/{actor_id}", get(read::by_user))
         .route("/audit-logs/{id}", get(read::get_one))

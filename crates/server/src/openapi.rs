@@ -100,8 +100,9 @@ impl Modify for FilterDocs {
                 .description(description)
                 .build()
         };
-        let lists: [(&str, &[sealtrail_store::Field]); 3] = [
+        let lists: [(&str, &[sealtrail_store::Field]); 4] = [
             ("/api/v1/audit-logs", &[]),
+            ("/api/v1/audit-logs/export", &[]),
             (
                 "/api/v1/audit-logs/entity/{type}/{id}",
                 &crate::params::ENTITY_FIXED,
@@ -180,6 +181,32 @@ pub struct PagingDoc {
     tenant: Option<String>,
 }
 
+/// An export's format, time range, order and tenant (no paging: an export holds every match).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportDoc {
+    /// `csv` (RFC 4180, header row), `json` (one array) or `ndjson` (default; verifiable
+    /// offline with `sealtrail verify --export`).
+    #[param(inline, schema_with = export_formats)]
+    format: Option<String>,
+    /// `occurred_at` at or after (RFC 3339).
+    from: Option<String>,
+    /// `occurred_at` before (RFC 3339).
+    to: Option<String>,
+    /// `asc` (default for exports) or `desc`, by `seq`.
+    order: Option<String>,
+    /// For keys bound to all tenants.
+    tenant: Option<String>,
+}
+
+fn export_formats() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["csv", "json", "ndjson"]))
+        .default(Some(serde_json::json!("ndjson")))
+        .build()
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -208,6 +235,7 @@ impl Modify for BearerAuth {
     paths(
         crate::ingest::ingest,
         crate::read::list,
+        crate::export::export,
         crate::read::get_one,
         crate::read::by_entity,
         crate::read::by_user,

@@ -100,6 +100,56 @@ pub fn parse_list_query(
     if p.0.is_empty() { Ok(params) } else { Err(p.0) }
 }
 
+/// Parses an export's query: `format` (`csv`, `json` or `ndjson`; default `ndjson`), every
+/// list filter, `from`, `to`, `order` (default `asc`: exports run oldest first) and `tenant`.
+/// `limit` and `cursor` are refused: an export holds every match.
+pub fn parse_export_query(
+    raw: Option<&str>,
+) -> Result<(sealtrail_store::export::Format, ListParams), Vec<FieldError>> {
+    let mut p = Problems::default();
+    let mut format = sealtrail_store::export::Format::Ndjson;
+    let mut rest = form_urlencoded::Serializer::new(String::new());
+    let mut order_given = false;
+    let mut formats = 0;
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "format" => {
+                formats += 1;
+                match sealtrail_store::export::Format::parse(&v) {
+                    Some(f) => format = f,
+                    None => p.push("format", "must be csv, json or ndjson"),
+                }
+            }
+            "limit" | "cursor" => p.push(
+                &k,
+                "is not a parameter of exports: an export holds every matching event",
+            ),
+            _ => {
+                order_given |= k == "order";
+                rest.append_pair(&k, &v);
+            }
+        }
+    }
+    if formats > 1 {
+        p.push("format", "may be given only once");
+    }
+    let all: Vec<Field> = list_filters(&[]).collect();
+    let rest = rest.finish();
+    match parse_list_query(Some(&rest), &all) {
+        Ok(mut params) if p.0.is_empty() => {
+            if !order_given {
+                params.order = Order::Asc;
+            }
+            Ok((format, params))
+        }
+        Ok(_) => Err(p.0),
+        Err(mut errors) => {
+            p.0.append(&mut errors);
+            Err(p.0)
+        }
+    }
+}
+
 /// Adds one value of a filter, as its declaration parses it; `name` is where it was given.
 fn add_filter(filter: &mut EventFilter, field: Field, name: &str, value: &str, p: &mut Problems) {
     if value.is_empty() {

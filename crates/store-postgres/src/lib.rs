@@ -623,6 +623,31 @@ impl Store for PgStore {
         Ok(Some(proof))
     }
 
+    async fn log_rows(
+        &self,
+        tenant: &Tenant,
+        seqs: Vec<u64>,
+    ) -> StoreResult<Vec<sealtrail_store::rows::LogRow>> {
+        let tenant = tenant.clone();
+        self.read(move |snap| {
+            let mut rows =
+                plan::ReadSnapshot::rows(snap, &tenant, &seqs).map_err(plan::PlanError::Backend)?;
+            rows.sort_unstable_by_key(|r| r.seq);
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn tree_nodes(
+        &self,
+        tenant: &Tenant,
+        wanted: Vec<(u32, u64)>,
+    ) -> StoreResult<Vec<Option<[u8; 32]>>> {
+        let client = self.primary().await?;
+        let fetched = nodes::fetch(&**client, tenant.as_str(), &wanted).await?;
+        Ok(wanted.iter().map(|w| fetched.get(w).copied()).collect())
+    }
+
     async fn reindex(&self, progress: Box<dyn FnMut(u64, u64) + Send>) -> StoreResult<u64> {
         self.rebuild(progress).await
     }

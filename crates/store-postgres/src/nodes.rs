@@ -45,7 +45,16 @@ pub(crate) async fn with_nodes<T>(
 ) -> Result<T, PgError> {
     let recorder = Recorder::default();
     compute(&recorder)?;
-    let wanted = recorder.0.into_inner();
+    let fetched = fetch(client, tenant, &recorder.0.into_inner()).await?;
+    Ok(compute(&Fetched(fetched))?)
+}
+
+/// Fetches stored nodes by `(level, index)` in one query; absent ones are left out.
+pub(crate) async fn fetch(
+    client: &impl GenericClient,
+    tenant: &str,
+    wanted: &[(u32, u64)],
+) -> Result<HashMap<(u32, u64), Hash>, PgError> {
     let levels: Vec<i32> = wanted.iter().map(|&(l, _)| l as i32).collect();
     let indexes: Vec<i64> = wanted.iter().map(|&(_, i)| i as i64).collect();
     let rows = client
@@ -66,7 +75,7 @@ pub(crate) async fn with_nodes<T>(
             fetched.insert((level as u32, index as u64), hash);
         }
     }
-    Ok(compute(&Fetched(fetched))?)
+    Ok(fetched)
 }
 
 /// The stored form of a frontier: its hashes, largest subtree first, 32 bytes each.

@@ -8,7 +8,6 @@
 //! log ([`index`]). Reads run on a small pool of read-only connections that see both files,
 //! on tokio's blocking threads, so they never wait for either writer.
 
-pub mod export;
 pub mod index;
 mod read;
 pub mod schema;
@@ -398,6 +397,42 @@ impl Store for SqliteStore {
         let tenant = tenant.clone();
         self.readers
             .run(move |conn| read::consistency_proof(conn, &tenant, from, to))
+            .await
+    }
+
+    async fn log_rows(
+        &self,
+        tenant: &Tenant,
+        seqs: Vec<u64>,
+    ) -> StoreResult<Vec<sealtrail_store::rows::LogRow>> {
+        let tenant = tenant.clone();
+        self.read(move |snap| {
+            let mut rows = plan::ReadSnapshot::rows(snap, &tenant, &seqs).map_err(db_error)?;
+            rows.sort_unstable_by_key(|r| r.seq);
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn tree_nodes(
+        &self,
+        tenant: &Tenant,
+        wanted: Vec<(u32, u64)>,
+    ) -> StoreResult<Vec<Option<[u8; 32]>>> {
+        let tenant = tenant.clone();
+        self.readers
+            .run(move |conn| {
+                let nodes = seal::DbNodes {
+                    conn,
+                    tenant: tenant.as_str(),
+                };
+                Ok(wanted
+                    .iter()
+                    .map(|&(level, index)| {
+                        sealtrail_ledger::merkle::NodeSource::node(&nodes, level, index).ok()
+                    })
+                    .collect())
+            })
             .await
     }
 

@@ -7,6 +7,7 @@
 pub mod conformance;
 mod cursor;
 pub mod derived;
+pub mod export;
 pub mod fields;
 pub mod integrity;
 mod keys;
@@ -247,6 +248,19 @@ pub trait Store: Send + Sync + 'static {
         from: u64,
         to: u64,
     ) -> StoreResult<Option<Vec<[u8; 32]>>>;
+
+    /// The stored rows of a tenant's log at these positions, ascending by `seq` (absent
+    /// positions are skipped): the served event and its seal material, for exports.
+    async fn log_rows(&self, tenant: &Tenant, seqs: Vec<u64>) -> StoreResult<Vec<rows::LogRow>>;
+
+    /// Perfect nodes of a tenant's tree by `(level, index)` (level 0: leaf hashes), in the
+    /// order asked, `None` where no such node is stored: the hashes an export carries for
+    /// the events it leaves out.
+    async fn tree_nodes(
+        &self,
+        tenant: &Tenant,
+        wanted: Vec<(u32, u64)>,
+    ) -> StoreResult<Vec<Option<[u8; 32]>>>;
 
     /// How full the write queue is, and how far derived data lags behind the log.
     fn queue_status(&self) -> QueueStatus;

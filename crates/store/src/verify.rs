@@ -17,6 +17,7 @@ use std::sync::mpsc;
 use ed25519_dalek::VerifyingKey;
 use hmac::{Hmac, Mac};
 use sealtrail_ledger::entry::{GENESIS, PersonalDigests, encode_entry, personal_digest};
+use sealtrail_ledger::merkle::node_hash;
 use sealtrail_ledger::view::{EntryView, PersonalValues};
 pub use sealtrail_ledger::walk::{Finding, Kind};
 use sealtrail_ledger::walk::{Head, Sealed, SignedHead, TenantWalk, Uncovered, check_signature};
@@ -656,6 +657,367 @@ pub fn verify_export(
     Ok((findings, count))
 }
 
+/// Verifies an NDJSON export read line by line, at constant memory: a whole-log export
+/// (version 1) or a filtered or whole export with its Merkle nodes (version 2, see
+/// `docs/integrity.md` §10). Returns the findings and the number of events read; `Err` when
+/// the input is not an export or cannot be read.
+pub fn verify_export_reader(
+    mut input: impl std::io::BufRead,
+    keys: &HashMap<String, VerifyingKey>,
+) -> Result<(Vec<Finding>, u64), String> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if input.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            return Err("the export is empty".into());
+        }
+        if !line.trim().is_empty() {
+            break;
+        }
+    }
+    let header: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| format!("line 1 is not JSON: {e}"))?;
+    match header["sealtrail_export"].as_u64() {
+        Some(1) => {
+            let mut text = line.clone();
+            input.read_to_string(&mut text).map_err(|e| e.to_string())?;
+            verify_export(&text, keys)
+        }
+        Some(2) => verify_proven_export(&header, input, keys),
+        _ => Err("line 1 is not a sealtrail export header".into()),
+    }
+}
+
+/// A version 2 export: each event checked on its own, then events and nodes folded into the
+/// root of the checkpoint the export names.
+fn verify_proven_export(
+    header: &serde_json::Value,
+    input: impl std::io::BufRead,
+    keys: &HashMap<String, VerifyingKey>,
+) -> Result<(Vec<Finding>, u64), String> {
+    let tenant = header["tenant"]
+        .as_str()
+        .and_then(|t| Tenant::parse(t).ok())
+        .ok_or("the header names no valid tenant")?;
+    let descending = match header["order"].as_str() {
+        Some("asc") => false,
+        Some("desc") => true,
+        _ => return Err("the header names no order (asc or desc)".into()),
+    };
+    let mut findings = Vec::new();
+    let mut fold: Option<ProofFold> = None;
+    let mut worker = Worker::new(NoKeys);
+    worker.personal = false;
+    let mut events = 0u64;
+    let finding = |seq: u64, id: Option<Uuid>, kind: Kind, detail: String| Finding {
+        tenant: tenant.to_string(),
+        seq,
+        id,
+        kind,
+        detail,
+    };
+    for (i, line) in input.lines().enumerate() {
+        let line = line.map_err(|e| e.to_string())?;
+        let number = i + 2;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| format!("line {number} is not JSON: {e}"))?;
+        if let Some(cp) = value.get("checkpoint") {
+            if fold.is_some() {
+                return Err(format!("line {number}: a second checkpoint"));
+            }
+            let head =
+                parse_head(cp).ok_or_else(|| format!("line {number}: a malformed checkpoint"))?;
+            if let Err(detail) = check_signature(tenant.as_str(), &head, keys) {
+                findings.push(finding(head.size, None, Kind::BadSignature, detail));
+            }
+            fold = Some(ProofFold::new(head, descending));
+            continue;
+        }
+        let Some(fold) = fold.as_mut() else {
+            return Err(format!(
+                "line {number} comes before the checkpoint: nothing vouches for it"
+            ));
+        };
+        if let Some(node) = value.get("node") {
+            let (Some(level), Some(index), Some(hash)) = (
+                node["level"].as_u64().and_then(|l| u32::try_from(l).ok()),
+                node["index"].as_u64(),
+                node["hash"]
+                    .as_str()
+                    .and_then(|h| hex::decode(h).ok())
+                    .and_then(|h| Hash::try_from(h).ok()),
+            ) else {
+                return Err(format!("line {number}: a malformed node"));
+            };
+            if let Err((seq, kind, detail)) = fold.push(level, index, hash, None) {
+                findings.push(finding(seq, None, kind, detail));
+            }
+            continue;
+        }
+        events += 1;
+        let seq = value["seq"].as_u64().unwrap_or(0);
+        let id = value["id"].as_str().and_then(|t| Uuid::parse_str(t).ok());
+        let seal = &value["seal"];
+        let hex_of = |v: &serde_json::Value| v.as_str().and_then(|s| hex::decode(s).ok());
+        let row = WalkRow {
+            seq: seq as i64,
+            id,
+            hash: None,
+            body: RowBody::Legacy {
+                json: line.clone(),
+                digests: hex_of(&seal["personal"]),
+                prev: hex_of(&seal["prev"]),
+            },
+            problem: None,
+        };
+        let sealed = worker
+            .check(&tenant, row)
+            .unwrap_or_else(|never| match never {});
+        let problem = match &sealed.head {
+            Err(detail) => Some(detail.clone()),
+            Ok(_) if seq == 0 => Some("the event has no seq".to_owned()),
+            Ok(head) if head.seq != seq => Some(format!("it was sealed at seq {}", head.seq)),
+            Ok(head) if head.foreign_tenant.is_some() => Some(format!(
+                "it was sealed for tenant {}",
+                head.foreign_tenant.as_deref().unwrap_or_default()
+            )),
+            Ok(_) if !sealed.hash_matches => {
+                Some("its content does not match its leaf hash".to_owned())
+            }
+            Ok(_) => None,
+        };
+        if let Some(detail) = problem {
+            findings.push(finding(seq, id, Kind::Altered, detail));
+        }
+        // Placed in the tree with the hash it is served with: a change to its content alone
+        // is the finding above, not a second one at the root.
+        let leaf = sealed.stored_hash.unwrap_or(sealed.leaf);
+        let prev = sealed.head.as_ref().map(|h| h.prev).ok();
+        match fold.push(
+            0,
+            seq.saturating_sub(1),
+            leaf,
+            Some(prev.unwrap_or(GENESIS)),
+        ) {
+            Ok(()) => {}
+            Err((at, kind, detail)) => {
+                let id = (kind != Kind::Missing).then_some(id).flatten();
+                findings.push(finding(at, id, kind, detail));
+            }
+        }
+    }
+    let Some(fold) = fold else {
+        return Err("the export carries no checkpoint: nothing vouches for it".into());
+    };
+    for (seq, kind, detail) in fold.finish() {
+        findings.push(finding(seq, None, kind, detail));
+    }
+    findings.sort_by_key(|f| f.seq);
+    Ok((findings, events))
+}
+
+/// `seq 4 is`, `seqs 4..=6 are`.
+fn seqs(from: u64, to: u64) -> String {
+    if from == to {
+        format!("seq {from} is")
+    } else {
+        format!("seqs {from}..={to} are")
+    }
+}
+
+/// Folds an export's events and nodes, in the export's order, into its checkpoint's root.
+struct ProofFold {
+    head: SignedHead,
+    descending: bool,
+    /// Ascending: positions `[0, next)` are covered; descending: `[next, size)`.
+    next: u64,
+    /// Perfect nodes not yet merged with their sibling: `(level, index, hash)`.
+    stack: Vec<(u32, u64, Hash)>,
+    /// The last leaf placed: its position, its hash and, for an event, its predecessor.
+    last_leaf: Option<(u64, Hash, Option<Hash>)>,
+    /// Set at the first gap or overlap: the root can no longer be folded.
+    broken: bool,
+}
+
+type FoldProblem = (u64, Kind, String);
+
+impl ProofFold {
+    fn new(head: SignedHead, descending: bool) -> Self {
+        let next = if descending { head.size } else { 0 };
+        Self {
+            head,
+            descending,
+            next,
+            stack: Vec::new(),
+            last_leaf: None,
+            broken: false,
+        }
+    }
+
+    /// Places perfect node `(level, index)`; `prev` is set for an event (level 0).
+    fn push(
+        &mut self,
+        level: u32,
+        index: u64,
+        hash: Hash,
+        prev: Option<Hash>,
+    ) -> Result<(), FoldProblem> {
+        let size = self.head.size;
+        let what = if prev.is_some() { "event" } else { "node" };
+        let (start, end) = match (
+            index.checked_shl(level),
+            index.checked_add(1).and_then(|i| i.checked_shl(level)),
+        ) {
+            (Some(s), Some(e)) if level < 64 && e <= size && s >> level == index => (s, e),
+            _ => {
+                self.broken = true;
+                return Err((
+                    index.saturating_add(1),
+                    Kind::Inserted,
+                    format!("an {what} beyond the checkpoint's tree of size {size}"),
+                ));
+            }
+        };
+        // The predecessor link, where both neighbours are leaves of this export.
+        let link = match (self.descending, self.last_leaf, prev, level) {
+            (false, Some((at, left, _)), Some(p), 0) if at + 1 == start && p != left => {
+                Some(start + 1)
+            }
+            (true, Some((at, _, Some(p))), _, 0) if start + 1 == at && p != hash => Some(at + 1),
+            _ => None,
+        };
+        self.last_leaf = (level == 0).then_some((start, hash, prev));
+        let gap = if self.descending {
+            (end != self.next).then(|| {
+                if end < self.next {
+                    (
+                        end + 1,
+                        Kind::Missing,
+                        format!(
+                            "{} neither exported nor covered by a node",
+                            seqs(end + 1, self.next)
+                        ),
+                    )
+                } else {
+                    (
+                        start + 1,
+                        Kind::Reordered,
+                        format!("an {what} out of the export's descending order"),
+                    )
+                }
+            })
+        } else {
+            (start != self.next).then(|| {
+                if start > self.next {
+                    (
+                        self.next + 1,
+                        Kind::Missing,
+                        format!(
+                            "{} neither exported nor covered by a node",
+                            seqs(self.next + 1, start)
+                        ),
+                    )
+                } else {
+                    (
+                        start + 1,
+                        if prev.is_some() {
+                            Kind::Reordered
+                        } else {
+                            Kind::Inserted
+                        },
+                        format!(
+                            "an {what} at seq {}, which the export already covered",
+                            start + 1
+                        ),
+                    )
+                }
+            })
+        };
+        self.next = if self.descending { start } else { end };
+        if let Some(problem) = gap {
+            // The root can no longer be folded, but what follows is still checked for gaps
+            // of its own.
+            self.broken = true;
+            return Err(problem);
+        }
+        if !self.broken {
+            self.stack.push((level, index, hash));
+            while let [.., a, b] = self.stack.as_slice() {
+                let (left, right) = if self.descending { (b, a) } else { (a, b) };
+                if left.0 != right.0 || left.1 % 2 != 0 || left.1 + 1 != right.1 {
+                    break;
+                }
+                let merged = (left.0 + 1, left.1 / 2, node_hash(&left.2, &right.2));
+                self.stack.truncate(self.stack.len() - 2);
+                self.stack.push(merged);
+            }
+        }
+        if let Some(seq) = link {
+            return Err((
+                seq,
+                Kind::Altered,
+                "its predecessor hash is not the leaf before it".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What the whole export says of the checkpoint.
+    fn finish(mut self) -> Vec<FoldProblem> {
+        let size = self.head.size;
+        if self.broken {
+            return Vec::new();
+        }
+        let complete = if self.descending {
+            self.next == 0
+        } else {
+            self.next == size
+        };
+        if !complete {
+            let (from, to) = if self.descending {
+                (1, self.next)
+            } else {
+                (self.next + 1, size)
+            };
+            return vec![(
+                from,
+                Kind::Truncated,
+                format!(
+                    "{} of the checkpoint's tree missing from the export",
+                    seqs(from, to)
+                ),
+            )];
+        }
+        if self.descending {
+            self.stack.reverse();
+        }
+        let root = match self.stack.pop() {
+            None => sealtrail_ledger::merkle::empty_root(),
+            Some((_, _, mut hash)) => {
+                while let Some((_, _, left)) = self.stack.pop() {
+                    hash = node_hash(&left, &hash);
+                }
+                hash
+            }
+        };
+        if root == self.head.root {
+            Vec::new()
+        } else {
+            vec![(
+                size,
+                Kind::Altered,
+                format!(
+                    "the exported events and nodes do not hash to the root of the checkpoint of size {size}: \
+                     an event was changed together with its hash, or a node was"
+                ),
+            )]
+        }
+    }
+}
+
 /// The reader of an export's walk: values in an export are checked by nobody's key.
 struct NoKeys;
 
@@ -683,4 +1045,108 @@ fn parse_head(v: &serde_json::Value) -> Option<SignedHead> {
         signature: v["signature"].as_str()?.to_owned(),
         note: v["note"].as_str()?.to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sealtrail_ledger::merkle::{MemoryTree, NodeSource};
+
+    fn head(tree: &MemoryTree) -> SignedHead {
+        SignedHead {
+            size: tree.size(),
+            root: tree.root(),
+            issued_at: Timestamp::from_micros(0),
+            key_id: String::new(),
+            signature: String::new(),
+            note: String::new(),
+        }
+    }
+
+    /// The lines an export of `kept` writes, in its order: `(level, index, is_event)`.
+    fn lines(size: u64, kept: &[u64], descending: bool) -> Vec<(u32, u64, bool)> {
+        let mut out = Vec::new();
+        let mut next = 0;
+        for &i in kept {
+            out.extend(crate::export::blocks(next, i).map(|(l, x)| (l, x, false)));
+            out.push((0, i, true));
+            next = i + 1;
+        }
+        out.extend(crate::export::blocks(next, size).map(|(l, x)| (l, x, false)));
+        if descending {
+            out.reverse();
+        }
+        out
+    }
+
+    #[test]
+    fn any_subset_of_events_with_its_gap_nodes_folds_into_the_root() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut random = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for size in 1..=70u64 {
+            let leaves: Vec<Hash> = (0..size).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+            let tree = MemoryTree::from_leaves(leaves.iter().copied());
+            for round in 0..6 {
+                let kept: Vec<u64> = (0..size)
+                    .filter(|_| round == 0 || random() % (round + 1) == 0)
+                    .collect();
+                for descending in [false, true] {
+                    let written = lines(size, &kept, descending);
+                    let mut fold = ProofFold::new(head(&tree), descending);
+                    for &(level, index, event) in &written {
+                        let hash = tree.node(level, index).expect("node");
+                        let prev = (event && index > 0).then(|| leaves[index as usize - 1]);
+                        fold.push(level, index, hash, prev.or(event.then_some(GENESIS)))
+                            .expect("in order");
+                    }
+                    assert!(fold.finish().is_empty(), "size {size}, kept {kept:?}");
+                    // One node or leaf hash changed: the root says so.
+                    let bad = (random() % written.len() as u64) as usize;
+                    let mut fold = ProofFold::new(head(&tree), descending);
+                    for (at, &(level, index, event)) in written.iter().enumerate() {
+                        let mut hash = tree.node(level, index).expect("node");
+                        if at == bad {
+                            hash[0] ^= 1;
+                        }
+                        let prev = (event && index > 0).then(|| leaves[index as usize - 1]);
+                        let _ = fold.push(level, index, hash, prev.or(event.then_some(GENESIS)));
+                    }
+                    let found = fold.finish();
+                    assert_eq!(found.len(), 1, "size {size}, changed line {bad}");
+                    assert_eq!(found[0].1, Kind::Altered);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gaps_and_overlaps_are_named() {
+        let leaves: Vec<Hash> = (0..10u64).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let tree = MemoryTree::from_leaves(leaves.iter().copied());
+        // Leaf 4 left out and not covered: missing at seq 5.
+        let mut fold = ProofFold::new(head(&tree), false);
+        for i in (0..10u64).filter(|&i| i != 4) {
+            let r = fold.push(0, i, leaves[i as usize], None);
+            if i == 5 {
+                let (seq, kind, _) = r.expect_err("a gap");
+                assert_eq!((seq, kind), (5, Kind::Missing));
+            }
+        }
+        // Everything there, but the export stops early: truncated.
+        let mut fold = ProofFold::new(head(&tree), false);
+        for i in 0..8u64 {
+            fold.push(0, i, leaves[i as usize], None).expect("in order");
+        }
+        let found = fold.finish();
+        assert_eq!((found[0].0, found[0].1), (9, Kind::Truncated));
+        // A node beyond the tree.
+        let mut fold = ProofFold::new(head(&tree), false);
+        let (_, kind, _) = fold.push(4, 0, [0; 32], None).expect_err("too big");
+        assert_eq!(kind, Kind::Inserted);
+    }
 }
