@@ -6,6 +6,7 @@
 //! ./target/release/bench latency     # SQLite: single durable events, 16 clients
 //! ./target/release/bench query       # SQLite: list pages at 1M events, idle and while ingest runs
 //! ./target/release/bench verify      # the `sealtrail verify` walk vs reading the same rows
+//! ./target/release/bench export      # SQLite: export rows/s and memory at 100k, 1M, 10M events
 //! ./target/release/bench pg-ingest   # PostgreSQL: HTTP batch ingest curve vs a raw COPY of the same rows
 //! ./target/release/bench pg-scale    # PostgreSQL: one server process vs two
 //! ./target/release/bench pg-query    # PostgreSQL: list pages at --events (10M), idle and while ingest runs
@@ -19,6 +20,7 @@
 #![allow(clippy::print_stdout)] // A benchmark's output is its report.
 
 mod client;
+mod export;
 mod load;
 mod pg;
 mod sqlite;
@@ -102,6 +104,13 @@ enum Suite {
         /// Measured walks after the warm-up one; the median and the best are printed.
         #[arg(long, default_value_t = 5)]
         walks: usize,
+    },
+    /// SQLite: exports (HTTP CSV, NDJSON, filtered NDJSON; `sealtrail export` CSV and NDJSON)
+    /// at each store size, with rows/s and peak memory.
+    Export {
+        /// Store sizes at which the exports run, ascending.
+        #[arg(long, value_delimiter = ',', default_values_t = [100_000u64, 1_000_000, 10_000_000])]
+        steps: Vec<u64>,
     },
     /// Writes rows for the SQLite driver comparison (`driver-compare.sh`) to an NDJSON file.
     Rows {
@@ -203,6 +212,7 @@ fn main() -> anyhow::Result<()> {
                 feed_clients,
             } => sqlite::query(events, requests, feed_clients).await,
             Suite::Verify { events, walks } => sqlite::verify_walk(events, walks).await,
+            Suite::Export { steps } => export::export(&steps).await,
             Suite::Rows { events, out } => sqlite::write_rows(events, &out),
             Suite::Raw { rows, batch } => sqlite::raw_from_file(&rows, batch),
             Suite::PgIngest { url, load } => pg::ingest(&url, &load).await,

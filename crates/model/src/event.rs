@@ -103,6 +103,16 @@ pub enum ActorType {
 }
 
 impl ActorType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Service => "service",
+            Self::System => "system",
+            Self::Anonymous => "anonymous",
+        }
+    }
+
     /// Parses a wire name.
     pub fn parse(text: &str) -> Option<Self> {
         match text {

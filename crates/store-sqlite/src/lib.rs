@@ -400,18 +400,10 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn log_rows(
-        &self,
-        tenant: &Tenant,
-        seqs: Vec<u64>,
-    ) -> StoreResult<Vec<sealtrail_store::rows::LogRow>> {
-        let tenant = tenant.clone();
-        self.read(move |snap| {
-            let mut rows = plan::ReadSnapshot::rows(snap, &tenant, &seqs).map_err(db_error)?;
-            rows.sort_unstable_by_key(|r| r.seq);
-            Ok(rows)
-        })
-        .await
+    async fn list_rows(&self, query: ListQuery) -> StoreResult<sealtrail_store::RowPage> {
+        let tail = self.tail.clone();
+        self.read(move |snap| plan::list_rows(snap, &query, &tail).map_err(plan_error))
+            .await
     }
 
     async fn tree_nodes(

@@ -15,10 +15,6 @@
 //! root and compares it with the signed checkpoint: a multiproof whose size is that of the gaps
 //! (O(k log(n/k)) nodes for k events of n), nothing for an unfiltered export.
 
-use std::borrow::Cow;
-
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 use crate::fields::EventFilter;
@@ -161,7 +157,8 @@ pub enum ExportError {
 }
 
 /// Writes the export into `out` one chunk per page, calling `progress` with the number of
-/// events written so far after each.
+/// events written so far after each. Reading a page and rendering the one before overlap: the
+/// store reads on its threads while a blocking task renders.
 pub async fn run(
     store: &dyn Store,
     format: Format,
@@ -179,76 +176,78 @@ pub async fn run(
         upto,
     };
     let mut proof = Coverage::new(query.order, upto);
-    let mut chunk = head(format, query)?;
-    let mut cursor = None;
+    send(out, head(format, query)?).await?;
+    let list = |cursor| {
+        store.list_rows(ListQuery {
+            tenant: query.tenant.clone(),
+            filter: query.filter.clone(),
+            order: query.order,
+            limit: PAGE,
+            cursor,
+        })
+    };
     let mut first = true;
-    let mut done = upto == 0;
-    while !done {
-        let page = store
-            .list(ListQuery {
-                tenant: query.tenant.clone(),
-                filter: query.filter.clone(),
-                order: query.order,
-                limit: PAGE,
-                cursor: cursor.take(),
-            })
-            .await?;
-        done = page.next_cursor.is_none();
-        let mut items = Vec::with_capacity(page.items.len());
-        for item in page.items {
-            if item.seq > upto {
+    let mut fetched = if upto == 0 {
+        None
+    } else {
+        Some(list(None).await?)
+    };
+    while let Some(page) = fetched.take() {
+        let mut done = page.next_cursor.is_none();
+        let mut rows = Vec::with_capacity(page.rows.len());
+        for row in page.rows {
+            if row.seq > upto {
                 if query.order == Order::Asc {
                     done = true;
                     break;
                 }
                 continue;
             }
-            items.push(item);
+            rows.push(row);
         }
-        match format {
-            Format::Csv => {
-                for item in &items {
-                    csv_row(&mut chunk, item.seq, item.body.get())?;
-                }
-            }
-            Format::Json => {
-                for item in &items {
-                    chunk.extend_from_slice(if first { b"\n" } else { b",\n" });
-                    chunk.extend_from_slice(item.body.get().as_bytes());
-                    first = false;
-                }
-            }
+        summary.rows += rows.len() as u64;
+        let steps = match format {
             Format::Ndjson => {
-                let seqs = items.iter().map(|i| i.seq).collect();
-                let rows = store.log_rows(&query.tenant, seqs).await?;
                 let mut steps = Vec::with_capacity(rows.len() * 2);
-                let ordered: Box<dyn Iterator<Item = LogRow>> = match query.order {
-                    Order::Asc => Box::new(rows.into_iter()),
-                    Order::Desc => Box::new(rows.into_iter().rev()),
-                };
-                for row in ordered {
+                for row in rows {
                     proof.gap_before(row.seq - 1, &mut steps);
                     steps.push(Step::Event(Box::new(row)));
                 }
                 if done {
                     proof.rest(&mut steps);
                 }
-                summary.nodes += write_steps(store, &query.tenant, steps, &mut chunk).await?;
+                let (steps, nodes) = resolve_nodes(store, &query.tenant, steps).await?;
+                summary.nodes += nodes;
+                steps
             }
-        }
-        summary.rows += items.len() as u64;
-        cursor = page.next_cursor;
-        if done {
-            break;
-        }
-        send(out, std::mem::take(&mut chunk)).await?;
+            _ => rows.into_iter().map(|r| Step::Event(Box::new(r))).collect(),
+        };
+        let leading_comma = !first && !steps.is_empty();
+        first &= steps.is_empty();
+        let render = render_parallel(format, steps, leading_comma);
+        let next = async {
+            match (&page.next_cursor, done) {
+                (Some(cursor), false) => list(Some(*cursor)).await.map(Some),
+                _ => Ok(None),
+            }
+        };
+        let (chunk, next) = tokio::join!(render, next);
+        let chunk = chunk?;
+        fetched = next?;
+        send(out, chunk).await?;
         progress(summary.rows);
     }
-    match format {
-        Format::Json => chunk.extend_from_slice(if first { b"]\n" } else { b"\n]\n" }),
-        Format::Csv | Format::Ndjson => {}
+    if format == Format::Json {
+        send(
+            out,
+            if first {
+                b"]\n".to_vec()
+            } else {
+                b"\n]\n".to_vec()
+            },
+        )
+        .await?;
     }
-    send(out, chunk).await?;
     progress(summary.rows);
     Ok(summary)
 }
@@ -306,146 +305,76 @@ fn csv_error(e: csv::Error) -> ExportError {
     }
 }
 
-/// The fields of a served event a CSV row needs, borrowed from its JSON.
-#[derive(Deserialize)]
-struct CsvEvent<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-    seq: u64,
-    #[serde(borrow)]
-    recorded_at: Cow<'a, str>,
-    #[serde(borrow)]
-    occurred_at: Cow<'a, str>,
-    #[serde(borrow)]
-    tenant: Cow<'a, str>,
-    #[serde(borrow)]
-    action: Cow<'a, str>,
-    #[serde(borrow)]
-    category: Cow<'a, str>,
-    #[serde(borrow)]
-    event_type: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    outcome: Cow<'a, str>,
-    #[serde(borrow)]
-    error: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    actor: CsvParty<'a>,
-    #[serde(borrow)]
-    target: Option<CsvParty<'a>>,
-    #[serde(borrow)]
-    organization: Option<CsvParty<'a>>,
-    #[serde(borrow)]
-    context: Option<CsvContext<'a>>,
-    #[serde(borrow)]
-    changes: &'a RawValue,
-    #[serde(borrow)]
-    metadata: Option<&'a RawValue>,
-    #[serde(borrow)]
-    hash: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct CsvParty<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-    #[serde(borrow, rename = "type", default)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct CsvContext<'a> {
-    #[serde(borrow)]
-    ip: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    user_agent: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    correlation_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    endpoint: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    method: Option<Cow<'a, str>>,
-    status_code: Option<u16>,
-    #[serde(borrow)]
-    duration_ms: Option<&'a RawValue>,
-}
-
 /// Appends one event as a CSV row: null is an empty cell, `changes` and `metadata` JSON text.
-fn csv_row<'a>(out: &mut Vec<u8>, seq: u64, body: &'a str) -> Result<(), ExportError> {
-    let e: CsvEvent<'a> = serde_json::from_str(body).map_err(|err| ExportError::Render {
-        seq,
+fn csv_row(out: &mut Vec<u8>, row: &LogRow) -> Result<(), ExportError> {
+    let e = row.event()?;
+    let fail = |err: &dyn std::fmt::Display| ExportError::Render {
+        seq: row.seq,
         detail: err.to_string(),
-    })?;
-    let opt = |v: &Option<Cow<'_, str>>| v.as_deref().unwrap_or("").to_owned();
-    let seq_text = e.seq.to_string();
-    let status = e
-        .context
-        .as_ref()
-        .and_then(|c| c.status_code)
-        .map(|s| s.to_string())
-        .unwrap_or_default();
-    let ctx = |f: for<'c> fn(&'c CsvContext<'a>) -> Option<&'c str>| {
-        e.context.as_ref().and_then(f).unwrap_or("").to_owned()
     };
-    let metadata = match e.metadata {
-        Some(m) if m.get() != "null" => m.get(),
-        _ => "",
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let ctx = e.context.as_ref();
+    let from_ctx = |f: fn(&sealtrail_model::Context) -> &Option<String>| {
+        ctx.and_then(|c| f(c).clone()).unwrap_or_default()
+    };
+    let changes = serde_json::to_string(&e.changes).map_err(|err| fail(&err))?;
+    let metadata = match &e.metadata {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(m) => m.to_string(),
     };
     let record: [String; 27] = [
         e.id.to_string(),
-        seq_text,
-        e.recorded_at.to_string(),
-        e.occurred_at.to_string(),
-        e.tenant.to_string(),
-        e.action.to_string(),
-        e.category.to_string(),
-        opt(&e.event_type),
-        e.outcome.to_string(),
-        opt(&e.error),
-        e.actor.id.to_string(),
-        opt(&e.actor.kind),
-        opt(&e.actor.name),
+        e.seq.to_string(),
+        e.recorded_at.to_rfc3339(),
+        e.occurred_at.to_rfc3339(),
+        e.tenant,
+        e.action,
+        e.category.as_str().to_owned(),
+        text(&e.event_type),
+        e.outcome.as_str().to_owned(),
+        text(&e.error),
+        e.actor.id,
+        e.actor.actor_type.as_str().to_owned(),
+        text(&e.actor.name),
         e.target
             .as_ref()
-            .and_then(|t| t.kind.as_deref())
-            .unwrap_or("")
-            .to_owned(),
+            .map(|t| t.target_type.clone())
+            .unwrap_or_default(),
+        e.target.as_ref().map(|t| t.id.clone()).unwrap_or_default(),
         e.target
             .as_ref()
-            .map_or(String::new(), |t| t.id.to_string()),
-        e.target.as_ref().map_or(String::new(), |t| opt(&t.name)),
+            .and_then(|t| t.name.clone())
+            .unwrap_or_default(),
         e.organization
             .as_ref()
-            .map_or(String::new(), |o| o.id.to_string()),
-        ctx(|c| c.ip.as_deref()),
-        ctx(|c| c.user_agent.as_deref()),
-        ctx(|c| c.correlation_id.as_deref()),
-        ctx(|c| c.endpoint.as_deref()),
-        ctx(|c| c.method.as_deref()),
-        status,
-        ctx(|c| c.duration_ms.map(RawValue::get).filter(|d| *d != "null")),
-        e.changes.get().to_owned(),
-        metadata.to_owned(),
-        e.hash.to_string(),
+            .map(|o| o.id.clone())
+            .unwrap_or_default(),
+        from_ctx(|c| &c.ip),
+        from_ctx(|c| &c.user_agent),
+        from_ctx(|c| &c.correlation_id),
+        from_ctx(|c| &c.endpoint),
+        from_ctx(|c| &c.method),
+        ctx.and_then(|c| c.status_code)
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        ctx.and_then(|c| c.duration_ms.as_ref())
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+        changes,
+        metadata,
+        e.hash,
     ];
     let mut w = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(out);
-    w.write_record(&record).map_err(|err| ExportError::Render {
-        seq,
-        detail: err.to_string(),
-    })?;
-    w.flush().map_err(|err| ExportError::Render {
-        seq,
-        detail: err.to_string(),
-    })
+    w.write_record(&record).map_err(|err| fail(&err))?;
+    w.flush().map_err(|err| fail(&err))
 }
 
 /// One line of a verifiable export, in order.
 enum Step {
-    /// A perfect node covering left-out positions.
-    Node(u32, u64),
+    /// A perfect node covering left-out positions, with its hash once fetched.
+    Node(u32, u64, [u8; 32]),
     /// An exported event.
     Event(Box<LogRow>),
 }
@@ -471,12 +400,16 @@ impl Coverage {
     fn gap_before(&mut self, index: u64, steps: &mut Vec<Step>) {
         match self.order {
             Order::Asc => {
-                steps.extend(blocks(self.next, index).map(|(l, i)| Step::Node(l, i)));
+                steps.extend(blocks(self.next, index).map(|(l, i)| Step::Node(l, i, [0; 32])));
                 self.next = index + 1;
             }
             Order::Desc => {
                 let gap: Vec<_> = blocks(index + 1, self.next).collect();
-                steps.extend(gap.into_iter().rev().map(|(l, i)| Step::Node(l, i)));
+                steps.extend(
+                    gap.into_iter()
+                        .rev()
+                        .map(|(l, i)| Step::Node(l, i, [0; 32])),
+                );
                 self.next = index;
             }
         }
@@ -488,7 +421,11 @@ impl Coverage {
             Order::Asc => self.gap_before(self.size, steps),
             Order::Desc => {
                 let gap: Vec<_> = blocks(0, self.next).collect();
-                steps.extend(gap.into_iter().rev().map(|(l, i)| Step::Node(l, i)));
+                steps.extend(
+                    gap.into_iter()
+                        .rev()
+                        .map(|(l, i)| Step::Node(l, i, [0; 32])),
+                );
                 self.next = 0;
             }
         }
@@ -515,34 +452,90 @@ pub fn blocks(start: u64, end: u64) -> impl Iterator<Item = (u32, u64)> {
     })
 }
 
-/// Writes a page's lines, fetching the nodes they name in one call; returns how many nodes.
-async fn write_steps(
+/// Fetches the hashes of the nodes a page's lines name, in one call; returns the lines with
+/// their hashes and how many nodes there were.
+async fn resolve_nodes(
     store: &dyn Store,
     tenant: &Tenant,
     steps: Vec<Step>,
-    out: &mut Vec<u8>,
-) -> Result<u64, ExportError> {
+) -> Result<(Vec<Step>, u64), ExportError> {
     let wanted: Vec<(u32, u64)> = steps
         .iter()
         .filter_map(|s| match s {
-            Step::Node(l, i) => Some((*l, *i)),
+            Step::Node(l, i, _) => Some((*l, *i)),
             Step::Event(_) => None,
         })
         .collect();
     let count = wanted.len() as u64;
-    let hashes = if wanted.is_empty() {
-        Vec::new()
-    } else {
-        store.tree_nodes(tenant, wanted).await?
-    };
-    let mut hashes = hashes.into_iter();
+    if wanted.is_empty() {
+        return Ok((steps, 0));
+    }
+    let mut hashes = store.tree_nodes(tenant, wanted).await?.into_iter();
+    let steps = steps
+        .into_iter()
+        .map(|step| match step {
+            Step::Node(level, index, _) => hashes
+                .next()
+                .flatten()
+                .map(|hash| Step::Node(level, index, hash))
+                .ok_or(ExportError::MissingNode { level, index }),
+            event => Ok(event),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((steps, count))
+}
+
+/// Renders a page's lines on blocking threads, one part per core (rendering events is most
+/// of an export's work), and joins the parts in order.
+async fn render_parallel(
+    format: Format,
+    mut steps: Vec<Step>,
+    leading_comma: bool,
+) -> Result<Vec<u8>, ExportError> {
+    let parts = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let per = steps.len().div_ceil(parts).max(64);
+    let mut tasks = Vec::with_capacity(parts);
+    let mut comma = leading_comma;
+    while !steps.is_empty() {
+        let rest = steps.split_off(per.min(steps.len()));
+        let part = std::mem::replace(&mut steps, rest);
+        let lead = comma;
+        comma = true;
+        tasks.push(tokio::task::spawn_blocking(move || {
+            render(format, part, lead)
+        }));
+    }
+    let mut out = Vec::new();
+    for task in tasks {
+        let part = task.await.map_err(|e| ExportError::Render {
+            seq: 0,
+            detail: format!("the rendering task failed: {e}"),
+        })??;
+        if out.is_empty() {
+            out = part;
+        } else {
+            out.extend_from_slice(&part);
+        }
+    }
+    Ok(out)
+}
+
+/// Appends lowercase hex.
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    let at = out.len();
+    out.resize(at + bytes.len() * 2, 0);
+    hex::encode_to_slice(bytes, &mut out[at..]).expect("two digits per byte");
+}
+
+/// Renders a page's lines in the format; `leading_comma` when JSON items came before.
+fn render(format: Format, steps: Vec<Step>, leading_comma: bool) -> Result<Vec<u8>, ExportError> {
+    let mut out = Vec::with_capacity(steps.len() * 1200);
+    let mut comma = leading_comma;
     for step in steps {
-        match step {
-            Step::Node(level, index) => {
-                let hash = hashes
-                    .next()
-                    .flatten()
-                    .ok_or(ExportError::MissingNode { level, index })?;
+        match (format, step) {
+            (_, Step::Node(level, index, hash)) => {
                 out.extend_from_slice(
                     format!(
                         "{{\"node\":{{\"level\":{level},\"index\":{index},\"hash\":\"{}\"}}}}\n",
@@ -551,23 +544,26 @@ async fn write_steps(
                     .as_bytes(),
                 );
             }
-            Step::Event(row) => {
+            (Format::Csv, Step::Event(row)) => csv_row(&mut out, &row)?,
+            (Format::Json, Step::Event(row)) => {
+                out.extend_from_slice(if comma { b",\n" } else { b"\n" });
+                comma = true;
+                out.extend_from_slice(row.render()?.as_bytes());
+            }
+            (Format::Ndjson, Step::Event(row)) => {
                 let body = row.render()?;
                 let (prev, personal) = row.seal()?;
                 let open = body.trim_end().strip_suffix('}').unwrap_or(&body);
                 out.extend_from_slice(open.as_bytes());
-                out.extend_from_slice(
-                    format!(
-                        ",\"seal\":{{\"prev\":\"{}\",\"personal\":\"{}\"}}}}\n",
-                        hex::encode(prev),
-                        hex::encode(personal)
-                    )
-                    .as_bytes(),
-                );
+                out.extend_from_slice(b",\"seal\":{\"prev\":\"");
+                push_hex(&mut out, &prev);
+                out.extend_from_slice(b"\",\"personal\":\"");
+                push_hex(&mut out, &personal);
+                out.extend_from_slice(b"\"}}\n");
             }
         }
     }
-    Ok(count)
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use uuid::Uuid;
 pub use cursor::{Cursor, CursorError};
 pub use fields::{EventFilter, Field};
 pub use keys::{ApiKey, NewKey, Scope, TenantScope, scopes_from_text, scopes_to_text};
-pub use query::{HistoryQuery, ListQuery, Order, Page, Relation, StoredEvent};
+pub use query::{HistoryQuery, ListQuery, Order, Page, Relation, RowPage, StoredEvent};
 pub use queue::WriteQueue;
 pub use sealtrail_ledger::{LeafHash, Root};
 pub use sealtrail_model::Tenant;
@@ -249,9 +249,9 @@ pub trait Store: Send + Sync + 'static {
         to: u64,
     ) -> StoreResult<Option<Vec<[u8; 32]>>>;
 
-    /// The stored rows of a tenant's log at these positions, ascending by `seq` (absent
-    /// positions are skipped): the served event and its seal material, for exports.
-    async fn log_rows(&self, tenant: &Tenant, seqs: Vec<u64>) -> StoreResult<Vec<rows::LogRow>>;
+    /// A page of [`Store::list`] as stored rows, not rendered: exports render them themselves
+    /// and need their seal material.
+    async fn list_rows(&self, query: ListQuery) -> StoreResult<RowPage>;
 
     /// Perfect nodes of a tenant's tree by `(level, index)` (level 0: leaf hashes), in the
     /// order asked, `None` where no such node is stored: the hashes an export carries for

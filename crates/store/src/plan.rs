@@ -22,7 +22,7 @@ use crate::derived::{
 use crate::fields::{EVENT_TYPE, EventFilter, RELATED, TARGET, Term, pair};
 use crate::rows::{LogRow, RowError};
 use crate::tail::TailIndex;
-use crate::{Cursor, HistoryQuery, ListQuery, Order, Page, Relation, StoredEvent};
+use crate::{Cursor, HistoryQuery, ListQuery, Order, Page, Relation, RowPage, StoredEvent};
 
 /// A consistent view of one store for one read: what a backend must answer.
 pub trait ReadSnapshot {
@@ -145,6 +145,25 @@ pub fn list<S: ReadSnapshot>(
     q: &ListQuery,
     tail: &TailIndex,
 ) -> PlanResult<Page, S::Error> {
+    let page = list_rows(snap, q, tail)?;
+    let items = page
+        .rows
+        .iter()
+        .map(|r| stored(r, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(Page {
+        items,
+        next_cursor: page.next_cursor,
+    })
+}
+
+/// A page of a list as stored rows, not yet rendered: for exports, which render them
+/// themselves (and need their seal material).
+pub fn list_rows<S: ReadSnapshot>(
+    snap: &mut S,
+    q: &ListQuery,
+    tail: &TailIndex,
+) -> PlanResult<RowPage, S::Error> {
     let (indexed, size) = snap.bounds(&q.tenant).map_err(PlanError::Backend)?;
     let desc = q.order == Order::Desc;
     // The positions the page may come from: after (or before) the cursor.
@@ -174,12 +193,14 @@ pub fn list<S: ReadSnapshot>(
         }
     }
     got.seqs.truncate(got.want);
-    let rows = page_rows(snap, &q.tenant, &got.seqs, got.rows)?;
-    let items = rows
-        .iter()
-        .map(|r| stored(r, None))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(Page::from_overfetch(items, q.limit, |e| Cursor::Seq(e.seq)))
+    let mut rows = page_rows(snap, &q.tenant, &got.seqs, got.rows)?;
+    let next_cursor = if rows.len() > q.limit {
+        rows.truncate(q.limit);
+        rows.last().map(|r| Cursor::Seq(r.seq))
+    } else {
+        None
+    };
+    Ok(RowPage { rows, next_cursor })
 }
 
 /// Reads the log over `range` and keeps the events that match, until the page is full.

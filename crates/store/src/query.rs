@@ -87,6 +87,15 @@ pub struct Page {
     pub next_cursor: Option<Cursor>,
 }
 
+/// One page of a list as stored rows, before rendering (exports).
+#[derive(Debug, Clone)]
+pub struct RowPage {
+    /// The rows of this page, in list order.
+    pub rows: Vec<crate::rows::LogRow>,
+    /// Where the next page starts; `None` at the end.
+    pub next_cursor: Option<Cursor>,
+}
+
 impl Page {
     /// A page from items fetched one beyond `limit`: the extra item, when there, proves that a
     /// next page exists, and the next cursor (made by `cursor`) names the last item kept.

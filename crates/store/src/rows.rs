@@ -115,6 +115,17 @@ impl LogRow {
         }
     }
 
+    /// The event as served, as a value (what [`LogRow::render`] serialises).
+    pub fn event(&self) -> Result<Event, RowError> {
+        match &self.body {
+            RowBody::Entry { .. } => {
+                let hash = self.hash.map(|h| h.to_hex()).unwrap_or_default();
+                self.with_source(|s| s.view.to_event(s.personal, hash))
+            }
+            RowBody::Legacy { json, .. } => serde_json::from_str(json).map_err(|e| self.error(e)),
+        }
+    }
+
     /// What offline verification of an export needs beside the served event: the
     /// predecessor's leaf hash and the stored form of the personal digests.
     pub fn seal(&self) -> Result<(Vec<u8>, Vec<u8>), RowError> {
