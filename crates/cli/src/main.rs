@@ -1,6 +1,7 @@
 //! `sealtrail`: the tamper-evident audit trail server and its tools.
 
 mod config;
+mod import;
 mod verify;
 
 use std::sync::Arc;
@@ -63,6 +64,15 @@ enum Command {
     /// --export` checks it offline with nothing but the public key. It holds the events that
     /// checkpoint covers. Reading only, it may run beside a server.
     Export(ExportArgs),
+    /// Load NDJSON events into a running server through its normal ingest path, in batches,
+    /// with a progress bar on a terminal.
+    ///
+    /// Reads a sealtrail export (what the server added to each event is dropped, the id
+    /// kept; header, checkpoint and node lines are skipped) or plain events, one per line.
+    /// Events without an id get one derived from their line, so importing the same file again
+    /// stores nothing twice. A refused batch names the input line and field; the batches before
+    /// it are stored, and running the import again carries on.
+    Import(import::ImportArgs),
     /// Drop everything derived from the log (the indexes behind filters, timelines and search)
     /// and build it again from the log, with a progress bar on a terminal.
     ///
@@ -170,6 +180,7 @@ fn main() -> std::process::ExitCode {
         Command::Verify(args) => verify::run(&args),
         Command::Migrate(args) => run_migrate(&args).map(|()| true),
         Command::Export(args) => run_export(&args).map(|()| true),
+        Command::Import(args) => import::run(&args).map(|()| true),
         Command::Reindex(args) => run_reindex(&args).map(|()| true),
     };
     match outcome {
