@@ -211,3 +211,90 @@ fn rss_mib(pid: u32, field: &str) -> Option<f64> {
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
+
+/// `bench metrics`: `GET /metrics` with `tenants` tenants that each have events and a
+/// checkpoint, against `GET /healthz` in the same run.
+pub(crate) async fn scrape(tenants: usize, requests: usize) -> anyhow::Result<()> {
+    println!(
+        "metrics: {tenants} tenants with events and checkpoints, {requests} sequential scrapes"
+    );
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(
+        &Backend::Sqlite,
+        dir.path(),
+        &["--checkpoint-every", "100ms"],
+    )
+    .await?;
+    let http = reqwest::Client::new();
+    // One event per tenant through the bootstrap admin key (bound to every tenant), with a
+    // few requests so each tenant has ingest counters and HTTP series to show.
+    for chunk in (0..tenants).collect::<Vec<_>>().chunks(200) {
+        let batch: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|t| {
+                serde_json::json!({"tenant": format!("tenant-{t:04}"), "action": "bench.metrics",
+                                   "actor": {"id": "u"}})
+            })
+            .collect();
+        http.post(format!("{}/api/v1/events", server.base))
+            .bearer_auth(crate::ADMIN)
+            .json(&batch)
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    // Until the checkpoint gauges of every tenant are there.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let series = loop {
+        let text = http
+            .get(format!("{}/metrics", server.base))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let n = text
+            .lines()
+            .filter(|l| l.starts_with("sealtrail_checkpoint_age_seconds{"))
+            .count();
+        if n >= tenants {
+            break text.lines().filter(|l| !l.starts_with('#')).count();
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {n} tenants have checkpoints"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let times = |path: &'static str| {
+        let (http, base) = (http.clone(), server.base.clone());
+        async move {
+            let mut all = Vec::with_capacity(requests);
+            let mut bytes = 0;
+            for _ in 0..requests {
+                let started = Instant::now();
+                let body = http
+                    .get(format!("{base}{path}"))
+                    .send()
+                    .await?
+                    .bytes()
+                    .await?;
+                all.push(started.elapsed());
+                bytes = body.len();
+            }
+            all.sort();
+            anyhow::Ok((all, bytes))
+        }
+    };
+    let (health, _) = times("/healthz").await?;
+    let (scrapes, bytes) = times("/metrics").await?;
+    for (name, all) in [("/healthz (baseline)", &health), ("/metrics", &scrapes)] {
+        println!(
+            "  {name:<20} p50 {}  p95 {}  p99 {}",
+            crate::ms(crate::percentile(all, 0.50)),
+            crate::ms(crate::percentile(all, 0.95)),
+            crate::ms(crate::percentile(all, 0.99)),
+        );
+    }
+    println!("  /metrics: {series} series, {bytes} bytes per scrape");
+    server.stop().await
+}

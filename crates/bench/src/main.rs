@@ -7,6 +7,7 @@
 //! ./target/release/bench query       # SQLite: list pages at 1M events, idle and while ingest runs
 //! ./target/release/bench verify      # the `sealtrail verify` walk vs reading the same rows
 //! ./target/release/bench export      # SQLite: export rows/s and memory at 100k, 1M, 10M events
+//! ./target/release/bench metrics     # GET /metrics with 1 000 tenants vs GET /healthz
 //! ./target/release/bench pg-ingest   # PostgreSQL: HTTP batch ingest curve vs a raw COPY of the same rows
 //! ./target/release/bench pg-scale    # PostgreSQL: one server process vs two
 //! ./target/release/bench pg-query    # PostgreSQL: list pages at --events (10M), idle and while ingest runs
@@ -112,6 +113,16 @@ enum Suite {
         #[arg(long, value_delimiter = ',', default_values_t = [100_000u64, 1_000_000, 10_000_000])]
         steps: Vec<u64>,
     },
+    /// `GET /metrics` with many tenants (each with events and a checkpoint), against
+    /// `GET /healthz`.
+    Metrics {
+        /// Tenants.
+        #[arg(long, default_value_t = 1000)]
+        tenants: usize,
+        /// Sequential scrapes.
+        #[arg(long, default_value_t = 500)]
+        requests: usize,
+    },
     /// Writes rows for the SQLite driver comparison (`driver-compare.sh`) to an NDJSON file.
     Rows {
         /// Events to write.
@@ -213,6 +224,7 @@ fn main() -> anyhow::Result<()> {
             } => sqlite::query(events, requests, feed_clients).await,
             Suite::Verify { events, walks } => sqlite::verify_walk(events, walks).await,
             Suite::Export { steps } => export::export(&steps).await,
+            Suite::Metrics { tenants, requests } => export::scrape(tenants, requests).await,
             Suite::Rows { events, out } => sqlite::write_rows(events, &out),
             Suite::Raw { rows, batch } => sqlite::raw_from_file(&rows, batch),
             Suite::PgIngest { url, load } => pg::ingest(&url, &load).await,

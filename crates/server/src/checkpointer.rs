@@ -42,18 +42,28 @@ impl Default for CheckpointPolicy {
     }
 }
 
-/// Runs until `stop` turns true, then signs whatever is not yet covered and returns.
+/// The newest checkpoint known of each tenant: when it was issued and the size it covers.
+pub type Newest = Arc<std::sync::RwLock<HashMap<Tenant, (Timestamp, u64)>>>;
+
+/// Runs until `stop` turns true, then signs whatever is not yet covered and returns. After
+/// every pass `newest` holds the newest checkpoint of every tenant that has one.
 pub async fn run(
     store: Arc<dyn Store>,
     keys: Arc<KeyRing>,
     policy: CheckpointPolicy,
     mut stop: watch::Receiver<bool>,
+    newest: Newest,
 ) {
     let mut last: HashMap<Tenant, Checkpoint> = HashMap::new();
     loop {
         let stopping = *stop.borrow();
         if let Err(err) = pass(store.as_ref(), &keys, &policy, &mut last, stopping).await {
             tracing::warn!(error = %err, "checkpoint pass failed");
+        }
+        if let Ok(mut board) = newest.write() {
+            for (tenant, cp) in &last {
+                board.insert(tenant.clone(), (cp.issued_at, cp.size));
+            }
         }
         if stopping {
             return;

@@ -107,8 +107,45 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let mut events_in_request = 1;
+    let result = ingest_inner(
+        &state,
+        &principal,
+        &params,
+        &headers,
+        body,
+        &mut events_in_request,
+    )
+    .await;
+    if let Err(err) = &result {
+        let reason = match err {
+            ApiError::Forbidden(_) | ApiError::Unauthorized(_) => "forbidden",
+            ApiError::Conflict { .. } => "conflict",
+            ApiError::Overloaded => "overloaded",
+            ApiError::Unavailable(_) => "unavailable",
+            _ => "invalid",
+        };
+        let tenant = principal.key.tenant.as_str().to_owned();
+        metrics::counter!(
+            sealtrail_store::metrics::EVENTS_FAILED,
+            "tenant" => tenant,
+            "reason" => reason,
+        )
+        .increment(events_in_request);
+    }
+    result
+}
+
+async fn ingest_inner(
+    state: &AppState,
+    principal: &Principal,
+    params: &IngestParams,
+    headers: &HeaderMap,
+    body: Bytes,
+    events_in_request: &mut u64,
+) -> Result<Response, ApiError> {
     principal.require(Scope::Ingest)?;
-    let ndjson = content_kind(&headers)?;
+    let ndjson = content_kind(headers)?;
     let redactor = state.redactor.clone();
     let now = Timestamp::now();
     let parsed = if body.len() > INLINE_PARSE_BYTES {
@@ -119,6 +156,7 @@ pub async fn ingest(
         parse_body(&body, ndjson, &redactor, now)
     }?;
     let (shape, events) = parsed;
+    *events_in_request = events.len().max(1) as u64;
 
     let mut prepared = Vec::with_capacity(events.len());
     for (i, event) in events.into_iter().enumerate() {
@@ -130,6 +168,7 @@ pub async fn ingest(
         let tenant = principal.tenant(requested, &field, true)?;
         prepared.push(PreparedEvent::new(tenant, event));
     }
+    let tenants: Vec<sealtrail_store::Tenant> = prepared.iter().map(|p| p.tenant.clone()).collect();
     let appended = state
         .store
         .append(prepared)
@@ -143,6 +182,7 @@ pub async fn ingest(
         })?;
     let duplicates = appended.iter().filter(|a| a.duplicate).count();
     let accepted = appended.len() - duplicates;
+    count_per_tenant(&tenants, &appended);
     let status = if accepted > 0 {
         StatusCode::CREATED
     } else {
@@ -154,6 +194,35 @@ pub async fn ingest(
         events: appended.into_iter().map(IngestedEvent::from).collect(),
     };
     Ok((status, axum::Json(response)).into_response())
+}
+
+/// Counts stored and duplicate events per tenant (a request is almost always one tenant).
+fn count_per_tenant(tenants: &[sealtrail_store::Tenant], appended: &[sealtrail_store::Appended]) {
+    let mut counts: Vec<(&sealtrail_store::Tenant, u64, u64)> = Vec::new();
+    for (tenant, a) in tenants.iter().zip(appended) {
+        let at = match counts.iter().position(|(t, _, _)| *t == tenant) {
+            Some(at) => at,
+            None => {
+                counts.push((tenant, 0, 0));
+                counts.len() - 1
+            }
+        };
+        if a.duplicate {
+            counts[at].2 += 1;
+        } else {
+            counts[at].1 += 1;
+        }
+    }
+    for (tenant, stored, duplicate) in counts {
+        if stored > 0 {
+            metrics::counter!(sealtrail_store::metrics::EVENTS_INGESTED, "tenant" => tenant.to_string())
+                .increment(stored);
+        }
+        if duplicate > 0 {
+            metrics::counter!(sealtrail_store::metrics::EVENTS_DUPLICATE, "tenant" => tenant.to_string())
+                .increment(duplicate);
+        }
+    }
 }
 
 /// Whether the body is NDJSON (`true`) or JSON (`false`); anything else is 415.

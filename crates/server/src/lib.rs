@@ -15,6 +15,7 @@ pub mod export;
 pub mod ingest;
 pub mod integrity;
 pub mod keys;
+pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod params;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub keys: Arc<signing::KeyRing>,
     /// When checkpoints are signed.
     pub checkpoints: checkpointer::CheckpointPolicy,
+    /// The newest checkpoint the checkpointer knows of each tenant, for `/metrics`.
+    pub newest_checkpoints: checkpointer::Newest,
     openapi: Arc<str>,
     docs_html: Arc<str>,
 }
@@ -87,6 +90,7 @@ impl AppState {
             redactor: Arc::new(Redactor::default()),
             keys: Arc::new(keys),
             checkpoints,
+            newest_checkpoints: checkpointer::Newest::default(),
             openapi,
             docs_html,
         }
@@ -168,6 +172,8 @@ impl AppState {
 
 /// The router with every route and layer.
 pub fn app(state: AppState) -> Router {
+    // Installed before the first request, so every metric from the start is kept.
+    let _ = metrics::recorder();
     let api = Router::new()
         .route("/events", post(ingest::ingest))
         .route("/audit-logs", get(read::list))
@@ -193,7 +199,9 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/docs", get(ops::docs))
+        .route("/metrics", get(metrics::scrape))
         .fallback(not_found)
+        .layer(from_fn(metrics::track_http))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(from_fn(problem_for_plain_errors))
         .layer(CatchPanicLayer::custom(panic_response))
@@ -418,6 +426,7 @@ where
         state.keys.clone(),
         state.checkpoints.clone(),
         stopped,
+        state.newest_checkpoints.clone(),
     ));
     let result = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)

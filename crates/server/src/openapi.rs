@@ -251,6 +251,7 @@ impl Modify for BearerAuth {
         crate::integrity::public_keys,
         crate::ops::healthz,
         crate::ops::readyz,
+        crate::metrics::scrape,
     ),
     modifiers(&BearerAuth, &FilterDocs),
     tags(
@@ -258,7 +259,7 @@ impl Modify for BearerAuth {
         (name = "read", description = "Query events and timelines"),
         (name = "keys", description = "Manage API keys"),
         (name = "integrity", description = "Signed checkpoints and Merkle proofs"),
-        (name = "operations", description = "Health and readiness"),
+        (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
 pub struct ApiDoc;

@@ -11,6 +11,7 @@ pub mod export;
 pub mod fields;
 pub mod integrity;
 mod keys;
+pub mod metrics;
 pub mod pipeline;
 pub mod plan;
 mod query;

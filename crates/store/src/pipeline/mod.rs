@@ -490,13 +490,17 @@ impl<B: LogBackend> Writer<B> {
                     // A client that went away does not need its answer; the events stay stored.
                     let _ = reply.send((result, events));
                 }
+                let elapsed = started.elapsed();
+                metrics::histogram!(crate::metrics::BATCH_SIZE).record(total as f64);
+                metrics::histogram!(crate::metrics::COMMIT_DURATION).record(elapsed.as_secs_f64());
                 tracing::trace!(
                     events = total,
-                    elapsed_us = started.elapsed().as_micros() as u64,
+                    elapsed_us = elapsed.as_micros() as u64,
                     "group committed"
                 );
             }
             Err(err) => {
+                metrics::counter!(crate::metrics::COMMITS_FAILED).increment(1);
                 tracing::error!(error = %err, events = total, "group commit failed");
                 for ((reply, _permit), events) in replies.into_iter().zip(requests) {
                     let _ = reply.send((Err(failed(&err)), events));
