@@ -79,6 +79,32 @@ pub(crate) struct ServeArgs {
     /// Sign a checkpoint at least this often, even when idle [default: 60s]
     #[arg(long, env = "SEALTRAIL_CHECKPOINT_HEARTBEAT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub checkpoint_heartbeat: Option<Duration>,
+    /// Requests per second (and burst) allowed per credential; over it, 429 with Retry-After
+    /// [default: unlimited]
+    #[arg(long, env = "SEALTRAIL_RATE_LIMIT_CREDENTIAL", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_credential: Option<u32>,
+    /// Requests per second (and burst) allowed per client address [default: unlimited]
+    #[arg(long, env = "SEALTRAIL_RATE_LIMIT_IP", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_ip: Option<u32>,
+    /// A proxy (address or CIDR) whose X-Forwarded-For / Forwarded headers name the client;
+    /// repeatable, or comma-separated [default: none: headers are not believed]
+    #[arg(long = "trusted-proxy", env = "SEALTRAIL_TRUSTED_PROXIES", value_name = "CIDR", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<sealtrail_server::limits::IpNet>,
+    /// How long any request but ingest may take before it answers 503 ("0s": no bound)
+    /// [default: 30s]
+    #[arg(long, env = "SEALTRAIL_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub request_timeout: Option<Duration>,
+}
+
+/// An address or a CIDR network.
+fn parse_net(text: &str) -> Result<sealtrail_server::limits::IpNet, String> {
+    let text = text.trim();
+    text.parse::<sealtrail_server::limits::IpNet>()
+        .or_else(|_| {
+            text.parse::<std::net::IpAddr>()
+                .map(sealtrail_server::limits::IpNet::from)
+        })
+        .map_err(|_| format!("{text} is not an address or CIDR network"))
 }
 
 /// The config file's shape.
@@ -104,6 +130,12 @@ struct FileConfig {
     checkpoint_every: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     checkpoint_heartbeat: Option<Duration>,
+    rate_limit_credential: Option<u32>,
+    rate_limit_ip: Option<u32>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    request_timeout: Option<Duration>,
 }
 
 mod humantime_serde_opt {
@@ -141,6 +173,8 @@ pub(crate) struct ServeConfig {
     pub signing_key: Option<PathBuf>,
     /// Checkpoint cadence and witness.
     pub checkpoints: sealtrail_server::checkpointer::CheckpointPolicy,
+    /// Rate limits, trusted proxies and the request timeout.
+    pub limits: sealtrail_server::limits::LimitSettings,
 }
 
 /// Where the PostgreSQL store is.
@@ -238,6 +272,32 @@ impl ServeArgs {
                         .unwrap_or(defaults.heartbeat),
                     witness_file: self.witness_file.or(file.witness_file),
                     ..defaults
+                }
+            },
+            limits: {
+                let rate = |n: Option<u32>| {
+                    n.and_then(std::num::NonZeroU32::new)
+                        .map(sealtrail_server::limits::Rate)
+                };
+                let trusted_proxies = if self.trusted_proxies.is_empty() {
+                    file.trusted_proxies
+                        .iter()
+                        .map(|t| parse_net(t).map_err(anyhow::Error::msg))
+                        .collect::<anyhow::Result<Vec<_>>>()
+                        .context("invalid trusted_proxies in the config file")?
+                } else {
+                    self.trusted_proxies
+                };
+                let defaults = sealtrail_server::limits::LimitSettings::default();
+                sealtrail_server::limits::LimitSettings {
+                    per_credential: rate(self.rate_limit_credential.or(file.rate_limit_credential)),
+                    per_ip: rate(self.rate_limit_ip.or(file.rate_limit_ip)),
+                    trusted_proxies,
+                    request_timeout: match self.request_timeout.or(file.request_timeout) {
+                        Some(Duration::ZERO) => None,
+                        Some(d) => Some(d),
+                        None => defaults.request_timeout,
+                    },
                 }
             },
         })

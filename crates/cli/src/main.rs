@@ -43,7 +43,7 @@ enum Command {
     /// SEALTRAIL_ADMIN_TOKEN an admin key is created and printed once to standard error.
     /// SIGTERM or SIGINT stops accepting requests, finishes those in flight and writes every
     /// queued event before exiting.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check a store offline: every event against its seal, the hash chain, every checkpoint's
     /// root and signature, and the tail against the newest checkpoint.
     ///
@@ -176,7 +176,7 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let outcome = match cli.command {
-        Command::Serve(args) => run_serve(args).map(|()| true),
+        Command::Serve(args) => run_serve(*args).map(|()| true),
         Command::Verify(args) => verify::run(&args),
         Command::Migrate(args) => run_migrate(&args).map(|()| true),
         Command::Export(args) => run_export(&args).map(|()| true),
@@ -254,7 +254,8 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         // Said once, in words a person and a script both read.
         eprintln!("sealtrail: listening on http://{addr} ({location})");
         tracing::info!(key_id = keys.active_id(), "checkpoints are signed");
-        let state = AppState::with_keys(store, keys, config.checkpoints.clone());
+        let mut state = AppState::with_keys(store, keys, config.checkpoints.clone());
+        state.limits = sealtrail_server::limits::Limits::new(config.limits.clone());
         serve(listener, state, shutdown_signal())
             .await
             .context("the server failed")?;

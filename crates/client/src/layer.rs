@@ -233,53 +233,19 @@ fn correlation_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
 }
 
-/// The client's address: the peer, or — only when the peer is a trusted proxy — the first
-/// untrusted hop of `x-forwarded-for` (else `forwarded`) read from the right.
+/// The client's address, by the rule the server's rate limits share
+/// ([`sealtrail_model::proxy::client_ip`]).
 pub(crate) fn client_ip(
     peer: Option<IpAddr>,
     headers: &HeaderMap,
     trusted: &[IpNet],
 ) -> Option<IpAddr> {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
-    let peer = peer?;
-    if !is_trusted(&peer) {
-        return Some(peer);
-    }
-    let hops: Vec<IpAddr> = if let Some(xff) = header(headers, "x-forwarded-for") {
-        xff.split(',').filter_map(|h| parse_hop(h.trim())).collect()
-    } else if let Some(fwd) = header(headers, "forwarded") {
-        fwd.split(',')
-            .flat_map(|e| e.split(';'))
-            .filter_map(|pair| {
-                let (k, v) = pair.trim().split_once('=')?;
-                k.eq_ignore_ascii_case("for").then(|| v.trim_matches('"'))
-            })
-            .filter_map(parse_hop)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    Some(
-        hops.iter()
-            .rev()
-            .find(|ip| !is_trusted(ip))
-            .or(hops.first())
-            .copied()
-            .unwrap_or(peer),
+    sealtrail_model::proxy::client_ip(
+        peer,
+        header(headers, "x-forwarded-for"),
+        header(headers, "forwarded"),
+        trusted,
     )
-}
-
-/// One hop: `1.2.3.4`, `1.2.3.4:80`, `[::1]:80` or `::1`.
-fn parse_hop(text: &str) -> Option<IpAddr> {
-    if let Ok(ip) = text.parse() {
-        return Some(ip);
-    }
-    if let Ok(sock) = text.parse::<SocketAddr>() {
-        return Some(sock.ip());
-    }
-    text.strip_prefix('[')
-        .and_then(|t| t.split(']').next())
-        .and_then(|t| t.parse().ok())
 }
 
 #[derive(serde::Deserialize)]

@@ -8,6 +8,7 @@ pub mod diff;
 pub mod event;
 pub mod json;
 pub mod limits;
+pub mod proxy;
 pub mod redact;
 pub mod timestamp;
 pub mod validate;

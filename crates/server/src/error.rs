@@ -68,6 +68,9 @@ pub enum ApiError {
     /// The write queue is full (503 with `Retry-After`).
     #[error("the write queue is full; retry later")]
     Overloaded,
+    /// Over a rate limit (429; the limiter sets `Retry-After`).
+    #[error("{0}")]
+    TooManyRequests(String),
     /// The store cannot take the request now (503 with `Retry-After`).
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
@@ -101,6 +104,7 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -117,6 +121,7 @@ impl ApiError {
             Self::Conflict { .. } => "conflict",
             Self::TooLarge(_) => "too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
+            Self::TooManyRequests(_) => "rate-limited",
             Self::Overloaded => "overloaded",
             Self::Unavailable(_) => "unavailable",
         }

@@ -15,6 +15,7 @@ pub mod export;
 pub mod ingest;
 pub mod integrity;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
@@ -29,7 +30,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, OriginalUri, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::{Next, from_fn};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use sealtrail_model::limits::{MAX_JSON_DEPTH, MAX_REQUEST_BYTES};
@@ -60,6 +61,8 @@ pub struct AppState {
     pub keys: Arc<signing::KeyRing>,
     /// When checkpoints are signed.
     pub checkpoints: checkpointer::CheckpointPolicy,
+    /// Rate limits and the request timeout.
+    pub limits: Arc<limits::Limits>,
     /// The newest checkpoint the checkpointer knows of each tenant, for `/metrics`.
     pub newest_checkpoints: checkpointer::Newest,
     openapi: Arc<str>,
@@ -90,6 +93,7 @@ impl AppState {
             redactor: Arc::new(Redactor::default()),
             keys: Arc::new(keys),
             checkpoints,
+            limits: limits::Limits::new(limits::LimitSettings::default()),
             newest_checkpoints: checkpointer::Newest::default(),
             openapi,
             docs_html,
@@ -201,6 +205,7 @@ pub fn app(state: AppState) -> Router {
         .route("/docs", get(ops::docs))
         .route("/metrics", get(metrics::scrape))
         .fallback(not_found)
+        .layer(from_fn_with_state(state.clone(), limits::enforce))
         .layer(from_fn(metrics::track_http))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(from_fn(problem_for_plain_errors))
@@ -428,7 +433,8 @@ where
         stopped,
         state.newest_checkpoints.clone(),
     ));
-    let result = axum::serve(listener, app(state))
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await;
     let _ = stop.send(true);

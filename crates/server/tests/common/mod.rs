@@ -67,6 +67,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(SqliteConfig) -> SqliteConfig) -> TestApp {
+    spawn_app_full(configure, |s| s).await
+}
+
+/// A server whose state `adjust` changes before it starts (rate limits, timeouts).
+pub async fn spawn_app_full(
+    configure: impl FnOnce(SqliteConfig) -> SqliteConfig,
+    adjust: impl FnOnce(AppState) -> AppState,
+) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir").keep();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&configure(SqliteConfig::new(&data_dir))).expect("open store"));
@@ -87,6 +95,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(SqliteConfig) -> SqliteConfig
         tick: std::time::Duration::from_millis(20),
         witness_file: Some(data_dir.join("witness.ndjson")),
     };
+    let state = adjust(state);
     let server = tokio::spawn(serve(listener, state, async move {
         let _ = rx.await;
     }));
