@@ -2,6 +2,7 @@
 
 mod config;
 mod import;
+mod keys;
 mod verify;
 
 use std::sync::Arc;
@@ -73,6 +74,12 @@ enum Command {
     /// stores nothing twice. A refused batch names the input line and field; the batches before
     /// it are stored, and running the import again carries on.
     Import(import::ImportArgs),
+    /// Create, list and revoke API keys on the store itself (embedded or PostgreSQL), with the
+    /// server stopped or running.
+    ///
+    /// Creating and revoking are recorded in the key's tenant as `audit.key_created` and
+    /// `audit.key_revoked`, with the command line as actor (`sealtrail-cli`, type system).
+    Keys(keys::KeysArgs),
     /// Drop everything derived from the log (the indexes behind filters, timelines and search)
     /// and build it again from the log, with a progress bar on a terminal.
     ///
@@ -181,6 +188,7 @@ fn main() -> std::process::ExitCode {
         Command::Migrate(args) => run_migrate(&args).map(|()| true),
         Command::Export(args) => run_export(&args).map(|()| true),
         Command::Import(args) => import::run(&args).map(|()| true),
+        Command::Keys(args) => keys::run(&args).map(|()| true),
         Command::Reindex(args) => run_reindex(&args).map(|()| true),
     };
     match outcome {

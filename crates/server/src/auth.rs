@@ -59,6 +59,16 @@ impl Principal {
         self.key.is_global()
     }
 
+    /// How events sealtrail records about this credential's acts name it.
+    pub fn actor(&self) -> sealtrail_model::Actor {
+        sealtrail_model::Actor {
+            id: self.key.id.clone(),
+            actor_type: sealtrail_model::ActorType::Service,
+            name: Some(self.key.name.clone()).filter(|n| !n.is_empty()),
+            email: None,
+        }
+    }
+
     /// The tenant a request concerns: the key's own, or the one it names. A key bound to `*`
     /// must name one; any other key may only name its own (else 403). `field` names where the
     /// tenant was given, for the error.

@@ -202,38 +202,14 @@ pub async fn create(
             principal.key.tenant
         )));
     }
-    let token = generate_token();
-    let key = state
-        .store
-        .create_key(NewKey {
-            id: Uuid::now_v7().to_string(),
-            tenant,
-            scopes,
-            name,
-            token_hash: hash_token(&token),
-            created_at: Timestamp::now(),
-        })
-        .await?;
-    if let TenantScope::One(tenant) = &key.tenant {
-        state
-            .audit_self(
-                tenant,
-                "audit.key_created",
-                sealtrail_model::Category::Create,
-                &principal,
-                Some(&key),
-                json!({"scopes": key.scopes}),
-            )
-            .await?;
-    }
-    let created = KeyCreated {
-        id: key.id,
-        token,
-        tenant: key.tenant.to_string(),
-        scopes: key.scopes,
-        name: key.name,
-        created_at: key.created_at,
-    };
+    let created = create_key(
+        state.store.as_ref(),
+        tenant,
+        scopes,
+        name,
+        principal.actor(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
@@ -298,24 +274,77 @@ pub async fn revoke(
     if !visible {
         return Err(not_found());
     }
-    let key = state
-        .store
-        .revoke_key(id.clone(), Timestamp::now())
+    revoke_key(state.store.as_ref(), &id, principal.actor())
         .await?
         .ok_or_else(not_found)?;
-    if let TenantScope::One(tenant) = &key.tenant {
-        state
-            .audit_self(
-                tenant,
-                "audit.key_revoked",
-                sealtrail_model::Category::Delete,
-                &principal,
-                Some(&key),
-                json!({}),
-            )
-            .await?;
-    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Creates a key and records `audit.key_created` in its tenant, by `actor`: the API's and
+/// `sealtrail keys create`'s one way to make a key. Only the answer holds the token.
+pub async fn create_key(
+    store: &dyn sealtrail_store::Store,
+    tenant: TenantScope,
+    scopes: Vec<Scope>,
+    name: String,
+    actor: sealtrail_model::Actor,
+) -> Result<KeyCreated, ApiError> {
+    let token = generate_token();
+    let key = store
+        .create_key(NewKey {
+            id: Uuid::now_v7().to_string(),
+            tenant,
+            scopes,
+            name,
+            token_hash: hash_token(&token),
+            created_at: Timestamp::now(),
+        })
+        .await?;
+    if let TenantScope::One(tenant) = &key.tenant {
+        crate::record_self(
+            store,
+            tenant,
+            "audit.key_created",
+            sealtrail_model::Category::Create,
+            actor,
+            Some(&key),
+            json!({"scopes": key.scopes}),
+        )
+        .await?;
+    }
+    Ok(KeyCreated {
+        id: key.id,
+        token,
+        tenant: key.tenant.to_string(),
+        scopes: key.scopes,
+        name: key.name,
+        created_at: key.created_at,
+    })
+}
+
+/// Revokes a key (at once) and records `audit.key_revoked` in its tenant, by `actor`; `None`
+/// when there is no such key. Revoking twice keeps the first time.
+pub async fn revoke_key(
+    store: &dyn sealtrail_store::Store,
+    id: &str,
+    actor: sealtrail_model::Actor,
+) -> Result<Option<ApiKey>, ApiError> {
+    let Some(key) = store.revoke_key(id.to_owned(), Timestamp::now()).await? else {
+        return Ok(None);
+    };
+    if let TenantScope::One(tenant) = &key.tenant {
+        crate::record_self(
+            store,
+            tenant,
+            "audit.key_revoked",
+            sealtrail_model::Category::Delete,
+            actor,
+            Some(&key),
+            json!({}),
+        )
+        .await?;
+    }
+    Ok(Some(key))
 }
 
 #[cfg(test)]

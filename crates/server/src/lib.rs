@@ -34,7 +34,7 @@ use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use sealtrail_model::limits::{MAX_JSON_DEPTH, MAX_REQUEST_BYTES};
-use sealtrail_model::{Actor, ActorType, Category, NewEvent, Outcome, Redactor, Target, Timestamp};
+use sealtrail_model::{Actor, Category, NewEvent, Outcome, Redactor, Target, Timestamp};
 use sealtrail_store::{
     ApiKey, NewKey, PreparedEvent, Scope, Store, StoreError, Tenant, TenantScope,
 };
@@ -112,44 +112,16 @@ impl AppState {
         key: Option<&ApiKey>,
         metadata: Value,
     ) -> Result<(), ApiError> {
-        let target = match key {
-            Some(k) => Target {
-                target_type: "api_key".into(),
-                id: k.id.clone(),
-                name: Some(k.name.clone()).filter(|n| !n.is_empty()),
-            },
-            None => Target {
-                target_type: "tenant".into(),
-                id: tenant.to_string(),
-                name: None,
-            },
-        };
-        let event = NewEvent {
-            id: None,
-            tenant: None,
-            occurred_at: None,
-            action: action.to_owned(),
+        record_self(
+            self.store.as_ref(),
+            tenant,
+            action,
             category,
-            event_type: None,
-            outcome: Outcome::Success,
-            error: None,
-            actor: Actor {
-                id: principal.key.id.clone(),
-                actor_type: ActorType::Service,
-                name: Some(principal.key.name.clone()).filter(|n| !n.is_empty()),
-                email: None,
-            },
-            target: Some(target),
-            organization: None,
-            context: None,
-            changes: Vec::new(),
-            related: Vec::new(),
-            metadata: Some(metadata),
-        };
-        self.store
-            .append(vec![PreparedEvent::new(tenant.clone(), event)])
-            .await?;
-        Ok(())
+            principal.actor(),
+            key,
+            metadata,
+        )
+        .await
     }
 
     /// Records `audit.read_cross_tenant` when a key bound to every tenant read a tenant's data.
@@ -172,6 +144,53 @@ impl AppState {
         )
         .await
     }
+}
+
+/// Records an event sealtrail makes about itself in `tenant`: `actor` acted, on `key` when
+/// given (else on the tenant). Fails when it cannot be recorded: an action that must be audited
+/// does not happen unaudited.
+pub async fn record_self(
+    store: &dyn Store,
+    tenant: &Tenant,
+    action: &str,
+    category: Category,
+    actor: Actor,
+    key: Option<&ApiKey>,
+    metadata: Value,
+) -> Result<(), ApiError> {
+    let target = match key {
+        Some(k) => Target {
+            target_type: "api_key".into(),
+            id: k.id.clone(),
+            name: Some(k.name.clone()).filter(|n| !n.is_empty()),
+        },
+        None => Target {
+            target_type: "tenant".into(),
+            id: tenant.to_string(),
+            name: None,
+        },
+    };
+    let event = NewEvent {
+        id: None,
+        tenant: None,
+        occurred_at: None,
+        action: action.to_owned(),
+        category,
+        event_type: None,
+        outcome: Outcome::Success,
+        error: None,
+        actor,
+        target: Some(target),
+        organization: None,
+        context: None,
+        changes: Vec::new(),
+        related: Vec::new(),
+        metadata: Some(metadata),
+    };
+    store
+        .append(vec![PreparedEvent::new(tenant.clone(), event)])
+        .await?;
+    Ok(())
 }
 
 /// The router with every route and layer.

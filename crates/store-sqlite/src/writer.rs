@@ -1,9 +1,12 @@
 //! The SQLite side of the write path ([`sealtrail_store::pipeline`]): one connection, owned by
 //! one dedicated thread, the only one that ever writes to the database.
 //!
-//! Because nothing else writes, the backend keeps every tenant's log end and the subject keys
-//! it has seen in memory between transactions; what a transaction learns is kept only once it
-//! commits, and everything is forgotten after a sanctioned job, which may change anything.
+//! The backend keeps every tenant's log end and the subject keys it has seen in memory between
+//! transactions; what a transaction learns is kept only once it commits, and everything is
+//! forgotten after a sanctioned job, which may change anything. Another process may write too
+//! (`sealtrail keys` beside a running server): each transaction, once it holds the write lock,
+//! compares SQLite's `data_version` with the one after its own last commit, and forgets what it
+//! remembered when someone else committed in between.
 
 use std::collections::HashMap;
 
@@ -33,6 +36,9 @@ pub(crate) struct SqliteLog {
     pending_ends: Vec<(Tenant, LogEnd)>,
     /// The subject keys the open transaction made, kept once it commits.
     pending_keys: Vec<(Tenant, String, SubjectKey)>,
+    /// `PRAGMA data_version` as of this connection's last transaction: it changes only when
+    /// another connection commits.
+    data_version: Option<i64>,
 }
 
 impl SqliteLog {
@@ -44,6 +50,7 @@ impl SqliteLog {
             ends: HashMap::new(),
             keys: HashMap::new(),
             pending_ends: Vec::new(),
+            data_version: None,
             pending_keys: Vec::new(),
         })
     }
@@ -74,6 +81,15 @@ impl LogBackend for SqliteLog {
         // (busy_timeout) instead of failing half-way through the group.
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         self.in_transaction = true;
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if self.data_version != Some(version) {
+            // Another connection committed since: log ends and keys may have moved on.
+            self.ends.clear();
+            self.keys.clear();
+            self.data_version = Some(version);
+        }
         Ok(())
     }
 
