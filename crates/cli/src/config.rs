@@ -94,6 +94,30 @@ pub(crate) struct ServeArgs {
     /// [default: 30s]
     #[arg(long, env = "SEALTRAIL_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub request_timeout: Option<Duration>,
+    /// Accept JWT readers signed with this HS256 secret
+    #[arg(
+        long,
+        env = "SEALTRAIL_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+    /// Accept JWT readers signed with the RS256 / ES256 keys of this JWKS file (read again
+    /// when it changes)
+    #[arg(long, env = "SEALTRAIL_JWKS_FILE", value_name = "FILE")]
+    pub jwks_file: Option<PathBuf>,
+    /// The `iss` JWT readers must carry
+    #[arg(long, env = "SEALTRAIL_JWT_ISSUER", value_name = "ISS")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` JWT readers must carry
+    #[arg(long, env = "SEALTRAIL_JWT_AUDIENCE", value_name = "AUD")]
+    pub jwt_audience: Option<String>,
+    /// The JWT claim naming the tenant [default: tenant]
+    #[arg(long, env = "SEALTRAIL_JWT_TENANT_CLAIM", value_name = "CLAIM")]
+    pub jwt_tenant_claim: Option<String>,
+    /// The JWT claim holding the roles (audit:read, audit:admin) [default: roles]
+    #[arg(long, env = "SEALTRAIL_JWT_ROLES_CLAIM", value_name = "CLAIM")]
+    pub jwt_roles_claim: Option<String>,
 }
 
 /// An address or a CIDR network.
@@ -136,6 +160,12 @@ struct FileConfig {
     trusted_proxies: Vec<String>,
     #[serde(default, with = "humantime_serde_opt")]
     request_timeout: Option<Duration>,
+    jwt_secret: Option<String>,
+    jwks_file: Option<PathBuf>,
+    jwt_issuer: Option<String>,
+    jwt_audience: Option<String>,
+    jwt_tenant_claim: Option<String>,
+    jwt_roles_claim: Option<String>,
 }
 
 mod humantime_serde_opt {
@@ -175,6 +205,8 @@ pub(crate) struct ServeConfig {
     pub checkpoints: sealtrail_server::checkpointer::CheckpointPolicy,
     /// Rate limits, trusted proxies and the request timeout.
     pub limits: sealtrail_server::limits::LimitSettings,
+    /// JWT readers.
+    pub jwt: sealtrail_server::jwt::JwtSettings,
 }
 
 /// Where the PostgreSQL store is.
@@ -298,6 +330,27 @@ impl ServeArgs {
                         Some(d) => Some(d),
                         None => defaults.request_timeout,
                     },
+                }
+            },
+            jwt: {
+                let defaults = sealtrail_server::jwt::JwtSettings::default();
+                sealtrail_server::jwt::JwtSettings {
+                    secret: self
+                        .jwt_secret
+                        .or(file.jwt_secret)
+                        .filter(|s| !s.is_empty())
+                        .map(String::into_bytes),
+                    jwks_file: self.jwks_file.or(file.jwks_file),
+                    issuer: self.jwt_issuer.or(file.jwt_issuer),
+                    audience: self.jwt_audience.or(file.jwt_audience),
+                    tenant_claim: self
+                        .jwt_tenant_claim
+                        .or(file.jwt_tenant_claim)
+                        .unwrap_or(defaults.tenant_claim),
+                    roles_claim: self
+                        .jwt_roles_claim
+                        .or(file.jwt_roles_claim)
+                        .unwrap_or(defaults.roles_claim),
                 }
             },
         })

@@ -37,8 +37,11 @@ pub fn hash_token(token: &str) -> [u8; 32] {
 /// The credential a request was made with.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    /// The key.
+    /// The key; for a JWT reader, one made from its token (id and name its `sub`, scope
+    /// `read`, its tenant or every tenant).
     pub key: ApiKey,
+    /// Whether the credential is a JWT reader rather than an API key.
+    pub jwt: bool,
 }
 
 impl Principal {
@@ -61,6 +64,15 @@ impl Principal {
 
     /// How events sealtrail records about this credential's acts name it.
     pub fn actor(&self) -> sealtrail_model::Actor {
+        if self.jwt {
+            // SPEC §12: a JWT reader is `{"id": <sub>, "type": "user"}`.
+            return sealtrail_model::Actor {
+                id: self.key.id.clone(),
+                actor_type: sealtrail_model::ActorType::User,
+                name: None,
+                email: None,
+            };
+        }
         sealtrail_model::Actor {
             id: self.key.id.clone(),
             actor_type: sealtrail_model::ActorType::Service,
@@ -131,13 +143,27 @@ impl FromRequestParts<AppState> for Principal {
             .ok_or(ApiError::Unauthorized(
                 "the Authorization header must be Bearer <token>",
             ))?;
+        if !token.starts_with(TOKEN_PREFIX) && state.jwt.enabled() {
+            let reader = state.jwt.verify(token)?;
+            return Ok(Principal {
+                key: ApiKey {
+                    id: reader.subject.clone(),
+                    tenant: reader.tenant.map_or(TenantScope::All, TenantScope::One),
+                    scopes: vec![Scope::Read],
+                    name: reader.subject,
+                    created_at: sealtrail_model::Timestamp::now(),
+                    revoked_at: None,
+                },
+                jwt: true,
+            });
+        }
         let key = state
             .store
             .key_by_token_hash(hash_token(token))
             .await?
             .filter(|k| k.revoked_at.is_none())
             .ok_or(ApiError::Unauthorized("unknown or revoked credential"))?;
-        Ok(Principal { key })
+        Ok(Principal { key, jwt: false })
     }
 }
 

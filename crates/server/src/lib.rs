@@ -14,6 +14,7 @@ pub mod error;
 pub mod export;
 pub mod ingest;
 pub mod integrity;
+pub mod jwt;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub checkpoints: checkpointer::CheckpointPolicy,
     /// Rate limits and the request timeout.
     pub limits: Arc<limits::Limits>,
+    /// JWT readers (none accepted unless configured).
+    pub jwt: Arc<jwt::JwtVerifier>,
     /// The newest checkpoint the checkpointer knows of each tenant, for `/metrics`.
     pub newest_checkpoints: checkpointer::Newest,
     openapi: Arc<str>,
@@ -94,6 +97,10 @@ impl AppState {
             keys: Arc::new(keys),
             checkpoints,
             limits: limits::Limits::new(limits::LimitSettings::default()),
+            jwt: Arc::new(
+                jwt::JwtVerifier::new(jwt::JwtSettings::default())
+                    .expect("the default JWT settings read no file"),
+            ),
             newest_checkpoints: checkpointer::Newest::default(),
             openapi,
             docs_html,

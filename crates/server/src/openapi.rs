@@ -217,7 +217,7 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("An API key: st_ followed by 43 base62 characters"))
+                    .description(Some("An API key (st_ followed by 43 base62 characters) or, where the server is configured for them, a JWT reader token (reads only)"))
                     .build(),
             ),
         );
