@@ -2,7 +2,7 @@
 //! proofs, and the signing keys.
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{OriginalUri, Path, RawQuery, State};
 use sealtrail_store::Scope;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -80,6 +80,7 @@ pub struct PublicKeys {
 pub async fn checkpoint(
     State(state): State<AppState>,
     principal: Principal,
+    uri: OriginalUri,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<CheckpointView>, ApiError> {
     principal.require(Scope::Read)?;
@@ -90,6 +91,9 @@ pub async fn checkpoint(
         .latest_checkpoint(&tenant)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("tenant {tenant} has no checkpoint yet")))?;
+    state
+        .audit_cross_tenant_read(&principal, &tenant, &uri)
+        .await?;
     Ok(Json(CheckpointView {
         tenant: cp.tenant.to_string(),
         size: cp.size,
@@ -121,6 +125,7 @@ pub async fn checkpoint(
 pub async fn proof(
     State(state): State<AppState>,
     principal: Principal,
+    uri: OriginalUri,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<InclusionProof>, ApiError> {
@@ -157,6 +162,9 @@ pub async fn proof(
         .ok_or_else(|| {
             ApiError::bad_parameter("size", format!("the tree has fewer than {size} events"))
         })?;
+    state
+        .audit_cross_tenant_read(&principal, &tenant, &uri)
+        .await?;
     Ok(Json(InclusionProof {
         leaf_index: seq - 1,
         tree_size: size,
@@ -184,6 +192,7 @@ pub async fn proof(
 pub async fn consistency(
     State(state): State<AppState>,
     principal: Principal,
+    uri: OriginalUri,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ConsistencyProof>, ApiError> {
     principal.require(Scope::Read)?;
@@ -204,6 +213,9 @@ pub async fn consistency(
         .ok_or_else(|| {
             ApiError::bad_parameter("to", format!("the tree has fewer than {to} events"))
         })?;
+    state
+        .audit_cross_tenant_read(&principal, &tenant, &uri)
+        .await?;
     Ok(Json(ConsistencyProof {
         from,
         to,

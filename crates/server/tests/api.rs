@@ -845,6 +845,33 @@ async fn cross_tenant_reads_by_global_admins_are_audited() {
     assert_eq!(audit["action"], "audit.read_cross_tenant");
     assert_eq!(audit["actor"]["id"], "bootstrap");
     assert_eq!(audit["metadata"]["path"], "/api/v1/audit-logs");
+
+    // The integrity endpoints, read across tenants, are audited too.
+    let first = events[0]["id"].as_str().expect("id").to_owned();
+    app.checkpoint_at(&k1, events.len() as u64).await;
+    for path in [
+        "/api/v1/integrity/checkpoint?tenant=t1".to_owned(),
+        format!("/api/v1/integrity/proof/{first}?tenant=t1"),
+        "/api/v1/integrity/consistency?from=1&to=2&tenant=t1".to_owned(),
+    ] {
+        let before = app.all_events(&k1).await.len();
+        let a = app.get(&path, ADMIN).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}: {:?}", a.body);
+        let after = app.all_events(&k1).await;
+        assert_eq!(after.len(), before + 1, "{path}");
+        let audit = after.last().expect("event");
+        assert_eq!(audit["action"], "audit.read_cross_tenant", "{path}");
+        assert_eq!(
+            audit["metadata"]["path"],
+            path.split('?').next().expect("path"),
+            "{path}"
+        );
+    }
+    // A key of the tenant reading its own checkpoint records nothing.
+    let before = app.all_events(&k1).await.len();
+    let a = app.get("/api/v1/integrity/checkpoint", &k1).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(app.all_events(&k1).await.len(), before);
 }
 
 #[tokio::test]
