@@ -8,6 +8,7 @@
 //! ./target/release/bench verify      # the `sealtrail verify` walk vs reading the same rows
 //! ./target/release/bench export      # SQLite: export rows/s and memory at 100k, 1M, 10M events
 //! ./target/release/bench metrics     # GET /metrics with 1 000 tenants vs GET /healthz
+//! ./target/release/bench auth        # what API-key and JWT authentication add per request
 //! ./target/release/bench pg-ingest   # PostgreSQL: HTTP batch ingest curve vs a raw COPY of the same rows
 //! ./target/release/bench pg-scale    # PostgreSQL: one server process vs two
 //! ./target/release/bench pg-query    # PostgreSQL: list pages at --events (10M), idle and while ingest runs
@@ -20,6 +21,7 @@
 
 #![allow(clippy::print_stdout)] // A benchmark's output is its report.
 
+mod auth;
 mod client;
 mod export;
 mod load;
@@ -112,6 +114,13 @@ enum Suite {
         /// Store sizes at which the exports run, ascending.
         #[arg(long, value_delimiter = ',', default_values_t = [100_000u64, 1_000_000, 10_000_000])]
         steps: Vec<u64>,
+    },
+    /// What authentication (API key, JWT HS256/RS256/ES256) adds to a request, against the
+    /// same router's route without it.
+    Auth {
+        /// Measured requests per credential kind.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
     },
     /// `GET /metrics` with many tenants (each with events and a checkpoint), against
     /// `GET /healthz`.
@@ -225,6 +234,7 @@ fn main() -> anyhow::Result<()> {
             Suite::Verify { events, walks } => sqlite::verify_walk(events, walks).await,
             Suite::Export { steps } => export::export(&steps).await,
             Suite::Metrics { tenants, requests } => export::scrape(tenants, requests).await,
+            Suite::Auth { requests } => auth::auth(requests).await,
             Suite::Rows { events, out } => sqlite::write_rows(events, &out),
             Suite::Raw { rows, batch } => sqlite::raw_from_file(&rows, batch),
             Suite::PgIngest { url, load } => pg::ingest(&url, &load).await,
