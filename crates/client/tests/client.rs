@@ -239,8 +239,14 @@ async fn the_client_checks_each_new_checkpoint_against_the_last_one_it_saw() {
 async fn a_full_buffer_spools_at_once_and_nothing_is_lost() {
     let addr = free_addr();
     let spool = tempfile::tempdir().expect("spool");
+    // The sender takes one event at a time and, with no server yet, waits before its retry:
+    // it cannot drain the buffer of one as fast as the loop fills it, however loaded the
+    // machine (with batches of 500 it could, and nothing was spooled by `record`).
     let client = Client::with_config(ClientConfig {
         buffer: 1,
+        batch_max_events: 1,
+        retry_base: Duration::from_millis(500),
+        retry_max: Duration::from_millis(500),
         ..config(addr, spool.path())
     })
     .expect("client");
