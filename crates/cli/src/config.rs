@@ -94,6 +94,23 @@ pub(crate) struct ServeArgs {
     /// [default: 30s]
     #[arg(long, env = "SEALTRAIL_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub request_timeout: Option<Duration>,
+    /// Serve HTTPS with this certificate chain (PEM; with --tls-key). SIGHUP reads both files
+    /// again without dropping connections
+    #[arg(
+        long,
+        env = "SEALTRAIL_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert
+    #[arg(
+        long,
+        env = "SEALTRAIL_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
     /// Accept JWT readers signed with this HS256 secret
     #[arg(
         long,
@@ -160,6 +177,8 @@ struct FileConfig {
     trusted_proxies: Vec<String>,
     #[serde(default, with = "humantime_serde_opt")]
     request_timeout: Option<Duration>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     jwt_secret: Option<String>,
     jwks_file: Option<PathBuf>,
     jwt_issuer: Option<String>,
@@ -207,6 +226,8 @@ pub(crate) struct ServeConfig {
     pub limits: sealtrail_server::limits::LimitSettings,
     /// JWT readers.
     pub jwt: sealtrail_server::jwt::JwtSettings,
+    /// HTTPS instead of HTTP.
+    pub tls: Option<sealtrail_server::TlsFiles>,
 }
 
 /// Where the PostgreSQL store is.
@@ -331,6 +352,14 @@ impl ServeArgs {
                         None => defaults.request_timeout,
                     },
                 }
+            },
+            tls: match (
+                self.tls_cert.or(file.tls_cert),
+                self.tls_key.or(file.tls_key),
+            ) {
+                (Some(cert), Some(key)) => Some(sealtrail_server::TlsFiles { cert, key }),
+                (None, None) => None,
+                _ => bail!("tls_cert and tls_key go together: give both or neither"),
             },
             jwt: {
                 let defaults = sealtrail_server::jwt::JwtSettings::default();

@@ -260,7 +260,8 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr().context("cannot read the bound address")?;
         // Said once, in words a person and a script both read.
-        eprintln!("sealtrail: listening on http://{addr} ({location})");
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        eprintln!("sealtrail: listening on {scheme}://{addr} ({location})");
         tracing::info!(key_id = keys.active_id(), "checkpoints are signed");
         let mut state = AppState::with_keys(store, keys, config.checkpoints.clone());
         state.limits = sealtrail_server::limits::Limits::new(config.limits.clone());
@@ -268,9 +269,14 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             sealtrail_server::jwt::JwtVerifier::new(config.jwt.clone())
                 .context("cannot use the JWT settings")?,
         );
-        serve(listener, state, shutdown_signal())
-            .await
-            .context("the server failed")?;
+        match config.tls.clone() {
+            Some(tls) => sealtrail_server::serve_tls(listener, state, tls, shutdown_signal())
+                .await
+                .context("the server failed (is the TLS certificate and key PEM?)")?,
+            None => serve(listener, state, shutdown_signal())
+                .await
+                .context("the server failed")?,
+        }
         tracing::info!("sealtrail stopped; every queued event was written");
         Ok(())
     })

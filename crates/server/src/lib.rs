@@ -450,6 +450,84 @@ pub async fn serve<F>(listener: TcpListener, state: AppState, shutdown: F) -> st
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    with_checkpointer(state, |service| async move {
+        axum::serve(listener, service)
+            .with_graceful_shutdown(shutdown)
+            .await
+    })
+    .await
+}
+
+/// The certificate chain and private key files (PEM) of an HTTPS server.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: std::path::PathBuf,
+    /// The private key.
+    pub key: std::path::PathBuf,
+}
+
+/// [`serve`] over TLS (rustls). On SIGHUP the certificate and key files are read again: new
+/// connections get the new certificate, open ones go on undisturbed; files that do not load
+/// leave the old certificate in use (and the log says why).
+pub async fn serve_tls<F>(
+    listener: TcpListener,
+    state: AppState,
+    tls: TlsFiles,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key).await?;
+    let handle = axum_server::Handle::new();
+    let stopping = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopping.graceful_shutdown(None);
+    });
+    #[cfg(unix)]
+    {
+        let (config, tls) = (config.clone(), tls.clone());
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                match config.reload_from_pem_file(&tls.cert, &tls.key).await {
+                    Ok(()) => {
+                        tracing::info!(cert = %tls.cert.display(), "TLS certificate read again")
+                    }
+                    Err(err) => tracing::warn!(
+                        error = %err,
+                        "the TLS certificate or key cannot be read; the old one stays in use"
+                    ),
+                }
+            }
+        });
+    }
+    let listener = listener.into_std()?;
+    with_checkpointer(state, |service| async move {
+        axum_server::from_tcp_rustls(listener, config)
+            .handle(handle)
+            .serve(service)
+            .await
+    })
+    .await
+}
+
+/// The service every server runs: the router, with the client's address for the rate limits.
+type Service =
+    axum::extract::connect_info::IntoMakeServiceWithConnectInfo<Router, std::net::SocketAddr>;
+
+/// Runs `run` over the app with the checkpointer beside it; afterwards signs a last checkpoint
+/// and drains the store.
+async fn with_checkpointer<R, Fut>(state: AppState, run: R) -> std::io::Result<()>
+where
+    R: FnOnce(Service) -> Fut,
+    Fut: Future<Output = std::io::Result<()>>,
+{
     let store = state.store.clone();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let checkpointer = tokio::spawn(checkpointer::run(
@@ -459,10 +537,8 @@ where
         stopped,
         state.newest_checkpoints.clone(),
     ));
-    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result =
+        run(app(state).into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
     let _ = stop.send(true);
     let _ = checkpointer.await;
     store.shutdown().await;
