@@ -8,40 +8,13 @@ use std::io::Write;
 use anyhow::Context;
 use sealtrail_store::{Scope, TenantScope};
 
-/// Where the keys are: `--data-dir` or `--database-url` (checked when the store is opened;
-/// clap cannot require one of two global arguments).
-#[derive(Debug, clap::Args)]
-pub(crate) struct StoreArgs {
-    /// The data directory of the embedded store
-    #[arg(long, env = "SEALTRAIL_DATA_DIR", value_name = "DIR", global = true)]
-    data_dir: Option<std::path::PathBuf>,
-    /// A PostgreSQL store instead
-    #[arg(
-        long,
-        env = "SEALTRAIL_DATABASE_URL",
-        value_name = "URL",
-        hide_env_values = true,
-        global = true
-    )]
-    database_url: Option<sealtrail_store::DatabaseUrl>,
-    /// The schema that holds sealtrail's tables
-    #[arg(
-        long,
-        env = "SEALTRAIL_DATABASE_SCHEMA",
-        value_name = "NAME",
-        default_value = "sealtrail",
-        global = true
-    )]
-    database_schema: String,
-}
-
 /// `sealtrail keys` options.
 #[derive(Debug, clap::Args)]
 pub(crate) struct KeysArgs {
     #[command(subcommand)]
     action: KeysAction,
     #[command(flatten)]
-    store: StoreArgs,
+    store: crate::StoreArgs,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -112,12 +85,7 @@ pub(crate) fn run(args: &KeysArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let store = crate::open_for_reading(
-            args.store.data_dir.as_deref(),
-            args.store.database_url.as_ref(),
-            &args.store.database_schema,
-        )
-        .await?;
+        let store = args.store.open().await?;
         let result = act(store.as_ref(), &args.action).await;
         store.shutdown().await;
         result

@@ -90,24 +90,50 @@ enum Command {
     Reindex(ReindexArgs),
 }
 
+/// Where a command's store is: `--data-dir` or `--database-url` (with its schema).
+#[derive(Debug, clap::Args)]
+pub(crate) struct StoreArgs {
+    /// The data directory of the embedded store
+    #[arg(long, env = "SEALTRAIL_DATA_DIR", value_name = "DIR", global = true)]
+    pub(crate) data_dir: Option<std::path::PathBuf>,
+    /// A PostgreSQL store instead
+    #[arg(
+        long,
+        env = "SEALTRAIL_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub(crate) database_url: Option<sealtrail_store::DatabaseUrl>,
+    /// The schema that holds sealtrail's tables
+    #[arg(
+        long,
+        env = "SEALTRAIL_DATABASE_SCHEMA",
+        value_name = "NAME",
+        default_value = "sealtrail",
+        global = true
+    )]
+    pub(crate) database_schema: String,
+}
+
+impl StoreArgs {
+    /// Opens the store for a command ([`open_tool_store`]).
+    async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        open_tool_store(
+            self.data_dir.as_deref(),
+            self.database_url.as_ref(),
+            &self.database_schema,
+        )
+        .await
+    }
+}
+
 /// `sealtrail reindex` options.
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("store").required(true).args(["data_dir", "database_url"])))]
 struct ReindexArgs {
-    /// The data directory of the embedded store
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<std::path::PathBuf>,
-    /// A PostgreSQL store
-    #[arg(long, value_name = "URL", hide_env_values = true)]
-    database_url: Option<sealtrail_store::DatabaseUrl>,
-    /// The PostgreSQL schema that holds sealtrail's tables
-    #[arg(
-        long,
-        value_name = "NAME",
-        default_value = "sealtrail",
-        requires = "database_url"
-    )]
-    database_schema: String,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 /// `sealtrail migrate` options.
@@ -135,25 +161,8 @@ struct MigrateArgs {
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("store").required(true).args(["data_dir", "database_url"])))]
 struct ExportArgs {
-    /// The data directory of the embedded store
-    #[arg(long, env = "SEALTRAIL_DATA_DIR", value_name = "DIR")]
-    data_dir: Option<std::path::PathBuf>,
-    /// A PostgreSQL store instead
-    #[arg(
-        long,
-        env = "SEALTRAIL_DATABASE_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
-    database_url: Option<sealtrail_store::DatabaseUrl>,
-    /// The schema that holds sealtrail's tables
-    #[arg(
-        long,
-        env = "SEALTRAIL_DATABASE_SCHEMA",
-        value_name = "NAME",
-        default_value = "sealtrail"
-    )]
-    database_schema: String,
+    #[command(flatten)]
+    store: StoreArgs,
     /// The tenant to export
     #[arg(long, value_parser = sealtrail_store::Tenant::parse)]
     tenant: sealtrail_store::Tenant,
@@ -320,34 +329,8 @@ fn run_reindex(args: &ReindexArgs) -> anyhow::Result<()> {
             }
         };
         let started = std::time::Instant::now();
-        let (done, store): (u64, Arc<dyn sealtrail_store::Store>) =
-            match (&args.data_dir, &args.database_url) {
-                (Some(dir), _) => {
-                    anyhow::ensure!(
-                        dir.join(sealtrail_store_sqlite::DB_FILE).exists(),
-                        "{} holds no sealtrail store",
-                        dir.display()
-                    );
-                    let mut config = SqliteConfig::new(dir);
-                    config.indexer.background = false;
-                    let store = SqliteStore::open(&config)
-                        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
-                    let done = store.reindex(Box::new(progress)).await?;
-                    (done, Arc::new(store))
-                }
-                (None, Some(url)) => {
-                    let mut config = PgConfig::new(url.clone());
-                    config.schema.clone_from(&args.database_schema);
-                    config.migrate = false;
-                    config.indexer.background = false;
-                    let store = PgStore::open(&config)
-                        .await
-                        .context("cannot open the PostgreSQL store")?;
-                    let done = store.reindex(Box::new(progress)).await?;
-                    (done, Arc::new(store))
-                }
-                (None, None) => anyhow::bail!("give --data-dir or --database-url"),
-            };
+        let store = args.store.open().await?;
+        let done = store.reindex(Box::new(progress)).await?;
         store.shutdown().await;
         if let Some(bar) = bar {
             bar.finish_and_clear();
@@ -409,12 +392,7 @@ fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let store = open_for_reading(
-            args.data_dir.as_deref(),
-            args.database_url.as_ref(),
-            &args.database_schema,
-        )
-        .await?;
+        let store = args.store.open().await?;
         let upto = store
             .tree_heads()
             .await?
@@ -497,8 +475,9 @@ fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Opens a store for reading alone: no background indexer, no migration.
-async fn open_for_reading(
+/// Opens a store for a command (export, reindex, keys) rather than a server: no background
+/// indexer, no migration.
+async fn open_tool_store(
     data_dir: Option<&std::path::Path>,
     database_url: Option<&sealtrail_store::DatabaseUrl>,
     schema: &str,
