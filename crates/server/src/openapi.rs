@@ -224,6 +224,51 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Answers every API route can give whatever it does: 429 from the rate limits (when
+/// configured) and 503 with `Retry-After` (the request timeout, an unavailable store).
+struct SharedAnswers;
+
+impl Modify for SharedAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let problem = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/problem+json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Problem")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/v1/") || path == "/api/v1/openapi.json" {
+                continue;
+            }
+            for operation in [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.delete.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let responses = &mut operation.responses.responses;
+                responses.entry("429".into()).or_insert_with(|| {
+                    problem("Over a configured rate limit (per credential or per client address); see Retry-After")
+                });
+                responses.entry("503".into()).or_insert_with(|| {
+                    problem("Unavailable for now (the store, the write queue or the request timeout); see Retry-After")
+                });
+            }
+        }
+    }
+}
+
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
@@ -253,7 +298,7 @@ impl Modify for BearerAuth {
         crate::ops::readyz,
         crate::metrics::scrape,
     ),
-    modifiers(&BearerAuth, &FilterDocs),
+    modifiers(&BearerAuth, &FilterDocs, &SharedAnswers),
     tags(
         (name = "ingest", description = "Record events"),
         (name = "read", description = "Query events and timelines"),
