@@ -145,17 +145,22 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let ip = sealtrail_model::proxy::client_ip(
-        peer,
-        header_str("x-forwarded-for"),
-        header_str("forwarded"),
-        &limits.settings.trusted_proxies,
-    );
+    // The client's address matters only to a per-address limit.
+    let ip = if limits.per_ip.is_some() {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        sealtrail_model::proxy::client_ip(
+            peer,
+            header_str("x-forwarded-for"),
+            header_str("forwarded"),
+            &limits.settings.trusted_proxies,
+        )
+    } else {
+        None
+    };
     if let Err((wait, which)) = limits.check(token, ip) {
         return too_many(wait, which);
     }
