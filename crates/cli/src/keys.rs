@@ -5,7 +5,6 @@
 
 use std::io::Write;
 
-use anyhow::Context;
 use sealtrail_store::{Scope, TenantScope};
 
 /// `sealtrail keys` options.
@@ -79,11 +78,7 @@ fn actor() -> sealtrail_model::Actor {
 }
 
 pub(crate) fn run(args: &KeysArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::tool_runtime()?;
     runtime.block_on(async {
         let store = args.store.open().await?;
         let result = act(store.as_ref(), &args.action).await;

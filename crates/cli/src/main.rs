@@ -305,11 +305,7 @@ fn published(keys: &sealtrail_server::signing::KeyRing) -> Vec<SigningKeyRecord>
 }
 
 fn run_reindex(args: &ReindexArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::tool_runtime()?;
     runtime.block_on(async {
         let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
             let bar = indicatif::ProgressBar::new(0);
@@ -386,11 +382,7 @@ fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
         params.tenant.is_none(),
         "give the tenant with --tenant, not as a filter"
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::tool_runtime()?;
     runtime.block_on(async {
         let store = args.store.open().await?;
         let upto = store
@@ -473,6 +465,16 @@ fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
         );
         Ok(())
     })
+}
+
+/// The runtime of a command other than `serve`: two workers, enough to drive a store's
+/// connections while the command's own threads wait on them.
+pub(crate) fn tool_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// Opens a store for a command (export, reindex, keys) rather than a server: no background

@@ -91,11 +91,7 @@ fn verify_postgres(
 ) -> anyhow::Result<bool> {
     // The walk's workers wait on this runtime's connections from plain threads, so its own
     // threads must drive them: a multi-threaded runtime.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::tool_runtime()?;
     let workers = sealtrail_store::verify::WalkOptions::default().workers;
     let (pool, keys, total) = runtime.block_on(async {
         let pool = sealtrail_store_postgres::pool(url, schema, workers + 1)?;
