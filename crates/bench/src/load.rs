@@ -352,7 +352,23 @@ impl Server {
         data_dir: &std::path::Path,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
-        let mut cmd = tokio::process::Command::new(crate::client::sibling("sealtrail")?);
+        Self::start_binary(
+            &crate::client::sibling("sealtrail")?,
+            backend,
+            data_dir,
+            extra,
+        )
+        .await
+    }
+
+    /// Starts `serve` of another `sealtrail` binary (a baseline build) on a free port.
+    pub(crate) async fn start_binary(
+        binary: &std::path::Path,
+        backend: &Backend,
+        data_dir: &std::path::Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut cmd = tokio::process::Command::new(binary);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)

@@ -74,6 +74,18 @@ enum Suite {
     /// its last event is found by a filtered list and until it is indexed; against a raw
     /// insert of the same sealed rows into a table with only the log's own keys.
     Ingest(IngestArgs),
+    /// The cost of derived data: HTTP batch ingest into this build and into a baseline build
+    /// (e.g. one from before full-text), step by step in turn, in one run.
+    Derived {
+        /// The baseline's `sealtrail` binary.
+        #[arg(long)]
+        baseline: std::path::PathBuf,
+        /// Run on PostgreSQL at this URL (each server in a schema of its own) instead of SQLite.
+        #[arg(long)]
+        database_url: Option<String>,
+        #[command(flatten)]
+        load: IngestArgs,
+    },
     /// SQLite: single-event durable ingest latency.
     Latency {
         /// Requests per client.
@@ -221,6 +233,11 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.suite {
             Suite::Ingest(args) => sqlite::ingest(&args).await,
+            Suite::Derived {
+                baseline,
+                database_url,
+                load,
+            } => derived_cost(&baseline, database_url.as_deref(), &load).await,
             Suite::Latency {
                 requests,
                 clients,
@@ -353,6 +370,85 @@ async fn ingest_step(
     })
 }
 
+/// `bench derived`: the same steps of the same events into this build and into a baseline
+/// build, in turn, each timed until its last event is found and until it is indexed.
+async fn derived_cost(
+    baseline: &std::path::Path,
+    database_url: Option<&str>,
+    args: &IngestArgs,
+) -> anyhow::Result<()> {
+    let pools = Pools::new(SEED);
+    let source = std::sync::Arc::new(EventSource::new(&pools, 20_000, args.event_ids, SEED));
+    let dir = tempfile::tempdir()?;
+    let backend = |name: &str| match database_url {
+        Some(url) => load::Backend::Postgres {
+            url: url.to_owned(),
+            schema: format!("bench_derived_{name}_{}", std::process::id()),
+        },
+        None => load::Backend::Sqlite,
+    };
+    let this_dir = dir.path().join("this");
+    let base_dir = dir.path().join("baseline");
+    let this = load::Server::start(&backend("this"), &this_dir, &[]).await?;
+    let base = load::Server::start_binary(baseline, &backend("base"), &base_dir, &[]).await?;
+    println!(
+        "derived ({}): {} events of ~{} bytes in steps of {}, batches of {}, {} HTTP clients; \
+         this build against {}",
+        if database_url.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        args.events,
+        source.mean_bytes(),
+        args.step,
+        args.batch,
+        args.clients,
+        baseline.display()
+    );
+    println!(
+        "  {:>10} {:>12} {:>12} {:>12} {:>12} {:>8} {:>8} {:>9} {:>9}",
+        "stored",
+        "this found",
+        "this idx",
+        "base found",
+        "base idx",
+        "found %",
+        "idx %",
+        "this GiB",
+        "base GiB"
+    );
+    let http = reqwest::Client::new();
+    let mut at = 0;
+    while at < args.events {
+        let end = (at + args.step).min(args.events);
+        let a = ingest_step(&http, &this, &source, at..end, args).await?;
+        let b = ingest_step(&http, &base, &source, at..end, args).await?;
+        let disk = |d: &std::path::Path| {
+            if database_url.is_some() {
+                "-".to_owned()
+            } else {
+                format!("{:.2}", load::disk_gib(d))
+            }
+        };
+        println!(
+            "  {:>10} {:>12.0} {:>12.0} {:>12.0} {:>12.0} {:>7.1}% {:>7.1}% {:>9} {:>9}",
+            end,
+            a.found_rate,
+            a.indexed_rate,
+            b.found_rate,
+            b.indexed_rate,
+            100.0 * a.found_rate / b.found_rate,
+            100.0 * a.indexed_rate / b.indexed_rate,
+            disk(&this_dir),
+            disk(&base_dir),
+        );
+        at = end;
+    }
+    this.stop().await?;
+    base.stop().await
+}
+
 /// A list query shape of the query benches: its name and URL path with query.
 fn query_shapes(
     pools: &Pools,
@@ -394,6 +490,21 @@ fn query_shapes(
             list("order=asc&category=auth".into()),
         ),
         ("action (no match)".into(), list("action=none.such".into())),
+        // Full-text: `routine` is in every event, `retired` in one of twelve, `1999` in the
+        // rare actor's name and a few tickets.
+        ("q common word".into(), list("q=routine".into())),
+        ("q medium word".into(), list("q=retired".into())),
+        ("q rare word".into(), list("q=1999".into())),
+        ("q common + rare".into(), list("q=routine+1999".into())),
+        (
+            "q four words".into(),
+            list("q=routine+change+asset+register".into()),
+        ),
+        ("q no match".into(), list("q=zzyzx".into())),
+        (
+            "q rare + actor_id".into(),
+            list(format!("q=1999&actor_id={rare_actor}")),
+        ),
         (
             "correlation_id".into(),
             list(format!("correlation_id={}", source.correlation(events / 2))),

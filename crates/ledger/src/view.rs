@@ -481,6 +481,28 @@ impl<'a> EntryView<'a> {
         (0..count).map_while(move |_| Some((r.str().ok()?, r.str().ok()?)))
     }
 
+    /// Calls `emit` with what full-text search reads of `changes` and `metadata`: each
+    /// change's `field`, then every string and number inside its old and new values, then every
+    /// string and number inside `metadata` (values only, not keys), in order. Numbers are given
+    /// as JSON writes them (`42`, `-1.5`); `true`, `false` and `null` are not text.
+    pub fn searchable_values(&self, emit: &mut dyn FnMut(&str)) {
+        let mut number = String::new();
+        // The sections were validated by `parse`, so walking them cannot fail.
+        let mut r = Reader {
+            bytes: self.changes,
+            at: 0,
+        };
+        for _ in 0..r.u32().unwrap_or(0) {
+            let Ok(field) = r.str() else { return };
+            emit(field);
+            json_leaves(&mut r, &mut number, emit);
+            json_leaves(&mut r, &mut number, emit);
+        }
+        if let Some(bytes) = self.metadata {
+            json_leaves(&mut Reader { bytes, at: 0 }, &mut number, emit);
+        }
+    }
+
     /// The `metadata` object, decoded.
     pub fn metadata(&self) -> Option<Value> {
         self.metadata
@@ -569,6 +591,36 @@ impl<'a> EntryView<'a> {
 }
 
 /// Decodes a JSON value that [`Reader::json`] already validated.
+/// Walks one encoded JSON value, calling `emit` with each string and number inside it.
+fn json_leaves(r: &mut Reader<'_>, number: &mut String, emit: &mut dyn FnMut(&str)) {
+    let mut as_text = |n: Option<Number>| {
+        if let Some(n) = n {
+            use std::fmt::Write;
+            number.clear();
+            let _ = write!(number, "{n}");
+            emit(number);
+        }
+    };
+    match r.u8().unwrap_or(0) {
+        3 => as_text(Some(Number::from(r.i64().unwrap_or(0)))),
+        4 => as_text(Some(Number::from(r.u64().unwrap_or(0)))),
+        5 => as_text(Number::from_f64(f64::from_bits(r.u64().unwrap_or(0)))),
+        6 => emit(r.str().unwrap_or_default()),
+        7 => {
+            for _ in 0..r.u32().unwrap_or(0) {
+                json_leaves(r, number, emit);
+            }
+        }
+        8 => {
+            for _ in 0..r.u32().unwrap_or(0) {
+                let _ = r.str();
+                json_leaves(r, number, emit);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn json_value(r: &mut Reader<'_>) -> Value {
     match r.u8().unwrap_or(0) {
         1 => Value::Bool(false),

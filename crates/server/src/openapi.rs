@@ -50,6 +50,12 @@ pub struct EventInput {
     /// Free JSON, at most 32 KiB serialised.
     #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Value>,
+    /// Full-text search: only events holding every word of it (case-insensitive; a word is a
+    /// run of letters and digits; a UUID is one word) in `action`, `event_type`, the actor's and target's ids and
+    /// names, `error`, `changes` (fields and values) or `metadata` values. At most 32
+    /// distinct words; none (empty, or only punctuation) filters nothing.
+    #[schema(max_length = 4096)]
+    q: Option<String>,
 }
 
 /// A page of events.
@@ -68,6 +74,12 @@ pub struct SearchBody {
     /// JSON containment on `metadata`.
     #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Value>,
+    /// Full-text search: only events holding every word of it (case-insensitive; a word is a
+    /// run of letters and digits; a UUID is one word) in `action`, `event_type`, the actor's and target's ids and
+    /// names, `error`, `changes` (fields and values) or `metadata` values. At most 32
+    /// distinct words; none (empty, or only punctuation) filters nothing.
+    #[schema(max_length = 4096)]
+    q: Option<String>,
     #[schema(format = DateTime)]
     from: Option<String>,
     #[schema(format = DateTime)]
@@ -167,6 +179,12 @@ impl Modify for FilterDocs {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PagingDoc {
+    /// Full-text search: only events holding every word of it (case-insensitive; a word is a
+    /// run of letters and digits; a UUID is one word) in `action`, `event_type`, the actor's and target's ids and
+    /// names, `error`, `changes` (fields and values) or `metadata` values. At most 32
+    /// distinct words; none (empty, or only punctuation) filters nothing.
+    #[param(max_length = 4096)]
+    q: Option<String>,
     /// `occurred_at` at or after (RFC 3339).
     from: Option<String>,
     /// `occurred_at` before (RFC 3339).
@@ -189,6 +207,12 @@ pub struct ExportDoc {
     /// offline with `sealtrail verify --export`).
     #[param(inline, schema_with = export_formats)]
     format: Option<String>,
+    /// Full-text search: only events holding every word of it (case-insensitive; a word is a
+    /// run of letters and digits; a UUID is one word) in `action`, `event_type`, the actor's and target's ids and
+    /// names, `error`, `changes` (fields and values) or `metadata` values. At most 32
+    /// distinct words; none (empty, or only punctuation) filters nothing.
+    #[param(max_length = 4096)]
+    q: Option<String>,
     /// `occurred_at` at or after (RFC 3339).
     from: Option<String>,
     /// `occurred_at` before (RFC 3339).

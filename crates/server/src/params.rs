@@ -13,6 +13,8 @@ use serde_json::Value;
 pub const DEFAULT_LIMIT: usize = 50;
 /// Largest page size.
 pub const MAX_LIMIT: usize = 1000;
+/// Longest `q`, in characters.
+pub const MAX_Q_CHARS: usize = 4096;
 
 /// The filters an entity list takes from its path instead of its query.
 pub const ENTITY_FIXED: [Field; 2] = [TARGET_TYPE, TARGET_ID];
@@ -93,7 +95,10 @@ pub fn parse_list_query(
                     set_common(&mut params, name_str, &Value::String(value.clone()), &mut p)
                 }
             },
-            "q" => p.push("q", "full-text search is not available in this version"),
+            "q" => match single() {
+                Err(msg) => p.push("q", msg),
+                Ok(value) => set_words(&mut params.filter, value, &mut p),
+            },
             _ => p.push(name_str, "is not a known parameter"),
         }
     }
@@ -159,6 +164,18 @@ fn add_filter(filter: &mut EventFilter, field: Field, name: &str, value: &str, p
     match (field.spec().parse)(value) {
         Ok(v) => filter.fields.entry(field).or_default().push(v),
         Err(msg) => p.push(name, msg),
+    }
+}
+
+/// Sets `q`, the words of a full-text search ([`sealtrail_store::text`]).
+fn set_words(filter: &mut EventFilter, q: &str, p: &mut Problems) {
+    if q.chars().count() > MAX_Q_CHARS {
+        p.push("q", format!("must be at most {MAX_Q_CHARS} characters"));
+        return;
+    }
+    match sealtrail_store::text::query_words(q) {
+        Ok(words) => filter.words = words,
+        Err(msg) => p.push("q", msg),
     }
 }
 
@@ -235,8 +252,11 @@ pub fn parse_search_body(body: Value) -> Result<ListParams, Vec<FieldError>> {
                 Value::Object(_) => params.filter.metadata = Some(value),
                 _ => p.push("metadata", "must be a JSON object"),
             },
-            "q" => p.push("q", "full-text search is not available in this version"),
             _ if value.is_null() => {}
+            "q" => match value.as_str() {
+                Some(q) => set_words(&mut params.filter, q, &mut p),
+                None => p.push("q", "must be a string"),
+            },
             "from" | "to" | "order" | "limit" | "cursor" | "tenant" => {
                 set_common(&mut params, name, &value, &mut p)
             }
@@ -311,7 +331,14 @@ mod tests {
             ("ip=1.2.3", &["ip"]),
             ("cursor=nope", &["cursor"]),
             ("colour=red", &["colour"]),
-            ("q=hello", &["q"]),
+            ("q=hello", &[]),
+            ("q=Invoice.Paid&action=a", &[]),
+            ("q=", &[]),
+            ("q=a&q=b", &["q"]),
+            (
+                "q=a+b+c+d+e+f+g+h+i+j+k+l+m+n+o+p+q+r+s+t+u+v+w+x+y+z+0+1+2+3+4+5+6",
+                &["q"],
+            ),
             ("actor_id=", &["actor_id"]),
         ];
         for (query, expected) in cases {
@@ -337,9 +364,10 @@ mod tests {
     fn search_bodies_take_lists_and_name_bad_fields() {
         let params = parse_search_body(json!({
             "action": ["a", "b"], "actor_id": "u", "changed_field": "status",
-            "metadata": {"k": 1}, "limit": 10, "order": "asc"
+            "metadata": {"k": 1}, "limit": 10, "order": "asc", "q": "Paid, INVOICE paid"
         }))
         .expect("valid");
+        assert_eq!(params.filter.words, ["paid", "invoice"]);
         assert_eq!(
             params.filter.values(sealtrail_store::fields::ACTION),
             ["a", "b"]
@@ -349,10 +377,12 @@ mod tests {
             ["status"]
         );
         assert_eq!(params.limit, 10);
-        let errors = parse_search_body(json!({"action": [1], "metadata": [], "limit": 0, "x": 1}))
-            .expect_err("invalid");
+        let errors = parse_search_body(
+            json!({"action": [1], "metadata": [], "limit": 0, "x": 1, "q": ["a"]}),
+        )
+        .expect_err("invalid");
         let mut fields: Vec<String> = errors.into_iter().map(|e| e.field).collect();
         fields.sort();
-        assert_eq!(fields, ["action[0]", "limit", "metadata", "x"]);
+        assert_eq!(fields, ["action[0]", "limit", "metadata", "q", "x"]);
     }
 }

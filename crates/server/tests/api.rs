@@ -941,6 +941,114 @@ async fn filters_and_history_work_over_http() {
 }
 
 #[tokio::test]
+async fn full_text_q_works_on_every_list_search_and_export() {
+    let app = spawn_app().await;
+    let key = app.key("t", &["ingest", "read"]).await;
+    let other = app.key("o", &["ingest", "read"]).await;
+    let events = json!([
+        {"action": "invoice.paid", "actor": {"id": "u1", "name": "Alice Martin"},
+         "target": {"type": "invoice", "id": "INV-2024-001"}, "metadata": {"note": "Urgent refund"}},
+        {"action": "invoice.voided", "actor": {"id": "u2", "name": "Bob"}, "outcome": "failure",
+         "error": "Card declined", "target": {"type": "invoice", "id": "INV-2024-002"},
+         "changes": [{"field": "status", "old_value": "open", "new_value": "void"}]},
+        {"action": "user.login", "actor": {"id": "u1", "name": "Alice Martin", "email": "hidden@nowhere.io"},
+         "metadata": {"refund": "no", "count": 42}}
+    ]);
+    assert_eq!(app.ingest(&key, &events).await.status, StatusCode::CREATED);
+    let elsewhere = json!({"action": "invoice.paid", "actor": {"id": "u1", "name": "Alice"}});
+    assert_eq!(
+        app.ingest(&other, &elsewhere).await.status,
+        StatusCode::CREATED
+    );
+    let cases: &[(&str, &[u64])] = &[
+        ("q=alice", &[3, 1]),
+        ("q=ALICE+martin&order=asc", &[1, 3]),
+        ("q=invoice.paid", &[1]),
+        ("q=paid+invoice", &[1]),
+        ("q=2024", &[2, 1]),
+        ("q=inv-2024-002", &[2]),
+        ("q=declined", &[2]),
+        ("q=void", &[2]),
+        ("q=status", &[2]),
+        ("q=refund", &[1]),
+        ("q=42", &[3]),
+        ("q=nowhere", &[]),
+        ("q=note", &[]),
+        ("q=alice&actor_id=u1&action=user.login", &[3]),
+        ("q=alice&outcome=failure", &[]),
+        ("q=", &[3, 2, 1]),
+        ("q=%20--%20", &[3, 2, 1]),
+    ];
+    for (query, expected) in cases {
+        let a = app.get(&format!("/api/v1/audit-logs?{query}"), &key).await;
+        assert_eq!(a.status, StatusCode::OK, "{query}: {:?}", a.body);
+        assert_eq!(a.seqs(), *expected, "{query}");
+    }
+    let a = app.get("/api/v1/audit-logs?q=alice&limit=1", &key).await;
+    assert_eq!(a.seqs(), [3]);
+    let cursor = a.body["next_cursor"].as_str().expect("a next page");
+    let a = app
+        .get(
+            &format!("/api/v1/audit-logs?q=alice&limit=1&cursor={cursor}"),
+            &key,
+        )
+        .await;
+    assert_eq!(a.seqs(), [1]);
+    let a = app.get("/api/v1/audit-logs/user/u1?q=refund", &key).await;
+    assert_eq!(a.seqs(), [1]);
+    let a = app
+        .get("/api/v1/audit-logs/entity/invoice/INV-2024-002?q=bob", &key)
+        .await;
+    assert_eq!(a.seqs(), [2]);
+    let a = app
+        .post(
+            "/api/v1/audit-logs/search",
+            &key,
+            &json!({"q": "Alice", "action": ["invoice.paid", "user.login"], "order": "asc"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.seqs(), [1, 3]);
+    let export = app
+        .raw(
+            Method::GET,
+            "/api/v1/audit-logs/export?format=json&q=invoice",
+            Some(&key),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(export.status, StatusCode::OK);
+    let seqs: Vec<u64> = export
+        .body
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|e| e["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(seqs, [1, 2]);
+    // Another tenant's identical words are never found.
+    let a = app.get("/api/v1/audit-logs?q=alice", &other).await;
+    assert_eq!(a.seqs(), [1]);
+    for (query, field) in [("q=a&q=b", "q"), ("q=x+y&q=", "q")] {
+        let a = app.get(&format!("/api/v1/audit-logs?{query}"), &key).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(a.fields(), [field]);
+    }
+    let many: Vec<String> = (0..33).map(|i| format!("w{i}")).collect();
+    let a = app
+        .get(&format!("/api/v1/audit-logs?q={}", many.join("+")), &key)
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(a.fields(), ["q"]);
+    let a = app
+        .post("/api/v1/audit-logs/search", &key, &json!({"q": 5}))
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(a.fields(), ["q"]);
+}
+
+#[tokio::test]
 async fn paging_returns_every_match_once_while_another_task_ingests() {
     let app = spawn_app().await;
     let key = app.key("t", &["ingest", "read"]).await;

@@ -46,6 +46,7 @@ macro_rules! conformance_suite {
             reindex_rebuilds_the_same_answers,
             every_acknowledged_event_is_read_at_once_while_indexing_races,
             a_long_timeline_pages_in_time_order_across_blocks,
+            full_text_finds_what_a_brute_force_search_finds,
         );
     };
     (@cases $mode:ident $make:expr; $($case:ident),* $(,)?) => {
@@ -1103,4 +1104,292 @@ pub async fn a_long_timeline_pages_in_time_order_across_blocks(store: Arc<dyn St
     assert_eq!(got, want, "in time order, page after page");
     // The oldest events come first: they are the tail's, beyond the watermark.
     assert!(got[0] > 8_000, "the tail takes part");
+}
+
+/// A small deterministic generator (SplitMix64), so the suite needs no randomness crate and a
+/// failure repeats.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut x = self.0;
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len())]
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+/// Words of SPEC §12's search, computed independently of the store from a served event: the
+/// searched fields' strings and numbers, split at every character that is not a letter or a
+/// digit, lower-cased, cut to 64 bytes.
+fn brute_force_words(event: &Value) -> BTreeSet<String> {
+    fn leaves(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => out.push(s.clone()),
+            Value::Number(n) => out.push(n.to_string()),
+            Value::Array(items) => items.iter().for_each(|i| leaves(i, out)),
+            Value::Object(map) => map.values().for_each(|i| leaves(i, out)),
+            _ => {}
+        }
+    }
+    let mut texts = Vec::new();
+    for path in [
+        "/action",
+        "/event_type",
+        "/actor/id",
+        "/actor/name",
+        "/target/id",
+        "/target/name",
+        "/error",
+    ] {
+        if let Some(Value::String(s)) = event.pointer(path) {
+            texts.push(s.clone());
+        }
+    }
+    for change in event["changes"].as_array().into_iter().flatten() {
+        texts.push(change["field"].as_str().unwrap_or_default().to_owned());
+        leaves(&change["old_value"], &mut texts);
+        leaves(&change["new_value"], &mut texts);
+    }
+    if let Some(m) = event.get("metadata") {
+        leaves(m, &mut texts);
+    }
+    // A UUID not inside a longer run of letters and digits is one word: split at everything
+    // but letters, digits and `-`, then take the pieces between hyphens left to right, a UUID
+    // at once where one starts.
+    let is_uuid = |t: &str| {
+        t.len() == 36
+            && t.bytes().enumerate().all(|(i, b)| {
+                if [8, 13, 18, 23].contains(&i) {
+                    b == b'-'
+                } else {
+                    b.is_ascii_hexdigit()
+                }
+            })
+    };
+    let mut pieces: Vec<String> = Vec::new();
+    for token in texts
+        .iter()
+        .flat_map(|t| t.split(|c: char| !c.is_alphanumeric() && c != '-'))
+    {
+        let mut rest = token;
+        while !rest.is_empty() {
+            if rest.len() >= 36
+                && rest.is_char_boundary(36)
+                && is_uuid(&rest[..36])
+                && (rest.len() == 36 || rest[36..].starts_with('-'))
+            {
+                pieces.push(rest[..36].to_owned());
+                rest = &rest[36..];
+            } else {
+                let end = rest.find('-').unwrap_or(rest.len());
+                pieces.push(rest[..end].to_owned());
+                rest = &rest[end..];
+            }
+            rest = rest.strip_prefix('-').unwrap_or(rest);
+        }
+    }
+    pieces
+        .iter()
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut w = w.to_lowercase();
+            let mut cut = w.len().min(64);
+            while !w.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            w.truncate(cut);
+            w
+        })
+        .collect()
+}
+
+/// `q` finds exactly the events holding every one of its words in the searched fields (and
+/// only there: not in keys, e-mail addresses, organisation names or endpoints), in list order,
+/// paged, combined with other filters, over the indexed log and its tail alike, and never in
+/// another tenant.
+pub async fn full_text_finds_what_a_brute_force_search_finds(store: Arc<dyn Store>) {
+    const UUID: &str = "550E8400-E29B-41D4-A716-446655440000";
+    const WORDS: [&str; 12] = [
+        "Alpha",
+        "beta",
+        "GAMMA",
+        "delta",
+        "Ünïcode",
+        "STRASSE",
+        "straße",
+        "42",
+        "x",
+        "invoice",
+        "paid",
+        "ΟΔΟΣ",
+    ];
+    let mut rng = Mix(0x5eed);
+    let phrase = |rng: &mut Mix| -> String {
+        let n = 1 + rng.below(3);
+        let seps = [" ", ", ", "-", "/", ".", "_"];
+        (0..n)
+            .map(|i| {
+                let w = rng.pick(&WORDS);
+                if i == 0 {
+                    w.to_owned()
+                } else {
+                    format!("{}{w}", rng.pick(&seps))
+                }
+            })
+            .collect()
+    };
+    let make = |rng: &mut Mix| -> Value {
+        let n = [json!(42), json!(3.5), json!(-7)][rng.below(3)].clone();
+        let mut v = json!({
+            "action": rng.pick(&["invoice.paid", "user.login", "asset.update", "Alpha.beta"]),
+            "actor": {"id": format!("{}-{}", rng.pick(&["u", "alpha", "Beta_x", UUID]), rng.below(5)),
+                      "email": "eta@zeta.io"},
+            "outcome": if rng.chance(30) { "failure" } else { "success" },
+            "organization": {"id": "o1", "name": "Zeta Corp"},
+            "context": {"endpoint": "/epsilon/delta", "session_id": "theta"},
+            "metadata": {"Delta": phrase(rng), "n": n, "flag": true,
+                         "request": format!("req_{}", rng.pick(&[UUID, "7C9E6679-7425-40DE-944B-E07FC1F90AE7x", "none"])),
+                         "deep": {"list": [phrase(rng), 1e21]}},
+        });
+        if rng.chance(50) {
+            v["event_type"] = json!(rng.pick(&["STATUS_CHANGED", "gamma-delta"]));
+        }
+        if rng.chance(70) {
+            v["actor"]["name"] = json!(phrase(rng));
+        }
+        if rng.chance(80) {
+            let kind = rng.pick(&["user", "asset"]);
+            v["target"] =
+                json!({"type": kind, "id": format!("{}-{}", rng.pick(&WORDS), rng.below(9))});
+            if rng.chance(60) {
+                v["target"]["name"] = json!(phrase(rng));
+            }
+        }
+        if v["outcome"] == "failure" && rng.chance(70) {
+            v["error"] = json!(phrase(rng));
+        }
+        if rng.chance(60) {
+            v["changes"] = json!([{"field": rng.pick(&["profile.Alpha", "status", "gamma"]),
+                                    "old_value": phrase(rng),
+                                    "new_value": {"k": [rng.below(50), phrase(rng)]}}]);
+        }
+        v
+    };
+    let first: Vec<PreparedEvent> = (0..70).map(|_| prepared("t", make(&mut rng))).collect();
+    let second: Vec<PreparedEvent> = (0..70).map(|_| prepared("t", make(&mut rng))).collect();
+    let elsewhere: Vec<PreparedEvent> = (0..20)
+        .map(|_| {
+            let mut v = make(&mut rng);
+            v["action"] = json!("only.elsewhere");
+            prepared("other", v)
+        })
+        .collect();
+    store.append(first).await.expect("append");
+    store.settle().await.expect("settle");
+    store.append(second).await.expect("append");
+    store.append(elsewhere).await.expect("append");
+    let served: Vec<(u64, BTreeSet<String>, String)> = {
+        let page = store.list(list_all_query("t")).await.expect("list");
+        page.items
+            .iter()
+            .map(|e| {
+                let b = body(e);
+                (
+                    e.seq,
+                    brute_force_words(&b),
+                    b["outcome"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(served.len(), 140);
+    let mut queries: Vec<String> = WORDS.iter().map(|w| (*w).to_owned()).collect();
+    for _ in 0..40 {
+        queries.push(phrase(&mut rng));
+    }
+    queries.extend(
+        [
+            "zeta",
+            "eta",
+            "epsilon",
+            "theta",
+            "true",
+            "flag",
+            "nothing-at-all",
+            "elsewhere",
+            "ALPHA paid",
+            "3.5",
+            "1e21",
+            "100000000000000000000",
+            "ΟΔΟΣ",
+            "οδος",
+            "Beta_x 2",
+            UUID,
+            "550e8400-e29b-41d4-a716-446655440000 req",
+            "550e8400",
+            "446655440000",
+            "7c9e6679",
+            "e07fc1f90ae7x",
+            "7C9E6679-7425-40DE-944B-E07FC1F90AE7x",
+        ]
+        .map(String::from),
+    );
+    let mut matched_some = 0;
+    for settled in [false, true] {
+        if settled {
+            store.settle().await.expect("settle");
+        }
+        for q in &queries {
+            let words = crate::text::query_words(q).expect("a query with words");
+            for failures_only in [false, true] {
+                let expected: Vec<u64> = served
+                    .iter()
+                    .filter(|(_, have, outcome)| {
+                        words.iter().all(|w| have.contains(w))
+                            && (!failures_only || outcome == "failure")
+                    })
+                    .map(|(seq, _, _)| *seq)
+                    .collect();
+                matched_some += usize::from(!expected.is_empty());
+                let mut filter = EventFilter {
+                    words: words.clone(),
+                    ..Default::default()
+                };
+                if failures_only {
+                    filter = filter.with(fields::OUTCOME, ["failure"]);
+                }
+                for (order, limit) in [(Order::Asc, 1000), (Order::Desc, 7)] {
+                    let query = ListQuery {
+                        filter: filter.clone(),
+                        order,
+                        limit,
+                        ..list_all_query("t")
+                    };
+                    let mut got = seqs(&*store, query).await;
+                    if order == Order::Desc {
+                        got.reverse();
+                    }
+                    assert_eq!(
+                        got, expected,
+                        "q={q:?} failures_only={failures_only} {order:?} settled={settled}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        matched_some > 60,
+        "the queries exercise matches ({matched_some})"
+    );
 }

@@ -19,6 +19,11 @@
 //!   the block's least and greatest, so a time range is answered block by block.
 
 use std::collections::{BTreeMap, HashMap};
+
+/// Maps keyed by terms: hashed with foldhash, several times cheaper than SipHash on the short
+/// byte strings the indexer hashes tens of times per event (no map is keyed by client-chosen
+/// values for longer than one batch, and each map's seed is random).
+type TermMap<V> = HashMap<Term, V, foldhash::fast::RandomState>;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -59,8 +64,24 @@ pub fn block_of(seq: u64) -> u64 {
     (seq - 1) >> BLOCK_BITS
 }
 
-/// The stored form of a posting bitmap (the portable Roaring format).
+/// The first byte of a posting stored as a plain list of offsets; the portable Roaring format
+/// starts with its cookie (`0x3A` or `0x3B`), never with this.
+const LIST_FORM: u8 = b'L';
+/// Postings of at most this many positions are stored as a plain list.
+const LIST_MAX: u64 = 4_096;
+
+/// The stored form of a posting bitmap: a short one (most words name few events of a chunk)
+/// as [`LIST_FORM`] and each offset as two little-endian bytes, three bytes for a posting of
+/// one event; a longer one in the portable Roaring format.
 pub fn encode_bits(bits: &RoaringBitmap) -> Vec<u8> {
+    if bits.len() <= LIST_MAX && bits.max().is_none_or(|m| m < CHUNK as u32) {
+        let mut out = Vec::with_capacity(1 + 2 * bits.len() as usize);
+        out.push(LIST_FORM);
+        for offset in bits {
+            out.extend_from_slice(&(offset as u16).to_le_bytes());
+        }
+        return out;
+    }
     let mut out = Vec::with_capacity(bits.serialized_size());
     bits.serialize_into(&mut out)
         .expect("writing into a Vec cannot fail");
@@ -69,6 +90,16 @@ pub fn encode_bits(bits: &RoaringBitmap) -> Vec<u8> {
 
 /// Reads a stored posting bitmap; a damaged one reads as empty (and `reindex` mends it).
 pub fn decode_bits(bytes: &[u8]) -> RoaringBitmap {
+    if let Some((&LIST_FORM, list)) = bytes.split_first()
+        && list.len() % 2 == 0
+    {
+        let offsets = list
+            .chunks_exact(2)
+            .map(|b| u32::from(u16::from_le_bytes([b[0], b[1]])));
+        if let Ok(bits) = RoaringBitmap::from_sorted_iter(offsets) {
+            return bits;
+        }
+    }
     RoaringBitmap::deserialize_from(bytes).unwrap_or_else(|err| {
         tracing::warn!(error = %err, "a stored posting bitmap is damaged; run sealtrail reindex");
         RoaringBitmap::new()
@@ -199,7 +230,7 @@ const REMEMBERED_TENANTS: usize = 16;
 struct Newest {
     watermark: u64,
     chunk: u64,
-    postings: HashMap<Term, RoaringBitmap>,
+    postings: TermMap<RoaringBitmap>,
     block: Option<(u64, TimeBlock)>,
 }
 
@@ -286,14 +317,19 @@ fn build<B: IndexBackend>(
         return Ok(None);
     };
     // New positions per (chunk, term), and the new times per block.
-    let mut fresh: BTreeMap<u64, HashMap<Term, Vec<u32>>> = BTreeMap::new();
+    let mut fresh: BTreeMap<u64, TermMap<Vec<u32>>> = BTreeMap::new();
     let mut times: BTreeMap<u64, Vec<(u64, i64)>> = BTreeMap::new();
     for row in &rows {
         let (chunk, offset) = (chunk_of(row.seq), offset_in_chunk(row.seq));
         let terms = fresh.entry(chunk).or_default();
         let occurred = row.with_source(|source| {
             terms_of(source, |term| match terms.get_mut(term) {
-                Some(offsets) => offsets.push(offset),
+                // A word an event holds twice is one position.
+                Some(offsets) => {
+                    if offsets.last() != Some(&offset) {
+                        offsets.push(offset)
+                    }
+                }
                 None => {
                     terms.insert(Term(term.into()), vec![offset]);
                 }
@@ -320,12 +356,12 @@ fn build<B: IndexBackend>(
         None => (None, None),
     };
     let newest_chunk = chunk_of(last);
-    let mut newest_postings = HashMap::new();
+    let mut newest_postings = TermMap::default();
     for (chunk, terms) in fresh {
         // What the chunk already holds: nothing, if no event of it was indexed before; else
         // what the indexer remembers of it, or all of it read back once.
-        let mut postings: HashMap<Term, RoaringBitmap> = if watermark <= chunk << CHUNK_BITS {
-            HashMap::new()
+        let mut postings: TermMap<RoaringBitmap> = if watermark <= chunk << CHUNK_BITS {
+            TermMap::default()
         } else {
             match remembered_postings.take() {
                 Some((c, postings)) if c == chunk => postings,
@@ -337,12 +373,23 @@ fn build<B: IndexBackend>(
             }
         };
         let mut terms: Vec<(Term, Vec<u32>)> = terms.into_iter().collect();
-        terms.sort_by(|a, b| a.0.cmp(&b.0));
+        // In key order: the backend's B-tree is written left to right.
+        terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (term, offsets) in terms {
-            let bits = postings.entry(term.clone()).or_default();
             // Offsets come in ascending order, after anything stored.
-            bits.extend(offsets);
-            update.postings.push((chunk, term, encode_bits(bits)));
+            let encoded = match postings.get_mut(&term) {
+                Some(bits) => {
+                    bits.extend(offsets);
+                    encode_bits(bits)
+                }
+                None => {
+                    let bits: RoaringBitmap = offsets.into_iter().collect();
+                    let encoded = encode_bits(&bits);
+                    postings.insert(term.clone(), bits);
+                    encoded
+                }
+            };
+            update.postings.push((chunk, term, encoded));
         }
         if chunk == newest_chunk {
             newest_postings = postings;
@@ -435,8 +482,8 @@ impl Default for IndexerOptions {
             poll: Duration::from_secs(1),
             max_lag: 100_000,
             background: true,
-            min_batch: 256,
-            linger: Duration::from_millis(25),
+            min_batch: 2_048,
+            linger: Duration::from_millis(50),
         }
     }
 }
@@ -695,8 +742,26 @@ mod tests {
     #[test]
     fn bitmaps_and_time_blocks_survive_their_stored_forms() {
         let bits: RoaringBitmap = [0u32, 5, 65_535].into_iter().collect();
+        assert_eq!(
+            encode_bits(&bits).len(),
+            7,
+            "a short posting is a plain list"
+        );
         assert_eq!(decode_bits(&encode_bits(&bits)), bits);
+        let one: RoaringBitmap = [513u32].into_iter().collect();
+        assert_eq!(encode_bits(&one), [LIST_FORM, 1, 2]);
+        let empty = RoaringBitmap::new();
+        assert_eq!(decode_bits(&encode_bits(&empty)), empty);
+        let long: RoaringBitmap = (0..LIST_MAX as u32 + 1).map(|i| i * 3).collect();
+        assert_ne!(encode_bits(&long)[0], LIST_FORM);
+        assert_eq!(decode_bits(&encode_bits(&long)), long);
+        let list: RoaringBitmap = (0..LIST_MAX as u32).map(|i| i * 7).collect();
+        assert_eq!(decode_bits(&encode_bits(&list)), list);
         assert!(decode_bits(b"garbage").is_empty());
+        assert!(
+            decode_bits(&[LIST_FORM, 9, 0, 1, 0]).is_empty(),
+            "out of order is damage"
+        );
         let mut block = TimeBlock::default();
         for v in [5, -3, 9] {
             block.push(v);

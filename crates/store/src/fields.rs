@@ -19,7 +19,7 @@ use serde_json::Value;
 
 /// The version of everything derived from the log (terms, their tags, how values are read).
 /// A store whose derived data was built by another version rebuilds it from the log.
-pub const DERIVED_VERSION: u32 = 1;
+pub const DERIVED_VERSION: u32 = 2;
 
 /// Where a filter may be given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,9 +161,43 @@ pub const CHANGED_FIELD: Field = Field(b'f');
 pub const TARGET: Field = Field(b't');
 /// Each `related` link as a `(type, id)` [`pair`], for entity timelines.
 pub const RELATED: Field = Field(b'r');
+/// Each word full-text search reads ([`crate::text`]), for `q`.
+pub const WORD: Field = Field(b'w');
+
+/// Calls `emit` with every word of an event that `q` searches ([`crate::text`]); a word the
+/// event holds several times comes several times.
+pub fn words_of(s: Source<'_, '_>, emit: &mut dyn FnMut(&str)) {
+    use sealtrail_ledger::view::TargetName;
+    let mut scratch = String::new();
+    let mut text = |t: &str| crate::text::words(t, &mut scratch, emit);
+    text(s.view.action);
+    if let Some(t) = s.view.event_type {
+        text(t);
+    }
+    text(s.view.actor_id);
+    if let Some(n) = s.personal.actor_name {
+        text(n);
+    }
+    if let Some(t) = &s.view.target {
+        text(t.id);
+        match t.name {
+            TargetName::Plain(n) => text(n),
+            TargetName::Digest => {
+                if let Some(n) = s.personal.target_name {
+                    text(n)
+                }
+            }
+            TargetName::None => {}
+        }
+    }
+    if let Some(e) = s.view.error {
+        text(e);
+    }
+    s.view.searchable_values(&mut |v| text(v));
+}
 
 /// Every filterable field.
-pub static FIELDS: [FieldSpec; 13] = [
+pub static FIELDS: [FieldSpec; 14] = [
     FieldSpec {
         name: "actor_id",
         tag: ACTOR_ID.0,
@@ -334,6 +368,15 @@ pub static FIELDS: [FieldSpec; 13] = [
             }
         },
     },
+    FieldSpec {
+        name: "words",
+        tag: WORD.0,
+        doc: "The words full-text search (`q`) reads",
+        exposure: Exposure::Internal,
+        choices: &[],
+        parse: any_text,
+        values: words_of,
+    },
 ];
 
 /// Calls `emit` with the bytes of every term of an event (a [`Term`]'s bytes, lent: copy
@@ -362,6 +405,8 @@ pub struct EventFilter {
     pub to: Option<Timestamp>,
     /// `metadata` contains this JSON (PostgreSQL `@>` semantics).
     pub metadata: Option<Value>,
+    /// `q`: words the event must all hold, as [`crate::text::query_words`] returned them.
+    pub words: Vec<String>,
 }
 
 impl EventFilter {
@@ -392,12 +437,14 @@ impl EventFilter {
     /// Whether nothing is filtered at all.
     pub fn is_empty(&self) -> bool {
         self.fields.values().all(Vec::is_empty)
+            && self.words.is_empty()
             && self.from.is_none()
             && self.to.is_none()
             && self.metadata.is_none()
     }
 
-    /// The term groups: for each field with values, the terms of its alternatives.
+    /// The term groups: for each field with values, the terms of its alternatives; for each
+    /// word of `q`, its term alone.
     pub fn groups(&self) -> Vec<Vec<Term>> {
         self.fields
             .iter()
@@ -408,6 +455,7 @@ impl EventFilter {
                 terms.dedup();
                 terms
             })
+            .chain(self.words.iter().map(|w| vec![WORD.term(w)]))
             .collect()
     }
 
@@ -429,6 +477,17 @@ impl EventFilter {
             let mut hit = false;
             (field.spec().values)(source, &mut |v| hit |= wanted.iter().any(|w| w == v));
             if !hit {
+                return false;
+            }
+        }
+        if !self.words.is_empty() {
+            let mut found = vec![false; self.words.len()];
+            words_of(source, &mut |w| {
+                if let Some(i) = self.words.iter().position(|x| x == w) {
+                    found[i] = true;
+                }
+            });
+            if found.contains(&false) {
                 return false;
             }
         }

@@ -19,6 +19,7 @@ mod queue;
 pub mod rows;
 mod secret;
 pub mod tail;
+pub mod text;
 pub mod verify;
 
 use async_trait::async_trait;

@@ -1,0 +1,179 @@
+//! Words, as full-text search (`q`) reads them, declared once.
+//!
+//! A **word** is a maximal run of letters and digits (Unicode alphanumerics), lower-cased;
+//! everything else separates words. `invoice.paid` holds the words `invoice` and `paid`,
+//! `alice@example.com` holds `alice`, `example` and `com`, `Ünïcode` is `ünïcode`. A UUID
+//! (`8-4-4-4-12` hexadecimal digits, not part of a longer run) is one word, so an identifier is
+//! found whole: `req 550E8400-E29B-41D4-A716-446655440000` holds `req` and
+//! `550e8400-e29b-41d4-a716-446655440000`. A word longer
+//! than [`MAX_WORD`] bytes keeps its first [`MAX_WORD`] bytes (cut at a character boundary),
+//! the same way for events and for queries.
+//!
+//! A query `q` matches an event when every word of `q` is one of the event's words (case
+//! never matters, order never matters, so `q=paid invoice` and `q=invoice.paid` both find
+//! `invoice.paid`). An event's words come from the fields SPEC §12 names: `action`,
+//! `event_type`, `actor.id`, `actor.name`, `target.id`, `target.name`, `error`, each change's
+//! `field` and the strings and numbers of its old and new values, and the strings and numbers
+//! of `metadata` (values, not keys). The indexer keeps one posting per word
+//! ([`crate::fields::WORD`]), so `q` is answered like any other filter: behind the log, exact
+//! over its tail, and an erased personal value's words leave the postings when they are
+//! rebuilt from the log.
+
+/// The longest word kept, in bytes; longer runs are cut to it.
+pub const MAX_WORD: usize = 64;
+
+/// The most words a query may hold.
+pub const MAX_QUERY_WORDS: usize = 32;
+
+/// Calls `emit` with each word of `text`, in order (repeats included). `scratch` is reused for
+/// the lower-cased form.
+pub fn words(text: &str, scratch: &mut String, emit: &mut dyn FnMut(&str)) {
+    let mut start = None;
+    let mut skip_to = 0;
+    for (i, c) in text.char_indices() {
+        if i < skip_to {
+            continue;
+        }
+        match (c.is_alphanumeric(), start) {
+            (true, None) => {
+                if let Some(len) = uuid_at(&text[i..]) {
+                    emit_word(&text[i..i + len], scratch, emit);
+                    skip_to = i + len;
+                } else {
+                    start = Some(i);
+                }
+            }
+            (false, Some(s)) => {
+                emit_word(&text[s..i], scratch, emit);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        emit_word(&text[s..], scratch, emit);
+    }
+}
+
+/// The length of a UUID (`8-4-4-4-12` hexadecimal digits, either case) at the start of `text`
+/// when nothing alphanumeric follows it: such a UUID is one word, so that an identifier is
+/// found whole and costs one posting, not five.
+fn uuid_at(text: &str) -> Option<usize> {
+    const LEN: usize = 36;
+    let bytes = text.as_bytes().get(..LEN)?;
+    let shape_ok = bytes.iter().enumerate().all(|(i, b)| match i {
+        8 | 13 | 18 | 23 => *b == b'-',
+        _ => b.is_ascii_hexdigit(),
+    });
+    let ends = text[LEN..]
+        .chars()
+        .next()
+        .is_none_or(|c| !c.is_alphanumeric());
+    (shape_ok && ends).then_some(LEN)
+}
+
+fn emit_word(run: &str, scratch: &mut String, emit: &mut dyn FnMut(&str)) {
+    scratch.clear();
+    if run.is_ascii() {
+        let cut = run.len().min(MAX_WORD);
+        scratch.push_str(&run[..cut]);
+        scratch.make_ascii_lowercase();
+    } else {
+        // Lower-cased as a whole word (a final capital sigma becomes `ς`), then cut.
+        for c in run.to_lowercase().chars() {
+            if scratch.len() + c.len_utf8() > MAX_WORD {
+                break;
+            }
+            scratch.push(c);
+        }
+    }
+    emit(scratch);
+}
+
+/// The distinct words of a query, in the order first given: none for a query without letters
+/// or digits (an empty search filters nothing), an error (for a 400) past
+/// [`MAX_QUERY_WORDS`].
+pub fn query_words(q: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut scratch = String::new();
+    words(q, &mut scratch, &mut |w| {
+        if !out.iter().any(|o| o == w) {
+            out.push(w.to_owned());
+        }
+    });
+    if out.len() > MAX_QUERY_WORDS {
+        return Err(format!(
+            "must hold at most {MAX_QUERY_WORDS} distinct words"
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        words(text, &mut String::new(), &mut |w| out.push(w.to_owned()));
+        out
+    }
+
+    #[test]
+    fn words_are_runs_of_letters_and_digits_lower_cased() {
+        assert_eq!(all("invoice.paid"), ["invoice", "paid"]);
+        assert_eq!(all("Alice@Example.COM"), ["alice", "example", "com"]);
+        assert_eq!(all("  T-4521, ok!"), ["t", "4521", "ok"]);
+        assert_eq!(all("ÜBER straße Ǆ"), ["über", "straße", "ǆ"]);
+        assert_eq!(all("日本語 テキスト"), ["日本語", "テキスト"]);
+        assert_eq!(all("ΟΔΟΣ"), ["οδος"]);
+        assert!(all(" .-_/ ").is_empty());
+        assert_eq!(all("x"), ["x"]);
+    }
+
+    #[test]
+    fn a_uuid_is_one_word_unless_it_is_part_of_a_longer_run() {
+        let id = "550E8400-E29B-41D4-A716-446655440000";
+        assert_eq!(
+            all(&format!("req_{id}/x")),
+            ["req", "550e8400-e29b-41d4-a716-446655440000", "x"]
+        );
+        assert_eq!(all(id), [id.to_lowercase()]);
+        // Longer, shorter or misshapen: ordinary words.
+        assert_eq!(all(&format!("{id}0")).len(), 5);
+        assert_eq!(all(&format!("a{id}")).len(), 5);
+        assert_eq!(all("550e8400-e29b-41d4-a716-44665544000").len(), 5);
+        assert_eq!(all("550e8400-e29b-41d4-a716_446655440000").len(), 5);
+        assert_eq!(all("g50e8400-e29b-41d4-a716-446655440000").len(), 5);
+        assert_eq!(
+            all(&format!("{id}-tail")),
+            [id.to_lowercase(), "tail".into()]
+        );
+        assert_eq!(query_words(id).expect("a valid query"), [id.to_lowercase()]);
+    }
+
+    #[test]
+    fn long_runs_are_cut_at_a_character_boundary() {
+        let long = "a".repeat(100);
+        assert_eq!(all(&long), ["a".repeat(MAX_WORD)]);
+        let wide = "é".repeat(40); // two bytes each
+        let got = all(&wide);
+        assert_eq!(got[0].len(), MAX_WORD);
+        assert_eq!(got[0], "é".repeat(MAX_WORD / 2));
+        // The same rule for a query, so a long word still finds itself.
+        assert_eq!(query_words(&long).expect("a valid query"), all(&long));
+    }
+
+    #[test]
+    fn queries_are_their_distinct_words() {
+        assert_eq!(
+            query_words("Paid invoice.PAID").expect("a valid query"),
+            ["paid", "invoice"]
+        );
+        assert!(query_words(" -- ").expect("a valid query").is_empty());
+        assert!(query_words("").expect("a valid query").is_empty());
+        let many: Vec<String> = (0..=MAX_QUERY_WORDS).map(|i| format!("w{i}")).collect();
+        assert!(query_words(&many.join(" ")).is_err());
+        assert!(query_words(&many[..MAX_QUERY_WORDS].join(" ")).is_ok());
+    }
+}
