@@ -119,6 +119,26 @@ async fn seqs(store: &dyn Store, query: ListQuery) -> Vec<u64> {
     }
 }
 
+/// Every match of `filter` in tenant `t`, ascending: paged ascending in pages of 1000 and
+/// descending in pages of `desc_limit`, the two asserted to agree.
+async fn in_both_orders(store: &dyn Store, filter: &EventFilter, desc_limit: usize) -> Vec<u64> {
+    let query = |order, limit| ListQuery {
+        filter: filter.clone(),
+        order,
+        limit,
+        ..list_all_query("t")
+    };
+    let asc = seqs(store, query(Order::Asc, 1000)).await;
+    let mut desc = seqs(store, query(Order::Desc, desc_limit)).await;
+    assert!(
+        desc.windows(2).all(|w| w[0] > w[1]),
+        "descending for {filter:?}"
+    );
+    desc.reverse();
+    assert_eq!(asc, desc, "both orders for {filter:?}");
+    asc
+}
+
 /// Each tenant's `seq` starts at 1 and counts up without gaps, in the order of the request.
 pub async fn seq_is_gap_free_per_tenant_in_request_order(store: Arc<dyn Store>) {
     let batch: Vec<PreparedEvent> = (0..5)
@@ -431,26 +451,8 @@ pub async fn every_filter_selects_exactly_its_events(store: Arc<dyn Store>) {
             store.settle().await.expect("settle");
         }
         for (filter, expected) in &cases {
-            for (order, limit) in [(Order::Asc, 1000), (Order::Desc, 3)] {
-                let query = ListQuery {
-                    filter: filter.clone(),
-                    order,
-                    limit,
-                    ..list_all_query("t")
-                };
-                let mut got = seqs(&*store, query).await;
-                if order == Order::Desc {
-                    assert!(
-                        got.windows(2).all(|w| w[0] > w[1]),
-                        "descending for {filter:?}"
-                    );
-                    got.reverse();
-                }
-                assert_eq!(
-                    &got, expected,
-                    "filter {filter:?} ({order:?}, limit {limit}, settled {settled})"
-                );
-            }
+            let got = in_both_orders(&*store, filter, 3).await;
+            assert_eq!(&got, expected, "filter {filter:?} (settled {settled})");
         }
     }
 }
@@ -1369,22 +1371,11 @@ pub async fn full_text_finds_what_a_brute_force_search_finds(store: Arc<dyn Stor
                 if failures_only {
                     filter = filter.with(fields::OUTCOME, ["failure"]);
                 }
-                for (order, limit) in [(Order::Asc, 1000), (Order::Desc, 7)] {
-                    let query = ListQuery {
-                        filter: filter.clone(),
-                        order,
-                        limit,
-                        ..list_all_query("t")
-                    };
-                    let mut got = seqs(&*store, query).await;
-                    if order == Order::Desc {
-                        got.reverse();
-                    }
-                    assert_eq!(
-                        got, expected,
-                        "q={q:?} failures_only={failures_only} {order:?} settled={settled}"
-                    );
-                }
+                let got = in_both_orders(&*store, &filter, 7).await;
+                assert_eq!(
+                    got, expected,
+                    "q={q:?} failures_only={failures_only} settled={settled}"
+                );
             }
         }
     }
