@@ -209,6 +209,7 @@ pub fn app(state: AppState) -> Router {
         .route("/audit-logs", get(read::list))
         .route("/audit-logs/search", post(read::search))
         .route("/audit-logs/export", get(export::export))
+        .route("/audit-logs/statistics", get(read::statistics))
         .route("/audit-logs/entity/{type}/{id}", get(read::by_entity))
         .route("/audit-logs/user/{actor_id}", get(read::by_user))
         .route("/audit-logs/{id}", get(read::get_one))

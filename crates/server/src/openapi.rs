@@ -199,6 +199,32 @@ pub struct PagingDoc {
     tenant: Option<String>,
 }
 
+/// A statistics window, its buckets and the length of its top lists.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatsDoc {
+    /// The window's start: `occurred_at` at or after (RFC 3339); default 30 days before `to`.
+    from: Option<String>,
+    /// The window's end: `occurred_at` before (RFC 3339); default now.
+    to: Option<String>,
+    /// `day` (default) or `hour`: UTC buckets. At most 100 000 buckets per answer.
+    #[param(inline, schema_with = bucket_sizes)]
+    bucket: Option<String>,
+    /// Entries per top list, 0–1000, default 10.
+    #[param(minimum = 0, maximum = 1000)]
+    top: Option<usize>,
+    /// For keys bound to all tenants.
+    tenant: Option<String>,
+}
+
+fn bucket_sizes() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["day", "hour"]))
+        .default(Some(serde_json::json!("day")))
+        .build()
+}
+
 /// An export's format, time range, order and tenant (no paging: an export holds every match).
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -305,6 +331,7 @@ impl Modify for SharedAnswers {
         crate::ingest::ingest,
         crate::read::list,
         crate::export::export,
+        crate::read::statistics,
         crate::read::get_one,
         crate::read::by_entity,
         crate::read::by_user,

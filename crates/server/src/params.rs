@@ -266,6 +266,90 @@ pub fn parse_search_body(body: Value) -> Result<ListParams, Vec<FieldError>> {
     if p.0.is_empty() { Ok(params) } else { Err(p.0) }
 }
 
+/// What `GET /audit-logs/statistics` asks, before the tenant is settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsParams {
+    /// The window's start (default: 30 days before `to`).
+    pub from: Timestamp,
+    /// The window's end, excluded (default: now).
+    pub to: Timestamp,
+    /// Hour or day buckets (default: day).
+    pub bucket: sealtrail_store::rollup::Span,
+    /// Entries per top list (default 10).
+    pub top: usize,
+    /// The tenant named, if any.
+    pub tenant: Option<String>,
+}
+
+/// The window statistics cover when `from` is not given: this long before `to`.
+pub const DEFAULT_STATS_WINDOW_MICROS: i64 = 30 * 86_400_000_000;
+/// Entries per top list when `top` is not given.
+pub const DEFAULT_TOP: usize = 10;
+
+/// Parses a statistics query: `from`, `to` (RFC 3339), `bucket` (`day` or `hour`), `top`
+/// (0–1000) and `tenant`, each at most once; `now` settles the default window.
+pub fn parse_stats_query(
+    raw: Option<&str>,
+    now: Timestamp,
+) -> Result<StatsParams, Vec<FieldError>> {
+    use sealtrail_store::rollup::Span;
+    use sealtrail_store::stats::{MAX_BUCKETS, MAX_TOP};
+    let mut p = Problems::default();
+    let (mut from, mut to, mut bucket, mut top, mut tenant) =
+        (None, None, Span::Day, DEFAULT_TOP, None);
+    for (name, values) in split_query(raw) {
+        if values.len() > 1 {
+            p.push(&name, "may be given only once");
+            continue;
+        }
+        let value = values[0].as_str();
+        match name.as_str() {
+            "from" | "to" => match Timestamp::parse_rfc3339(value) {
+                Some(t) if name == "from" => from = Some(t),
+                Some(t) => to = Some(t),
+                None => p.push(&name, "must be an RFC 3339 date-time"),
+            },
+            "bucket" => match value {
+                "day" => bucket = Span::Day,
+                "hour" => bucket = Span::Hour,
+                _ => p.push("bucket", "must be day or hour"),
+            },
+            "top" => match value.parse::<usize>() {
+                Ok(n) if n <= MAX_TOP => top = n,
+                _ => p.push("top", format!("must be an integer from 0 to {MAX_TOP}")),
+            },
+            "tenant" => tenant = Some(value.to_owned()),
+            _ => p.push(&name, "is not a known parameter"),
+        }
+    }
+    if !p.0.is_empty() {
+        return Err(p.0);
+    }
+    let to = to.unwrap_or(now);
+    let from = from.unwrap_or_else(|| {
+        Timestamp::from_micros(to.micros().saturating_sub(DEFAULT_STATS_WINDOW_MICROS))
+    });
+    if from > to {
+        p.push("from", "must not be after to");
+        return Err(p.0);
+    }
+    let params = StatsParams {
+        from,
+        to,
+        bucket,
+        top,
+        tenant,
+    };
+    if sealtrail_store::stats::bucket_count(bucket, from, to) > MAX_BUCKETS {
+        p.push(
+            "bucket",
+            format!("the window holds more than {MAX_BUCKETS} buckets of this size: narrow it or use day buckets"),
+        );
+        return Err(p.0);
+    }
+    Ok(params)
+}
+
 /// Reads a query string of single-valued parameters: `tenant` and the non-negative integers
 /// named in `names`; anything else, or anything repeated, is a 400 naming it.
 pub fn tenant_and_counts(

@@ -1309,3 +1309,137 @@ async fn graceful_shutdown_loses_no_acknowledged_event() {
     );
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn statistics_count_a_window_with_buckets_and_top_lists() {
+    let app = spawn_app().await;
+    let key = app.key("t", &["ingest", "read"]).await;
+    let other = app.key("o", &["ingest", "read"]).await;
+    let at = |s: &str| format!("2026-03-0{s}");
+    let events = json!([
+        {"action": "doc.read", "actor": {"id": "bo"}, "occurred_at": at("1T10:00:00Z"),
+         "target": {"type": "doc", "id": "d1"}},
+        {"action": "doc.read", "actor": {"id": "ana"}, "occurred_at": at("1T10:59:59.999999Z"),
+         "target": {"type": "doc", "id": "d1"}},
+        {"action": "doc.delete", "actor": {"id": "ana"}, "outcome": "failure",
+         "occurred_at": at("1T12:30:00Z"), "target": {"type": "doc", "id": "d2"}},
+        {"action": "user.login", "actor": {"id": "cy"}, "occurred_at": at("3T00:00:00Z")},
+        {"action": "user.login", "actor": {"id": "cy"}, "occurred_at": at("4T00:00:00Z")}
+    ]);
+    assert_eq!(app.ingest(&key, &events).await.status, StatusCode::CREATED);
+    let noise =
+        json!({"action": "doc.read", "actor": {"id": "zed"}, "occurred_at": at("1T10:30:00Z")});
+    assert_eq!(app.ingest(&other, &noise).await.status, StatusCode::CREATED);
+
+    let path = "/api/v1/audit-logs/statistics?from=2026-03-01T00:00:00Z&to=2026-03-04T00:00:00Z";
+    let a = app.get(path, &key).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(
+        a.body,
+        json!({
+            "from": "2026-03-01T00:00:00.000000Z", "to": "2026-03-04T00:00:00.000000Z",
+            "bucket": "day", "total": 4, "failures": 1,
+            "buckets": [
+                {"start": "2026-03-01T00:00:00.000000Z", "count": 3, "failures": 1},
+                {"start": "2026-03-02T00:00:00.000000Z", "count": 0, "failures": 0},
+                {"start": "2026-03-03T00:00:00.000000Z", "count": 1, "failures": 0}
+            ],
+            "top_actors": [{"id": "ana", "count": 2}, {"id": "bo", "count": 1}, {"id": "cy", "count": 1}],
+            "top_actions": [{"action": "doc.read", "count": 2}, {"action": "doc.delete", "count": 1},
+                            {"action": "user.login", "count": 1}],
+            "top_targets": [{"type": "doc", "id": "d1", "count": 2}, {"type": "doc", "id": "d2", "count": 1}]
+        })
+    );
+    // Hour buckets from the one holding `from`, empty ones listed; `top` cuts the lists.
+    let a = app
+        .get(
+            "/api/v1/audit-logs/statistics?from=2026-03-01T10:30:00Z&to=2026-03-01T12:30:00.000001Z&bucket=hour&top=1",
+            &key,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let buckets: Vec<(String, u64, u64)> = a.body["buckets"]
+        .as_array()
+        .expect("buckets")
+        .iter()
+        .map(|b| {
+            (
+                b["start"].as_str().expect("start").to_owned(),
+                b["count"].as_u64().expect("count"),
+                b["failures"].as_u64().expect("failures"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        buckets,
+        [
+            ("2026-03-01T10:00:00.000000Z".to_owned(), 1, 0),
+            ("2026-03-01T11:00:00.000000Z".to_owned(), 0, 0),
+            ("2026-03-01T12:00:00.000000Z".to_owned(), 1, 1),
+        ]
+    );
+    assert_eq!(a.body["top_actors"], json!([{"id": "ana", "count": 2}]));
+    assert_eq!(
+        a.body["top_targets"],
+        json!([{"type": "doc", "id": "d1", "count": 1}])
+    );
+    // By default: the last 30 days, day buckets, 10 of each. The events above are older.
+    let a = app.get("/api/v1/audit-logs/statistics", &key).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["bucket"], "day");
+    let days = a.body["buckets"].as_array().expect("buckets").len();
+    assert!((30..=31).contains(&days), "{days} buckets");
+    let now = json!({"action": "fresh", "actor": {"id": "now"}});
+    assert_eq!(app.ingest(&key, &now).await.status, StatusCode::CREATED);
+    let a = app.get("/api/v1/audit-logs/statistics", &key).await;
+    assert_eq!(a.body["total"], 1);
+    assert_eq!(
+        a.body["top_actions"],
+        json!([{"action": "fresh", "count": 1}])
+    );
+    // Another tenant counts only its own; naming another tenant is 403.
+    let a = app.get(path, &other).await;
+    assert_eq!(
+        (a.body["total"].as_u64(), &a.body["top_actors"]),
+        (Some(1), &json!([{"id": "zed", "count": 1}]))
+    );
+    let a = app.get(&format!("{path}&tenant=t"), &other).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = app.get(&format!("{path}&tenant=t"), ADMIN).await;
+    assert_eq!(
+        (a.status, a.body["total"].as_u64()),
+        (StatusCode::OK, Some(4))
+    );
+    // Bad parameters are 400 naming them, whatever else is right.
+    for (query, field) in [
+        ("bucket=week", "bucket"),
+        ("top=-1", "top"),
+        ("top=1001", "top"),
+        ("from=yesterday", "from"),
+        ("to=2026-13-01T00:00:00Z", "to"),
+        ("from=2026-03-02T00:00:00Z&to=2026-03-01T00:00:00Z", "from"),
+        (
+            "from=1900-01-01T00:00:00Z&to=2026-01-01T00:00:00Z&bucket=hour",
+            "bucket",
+        ),
+        ("bucket=day&bucket=hour", "bucket"),
+        ("actor_id=ana", "actor_id"),
+    ] {
+        let a = app
+            .get(&format!("/api/v1/audit-logs/statistics?{query}"), &key)
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(a.is_problem(), "{query}");
+        assert_eq!(a.fields(), [field], "{query}");
+    }
+    let unauthenticated = app
+        .raw(
+            Method::GET,
+            "/api/v1/audit-logs/statistics",
+            None,
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(unauthenticated.status, StatusCode::UNAUTHORIZED);
+}

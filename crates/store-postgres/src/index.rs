@@ -1,4 +1,5 @@
-//! The derived data of the PostgreSQL store (`postings`, `event_times`, `watermarks`), written
+//! The derived data of the PostgreSQL store (`postings`, `event_times`, `rollups`,
+//! `watermarks`), written
 //! behind the log by an indexer thread in every server process ([`sealtrail_store::derived`]).
 //!
 //! Servers stay stateless: everything derived lives in the database. Exactly one indexer works
@@ -16,6 +17,7 @@ use deadpool_postgres::{Object, Pool};
 use sealtrail_model::Tenant;
 use sealtrail_store::derived::{IndexBackend, Lag, TimeBlock, Update};
 use sealtrail_store::fields::{DERIVED_VERSION, Term};
+use sealtrail_store::rollup::{FOLDED, Span, StoredRollup};
 use sealtrail_store::rows::LogRow;
 use tokio::runtime::Handle;
 use tokio_postgres::types::ToSql;
@@ -103,7 +105,7 @@ pub(crate) async fn check_version(client: &mut Object) -> Result<(), PgError> {
                 "derived data of another version: rebuilding it from the log"
             );
         }
-        tx.batch_execute("TRUNCATE postings, event_times, watermarks")
+        tx.batch_execute("TRUNCATE postings, event_times, rollups, watermarks")
             .await?;
         tx.execute(
             "INSERT INTO derived_meta (key, value) VALUES ('derived_version', $1) \
@@ -198,6 +200,41 @@ impl IndexBackend for PgIndexer {
             .map(|r| TimeBlock::decode(r.get(0), r.get(1), r.get::<_, &[u8]>(2))))
     }
 
+    fn chunk_rollups(
+        &mut self,
+        tenant: &Tenant,
+        chunk: u64,
+    ) -> Result<Vec<(Span, i64, StoredRollup)>, PgError> {
+        let rows = self.query(
+            "SELECT span, period, total, failures, keys FROM rollups WHERE tenant = $1 AND chunk = $2",
+            &[&tenant.as_str(), &(chunk as i64)],
+        )?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    Span::from_code(r.get(0))?,
+                    r.get::<_, i64>(1),
+                    stored_rollup(r, 2),
+                ))
+            })
+            .collect())
+    }
+
+    fn folded_rollup(
+        &mut self,
+        tenant: &Tenant,
+        span: Span,
+        period: i64,
+    ) -> Result<Option<StoredRollup>, PgError> {
+        let rows = self.query(
+            "SELECT total, failures, keys FROM rollups \
+             WHERE tenant = $1 AND chunk = $2 AND span = $3 AND period = $4",
+            &[&tenant.as_str(), &FOLDED, &span.code(), &period],
+        )?;
+        Ok(rows.first().map(|r| stored_rollup(r, 0)))
+    }
+
     fn write(&mut self, tenant: &Tenant, update: &Update) -> Result<(), PgError> {
         let chunks: Vec<i64> = update.postings.iter().map(|p| p.0 as i64).collect();
         let terms: Vec<&[u8]> = update.postings.iter().map(|p| &*p.1.0).collect();
@@ -218,6 +255,43 @@ impl IndexBackend for PgIndexer {
              ON CONFLICT (tenant, block) DO UPDATE SET lo = excluded.lo, hi = excluded.hi, vals = excluded.vals",
             &[&tenant.as_str(), &blocks, &los, &his, &vals],
         )?;
+        if !update.rollups.is_empty() {
+            let r = &update.rollups;
+            let chunks: Vec<i64> = r.iter().map(|r| r.2).collect();
+            let spans: Vec<i16> = r.iter().map(|r| r.0.code()).collect();
+            let periods: Vec<i64> = r.iter().map(|r| r.1).collect();
+            let totals: Vec<i64> = r.iter().map(|r| r.3.total as i64).collect();
+            let failures: Vec<i64> = r.iter().map(|r| r.3.failures as i64).collect();
+            let keys: Vec<&[u8]> = r.iter().map(|r| r.3.keys.as_slice()).collect();
+            self.execute(
+                "INSERT INTO rollups (tenant, chunk, span, period, total, failures, keys) \
+                 SELECT $1, * FROM unnest($2::bigint[], $3::smallint[], $4::bigint[], \
+                                          $5::bigint[], $6::bigint[], $7::bytea[]) \
+                 ON CONFLICT (tenant, chunk, span, period) DO UPDATE \
+                 SET total = excluded.total, failures = excluded.failures, keys = excluded.keys",
+                &[
+                    &tenant.as_str(),
+                    &chunks,
+                    &spans,
+                    &periods,
+                    &totals,
+                    &failures,
+                    &keys,
+                ],
+            )?;
+        }
+        if !update.folded.is_empty() {
+            let f = &update.folded;
+            let chunks: Vec<i64> = f.iter().map(|f| f.2).collect();
+            let spans: Vec<i16> = f.iter().map(|f| f.0.code()).collect();
+            let periods: Vec<i64> = f.iter().map(|f| f.1).collect();
+            self.execute(
+                "DELETE FROM rollups r USING unnest($2::bigint[], $3::smallint[], $4::bigint[]) \
+                 AS f(chunk, span, period) WHERE r.tenant = $1 AND r.chunk = f.chunk \
+                 AND r.span = f.span AND r.period = f.period",
+                &[&tenant.as_str(), &chunks, &spans, &periods],
+            )?;
+        }
         self.execute(
             "INSERT INTO watermarks (tenant, indexed) VALUES ($1, $2) \
              ON CONFLICT (tenant) DO UPDATE SET indexed = excluded.indexed",
@@ -242,7 +316,16 @@ impl IndexBackend for PgIndexer {
     }
 
     fn reset(&mut self) -> Result<(), PgError> {
-        self.execute("TRUNCATE postings, event_times, watermarks", &[])
+        self.execute("TRUNCATE postings, event_times, rollups, watermarks", &[])
+    }
+}
+
+/// A rollup's counts from columns `at..at + 3` (total, failures, keys).
+pub(crate) fn stored_rollup(r: &tokio_postgres::Row, at: usize) -> StoredRollup {
+    StoredRollup {
+        total: r.get::<_, i64>(at).max(0) as u64,
+        failures: r.get::<_, i64>(at + 1).max(0) as u64,
+        keys: r.get(at + 2),
     }
 }
 

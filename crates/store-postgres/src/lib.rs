@@ -424,6 +424,15 @@ impl Store for PgStore {
         self.read(move |snap| plan::get(snap, &tenant, id)).await
     }
 
+    async fn statistics(
+        &self,
+        query: sealtrail_store::stats::StatsQuery,
+    ) -> StoreResult<sealtrail_store::stats::Statistics> {
+        let tail = self.tail.clone();
+        self.read(move |snap| sealtrail_store::stats::statistics(snap, &query, &tail))
+            .await
+    }
+
     async fn list(&self, query: ListQuery) -> StoreResult<Page> {
         let tail = self.tail.clone();
         self.read(move |snap| plan::list(snap, &query, &tail)).await

@@ -7,6 +7,7 @@ use sealtrail_model::{Tenant, Timestamp};
 use sealtrail_store::derived::{Posting, TimeBlock};
 use sealtrail_store::fields::Term;
 use sealtrail_store::plan::ReadSnapshot;
+use sealtrail_store::rollup::{Span, StoredRollup};
 use sealtrail_store::rows::{LogRow, RowBody};
 use sealtrail_store::{ApiKey, Checkpoint, Root, TenantScope, TreeHead, scopes_from_text};
 use time::OffsetDateTime;
@@ -165,6 +166,40 @@ impl ReadSnapshot for Snapshot<'_> {
                     TimeBlock::decode(r.get(1), r.get(2), &vals),
                 )
             })
+            .collect())
+    }
+
+    fn rollups(
+        &mut self,
+        tenant: &Tenant,
+        span: Span,
+        periods: RangeInclusive<i64>,
+        keys: bool,
+    ) -> Result<Vec<(i64, StoredRollup)>, PgError> {
+        // Summaries (chunk -1), then the few open rows of the newest chunk.
+        let sql = if keys {
+            "SELECT period, total, failures, keys FROM rollups \
+             WHERE tenant = $1 AND chunk = -1 AND span = $2 AND period BETWEEN $3 AND $4 \
+             UNION ALL SELECT period, total, failures, keys FROM rollups \
+             WHERE tenant = $1 AND chunk >= 0 AND span = $2 AND period BETWEEN $3 AND $4"
+        } else {
+            "SELECT period, total, failures, '\\x'::bytea FROM rollups \
+             WHERE tenant = $1 AND chunk = -1 AND span = $2 AND period BETWEEN $3 AND $4 \
+             UNION ALL SELECT period, total, failures, '\\x'::bytea FROM rollups \
+             WHERE tenant = $1 AND chunk >= 0 AND span = $2 AND period BETWEEN $3 AND $4"
+        };
+        let rows = self.query(
+            sql,
+            &[
+                &tenant.as_str(),
+                &span.code(),
+                periods.start(),
+                periods.end(),
+            ],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, i64>(0), crate::index::stored_rollup(r, 1)))
             .collect())
     }
 

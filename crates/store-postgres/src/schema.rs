@@ -11,6 +11,7 @@ use tokio_postgres::{Client, GenericClient};
 const MIGRATIONS: &[(&str, &str)] = &[
     ("init", include_str!("../migrations/0001_init.sql")),
     ("log", include_str!("../migrations/0002_log.sql")),
+    ("rollups", include_str!("../migrations/0003_rollups.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -15,6 +15,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use sealtrail_model::Tenant;
 use sealtrail_store::derived::{IndexBackend, Lag, TimeBlock, Update};
 use sealtrail_store::fields::{DERIVED_VERSION, Term};
+use sealtrail_store::rollup::{FOLDED, Span, StoredRollup};
 use sealtrail_store::rows::LogRow;
 
 use crate::read::{ROW_COLUMNS, row_from};
@@ -46,7 +47,21 @@ CREATE TABLE IF NOT EXISTS times (
     vals   BLOB    NOT NULL,
     PRIMARY KEY (tenant, block)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollups (
+    tenant   TEXT    NOT NULL,
+    chunk    INTEGER NOT NULL,
+    span     INTEGER NOT NULL,
+    period   INTEGER NOT NULL,
+    total    INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    keys     BLOB    NOT NULL,
+    PRIMARY KEY (tenant, chunk, span, period)
+) WITHOUT ROWID;
 ";
+
+/// Empties every table of derived data.
+const CLEAR: &str = "BEGIN; DELETE FROM postings; DELETE FROM times; DELETE FROM rollups; \
+                     DELETE FROM watermarks; COMMIT;";
 
 /// A path as a SQLite URI filename (`file:` with every byte that is not plainly safe
 /// percent-encoded), so that `?mode=ro` can follow it.
@@ -85,9 +100,7 @@ pub(crate) fn prepare(index_path: &Path) -> rusqlite::Result<()> {
                 "derived data of another version: rebuilding it from the log"
             );
         }
-        conn.execute_batch(
-            "BEGIN; DELETE FROM postings; DELETE FROM times; DELETE FROM watermarks; COMMIT;",
-        )?;
+        conn.execute_batch(CLEAR)?;
         conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('derived_version', ?1)",
             [i64::from(DERIVED_VERSION)],
@@ -206,6 +219,48 @@ impl IndexBackend for SqliteIndexer {
             .optional()
     }
 
+    fn chunk_rollups(
+        &mut self,
+        tenant: &Tenant,
+        chunk: u64,
+    ) -> rusqlite::Result<Vec<(Span, i64, StoredRollup)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT span, period, total, failures, keys FROM rollups WHERE tenant = ?1 AND chunk = ?2",
+        )?;
+        let rows = stmt.query_map(params![tenant.as_str(), chunk as i64], |r| {
+            Ok((
+                r.get::<_, i16>(0)?,
+                r.get::<_, i64>(1)?,
+                stored_rollup(r, 2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (code, period, stored) = row?;
+            if let Some(span) = Span::from_code(code) {
+                out.push((span, period, stored));
+            }
+        }
+        Ok(out)
+    }
+
+    fn folded_rollup(
+        &mut self,
+        tenant: &Tenant,
+        span: Span,
+        period: i64,
+    ) -> rusqlite::Result<Option<StoredRollup>> {
+        self.conn
+            .prepare_cached(
+                "SELECT total, failures, keys FROM rollups \
+                 WHERE tenant = ?1 AND chunk = ?2 AND span = ?3 AND period = ?4",
+            )?
+            .query_row(params![tenant.as_str(), FOLDED, span.code(), period], |r| {
+                stored_rollup(r, 0)
+            })
+            .optional()
+    }
+
     fn write(&mut self, tenant: &Tenant, update: &Update) -> rusqlite::Result<()> {
         let mut posting = self.conn.prepare_cached(
             "INSERT OR REPLACE INTO postings (tenant, chunk, term, bits) VALUES (?1, ?2, ?3, ?4)",
@@ -224,6 +279,27 @@ impl IndexBackend for SqliteIndexer {
                 t.hi,
                 t.encode_values()
             ])?;
+        }
+        let mut rollup = self.conn.prepare_cached(
+            "INSERT OR REPLACE INTO rollups (tenant, chunk, span, period, total, failures, keys) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for (span, period, chunk, r) in &update.rollups {
+            rollup.execute(params![
+                tenant.as_str(),
+                chunk,
+                span.code(),
+                period,
+                r.total as i64,
+                r.failures as i64,
+                r.keys
+            ])?;
+        }
+        let mut folded = self.conn.prepare_cached(
+            "DELETE FROM rollups WHERE tenant = ?1 AND chunk = ?2 AND span = ?3 AND period = ?4",
+        )?;
+        for (span, period, chunk) in &update.folded {
+            folded.execute(params![tenant.as_str(), chunk, span.code(), period])?;
         }
         self.conn
             .prepare_cached("INSERT OR REPLACE INTO watermarks (tenant, indexed) VALUES (?1, ?2)")?
@@ -249,10 +325,17 @@ impl IndexBackend for SqliteIndexer {
     }
 
     fn reset(&mut self) -> rusqlite::Result<()> {
-        self.conn.execute_batch(
-            "BEGIN; DELETE FROM postings; DELETE FROM times; DELETE FROM watermarks; COMMIT;",
-        )
+        self.conn.execute_batch(CLEAR)
     }
+}
+
+/// A rollup's counts from columns `at..at + 3` (total, failures, keys).
+pub(crate) fn stored_rollup(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<StoredRollup> {
+    Ok(StoredRollup {
+        total: r.get::<_, i64>(at)?.max(0) as u64,
+        failures: r.get::<_, i64>(at + 1)?.max(0) as u64,
+        keys: r.get(at + 2)?,
+    })
 }
 
 #[cfg(test)]

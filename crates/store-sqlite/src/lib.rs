@@ -252,6 +252,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn statistics(
+        &self,
+        query: sealtrail_store::stats::StatsQuery,
+    ) -> StoreResult<sealtrail_store::stats::Statistics> {
+        let tail = self.tail.clone();
+        self.read(move |snap| {
+            sealtrail_store::stats::statistics(snap, &query, &tail).map_err(plan_error)
+        })
+        .await
+    }
+
     async fn list(&self, query: ListQuery) -> StoreResult<Page> {
         let tail = self.tail.clone();
         self.read(move |snap| plan::list(snap, &query, &tail).map_err(plan_error))

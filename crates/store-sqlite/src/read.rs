@@ -12,6 +12,7 @@ use sealtrail_model::{Tenant, Timestamp};
 use sealtrail_store::derived::{Posting, TimeBlock};
 use sealtrail_store::fields::Term;
 use sealtrail_store::plan::ReadSnapshot;
+use sealtrail_store::rollup::{Span, StoredRollup};
 use sealtrail_store::rows::{LogRow, RowBody};
 use sealtrail_store::{
     ApiKey, LeafHash, Root, StoreError, StoreResult, TenantScope, scopes_from_text,
@@ -209,6 +210,34 @@ impl ReadSnapshot for Snapshot<'_> {
                 );
                 Ok((r.get::<_, i64>(0)? as u64, block))
             },
+        )?
+        .collect()
+    }
+
+    fn rollups(
+        &mut self,
+        tenant: &Tenant,
+        span: Span,
+        periods: RangeInclusive<i64>,
+        keys: bool,
+    ) -> rusqlite::Result<Vec<(i64, StoredRollup)>> {
+        // Summaries first (chunk -1), then the few open rows of the newest chunk: two ranges
+        // of the key, not a walk of the tenant's rows.
+        let sql = if keys {
+            "SELECT period, total, failures, keys FROM ix.rollups \
+             WHERE tenant = ?1 AND chunk = -1 AND span = ?2 AND period BETWEEN ?3 AND ?4 \
+             UNION ALL SELECT period, total, failures, keys FROM ix.rollups \
+             WHERE tenant = ?1 AND chunk >= 0 AND span = ?2 AND period BETWEEN ?3 AND ?4"
+        } else {
+            "SELECT period, total, failures, x'' FROM ix.rollups \
+             WHERE tenant = ?1 AND chunk = -1 AND span = ?2 AND period BETWEEN ?3 AND ?4 \
+             UNION ALL SELECT period, total, failures, x'' FROM ix.rollups \
+             WHERE tenant = ?1 AND chunk >= 0 AND span = ?2 AND period BETWEEN ?3 AND ?4"
+        };
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        stmt.query_map(
+            params![tenant.as_str(), span.code(), periods.start(), periods.end()],
+            |r| Ok((r.get::<_, i64>(0)?, crate::index::stored_rollup(r, 1)?)),
         )?
         .collect()
     }

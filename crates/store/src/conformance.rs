@@ -47,6 +47,8 @@ macro_rules! conformance_suite {
             every_acknowledged_event_is_read_at_once_while_indexing_races,
             a_long_timeline_pages_in_time_order_across_blocks,
             full_text_finds_what_a_brute_force_search_finds,
+            statistics_equal_counts_made_from_the_events,
+            statistics_stay_exact_across_chunks_and_reindex,
         );
     };
     (@cases $mode:ident $make:expr; $($case:ident),* $(,)?) => {
@@ -1383,4 +1385,241 @@ pub async fn full_text_finds_what_a_brute_force_search_finds(store: Arc<dyn Stor
         matched_some > 60,
         "the queries exercise matches ({matched_some})"
     );
+}
+
+/// An event as the statistics oracle sees it: what the test gave, nothing the store computed.
+#[derive(Debug, Clone)]
+struct Counted {
+    at: i64,
+    actor: String,
+    action: String,
+    target: Option<(String, String)>,
+    failed: bool,
+}
+
+impl Counted {
+    fn json(&self) -> Value {
+        let mut v = json!({
+            "action": self.action,
+            "actor": {"id": self.actor},
+            "outcome": if self.failed { "failure" } else { "success" },
+            "occurred_at": Timestamp::from_micros(self.at).to_rfc3339(),
+        });
+        if let Some((kind, id)) = &self.target {
+            v["target"] = json!({"type": kind, "id": id});
+        }
+        v
+    }
+}
+
+/// Statistics of SPEC §4.3 computed from the events themselves, by a route of its own: every
+/// bucket from the one holding `from` on, counts of the events in `[from, to)`, top lists by
+/// count, ties by key.
+fn counted_statistics(
+    events: &[Counted],
+    from: i64,
+    to: i64,
+    bucket_micros: i64,
+    top: usize,
+) -> crate::stats::Statistics {
+    use std::collections::BTreeMap;
+    let inside: Vec<&Counted> = events
+        .iter()
+        .filter(|e| e.at >= from && e.at < to)
+        .collect();
+    let mut buckets = Vec::new();
+    if to > from {
+        let mut start = from - from.rem_euclid(bucket_micros);
+        while start < to {
+            let end = start + bucket_micros;
+            let here: Vec<&&Counted> = inside
+                .iter()
+                .filter(|e| e.at >= start && e.at < end)
+                .collect();
+            buckets.push(crate::stats::BucketCount {
+                start: Timestamp::from_micros(start),
+                count: here.len() as u64,
+                failures: here.iter().filter(|e| e.failed).count() as u64,
+            });
+            start = end;
+        }
+    }
+    fn ranked<K: Ord + Clone>(counts: BTreeMap<K, u64>, top: usize) -> Vec<(K, u64)> {
+        let mut v: Vec<(K, u64)> = counts.into_iter().collect();
+        // A stable sort keeps the map's key order among equal counts.
+        v.sort_by_key(|e| std::cmp::Reverse(e.1));
+        v.truncate(top);
+        v
+    }
+    let mut actors = BTreeMap::new();
+    let mut actions = BTreeMap::new();
+    let mut targets = BTreeMap::new();
+    for e in &inside {
+        *actors.entry(e.actor.clone()).or_insert(0) += 1;
+        *actions.entry(e.action.clone()).or_insert(0) += 1;
+        if let Some(t) = &e.target {
+            *targets.entry(t.clone()).or_insert(0) += 1;
+        }
+    }
+    crate::stats::Statistics {
+        total: inside.len() as u64,
+        failures: inside.iter().filter(|e| e.failed).count() as u64,
+        buckets,
+        top_actors: ranked(actors, top),
+        top_actions: ranked(actions, top),
+        top_targets: ranked(targets, top)
+            .into_iter()
+            .map(|((kind, id), n)| (kind, id, n))
+            .collect(),
+    }
+}
+
+/// Random events over three days from 2026-03-01, at every granularity from days to
+/// microseconds, named by a few actors, actions and targets.
+fn counted_events(rng: &mut Mix, n: usize, base: i64) -> Vec<Counted> {
+    const DAY: i64 = 86_400_000_000;
+    (0..n)
+        .map(|_| {
+            let unit = [DAY, 3_600_000_000, 60_000_000, 1_000_000, 1][rng.below(5)];
+            let at = base
+                + (rng.next() % (3 * DAY as u64 / unit as u64)) as i64 * unit
+                + if rng.chance(20) {
+                    rng.below(1_000) as i64
+                } else {
+                    0
+                };
+            Counted {
+                at,
+                actor: rng
+                    .pick(&["ana", "bo", "cy", "dee", "eve-7", "fay:1"])
+                    .to_owned(),
+                action: rng
+                    .pick(&["user.login", "invoice.paid", "doc.read", "doc.delete"])
+                    .to_owned(),
+                target: (!rng.chance(15)).then(|| {
+                    (
+                        rng.pick(&["doc", "user", "x:y"]).to_owned(),
+                        rng.pick(&["1", "2", "a:b", "z"]).to_owned(),
+                    )
+                }),
+                failed: rng.chance(30),
+            }
+        })
+        .collect()
+}
+
+/// Random windows over the events' days: aligned to days, hours, minutes, seconds or
+/// nothing, short and long, empty and reversed-to-empty.
+fn stats_windows(rng: &mut Mix, base: i64, n: usize) -> Vec<(i64, i64)> {
+    const DAY: i64 = 86_400_000_000;
+    let mut out = vec![
+        (base - DAY, base + 4 * DAY),
+        (base, base),
+        (base + 5, base + 5),
+    ];
+    for _ in 0..n {
+        let unit = [DAY, 3_600_000_000, 60_000_000, 1_000_000, 1, 7_777][rng.below(6)];
+        let from = base - DAY / 2 + (rng.next() % (4 * DAY as u64 / unit as u64)) as i64 * unit;
+        let len_unit = [DAY, 3_600_000_000, 60_000_000, 1_000_000, 1][rng.below(5)];
+        let to = from + (rng.below(80) as i64) * len_unit + rng.below(3) as i64;
+        out.push((from, to));
+    }
+    out
+}
+
+async fn assert_statistics(
+    store: &dyn Store,
+    events: &[Counted],
+    windows: &[(i64, i64)],
+    rng: &mut Mix,
+    when: &str,
+) {
+    use crate::rollup::Span;
+    for &(from, to) in windows {
+        let bucket = if rng.chance(50) {
+            Span::Hour
+        } else {
+            Span::Day
+        };
+        let top = rng.below(8);
+        let got = store
+            .statistics(crate::stats::StatsQuery {
+                tenant: tenant("t"),
+                from: Timestamp::from_micros(from),
+                to: Timestamp::from_micros(to),
+                bucket,
+                top,
+            })
+            .await
+            .expect("statistics");
+        let want = counted_statistics(events, from, to, bucket.micros(), top);
+        assert_eq!(
+            got, want,
+            "window {from}..{to}, {bucket:?} buckets, top {top} ({when})"
+        );
+    }
+}
+
+/// Statistics equal counts made independently from the events, over random windows and
+/// bucket sizes, over the unindexed tail, the rollups, and both together; other tenants'
+/// events never count.
+pub async fn statistics_equal_counts_made_from_the_events(store: Arc<dyn Store>) {
+    let base = Timestamp::parse_rfc3339("2026-03-01T00:00:00Z")
+        .expect("a date")
+        .micros();
+    let mut rng = Mix(0x57a75);
+    let events = counted_events(&mut rng, 400, base);
+    let (first, second) = events.split_at(250);
+    let prepare = |t: &str, evs: &[Counted]| -> Vec<PreparedEvent> {
+        evs.iter().map(|e| prepared(t, e.json())).collect()
+    };
+    store.append(prepare("t", first)).await.expect("append");
+    let elsewhere = counted_events(&mut rng, 60, base);
+    store
+        .append(prepare("other", &elsewhere))
+        .await
+        .expect("append");
+    let windows = stats_windows(&mut rng, base, 40);
+    // All in the tail, then indexed, then indexed with a tail after it.
+    assert_statistics(&*store, first, &windows, &mut rng, "tail only").await;
+    store.settle().await.expect("settle");
+    assert_statistics(&*store, first, &windows, &mut rng, "indexed").await;
+    for part in second.chunks(50) {
+        store.append(prepare("t", part)).await.expect("append");
+    }
+    assert_statistics(&*store, &events, &windows, &mut rng, "indexed and tail").await;
+    store.settle().await.expect("settle");
+    assert_statistics(&*store, &events, &windows, &mut rng, "all indexed").await;
+}
+
+/// Rollups stay exact when a chunk of the log fills and its rows are folded into their
+/// periods' summaries, and when they are rebuilt from the log.
+pub async fn statistics_stay_exact_across_chunks_and_reindex(store: Arc<dyn Store>) {
+    let base = Timestamp::parse_rfc3339("2026-03-01T00:00:00Z")
+        .expect("a date")
+        .micros();
+    let mut rng = Mix(0xc4a2);
+    let n = crate::derived::CHUNK as usize + 3_000;
+    // Times mostly ascending, as clocks run, with some events late by up to a day.
+    let mut events = counted_events(&mut rng, n, base);
+    events.sort_by_key(|e| e.at);
+    for i in (0..n).step_by(97) {
+        events[i].at -= (rng.next() % 86_400_000_000) as i64;
+    }
+    let windows = stats_windows(&mut rng, base, 12);
+    let mut appended = 0;
+    for (i, part) in events.chunks(5_000).enumerate() {
+        let batch: Vec<PreparedEvent> = part.iter().map(|e| prepared("t", e.json())).collect();
+        store.append(batch).await.expect("append");
+        appended += part.len();
+        if i % 3 == 1 {
+            store.settle().await.expect("settle");
+        }
+    }
+    assert_eq!(appended, n);
+    assert_statistics(&*store, &events, &windows, &mut rng, "across a chunk").await;
+    store.settle().await.expect("settle");
+    assert_statistics(&*store, &events, &windows, &mut rng, "settled").await;
+    store.reindex(Box::new(|_, _| {})).await.expect("reindex");
+    assert_statistics(&*store, &events, &windows, &mut rng, "reindexed").await;
 }

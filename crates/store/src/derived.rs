@@ -17,6 +17,8 @@
 //!   terms' frequencies.
 //! - **Times**: for each *block* of [`BLOCK`] positions, the `occurred_at` of each event and
 //!   the block's least and greatest, so a time range is answered block by block.
+//! - **Rollups**: per minute, hour and day of `occurred_at`, the events' counts by outcome,
+//!   actor, action and target, for statistics ([`crate::rollup`]).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -32,6 +34,7 @@ use roaring::RoaringBitmap;
 use sealtrail_model::Tenant;
 
 use crate::fields::{Term, terms_of};
+use crate::rollup::{FOLDED, Rollup, RollupRow, Span, StoredRollup, is_failure, is_key};
 use crate::rows::LogRow;
 use crate::{StoreError, StoreResult};
 
@@ -166,6 +169,11 @@ pub struct Update {
     pub postings: Vec<Posting>,
     /// `(block, block)`: each replaces what was stored under its key.
     pub times: Vec<(u64, TimeBlock)>,
+    /// Rollup rows: each replaces what was stored under its `(span, period, chunk)`.
+    pub rollups: Vec<RollupRow>,
+    /// Open rollup rows `(span, period, chunk)` folded into their summaries: deleted, after
+    /// `rollups` are written.
+    pub folded: Vec<(Span, i64, i64)>,
     /// The new watermark.
     pub watermark: u64,
 }
@@ -197,6 +205,21 @@ pub trait IndexBackend: Send {
     /// A stored time block.
     fn time_block(&mut self, tenant: &Tenant, block: u64)
     -> Result<Option<TimeBlock>, Self::Error>;
+
+    /// Every open rollup row of `chunk` (the rows of a chunk not yet folded).
+    fn chunk_rollups(
+        &mut self,
+        tenant: &Tenant,
+        chunk: u64,
+    ) -> Result<Vec<(Span, i64, StoredRollup)>, Self::Error>;
+
+    /// The summary row of one period (chunk [`FOLDED`]), keys included.
+    fn folded_rollup(
+        &mut self,
+        tenant: &Tenant,
+        span: Span,
+        period: i64,
+    ) -> Result<Option<StoredRollup>, Self::Error>;
 
     /// Writes an update inside the open transaction.
     fn write(&mut self, tenant: &Tenant, update: &Update) -> Result<(), Self::Error>;
@@ -232,6 +255,8 @@ struct Newest {
     chunk: u64,
     postings: TermMap<RoaringBitmap>,
     block: Option<(u64, TimeBlock)>,
+    /// The chunk's open rollups, every one of them.
+    rollups: HashMap<(Span, i64), Rollup>,
 }
 
 impl<B: IndexBackend> Indexer<B> {
@@ -319,28 +344,55 @@ fn build<B: IndexBackend>(
     // New positions per (chunk, term), and the new times per block.
     let mut fresh: BTreeMap<u64, TermMap<Vec<u32>>> = BTreeMap::new();
     let mut times: BTreeMap<u64, Vec<(u64, i64)>> = BTreeMap::new();
+    // The new counts per chunk and (span, period).
+    let mut tallies: BTreeMap<u64, HashMap<(Span, i64), Rollup>> = BTreeMap::new();
+    // One event's key terms, end to end, and where each ends.
+    let (mut keys, mut ends) = (Vec::<u8>::new(), Vec::<usize>::new());
     for row in &rows {
         let (chunk, offset) = (chunk_of(row.seq), offset_in_chunk(row.seq));
         let terms = fresh.entry(chunk).or_default();
+        let tally = tallies.entry(chunk).or_default();
+        keys.clear();
+        ends.clear();
+        let mut failed = false;
         let occurred = row.with_source(|source| {
-            terms_of(source, |term| match terms.get_mut(term) {
-                // A word an event holds twice is one position.
-                Some(offsets) => {
-                    if offsets.last() != Some(&offset) {
-                        offsets.push(offset)
-                    }
+            terms_of(source, |term| {
+                if is_key(term) {
+                    keys.extend_from_slice(term);
+                    ends.push(keys.len());
+                } else if is_failure(term) {
+                    failed = true;
                 }
-                None => {
-                    terms.insert(Term(term.into()), vec![offset]);
+                match terms.get_mut(term) {
+                    // A word an event holds twice is one position.
+                    Some(offsets) => {
+                        if offsets.last() != Some(&offset) {
+                            offsets.push(offset)
+                        }
+                    }
+                    None => {
+                        terms.insert(Term(term.into()), vec![offset]);
+                    }
                 }
             });
             source.view.occurred_at
         });
         match occurred {
-            Ok(at) => times
-                .entry(block_of(row.seq))
-                .or_default()
-                .push((row.seq, at)),
+            Ok(at) => {
+                for span in Span::LONGEST_FIRST {
+                    let key_terms = ends.iter().scan(0, |start, &end| {
+                        Some(&keys[std::mem::replace(start, end)..end])
+                    });
+                    tally
+                        .entry((span, span.period_of(at)))
+                        .or_default()
+                        .count(failed, key_terms);
+                }
+                times
+                    .entry(block_of(row.seq))
+                    .or_default()
+                    .push((row.seq, at))
+            }
             // Verify names a damaged event; the index goes on without it.
             Err(err) => {
                 tracing::warn!(tenant = %tenant, error = %err, "an event could not be indexed")
@@ -351,9 +403,13 @@ fn build<B: IndexBackend>(
         watermark: last,
         ..Update::default()
     };
-    let (mut remembered_postings, mut remembered_block) = match remembered {
-        Some(n) => (Some((n.chunk, n.postings)), n.block),
-        None => (None, None),
+    let (mut remembered_postings, mut remembered_block, mut remembered_rollups) = match remembered {
+        Some(n) => (
+            Some((n.chunk, n.postings)),
+            n.block,
+            Some((n.chunk, n.rollups)),
+        ),
+        None => (None, None, None),
     };
     let newest_chunk = chunk_of(last);
     let mut newest_postings = TermMap::default();
@@ -416,11 +472,59 @@ fn build<B: IndexBackend>(
         }
         update.times.push((block, stored));
     }
+    let mut newest_rollups = HashMap::new();
+    for (chunk, tally) in tallies {
+        // The chunk's open rollups: none, if no event of it was indexed before; else what the
+        // indexer remembers of them, or all of them read back once.
+        let mut open: HashMap<(Span, i64), Rollup> = if watermark <= chunk << CHUNK_BITS {
+            HashMap::new()
+        } else {
+            match remembered_rollups.take() {
+                Some((c, rollups)) if c == chunk => rollups,
+                _ => backend
+                    .chunk_rollups(tenant, chunk)?
+                    .into_iter()
+                    .map(|(span, period, stored)| ((span, period), Rollup::from_stored(&stored)))
+                    .collect(),
+            }
+        };
+        let complete = last >= (chunk + 1) << CHUNK_BITS;
+        let mut touched: Vec<(Span, i64)> = tally.keys().copied().collect();
+        touched.sort_unstable();
+        for (key, counts) in tally {
+            open.entry(key).or_default().merge(&counts);
+        }
+        if complete {
+            // The watermark passes the chunk's end: its open rows go into their summaries.
+            let mut all: Vec<(Span, i64)> = open.keys().copied().collect();
+            all.sort_unstable();
+            for (span, period) in all {
+                let mut summary = backend
+                    .folded_rollup(tenant, span, period)?
+                    .map(|s| Rollup::from_stored(&s))
+                    .unwrap_or_default();
+                summary.merge(&open[&(span, period)]);
+                update
+                    .rollups
+                    .push((span, period, FOLDED, summary.to_stored()));
+                update.folded.push((span, period, chunk as i64));
+            }
+        } else {
+            for (span, period) in touched {
+                let stored = open[&(span, period)].to_stored();
+                update.rollups.push((span, period, chunk as i64, stored));
+            }
+            if chunk == newest_chunk {
+                newest_rollups = open;
+            }
+        }
+    }
     let newest = Newest {
         watermark: last,
         chunk: newest_chunk,
         postings: newest_postings,
         block: update.times.last().cloned(),
+        rollups: newest_rollups,
     };
     Ok(Some((update, newest)))
 }

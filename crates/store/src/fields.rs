@@ -19,7 +19,7 @@ use serde_json::Value;
 
 /// The version of everything derived from the log (terms, their tags, how values are read).
 /// A store whose derived data was built by another version rebuilds it from the log.
-pub const DERIVED_VERSION: u32 = 2;
+pub const DERIVED_VERSION: u32 = 3;
 
 /// Where a filter may be given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +100,11 @@ impl Field {
         FIELDS.iter().map(|s| Self(s.tag))
     }
 
+    /// The byte that starts its terms.
+    pub const fn tag(self) -> u8 {
+        self.0
+    }
+
     /// The term of one of this field's values.
     pub fn term(self, value: &str) -> Term {
         let mut bytes = Vec::with_capacity(1 + value.len());
@@ -133,6 +138,13 @@ fn any_text(value: &str) -> Result<String, String> {
 /// `type` and `id` as one value, unambiguous whatever they hold.
 pub fn pair(kind: &str, id: &str) -> String {
     format!("{}:{kind}{id}", kind.len())
+}
+
+/// The `type` and `id` of a value made by [`pair`].
+pub fn unpair(value: &str) -> Option<(&str, &str)> {
+    let (len, rest) = value.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    (rest.is_char_boundary(len) && len <= rest.len()).then(|| rest.split_at(len))
 }
 
 /// `actor_id`.
@@ -384,6 +396,23 @@ pub static FIELDS: [FieldSpec; 14] = [
 pub fn terms_of(source: Source<'_, '_>, mut emit: impl FnMut(&[u8])) {
     let mut scratch = Vec::with_capacity(64);
     for spec in &FIELDS {
+        (spec.values)(source, &mut |value| {
+            scratch.clear();
+            scratch.push(spec.tag);
+            scratch.extend_from_slice(value.as_bytes());
+            emit(&scratch);
+        });
+    }
+}
+
+/// Calls `emit` with the terms statistics count of an event: its actor, action, target and
+/// outcome.
+pub fn stat_terms_of(source: Source<'_, '_>, mut emit: impl FnMut(&[u8])) {
+    let mut scratch = Vec::with_capacity(64);
+    for spec in FIELDS
+        .iter()
+        .filter(|s| [ACTOR_ID.0, ACTION.0, TARGET.0, OUTCOME.0].contains(&s.tag))
+    {
         (spec.values)(source, &mut |value| {
             scratch.clear();
             scratch.push(spec.tag);

@@ -16,8 +16,10 @@ pub mod pipeline;
 pub mod plan;
 mod query;
 mod queue;
+pub mod rollup;
 pub mod rows;
 mod secret;
+pub mod stats;
 pub mod tail;
 pub mod text;
 pub mod verify;
@@ -199,6 +201,10 @@ pub trait Store: Send + Sync + 'static {
     /// A page of an entity's timeline: events targeting it or naming it in `related`, ordered
     /// by `occurred_at` then `seq`, oldest first.
     async fn history(&self, query: HistoryQuery) -> StoreResult<Page>;
+
+    /// Counts of a tenant's events in a window of `occurred_at`: per bucket, and per actor,
+    /// action and target, exact.
+    async fn statistics(&self, query: stats::StatsQuery) -> StoreResult<stats::Statistics>;
 
     /// Stores a new API key.
     async fn create_key(&self, key: NewKey) -> StoreResult<ApiKey>;

@@ -20,6 +20,7 @@ use crate::derived::{
     offset_in_chunk, seq_at,
 };
 use crate::fields::{EVENT_TYPE, EventFilter, RELATED, TARGET, Term, pair};
+use crate::rollup::{Span, StoredRollup};
 use crate::rows::{LogRow, RowError};
 use crate::tail::TailIndex;
 use crate::{Cursor, HistoryQuery, ListQuery, Order, Page, Relation, RowPage, StoredEvent};
@@ -48,6 +49,17 @@ pub trait ReadSnapshot {
         blocks: RangeInclusive<u64>,
         values: bool,
     ) -> Result<Vec<(u64, TimeBlock)>, Self::Error>;
+
+    /// The rollup rows of `span` for the periods of `periods`, summaries and open rows alike
+    /// (a period's counts are their sum), as `(period, counts)`; keys are read only when
+    /// `keys` is set (else left empty).
+    fn rollups(
+        &mut self,
+        tenant: &Tenant,
+        span: Span,
+        periods: RangeInclusive<i64>,
+        keys: bool,
+    ) -> Result<Vec<(i64, StoredRollup)>, Self::Error>;
 
     /// The log's events at these positions (in any order).
     fn rows(&mut self, tenant: &Tenant, seqs: &[u64]) -> Result<Vec<LogRow>, Self::Error>;

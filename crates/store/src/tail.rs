@@ -222,6 +222,35 @@ impl TenantTail {
         out
     }
 
+    /// Visits the held positions of `range`: `visit(at, None)` once per event, and
+    /// `visit(at, Some(term))` for each of its terms that `wanted` accepts.
+    pub(crate) fn tally(
+        &self,
+        range: RangeInclusive<u64>,
+        wanted: impl Fn(&[u8]) -> bool,
+        mut visit: impl FnMut(i64, Option<&[u8]>),
+    ) {
+        let (lo, hi) = (*range.start(), *range.end());
+        for seg in &self.segments {
+            if seg.times.is_empty() || seg.last() < lo || seg.first > hi {
+                continue;
+            }
+            let (a, b) = (lo.max(seg.first), hi.min(seg.last()));
+            for seq in a..=b {
+                visit(seg.times[(seq - seg.first) as usize], None);
+            }
+            for (term, seqs) in &seg.postings {
+                if !wanted(&term.0) {
+                    continue;
+                }
+                let start = seqs.partition_point(|s| *s < a);
+                for &seq in seqs[start..].iter().take_while(|s| **s <= b) {
+                    visit(seg.times[(seq - seg.first) as usize], Some(&term.0));
+                }
+            }
+        }
+    }
+
     /// The `occurred_at` of a held position.
     pub(crate) fn time(&self, seq: u64) -> Option<i64> {
         if seq < self.from || seq > self.to {

@@ -1,0 +1,271 @@
+//! Statistics rollups: derived counts of events per time period, built behind the log by the
+//! indexer ([`crate::derived`]) and read by [`crate::stats`].
+//!
+//! For each *span* (minute, hour, day of `occurred_at`, UTC) and each period of it, a rollup
+//! holds how many events occurred in it, how many failed, and how many named each actor,
+//! action and target (their [`Term`]s). A window of time is answered from the fewest
+//! rollups that tile it (whole days, then whole hours, then whole minutes at its edges) and
+//! the few events of its sub-minute edges, so statistics over a month read about a hundred
+//! rows whatever the number of events.
+//!
+//! Rows are keyed `(chunk, span, period)`: while a chunk of the log ([`crate::derived::CHUNK`]
+//! positions) is being indexed, each pass rewrites only its own *open* rows, bounded by the
+//! chunk's size however busy a period is. When the watermark passes the chunk's end, its open
+//! rows are *folded* into the period's summary row (chunk [`FOLDED`]) and deleted, so a
+//! period is read as one summary and at most the open rows of the newest chunk.
+
+use std::collections::HashMap;
+
+use crate::fields::{ACTION, ACTOR_ID, OUTCOME, TARGET, Term};
+
+/// The `chunk` of a period's summary row.
+pub const FOLDED: i64 = -1;
+
+/// A length of time rollups are kept per.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Span {
+    /// One UTC minute.
+    Minute,
+    /// One UTC hour.
+    Hour,
+    /// One UTC day.
+    Day,
+}
+
+impl Span {
+    /// Every span, longest first.
+    pub const LONGEST_FIRST: [Span; 3] = [Span::Day, Span::Hour, Span::Minute];
+
+    /// Its length in microseconds.
+    pub const fn micros(self) -> i64 {
+        match self {
+            Span::Minute => 60_000_000,
+            Span::Hour => 3_600_000_000,
+            Span::Day => 86_400_000_000,
+        }
+    }
+
+    /// The period holding `at` (microseconds since the epoch): periods are counted from the
+    /// epoch, so period `p` starts at `p * micros()`.
+    pub const fn period_of(self, at: i64) -> i64 {
+        at.div_euclid(self.micros())
+    }
+
+    /// How it is stored.
+    pub const fn code(self) -> i16 {
+        match self {
+            Span::Minute => 0,
+            Span::Hour => 1,
+            Span::Day => 2,
+        }
+    }
+
+    /// The span stored as `code`.
+    pub const fn from_code(code: i16) -> Option<Self> {
+        match code {
+            0 => Some(Span::Minute),
+            1 => Some(Span::Hour),
+            2 => Some(Span::Day),
+            _ => None,
+        }
+    }
+}
+
+/// A rollup in its stored form: the keys' counts encoded by [`Rollup::encode_keys`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredRollup {
+    /// Events in the period.
+    pub total: u64,
+    /// Of them, failures.
+    pub failures: u64,
+    /// The keys' counts (empty when not read).
+    pub keys: Vec<u8>,
+}
+
+/// One stored rollup row: span, period, chunk (or [`FOLDED`]) and counts.
+pub type RollupRow = (Span, i64, i64, StoredRollup);
+
+/// The counts of one period (or part of one), in memory.
+#[derive(Debug, Clone, Default)]
+pub struct Rollup {
+    /// Events counted.
+    pub total: u64,
+    /// Of them, failures.
+    pub failures: u64,
+    /// Per actor, action and target term: events naming it.
+    pub keys: HashMap<Term, u64, foldhash::fast::RandomState>,
+}
+
+/// Whether a term is one that rollups count: an actor, an action or a target.
+pub fn is_key(term: &[u8]) -> bool {
+    matches!(term.first(), Some(&t) if t == ACTOR_ID.tag() || t == ACTION.tag() || t == TARGET.tag())
+}
+
+/// Whether a term says the event failed.
+pub fn is_failure(term: &[u8]) -> bool {
+    term.first() == Some(&OUTCOME.tag()) && &term[1..] == b"failure"
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Calls `f` with each `(term, count)` of keys in stored form; `false` when the bytes are
+/// damaged (what was read before the damage has been passed on).
+pub fn decode_keys<'a>(bytes: &'a [u8], mut f: impl FnMut(&'a [u8], u64)) -> bool {
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(len) = get_varint(bytes, &mut at) else {
+            return false;
+        };
+        let Some(term) = usize::try_from(len)
+            .ok()
+            .and_then(|len| bytes.get(at..at.checked_add(len)?))
+        else {
+            return false;
+        };
+        at += term.len();
+        let Some(count) = get_varint(bytes, &mut at) else {
+            return false;
+        };
+        f(term, count);
+    }
+    true
+}
+
+impl Rollup {
+    /// Counts one event: whether it failed, and its key terms.
+    pub fn count<'t>(&mut self, failed: bool, keys: impl IntoIterator<Item = &'t [u8]>) {
+        self.total += 1;
+        self.failures += u64::from(failed);
+        for key in keys {
+            self.add(key, 1);
+        }
+    }
+
+    /// Adds `n` events to one key's count.
+    pub fn add(&mut self, key: &[u8], n: u64) {
+        match self.keys.get_mut(key) {
+            Some(c) => *c += n,
+            None => {
+                self.keys.insert(Term(key.into()), n);
+            }
+        }
+    }
+
+    /// Adds another rollup's counts to this one.
+    pub fn merge(&mut self, other: &Rollup) {
+        self.total += other.total;
+        self.failures += other.failures;
+        for (key, n) in &other.keys {
+            self.add(&key.0, *n);
+        }
+    }
+
+    /// The keys' counts in stored form: per key in term order, its length, its bytes and its
+    /// count, lengths and counts as LEB128 varints.
+    pub fn encode_keys(&self) -> Vec<u8> {
+        let mut keys: Vec<(&Term, &u64)> = self.keys.iter().collect();
+        keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut out = Vec::with_capacity(keys.iter().map(|(t, _)| t.0.len() + 3).sum());
+        for (term, n) in keys {
+            put_varint(&mut out, term.0.len() as u64);
+            out.extend_from_slice(&term.0);
+            put_varint(&mut out, *n);
+        }
+        out
+    }
+
+    /// The stored form.
+    pub fn to_stored(&self) -> StoredRollup {
+        StoredRollup {
+            total: self.total,
+            failures: self.failures,
+            keys: self.encode_keys(),
+        }
+    }
+
+    /// A rollup from its stored form; damaged keys are left out (and `reindex` mends them).
+    pub fn from_stored(stored: &StoredRollup) -> Self {
+        let mut out = Rollup {
+            total: stored.total,
+            failures: stored.failures,
+            ..Rollup::default()
+        };
+        if !decode_keys(&stored.keys, |term, n| out.add(term, n)) {
+            tracing::warn!("a stored statistics rollup is damaged; run sealtrail reindex");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_start_at_multiples_of_the_span_even_before_the_epoch() {
+        assert_eq!(Span::Hour.period_of(0), 0);
+        assert_eq!(Span::Hour.period_of(3_599_999_999), 0);
+        assert_eq!(Span::Hour.period_of(3_600_000_000), 1);
+        assert_eq!(Span::Day.period_of(-1), -1);
+        assert_eq!(Span::Minute.period_of(-60_000_000), -1);
+        assert_eq!(Span::Minute.period_of(-60_000_001), -2);
+        for span in Span::LONGEST_FIRST {
+            assert_eq!(Span::from_code(span.code()), Some(span));
+        }
+        assert_eq!(Span::from_code(7), None);
+    }
+
+    #[test]
+    fn rollups_survive_their_stored_form_and_merge() {
+        let mut a = Rollup::default();
+        let actor = ACTOR_ID.term("u-1");
+        let long = TARGET.term(&"x".repeat(300));
+        a.count(true, [&*actor.0, &*long.0]);
+        a.count(false, [&*actor.0]);
+        let stored = a.to_stored();
+        let back = Rollup::from_stored(&stored);
+        assert_eq!((back.total, back.failures), (2, 1));
+        assert_eq!(back.keys.get(&actor), Some(&2));
+        assert_eq!(back.keys.get(&long), Some(&1));
+        let mut sum = back.clone();
+        sum.merge(&back);
+        assert_eq!((sum.total, sum.failures, sum.keys[&actor]), (4, 2, 4));
+        // Damage is detected, not read as something else.
+        let mut cut = stored.keys.clone();
+        cut.truncate(cut.len() - 1);
+        let mut seen = 0;
+        assert!(!decode_keys(&cut, |_, _| seen += 1));
+        assert!(seen <= 1);
+        assert!(decode_keys(&stored.keys, |_, _| seen += 1));
+    }
+
+    #[test]
+    fn only_actors_actions_and_targets_are_keys() {
+        assert!(is_key(&ACTOR_ID.term("a").0));
+        assert!(is_key(&ACTION.term("user.login").0));
+        assert!(is_key(&TARGET.term("1:xy").0));
+        assert!(!is_key(&OUTCOME.term("failure").0));
+        assert!(is_failure(&OUTCOME.term("failure").0));
+        assert!(!is_failure(&OUTCOME.term("success").0));
+        assert!(!is_key(&[]));
+    }
+}

@@ -1,0 +1,491 @@
+//! Statistics (SPEC §4.3): counts of a tenant's events in a window of `occurred_at`, per
+//! bucket, and its busiest actors, actions and targets, exact at every moment, once for every
+//! backend.
+//!
+//! Indexed events are counted from the rollups ([`crate::rollup`]): the window is tiled with
+//! whole days, then whole hours and whole minutes toward its edges, and only the events of the
+//! sub-minute edges are read one by one (found through the time blocks). Events beyond the
+//! watermark are counted from the tail index, or read from the log when it holds none. No
+//! query reads the window's events: a month costs about a hundred rollup rows and the keys
+//! they hold.
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+
+use sealtrail_model::{Tenant, Timestamp};
+
+use crate::derived::{BLOCK, BLOCK_BITS, block_of};
+use crate::fields::{ACTION, ACTOR_ID, TARGET, stat_terms_of};
+use crate::plan::{PlanError, ReadSnapshot};
+use crate::rollup::{Rollup, Span, decode_keys, is_failure, is_key};
+use crate::rows::LogRow;
+use crate::tail::TailIndex;
+
+/// Most buckets one answer may hold.
+pub const MAX_BUCKETS: i64 = 100_000;
+
+/// Most entries one top list may hold.
+pub const MAX_TOP: usize = 1_000;
+
+/// What statistics are asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsQuery {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// Events with `occurred_at` at or after this…
+    pub from: Timestamp,
+    /// …and before this.
+    pub to: Timestamp,
+    /// [`Span::Hour`] or [`Span::Day`] buckets.
+    pub bucket: Span,
+    /// How many actors, actions and targets each top list holds at most.
+    pub top: usize,
+}
+
+/// How many buckets of `bucket` a window holds: every bucket from the one holding `from` to
+/// the one holding the last instant before `to`, empty ones included.
+pub fn bucket_count(bucket: Span, from: Timestamp, to: Timestamp) -> i64 {
+    let (from, to) = (from.micros(), to.micros());
+    if to <= from {
+        return 0;
+    }
+    bucket.period_of(to - 1) - bucket.period_of(from) + 1
+}
+
+impl StatsQuery {
+    /// How many buckets the answer holds ([`bucket_count`]).
+    pub fn bucket_count(&self) -> i64 {
+        bucket_count(self.bucket, self.from, self.to)
+    }
+}
+
+/// One bucket of an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketCount {
+    /// Where the bucket starts (UTC, a whole hour or day).
+    pub start: Timestamp,
+    /// Events in it (inside the window).
+    pub count: u64,
+    /// Of them, failures.
+    pub failures: u64,
+}
+
+/// The answer to a [`StatsQuery`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Statistics {
+    /// Events in the window.
+    pub total: u64,
+    /// Of them, failures.
+    pub failures: u64,
+    /// Every bucket of the window, ascending.
+    pub buckets: Vec<BucketCount>,
+    /// `(actor id, events)`, most events first, ties by id.
+    pub top_actors: Vec<(String, u64)>,
+    /// `(action, events)`, most events first, ties by action.
+    pub top_actions: Vec<(String, u64)>,
+    /// `(target type, target id, events)`, most events first, ties by type then id.
+    pub top_targets: Vec<(String, String, u64)>,
+}
+
+type PlanResult<T, E> = std::result::Result<T, PlanError<E>>;
+
+/// What a statistics read adds up.
+struct Tally {
+    from: i64,
+    to: i64,
+    bucket: Span,
+    first: i64,
+    buckets: Vec<(u64, u64)>,
+    keys: Rollup,
+}
+
+impl Tally {
+    fn inside(&self, at: i64) -> bool {
+        at >= self.from && at < self.to
+    }
+
+    fn slot(&mut self, at: i64) -> Option<&mut (u64, u64)> {
+        let i = usize::try_from(self.bucket.period_of(at) - self.first).ok()?;
+        self.buckets.get_mut(i)
+    }
+
+    /// One event read whole (an edge's, or the tail's).
+    fn event<'t>(&mut self, at: i64, failed: bool, keys: impl IntoIterator<Item = &'t [u8]>) {
+        if !self.inside(at) {
+            return;
+        }
+        if let Some(slot) = self.slot(at) {
+            slot.0 += 1;
+            slot.1 += u64::from(failed);
+        }
+        for key in keys {
+            self.keys.add(key, 1);
+        }
+    }
+
+    /// One row of a decoded log row.
+    fn row(&mut self, row: &LogRow) {
+        let mut terms: Vec<Vec<u8>> = Vec::new();
+        let read = row.with_source(|source| {
+            stat_terms_of(source, |t| terms.push(t.to_vec()));
+            source.view.occurred_at
+        });
+        match read {
+            Ok(at) => {
+                let failed = terms.iter().any(|t| is_failure(t));
+                self.event(
+                    at,
+                    failed,
+                    terms.iter().filter(|t| is_key(t)).map(Vec::as_slice),
+                );
+            }
+            // Verify names a damaged event; statistics go on without it, like the index.
+            Err(err) => tracing::warn!(error = %err, "an event could not be counted"),
+        }
+    }
+}
+
+/// Whole periods of one span: `(span, first, last)`.
+type Periods = (Span, i64, i64);
+
+/// Tiles `[lo, hi)` with whole periods, longest first: `(span, first..=last period)` into
+/// `whole`, and what no minute fills (at most one piece at each end) into `edges`.
+fn tile(lo: i64, hi: i64, level: usize, whole: &mut Vec<Periods>, edges: &mut Vec<(i64, i64)>) {
+    if lo >= hi {
+        return;
+    }
+    let Some(&span) = Span::LONGEST_FIRST.get(level) else {
+        edges.push((lo, hi));
+        return;
+    };
+    let len = span.micros();
+    // The first period starting at or after `lo`, and the first not ending by `hi`.
+    let a = -(lo.saturating_neg().div_euclid(len));
+    let b = hi.div_euclid(len);
+    if a < b {
+        whole.push((span, a, b - 1));
+        tile(lo, a.saturating_mul(len), level + 1, whole, edges);
+        tile(b.saturating_mul(len), hi, level + 1, whole, edges);
+    } else {
+        tile(lo, hi, level + 1, whole, edges);
+    }
+}
+
+/// Statistics of a tenant's events in `q`'s window: rollups up to the watermark, the tail
+/// beyond it, in one snapshot.
+pub fn statistics<S: ReadSnapshot>(
+    snap: &mut S,
+    q: &StatsQuery,
+    tail: &TailIndex,
+) -> PlanResult<Statistics, S::Error> {
+    let (from, to) = (q.from.micros(), q.to.micros());
+    let n = q.bucket_count().clamp(0, MAX_BUCKETS) as usize;
+    let mut tally = Tally {
+        from,
+        to,
+        bucket: q.bucket,
+        first: q.bucket.period_of(from),
+        buckets: vec![(0, 0); n],
+        keys: Rollup::default(),
+    };
+    if n > 0 {
+        let (indexed, size) = snap.bounds(&q.tenant).map_err(PlanError::Backend)?;
+        if indexed > 0 {
+            indexed_part(snap, &q.tenant, indexed, &mut tally)?;
+        }
+        if size > indexed {
+            tail_part(snap, tail, &q.tenant, (indexed, size), &mut tally)?;
+        }
+    }
+    Ok(answer(q, tally))
+}
+
+/// Counts the indexed events: rollups for whole periods, the time blocks and the log for the
+/// sub-minute edges.
+fn indexed_part<S: ReadSnapshot>(
+    snap: &mut S,
+    tenant: &Tenant,
+    indexed: u64,
+    tally: &mut Tally,
+) -> PlanResult<(), S::Error> {
+    let (from, to) = (tally.from, tally.to);
+    // Keys: the window tiled as coarsely as it goes.
+    let (mut whole, mut edges) = (Vec::new(), Vec::new());
+    tile(from, to, 0, &mut whole, &mut edges);
+    for &(span, a, b) in &whole {
+        let rows = snap
+            .rollups(tenant, span, a..=b, true)
+            .map_err(PlanError::Backend)?;
+        for (_, stored) in &rows {
+            if !decode_keys(&stored.keys, |term, count| tally.keys.add(term, count)) {
+                tracing::warn!("a stored statistics rollup is damaged; run sealtrail reindex");
+            }
+        }
+    }
+    // Buckets: each bucket tiled on its own (its whole periods lie inside it); adjacent
+    // pieces of one span are read together.
+    let mut pieces: HashMap<Span, Vec<(i64, i64)>> = HashMap::new();
+    let blen = tally.bucket.micros();
+    for i in 0..tally.buckets.len() as i64 {
+        let start = (tally.first + i).saturating_mul(blen);
+        let (lo, hi) = (start.max(from), start.saturating_add(blen).min(to));
+        let mut bucket_whole = Vec::new();
+        tile(lo, hi, 0, &mut bucket_whole, &mut Vec::new());
+        for (span, a, b) in bucket_whole {
+            let ranges = pieces.entry(span).or_default();
+            match ranges.last_mut() {
+                Some(last) if last.1 + 1 == a => last.1 = b,
+                _ => ranges.push((a, b)),
+            }
+        }
+    }
+    for (span, ranges) in pieces {
+        for (a, b) in ranges {
+            let rows = snap
+                .rollups(tenant, span, a..=b, false)
+                .map_err(PlanError::Backend)?;
+            for (period, stored) in rows {
+                if let Some(slot) = tally.slot(period.saturating_mul(span.micros())) {
+                    slot.0 += stored.total;
+                    slot.1 += stored.failures;
+                }
+            }
+        }
+    }
+    // The edges' events, one by one.
+    for (lo, hi) in edges {
+        let seqs = indexed_seqs_in(snap, tenant, indexed, lo, hi)?;
+        for part in seqs.chunks(1_024) {
+            for row in snap.rows(tenant, part).map_err(PlanError::Backend)? {
+                tally.row(&row);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The indexed positions whose `occurred_at` lies in `[lo, hi)`, from the time blocks.
+fn indexed_seqs_in<S: ReadSnapshot>(
+    snap: &mut S,
+    tenant: &Tenant,
+    indexed: u64,
+    lo: i64,
+    hi: i64,
+) -> PlanResult<Vec<u64>, S::Error> {
+    let headers = snap
+        .time_blocks(tenant, 0..=block_of(indexed), false)
+        .map_err(PlanError::Backend)?;
+    let mut wanted: Vec<RangeInclusive<u64>> = Vec::new();
+    for (block, t) in headers {
+        if t.lo < hi && t.hi >= lo {
+            match wanted.last_mut() {
+                Some(r) if *r.end() + 1 == block => *r = *r.start()..=block,
+                _ => wanted.push(block..=block),
+            }
+        }
+    }
+    let mut seqs = Vec::new();
+    for range in wanted {
+        for (block, t) in snap
+            .time_blocks(tenant, range, true)
+            .map_err(PlanError::Backend)?
+        {
+            let first = (block << BLOCK_BITS) + 1;
+            for (i, at) in t.values.iter().enumerate().take(BLOCK as usize) {
+                let seq = first + i as u64;
+                if seq <= indexed && *at >= lo && *at < hi {
+                    seqs.push(seq);
+                }
+            }
+        }
+    }
+    Ok(seqs)
+}
+
+/// Counts the events beyond the watermark: through the tail index where it holds them, from
+/// the log elsewhere.
+fn tail_part<S: ReadSnapshot>(
+    snap: &mut S,
+    tail: &TailIndex,
+    tenant: &Tenant,
+    (indexed, size): (u64, u64),
+    tally: &mut Tally,
+) -> PlanResult<(), S::Error> {
+    let cell = tail.tenant(tenant);
+    let held = {
+        let mut held = cell.lock().expect("the tail lock is never poisoned");
+        match held.cover(snap, tenant, indexed, size)? {
+            Some(range) => {
+                held.tally(
+                    range.clone(),
+                    |term| is_key(term) || is_failure(term),
+                    |at, term| match term {
+                        None => {
+                            if tally.inside(at)
+                                && let Some(slot) = tally.slot(at)
+                            {
+                                slot.0 += 1;
+                            }
+                        }
+                        Some(term) if tally.inside(at) => {
+                            if is_failure(term) {
+                                if let Some(slot) = tally.slot(at) {
+                                    slot.1 += 1;
+                                }
+                            } else {
+                                tally.keys.add(term, 1);
+                            }
+                        }
+                        Some(_) => {}
+                    },
+                );
+                Some(range)
+            }
+            None => None,
+        }
+    };
+    let rest: Vec<RangeInclusive<u64>> = match held {
+        Some(r) => vec![indexed + 1..=r.start() - 1, r.end() + 1..=size],
+        None => vec![indexed + 1..=size],
+    };
+    for range in rest {
+        let (mut lo, hi) = (*range.start(), *range.end());
+        while lo <= hi {
+            let rows = snap
+                .scan(tenant, lo..=hi, false, 512)
+                .map_err(PlanError::Backend)?;
+            let Some(last) = rows.last().map(|r| r.seq) else {
+                break;
+            };
+            for row in &rows {
+                tally.row(row);
+            }
+            lo = last + 1;
+        }
+    }
+    Ok(())
+}
+
+/// The answer: totals from the buckets, top lists ordered by count then key.
+fn answer(q: &StatsQuery, tally: Tally) -> Statistics {
+    let blen = q.bucket.micros();
+    let buckets: Vec<BucketCount> = tally
+        .buckets
+        .iter()
+        .enumerate()
+        .map(|(i, &(count, failures))| BucketCount {
+            start: Timestamp::from_micros((tally.first + i as i64).saturating_mul(blen)),
+            count,
+            failures,
+        })
+        .collect();
+    let mut actors = Vec::new();
+    let mut actions = Vec::new();
+    let mut targets = Vec::new();
+    for (term, &count) in &tally.keys.keys {
+        let Some((&tag, value)) = term.0.split_first() else {
+            continue;
+        };
+        let Ok(value) = std::str::from_utf8(value) else {
+            continue;
+        };
+        if tag == ACTOR_ID.tag() {
+            actors.push((value.to_owned(), count));
+        } else if tag == ACTION.tag() {
+            actions.push((value.to_owned(), count));
+        } else if tag == TARGET.tag()
+            && let Some((kind, id)) = crate::fields::unpair(value)
+        {
+            targets.push((kind.to_owned(), id.to_owned(), count));
+        }
+    }
+    let top = q.top.min(MAX_TOP);
+    actors.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    actors.truncate(top);
+    actions.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    actions.truncate(top);
+    targets.sort_unstable_by(|a, b| {
+        b.2.cmp(&a.2)
+            .then_with(|| a.0.cmp(&b.0))
+            .then_with(|| a.1.cmp(&b.1))
+    });
+    targets.truncate(top);
+    Statistics {
+        total: buckets.iter().map(|b| b.count).sum(),
+        failures: buckets.iter().map(|b| b.failures).sum(),
+        buckets,
+        top_actors: actors,
+        top_actions: actions,
+        top_targets: targets,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: i64 = 60_000_000;
+    const H: i64 = 60 * M;
+    const D: i64 = 24 * H;
+
+    fn tiled(lo: i64, hi: i64) -> (Vec<super::Periods>, Vec<(i64, i64)>) {
+        let (mut whole, mut edges) = (Vec::new(), Vec::new());
+        tile(lo, hi, 0, &mut whole, &mut edges);
+        (whole, edges)
+    }
+
+    #[test]
+    fn windows_are_tiled_longest_first_with_sub_minute_edges() {
+        // Two whole days, with hours, minutes and seconds on each side.
+        let lo = 10 * D - 2 * H - 3 * M - 5_000_000;
+        let hi = 12 * D + H + 2 * M + 7;
+        let (whole, edges) = tiled(lo, hi);
+        assert_eq!(
+            whole,
+            vec![
+                (Span::Day, 10, 11),
+                (Span::Hour, 10 * 24 - 2, 10 * 24 - 1),
+                (
+                    Span::Minute,
+                    (10 * D - 2 * H - 3 * M) / M,
+                    (10 * D - 2 * H) / M - 1
+                ),
+                (Span::Hour, 12 * 24, 12 * 24),
+                (Span::Minute, (12 * D + H) / M, (12 * D + H) / M + 1),
+            ]
+        );
+        assert_eq!(
+            edges,
+            vec![(lo, 10 * D - 2 * H - 3 * M), (12 * D + H + 2 * M, hi)]
+        );
+        // Every instant of the window is in exactly one piece.
+        let covered: i64 = whole
+            .iter()
+            .map(|(s, a, b)| (b - a + 1) * s.micros())
+            .chain(edges.iter().map(|(a, b)| b - a))
+            .sum();
+        assert_eq!(covered, hi - lo);
+        // Before the epoch too, and a window inside one minute.
+        let (whole, edges) = tiled(-D - 30_000_000, -D + H);
+        assert_eq!(whole, vec![(Span::Hour, -24, -24)]);
+        assert_eq!(edges, vec![(-D - 30_000_000, -D)]);
+        assert_eq!(tiled(5, 9), (vec![], vec![(5, 9)]));
+        assert_eq!(tiled(9, 9), (vec![], vec![]));
+    }
+
+    #[test]
+    fn buckets_run_from_the_one_holding_from_to_the_one_holding_the_last_instant() {
+        let q = |from: i64, to: i64, bucket| StatsQuery {
+            tenant: Tenant::from_store("t"),
+            from: Timestamp::from_micros(from),
+            to: Timestamp::from_micros(to),
+            bucket,
+            top: 10,
+        };
+        assert_eq!(q(0, D, Span::Day).bucket_count(), 1);
+        assert_eq!(q(0, D + 1, Span::Day).bucket_count(), 2);
+        assert_eq!(q(H / 2, 3 * H, Span::Hour).bucket_count(), 3);
+        assert_eq!(q(5, 5, Span::Hour).bucket_count(), 0);
+        assert_eq!(q(30 * D, 0, Span::Day).bucket_count(), 0);
+    }
+}
