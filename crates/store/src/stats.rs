@@ -109,7 +109,7 @@ impl Tally {
         self.buckets.get_mut(i)
     }
 
-    /// One event read whole (an edge's, or the tail's).
+    /// One event read whole (an edge's, or the tail's), counted if it is in the window.
     fn event<'t>(&mut self, at: i64, failed: bool, keys: impl IntoIterator<Item = &'t [u8]>) {
         if !self.inside(at) {
             return;
@@ -123,8 +123,28 @@ impl Tally {
         }
     }
 
-    /// One row of a decoded log row.
-    fn row(&mut self, row: &LogRow) {
+    /// Takes back an event that a rollup of the bucket holding `bucket_at` counted but the
+    /// window does not hold.
+    fn take_back<'t>(
+        &mut self,
+        bucket_at: i64,
+        failed: bool,
+        keys: impl IntoIterator<Item = &'t [u8]>,
+    ) {
+        if let Some(slot) = self.slot(bucket_at) {
+            slot.0 = slot.0.saturating_sub(1);
+            slot.1 = slot.1.saturating_sub(u64::from(failed));
+        }
+        for key in keys {
+            if let Some(n) = self.keys.keys.get_mut(key) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Counts one decoded log row: into the window (`back` is `None`), or taken back from
+    /// the bucket holding `back`.
+    fn row(&mut self, row: &LogRow, back: Option<i64>) {
         let mut terms: Vec<Vec<u8>> = Vec::new();
         let read = row.with_source(|source| {
             stat_terms_of(source, |t| terms.push(t.to_vec()));
@@ -133,11 +153,11 @@ impl Tally {
         match read {
             Ok(at) => {
                 let failed = terms.iter().any(|t| is_failure(t));
-                self.event(
-                    at,
-                    failed,
-                    terms.iter().filter(|t| is_key(t)).map(Vec::as_slice),
-                );
+                let keys = terms.iter().filter(|t| is_key(t)).map(Vec::as_slice);
+                match back {
+                    None => self.event(at, failed, keys),
+                    Some(bucket_at) => self.take_back(bucket_at, failed, keys),
+                }
             }
             // Verify names a damaged event; statistics go on without it, like the index.
             Err(err) => tracing::warn!(error = %err, "an event could not be counted"),
@@ -252,39 +272,75 @@ fn indexed_part<S: ReadSnapshot>(
             }
         }
     }
-    // The edges' events, one by one.
+    // The sub-minute edges, each inside one minute: its own events one by one, or, when the
+    // rest of its minute holds fewer (the edge at `to` = now holds the whole of the last
+    // minute's ingest), the minute's rollup less the rest's events.
+    let minute = Span::Minute.micros();
+    let mut parts = Vec::new();
     for (lo, hi) in edges {
-        let seqs = indexed_seqs_in(snap, tenant, indexed, lo, hi)?;
-        for part in seqs.chunks(1_024) {
+        let boundary = (Span::Minute.period_of(lo) + 1).saturating_mul(minute);
+        if boundary < hi {
+            parts.extend([(lo, boundary), (boundary, hi)]);
+        } else {
+            parts.push((lo, hi));
+        }
+    }
+    for (lo, hi) in parts {
+        let period = Span::Minute.period_of(lo);
+        let start = period.saturating_mul(minute);
+        let (inside, rest) = indexed_seqs_in(snap, tenant, indexed, (lo, hi), start)?;
+        let back = if inside.len() <= rest.len() {
+            for part in inside.chunks(1_024) {
+                for row in snap.rows(tenant, part).map_err(PlanError::Backend)? {
+                    tally.row(&row, None);
+                }
+            }
+            continue;
+        } else {
+            rest
+        };
+        for (_, stored) in snap
+            .rollups(tenant, Span::Minute, period..=period, true)
+            .map_err(PlanError::Backend)?
+        {
+            if let Some(slot) = tally.slot(start) {
+                slot.0 += stored.total;
+                slot.1 += stored.failures;
+            }
+            decode_keys(&stored.keys, |term, count| tally.keys.add(term, count));
+        }
+        for part in back.chunks(1_024) {
             for row in snap.rows(tenant, part).map_err(PlanError::Backend)? {
-                tally.row(&row);
+                tally.row(&row, Some(start));
             }
         }
     }
     Ok(())
 }
 
-/// The indexed positions whose `occurred_at` lies in `[lo, hi)`, from the time blocks.
+/// The indexed positions whose `occurred_at` lies in `[lo, hi)`, and those of the rest of
+/// the minute starting at `start` (which holds `[lo, hi)`), from the time blocks.
 fn indexed_seqs_in<S: ReadSnapshot>(
     snap: &mut S,
     tenant: &Tenant,
     indexed: u64,
-    lo: i64,
-    hi: i64,
-) -> PlanResult<Vec<u64>, S::Error> {
+    (lo, hi): (i64, i64),
+    start: i64,
+) -> PlanResult<(Vec<u64>, Vec<u64>), S::Error> {
+    let end = start.saturating_add(Span::Minute.micros());
     let headers = snap
         .time_blocks(tenant, 0..=block_of(indexed), false)
         .map_err(PlanError::Backend)?;
     let mut wanted: Vec<RangeInclusive<u64>> = Vec::new();
     for (block, t) in headers {
-        if t.lo < hi && t.hi >= lo {
+        if t.lo < end && t.hi >= start {
             match wanted.last_mut() {
                 Some(r) if *r.end() + 1 == block => *r = *r.start()..=block,
                 _ => wanted.push(block..=block),
             }
         }
     }
-    let mut seqs = Vec::new();
+    let (mut inside, mut rest) = (Vec::new(), Vec::new());
     for range in wanted {
         for (block, t) in snap
             .time_blocks(tenant, range, true)
@@ -293,13 +349,18 @@ fn indexed_seqs_in<S: ReadSnapshot>(
             let first = (block << BLOCK_BITS) + 1;
             for (i, at) in t.values.iter().enumerate().take(BLOCK as usize) {
                 let seq = first + i as u64;
-                if seq <= indexed && *at >= lo && *at < hi {
-                    seqs.push(seq);
+                if seq > indexed || *at < start || *at >= end {
+                    continue;
+                }
+                if *at >= lo && *at < hi {
+                    inside.push(seq);
+                } else {
+                    rest.push(seq);
                 }
             }
         }
     }
-    Ok(seqs)
+    Ok((inside, rest))
 }
 
 /// Counts the events beyond the watermark: through the tail index where it holds them, from
@@ -358,7 +419,7 @@ fn tail_part<S: ReadSnapshot>(
                 break;
             };
             for row in &rows {
-                tally.row(row);
+                tally.row(row, None);
             }
             lo = last + 1;
         }
@@ -383,6 +444,9 @@ fn answer(q: &StatsQuery, tally: Tally) -> Statistics {
     let mut actions = Vec::new();
     let mut targets = Vec::new();
     for (term, &count) in &tally.keys.keys {
+        if count == 0 {
+            continue;
+        }
         let Some((&tag, value)) = term.0.split_first() else {
             continue;
         };
