@@ -92,7 +92,7 @@ impl ApiError {
         Self::Invalid(vec![FieldError::new(field, message)])
     }
 
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::MalformedJson(_) | Self::TooDeep(_) | Self::BadParameters(_) => {
                 StatusCode::BAD_REQUEST

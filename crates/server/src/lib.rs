@@ -12,6 +12,7 @@ pub mod checkpointer;
 mod docs;
 pub mod error;
 pub mod export;
+pub mod graphql;
 pub mod ingest;
 pub mod integrity;
 pub mod jwt;
@@ -231,6 +232,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/docs", get(ops::docs))
         .route("/metrics", get(metrics::scrape))
+        .route("/graphql", get(graphql::get).post(graphql::post))
         .fallback(not_found)
         .layer(from_fn_with_state(state.clone(), limits::enforce))
         .layer(from_fn(metrics::track_http))

@@ -295,7 +295,9 @@ impl Modify for SharedAnswers {
             )
         };
         for (path, item) in openapi.paths.paths.iter_mut() {
-            if !path.starts_with("/api/v1/") || path == "/api/v1/openapi.json" {
+            if !(path.starts_with("/api/v1/") || path == "/graphql")
+                || path == "/api/v1/openapi.json"
+            {
                 continue;
             }
             for operation in [
@@ -348,6 +350,8 @@ impl Modify for SharedAnswers {
         crate::ops::healthz,
         crate::ops::readyz,
         crate::metrics::scrape,
+        crate::graphql::post,
+        crate::graphql::get,
     ),
     modifiers(&BearerAuth, &FilterDocs, &SharedAnswers),
     tags(

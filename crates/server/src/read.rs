@@ -47,13 +47,26 @@ fn page_response(page: Page) -> Response {
     .into_response()
 }
 
-/// Runs a list for a principal: checks the read scope and tenant, audits cross-tenant reads.
+/// Runs a list for a principal and answers its page as JSON.
 async fn run_list(
     state: &AppState,
     principal: &Principal,
     params: ListParams,
     uri: &OriginalUri,
 ) -> Result<Response, ApiError> {
+    Ok(page_response(
+        list_page(state, principal, params, uri).await?,
+    ))
+}
+
+/// Runs a list for a principal: checks the read scope and tenant, audits cross-tenant reads
+/// (REST and GraphQL alike).
+pub(crate) async fn list_page(
+    state: &AppState,
+    principal: &Principal,
+    params: ListParams,
+    uri: &OriginalUri,
+) -> Result<Page, ApiError> {
     principal.require(Scope::Read)?;
     let tenant = principal.tenant(params.tenant.as_deref(), "tenant", false)?;
     let query = ListQuery {
@@ -67,7 +80,7 @@ async fn run_list(
     state
         .audit_cross_tenant_read(principal, &tenant, uri)
         .await?;
-    Ok(page_response(page))
+    Ok(page)
 }
 
 /// List a tenant's events, filtered, newest first by default.
@@ -335,14 +348,46 @@ async fn run_history(
         return Err(ApiError::BadParameters(unsupported));
     }
     let mut params = parse_list_query(raw, allowed).map_err(ApiError::BadParameters)?;
-    let tenant = principal.tenant(params.tenant.as_deref(), "tenant", false)?;
     let mut event_types = params
         .filter
         .fields
         .remove(&sealtrail_store::fields::EVENT_TYPE)
         .unwrap_or_default();
     event_types.extend(event_type);
-    let cursor = match params.cursor {
+    let timeline = Timeline {
+        entity_type,
+        entity_id,
+        event_types,
+        limit: params.limit,
+        cursor: params.cursor,
+        tenant: params.tenant,
+    };
+    Ok(page_response(
+        history_page(state, principal, uri, timeline).await?,
+    ))
+}
+
+/// What a timeline read asks, parsed.
+pub(crate) struct Timeline {
+    pub(crate) entity_type: String,
+    pub(crate) entity_id: String,
+    pub(crate) event_types: Vec<String>,
+    pub(crate) limit: usize,
+    pub(crate) cursor: Option<sealtrail_store::Cursor>,
+    pub(crate) tenant: Option<String>,
+}
+
+/// Reads a page of an entity's timeline for a principal: scope, tenant, cursor kind, audit.
+pub(crate) async fn history_page(
+    state: &AppState,
+    principal: &Principal,
+    uri: &OriginalUri,
+    t: Timeline,
+) -> Result<Page, ApiError> {
+    principal.require(Scope::Read)?;
+    let tenant = principal.tenant(t.tenant.as_deref(), "tenant", false)?;
+    let (entity_type, entity_id, event_types) = (t.entity_type, t.entity_id, t.event_types);
+    let cursor = match t.cursor {
         None => None,
         Some(c @ sealtrail_store::Cursor::Time(..)) => Some(c),
         Some(_) => {
@@ -359,43 +404,43 @@ async fn run_history(
             entity_type,
             entity_id,
             event_type: event_types,
-            limit: params.limit,
+            limit: t.limit,
             cursor,
         })
         .await?;
     state
         .audit_cross_tenant_read(principal, &tenant, uri)
         .await?;
-    Ok(page_response(page))
+    Ok(page)
 }
 
 /// One bucket of a statistics answer.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct BucketBody {
     /// Where the bucket starts: a whole UTC hour or day (RFC 3339).
-    start: String,
+    pub(crate) start: String,
     /// Events of the window in it.
-    count: u64,
+    pub(crate) count: u64,
     /// Of them, failures.
-    failures: u64,
+    pub(crate) failures: u64,
 }
 
 /// An actor and its events.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ActorCount {
     /// `actor.id`.
-    id: String,
+    pub(crate) id: String,
     /// Events in the window.
-    count: u64,
+    pub(crate) count: u64,
 }
 
 /// An action and its events.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ActionCount {
     /// `action`.
-    action: String,
+    pub(crate) action: String,
     /// Events in the window.
-    count: u64,
+    pub(crate) count: u64,
 }
 
 /// A target and its events.
@@ -404,35 +449,35 @@ pub struct TargetCount {
     /// `target.type`.
     #[serde(rename = "type")]
     #[schema(rename = "type")]
-    kind: String,
+    pub(crate) kind: String,
     /// `target.id`.
-    id: String,
+    pub(crate) id: String,
     /// Events in the window.
-    count: u64,
+    pub(crate) count: u64,
 }
 
 /// Exact counts of a tenant's events whose `occurred_at` lies in `[from, to)`.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct StatisticsBody {
     /// The window's start, as applied (RFC 3339).
-    from: String,
+    pub(crate) from: String,
     /// The window's end, excluded, as applied (RFC 3339).
-    to: String,
+    pub(crate) to: String,
     /// `day` or `hour`.
-    bucket: &'static str,
+    pub(crate) bucket: &'static str,
     /// Events in the window.
-    total: u64,
+    pub(crate) total: u64,
     /// Of them, failures (`outcome: failure`).
-    failures: u64,
+    pub(crate) failures: u64,
     /// Every bucket from the one holding `from` to the one holding the window's last instant,
     /// ascending, empty ones included.
-    buckets: Vec<BucketBody>,
+    pub(crate) buckets: Vec<BucketBody>,
     /// Actors with the most events, most first, ties by id ascending.
-    top_actors: Vec<ActorCount>,
+    pub(crate) top_actors: Vec<ActorCount>,
     /// Actions with the most events, most first, ties by action ascending.
-    top_actions: Vec<ActionCount>,
+    pub(crate) top_actions: Vec<ActionCount>,
     /// Targets with the most events, most first, ties by type then id ascending.
-    top_targets: Vec<TargetCount>,
+    pub(crate) top_targets: Vec<TargetCount>,
 }
 
 /// Statistics of a tenant's events in a window of `occurred_at` (UTC buckets, empty ones
@@ -457,11 +502,21 @@ pub async fn statistics(
     uri: OriginalUri,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    use sealtrail_store::rollup::Span;
-    principal.require(Scope::Read)?;
     let params =
         crate::params::parse_stats_query(raw.as_deref(), sealtrail_model::Timestamp::now())
             .map_err(ApiError::BadParameters)?;
+    Ok(Json(statistics_body(&state, &principal, params, &uri).await?).into_response())
+}
+
+/// Statistics for a principal: scope, tenant, audit (REST and GraphQL alike).
+pub(crate) async fn statistics_body(
+    state: &AppState,
+    principal: &Principal,
+    params: crate::params::StatsParams,
+    uri: &OriginalUri,
+) -> Result<StatisticsBody, ApiError> {
+    use sealtrail_store::rollup::Span;
+    principal.require(Scope::Read)?;
     let tenant = principal.tenant(params.tenant.as_deref(), "tenant", false)?;
     let stats = state
         .store
@@ -474,9 +529,9 @@ pub async fn statistics(
         })
         .await?;
     state
-        .audit_cross_tenant_read(&principal, &tenant, &uri)
+        .audit_cross_tenant_read(principal, &tenant, uri)
         .await?;
-    let body = StatisticsBody {
+    Ok(StatisticsBody {
         from: params.from.to_rfc3339(),
         to: params.to.to_rfc3339(),
         bucket: if params.bucket == Span::Hour {
@@ -510,6 +565,5 @@ pub async fn statistics(
             .into_iter()
             .map(|(kind, id, count)| TargetCount { kind, id, count })
             .collect(),
-    };
-    Ok(Json(body).into_response())
+    })
 }
