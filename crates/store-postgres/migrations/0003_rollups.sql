@@ -13,3 +13,7 @@ CREATE TABLE rollups (
     keys     bytea    NOT NULL,
     PRIMARY KEY (tenant, chunk, span, period)
 );
+
+-- Keys are read whole by every statistics query: stored out of line without compression, so a
+-- read is a copy, not a decompression (the same trade as postings' bits).
+ALTER TABLE rollups ALTER COLUMN keys SET STORAGE EXTERNAL;

@@ -290,14 +290,14 @@ fn indexed_part<S: ReadSnapshot>(
         let start = period.saturating_mul(minute);
         let (inside, rest) = indexed_seqs_in(snap, tenant, indexed, (lo, hi), start)?;
         let back = if inside.len() <= rest.len() {
-            for part in inside.chunks(1_024) {
+            for part in inside.into_seqs().chunks(1_024) {
                 for row in snap.rows(tenant, part).map_err(PlanError::Backend)? {
                     tally.row(&row, None);
                 }
             }
             continue;
         } else {
-            rest
+            rest.into_seqs()
         };
         for (_, stored) in snap
             .rollups(tenant, Span::Minute, period..=period, true)
@@ -318,30 +318,68 @@ fn indexed_part<S: ReadSnapshot>(
     Ok(())
 }
 
+/// Indexed positions, as whole runs and single ones.
+#[derive(Default)]
+struct Positions {
+    runs: Vec<RangeInclusive<u64>>,
+    single: Vec<u64>,
+}
+
+impl Positions {
+    fn len(&self) -> u64 {
+        self.single.len() as u64
+            + self
+                .runs
+                .iter()
+                .map(|r| r.end() - r.start() + 1)
+                .sum::<u64>()
+    }
+
+    fn into_seqs(self) -> Vec<u64> {
+        let mut out = self.single;
+        for r in self.runs {
+            out.extend(r);
+        }
+        out
+    }
+}
+
 /// The indexed positions whose `occurred_at` lies in `[lo, hi)`, and those of the rest of
-/// the minute starting at `start` (which holds `[lo, hi)`), from the time blocks.
+/// the minute starting at `start` (which holds `[lo, hi)`), from the time blocks: a block
+/// whose least and greatest time put it wholly on one side is taken whole, without reading
+/// its values (the minute at `to` = now under full-speed ingest spans hundreds of blocks).
 fn indexed_seqs_in<S: ReadSnapshot>(
     snap: &mut S,
     tenant: &Tenant,
     indexed: u64,
     (lo, hi): (i64, i64),
     start: i64,
-) -> PlanResult<(Vec<u64>, Vec<u64>), S::Error> {
+) -> PlanResult<(Positions, Positions), S::Error> {
     let end = start.saturating_add(Span::Minute.micros());
     let headers = snap
         .time_blocks(tenant, 0..=block_of(indexed), false)
         .map_err(PlanError::Backend)?;
-    let mut wanted: Vec<RangeInclusive<u64>> = Vec::new();
+    let (mut inside, mut rest) = (Positions::default(), Positions::default());
+    let mut mixed: Vec<RangeInclusive<u64>> = Vec::new();
     for (block, t) in headers {
-        if t.lo < end && t.hi >= start {
-            match wanted.last_mut() {
+        if t.lo >= end || t.hi < start {
+            continue;
+        }
+        let first = (block << BLOCK_BITS) + 1;
+        let run = first..=(first + BLOCK - 1).min(indexed);
+        let within = t.lo >= start && t.hi < end;
+        if t.lo >= lo && t.hi < hi {
+            inside.runs.push(run);
+        } else if within && (t.hi < lo || t.lo >= hi) {
+            rest.runs.push(run);
+        } else {
+            match mixed.last_mut() {
                 Some(r) if *r.end() + 1 == block => *r = *r.start()..=block,
-                _ => wanted.push(block..=block),
+                _ => mixed.push(block..=block),
             }
         }
     }
-    let (mut inside, mut rest) = (Vec::new(), Vec::new());
-    for range in wanted {
+    for range in mixed {
         for (block, t) in snap
             .time_blocks(tenant, range, true)
             .map_err(PlanError::Backend)?
@@ -353,9 +391,9 @@ fn indexed_seqs_in<S: ReadSnapshot>(
                     continue;
                 }
                 if *at >= lo && *at < hi {
-                    inside.push(seq);
+                    inside.single.push(seq);
                 } else {
-                    rest.push(seq);
+                    rest.single.push(seq);
                 }
             }
         }
