@@ -456,7 +456,16 @@ fn query_shapes(
     events: u64,
     now: Timestamp,
 ) -> Vec<(String, String)> {
-    let from = Timestamp::from_micros(now.micros() - 7 * 86_400_000_000).to_rfc3339();
+    const DAY: i64 = 86_400_000_000;
+    let from = Timestamp::from_micros(now.micros() - 7 * DAY).to_rfc3339();
+    // A week whose edges fall inside minutes (37 s and 11 s past one), and one whole UTC day.
+    let odd_from = Timestamp::from_micros(now.micros() - 9 * DAY - 1_037_000_000).to_rfc3339();
+    let odd_to = Timestamp::from_micros(now.micros() - 2 * DAY - 2_011_000_000).to_rfc3339();
+    let day = now.micros().div_euclid(DAY) - 4;
+    let (day_from, day_to) = (
+        Timestamp::from_micros(day * DAY).to_rfc3339(),
+        Timestamp::from_micros((day + 1) * DAY).to_rfc3339(),
+    );
     let (busy_actor, rare_actor) = (&pools.actors[0].0, &pools.actors[1_999].0);
     let (ttype, tid, _) = &pools.targets[0];
     let list = |q: String| format!("/api/v1/audit-logs?limit=50&{q}");
@@ -512,6 +521,23 @@ fn query_shapes(
         (
             "entity timeline".into(),
             format!("/api/v1/entities/{ttype}/{tid}/history?limit=50"),
+        ),
+        // Statistics over the events' 30 days: rollups, edges and the tail.
+        (
+            "stats 30 days (default)".into(),
+            "/api/v1/audit-logs/statistics".into(),
+        ),
+        (
+            "stats 30 days, hours".into(),
+            "/api/v1/audit-logs/statistics?bucket=hour".into(),
+        ),
+        (
+            "stats 7 days, odd edges".into(),
+            format!("/api/v1/audit-logs/statistics?from={odd_from}&to={odd_to}&top=50"),
+        ),
+        (
+            "stats one whole day".into(),
+            format!("/api/v1/audit-logs/statistics?from={day_from}&to={day_to}"),
         ),
         // No store work at all: what the machine's load alone adds to a request.
         ("/healthz (baseline)".into(), "/healthz".into()),
@@ -614,6 +640,8 @@ async fn query_bench(
             started.elapsed().as_secs_f64()
         );
     }
+    // A store reused from an earlier run may still be rebuilding its derived data.
+    server.wait_indexed(&http).await?;
     let shapes = query_shapes(&pools, &source, events, now);
     // Warm-up: one pass, not counted.
     time_queries(&http, &server.base, &server.key, &shapes, 5).await?;
