@@ -1,8 +1,9 @@
 -- Derived data for statistics: per tenant, span (0 minute, 1 hour, 2 day of occurred_at, UTC)
 -- and period, the events' counts: in total, failed, and per actor, action and target (`keys`,
--- see sealtrail_store::rollup). While a chunk of the log is indexed its rows are its own
--- (`chunk` >= 0); once the watermark passes the chunk's end they are folded into the period's
--- summary (`chunk` = -1), so a period is read as one row and the newest chunk's few.
+-- see sealtrail_store::rollup). While a chunk of the log is indexed it has rows of its own
+-- for its minutes (`chunk` >= 0); once the watermark passes the chunk's end they are folded
+-- into the minutes', hours' and days' summaries (`chunk` = -1), so a period is read as one
+-- row and the newest chunk's few minutes.
 CREATE TABLE rollups (
     tenant   text     NOT NULL,
     chunk    bigint   NOT NULL,

@@ -203,6 +203,34 @@ impl ReadSnapshot for Snapshot<'_> {
             .collect())
     }
 
+    fn open_minutes(
+        &mut self,
+        tenant: &Tenant,
+        minutes: RangeInclusive<i64>,
+        keys: bool,
+    ) -> Result<Vec<(i64, StoredRollup)>, PgError> {
+        let sql = if keys {
+            "SELECT period, total, failures, keys FROM rollups \
+             WHERE tenant = $1 AND chunk >= 0 AND span = $2 AND period BETWEEN $3 AND $4"
+        } else {
+            "SELECT period, total, failures, '\\x'::bytea FROM rollups \
+             WHERE tenant = $1 AND chunk >= 0 AND span = $2 AND period BETWEEN $3 AND $4"
+        };
+        let rows = self.query(
+            sql,
+            &[
+                &tenant.as_str(),
+                &Span::Minute.code(),
+                minutes.start(),
+                minutes.end(),
+            ],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, i64>(0), crate::index::stored_rollup(r, 1)))
+            .collect())
+    }
+
     fn rows(&mut self, tenant: &Tenant, seqs: &[u64]) -> Result<Vec<LogRow>, PgError> {
         let seqs: Vec<i64> = seqs.iter().copied().map(clamp).collect();
         let rows = self.query(

@@ -242,6 +242,32 @@ impl ReadSnapshot for Snapshot<'_> {
         .collect()
     }
 
+    fn open_minutes(
+        &mut self,
+        tenant: &Tenant,
+        minutes: RangeInclusive<i64>,
+        keys: bool,
+    ) -> rusqlite::Result<Vec<(i64, StoredRollup)>> {
+        let sql = if keys {
+            "SELECT period, total, failures, keys FROM ix.rollups \
+             WHERE tenant = ?1 AND chunk >= 0 AND span = ?2 AND period BETWEEN ?3 AND ?4"
+        } else {
+            "SELECT period, total, failures, x'' FROM ix.rollups \
+             WHERE tenant = ?1 AND chunk >= 0 AND span = ?2 AND period BETWEEN ?3 AND ?4"
+        };
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        stmt.query_map(
+            params![
+                tenant.as_str(),
+                Span::Minute.code(),
+                minutes.start(),
+                minutes.end()
+            ],
+            |r| Ok((r.get::<_, i64>(0)?, crate::index::stored_rollup(r, 1)?)),
+        )?
+        .collect()
+    }
+
     fn rows(&mut self, tenant: &Tenant, seqs: &[u64]) -> rusqlite::Result<Vec<LogRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {ROW_COLUMNS} FROM log WHERE tenant = ?1 AND seq = ?2"

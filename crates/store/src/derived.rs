@@ -379,15 +379,15 @@ fn build<B: IndexBackend>(
         });
         match occurred {
             Ok(at) => {
-                for span in Span::LONGEST_FIRST {
-                    let key_terms = ends.iter().scan(0, |start, &end| {
-                        Some(&keys[std::mem::replace(start, end)..end])
-                    });
-                    tally
-                        .entry((span, span.period_of(at)))
-                        .or_default()
-                        .count(failed, key_terms);
-                }
+                // An open chunk counts minutes only; its hours and days are summed from them
+                // when it is folded.
+                let key_terms = ends.iter().scan(0, |start, &end| {
+                    Some(&keys[std::mem::replace(start, end)..end])
+                });
+                tally
+                    .entry((Span::Minute, Span::Minute.period_of(at)))
+                    .or_default()
+                    .count(failed, key_terms);
                 times
                     .entry(block_of(row.seq))
                     .or_default()
@@ -495,19 +495,30 @@ fn build<B: IndexBackend>(
             open.entry(key).or_default().merge(&counts);
         }
         if complete {
-            // The watermark passes the chunk's end: its open rows go into their summaries.
-            let mut all: Vec<(Span, i64)> = open.keys().copied().collect();
-            all.sort_unstable();
-            for (span, period) in all {
+            // The watermark passes the chunk's end: its open minutes go into their summaries,
+            // and their sums into their hours' and days'.
+            let mut sums: BTreeMap<(Span, i64), Rollup> = BTreeMap::new();
+            for (&(span, period), counts) in &open {
+                let at = period.saturating_mul(span.micros());
+                for whole in Span::LONGEST_FIRST {
+                    if whole >= span {
+                        sums.entry((whole, whole.period_of(at)))
+                            .or_default()
+                            .merge(counts);
+                    }
+                }
+                update.folded.push((span, period, chunk as i64));
+            }
+            update.folded.sort_unstable();
+            for ((span, period), counts) in sums {
                 let mut summary = backend
                     .folded_rollup(tenant, span, period)?
                     .map(|s| Rollup::from_stored(&s))
                     .unwrap_or_default();
-                summary.merge(&open[&(span, period)]);
+                summary.merge(&counts);
                 update
                     .rollups
                     .push((span, period, FOLDED, summary.to_stored()));
-                update.folded.push((span, period, chunk as i64));
             }
         } else {
             for (span, period) in touched {

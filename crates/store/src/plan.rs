@@ -61,6 +61,15 @@ pub trait ReadSnapshot {
         keys: bool,
     ) -> Result<Vec<(i64, StoredRollup)>, Self::Error>;
 
+    /// The open rollup rows (those of chunks not yet folded, which count minutes only) for
+    /// the minutes of `minutes`, as `(minute, counts)`; keys only when `keys` is set.
+    fn open_minutes(
+        &mut self,
+        tenant: &Tenant,
+        minutes: RangeInclusive<i64>,
+        keys: bool,
+    ) -> Result<Vec<(i64, StoredRollup)>, Self::Error>;
+
     /// The log's events at these positions (in any order).
     fn rows(&mut self, tenant: &Tenant, seqs: &[u64]) -> Result<Vec<LogRow>, Self::Error>;
 

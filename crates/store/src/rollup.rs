@@ -9,10 +9,12 @@
 //! rows whatever the number of events.
 //!
 //! Rows are keyed `(chunk, span, period)`: while a chunk of the log ([`crate::derived::CHUNK`]
-//! positions) is being indexed, each pass rewrites only its own *open* rows, bounded by the
-//! chunk's size however busy a period is. When the watermark passes the chunk's end, its open
-//! rows are *folded* into the period's summary row (chunk [`FOLDED`]) and deleted, so a
-//! period is read as one summary and at most the open rows of the newest chunk.
+//! positions) is being indexed, it has *open* rows for its minutes only, and each pass rewrites
+//! just the minutes it touched, bounded by the chunk's size however busy a period is. When the
+//! watermark passes the chunk's end, its minutes are *folded* into their summary rows (chunk
+//! [`FOLDED`]) and, summed, into their hours' and days' summaries, and the open rows are
+//! deleted. A minute is read as its summary and at most one open row; an hour or a day as its
+//! summary and the open minutes inside it.
 
 use std::collections::HashMap;
 

@@ -17,7 +17,7 @@ use sealtrail_model::{Tenant, Timestamp};
 use crate::derived::{BLOCK, BLOCK_BITS, block_of};
 use crate::fields::{ACTION, ACTOR_ID, TARGET, stat_terms_of};
 use crate::plan::{PlanError, ReadSnapshot};
-use crate::rollup::{Rollup, Span, decode_keys, is_failure, is_key};
+use crate::rollup::{Rollup, Span, StoredRollup, decode_keys, is_failure, is_key};
 use crate::rows::LogRow;
 use crate::tail::TailIndex;
 
@@ -233,9 +233,7 @@ fn indexed_part<S: ReadSnapshot>(
     let (mut whole, mut edges) = (Vec::new(), Vec::new());
     tile(from, to, 0, &mut whole, &mut edges);
     for &(span, a, b) in &whole {
-        let rows = snap
-            .rollups(tenant, span, a..=b, true)
-            .map_err(PlanError::Backend)?;
+        let rows = whole_rows(snap, tenant, (span, a, b), true)?;
         for (_, stored) in &rows {
             if !decode_keys(&stored.keys, |term, count| tally.keys.add(term, count)) {
                 tracing::warn!("a stored statistics rollup is damaged; run sealtrail reindex");
@@ -261,11 +259,8 @@ fn indexed_part<S: ReadSnapshot>(
     }
     for (span, ranges) in pieces {
         for (a, b) in ranges {
-            let rows = snap
-                .rollups(tenant, span, a..=b, false)
-                .map_err(PlanError::Backend)?;
-            for (period, stored) in rows {
-                if let Some(slot) = tally.slot(period.saturating_mul(span.micros())) {
+            for (start, stored) in whole_rows(snap, tenant, (span, a, b), false)? {
+                if let Some(slot) = tally.slot(start) {
                     slot.0 += stored.total;
                     slot.1 += stored.failures;
                 }
@@ -316,6 +311,34 @@ fn indexed_part<S: ReadSnapshot>(
         }
     }
     Ok(())
+}
+
+/// The rollup rows of whole periods `a..=b` of `span`, as `(start, counts)`: their summaries,
+/// and for hours and days the open minutes inside them (a chunk being indexed counts minutes
+/// only, and adds them to its hours and days when it is folded).
+fn whole_rows<S: ReadSnapshot>(
+    snap: &mut S,
+    tenant: &Tenant,
+    (span, a, b): Periods,
+    keys: bool,
+) -> PlanResult<Vec<(i64, StoredRollup)>, S::Error> {
+    let mut rows: Vec<(i64, StoredRollup)> = snap
+        .rollups(tenant, span, a..=b, keys)
+        .map_err(PlanError::Backend)?
+        .into_iter()
+        .map(|(p, r)| (p.saturating_mul(span.micros()), r))
+        .collect();
+    if span != Span::Minute {
+        let per = span.micros() / Span::Minute.micros();
+        let minutes = a.saturating_mul(per)..=b.saturating_add(1).saturating_mul(per) - 1;
+        rows.extend(
+            snap.open_minutes(tenant, minutes, keys)
+                .map_err(PlanError::Backend)?
+                .into_iter()
+                .map(|(m, r)| (m.saturating_mul(Span::Minute.micros()), r)),
+        );
+    }
+    Ok(rows)
 }
 
 /// Indexed positions, as whole runs and single ones.
