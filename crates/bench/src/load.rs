@@ -429,21 +429,35 @@ impl Server {
     }
 }
 
-/// Creates an ingest-and-read key of `tenant` with the bench's admin token.
+/// Creates an ingest-and-read key of `tenant` with the bench's admin token. A store reused
+/// while it rebuilds its derived data refuses writes (the key's audit event among them) with
+/// 503 until the indexer is near the log: the request is sent again meanwhile.
 pub(crate) async fn create_key(
     http: &reqwest::Client,
     base: &str,
     tenant: &str,
 ) -> anyhow::Result<String> {
-    let r: Value = http
-        .post(format!("{base}/api/v1/keys"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"tenant": tenant, "scopes": ["ingest", "read"], "name": "bench"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    Ok(r["token"].as_str().context("no token")?.to_owned())
+    let started = Instant::now();
+    loop {
+        let answer = http
+            .post(format!("{base}/api/v1/keys"))
+            .bearer_auth(ADMIN)
+            .json(&json!({"tenant": tenant, "scopes": ["ingest", "read"], "name": "bench"}))
+            .send()
+            .await?;
+        let status = answer.status();
+        let r: Value = answer.json().await?;
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+            && started.elapsed() < Duration::from_secs(3_600)
+        {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            continue;
+        }
+        return Ok(r["token"]
+            .as_str()
+            .with_context(|| format!("no token ({status}): {r}"))?
+            .to_owned());
+    }
 }
 
 /// What one run of [`ingest`] did.
