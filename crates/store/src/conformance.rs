@@ -1474,15 +1474,15 @@ fn counted_statistics(
     }
 }
 
-/// Random events over three days from 2026-03-01, at every granularity from days to
+/// Random events over `days` days from `base`, at every granularity from days to
 /// microseconds, named by a few actors, actions and targets.
-fn counted_events(rng: &mut Mix, n: usize, base: i64) -> Vec<Counted> {
+fn counted_events(rng: &mut Mix, n: usize, base: i64, days: u64) -> Vec<Counted> {
     const DAY: i64 = 86_400_000_000;
     (0..n)
         .map(|_| {
             let unit = [DAY, 3_600_000_000, 60_000_000, 1_000_000, 1][rng.below(5)];
             let at = base
-                + (rng.next() % (3 * DAY as u64 / unit as u64)) as i64 * unit
+                + (rng.next() % (days * DAY as u64 / unit as u64)) as i64 * unit
                 + if rng.chance(20) {
                     rng.below(1_000) as i64
                 } else {
@@ -1513,15 +1513,16 @@ fn counted_events(rng: &mut Mix, n: usize, base: i64) -> Vec<Counted> {
 fn stats_windows(rng: &mut Mix, base: i64, n: usize) -> Vec<(i64, i64)> {
     const DAY: i64 = 86_400_000_000;
     let mut out = vec![
-        (base - DAY, base + 4 * DAY),
+        (base - 9 * DAY, base + 30 * DAY),
         (base, base),
         (base + 5, base + 5),
     ];
     for _ in 0..n {
+        // From a week before the events on; some windows hold whole weeks, days and hours.
         let unit = [DAY, 3_600_000_000, 60_000_000, 1_000_000, 1, 7_777][rng.below(6)];
-        let from = base - DAY / 2 + (rng.next() % (4 * DAY as u64 / unit as u64)) as i64 * unit;
-        let len_unit = [DAY, 3_600_000_000, 60_000_000, 1_000_000, 1][rng.below(5)];
-        let to = from + (rng.below(80) as i64) * len_unit + rng.below(3) as i64;
+        let from = base - 8 * DAY + (rng.next() % (12 * DAY as u64 / unit as u64)) as i64 * unit;
+        let len_unit = [7 * DAY, DAY, 3_600_000_000, 60_000_000, 1_000_000, 1][rng.below(6)];
+        let to = from + (rng.below(80) as i64) * len_unit / 3 + rng.below(3) as i64;
         out.push((from, to));
     }
     out
@@ -1568,13 +1569,13 @@ pub async fn statistics_equal_counts_made_from_the_events(store: Arc<dyn Store>)
         .expect("a date")
         .micros();
     let mut rng = Mix(0x57a75);
-    let events = counted_events(&mut rng, 400, base);
+    let events = counted_events(&mut rng, 400, base, 20);
     let (first, second) = events.split_at(250);
     let prepare = |t: &str, evs: &[Counted]| -> Vec<PreparedEvent> {
         evs.iter().map(|e| prepared(t, e.json())).collect()
     };
     store.append(prepare("t", first)).await.expect("append");
-    let elsewhere = counted_events(&mut rng, 60, base);
+    let elsewhere = counted_events(&mut rng, 60, base, 20);
     store
         .append(prepare("other", &elsewhere))
         .await
@@ -1601,7 +1602,7 @@ pub async fn statistics_stay_exact_across_chunks_and_reindex(store: Arc<dyn Stor
     let mut rng = Mix(0xc4a2);
     let n = crate::derived::CHUNK as usize + 3_000;
     // Times mostly ascending, as clocks run, with some events late by up to a day.
-    let mut events = counted_events(&mut rng, n, base);
+    let mut events = counted_events(&mut rng, n, base, 10);
     events.sort_by_key(|e| e.at);
     for i in (0..n).step_by(97) {
         events[i].at -= (rng.next() % 86_400_000_000) as i64;

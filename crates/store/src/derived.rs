@@ -17,7 +17,7 @@
 //!   terms' frequencies.
 //! - **Times**: for each *block* of [`BLOCK`] positions, the `occurred_at` of each event and
 //!   the block's least and greatest, so a time range is answered block by block.
-//! - **Rollups**: per minute, hour and day of `occurred_at`, the events' counts by outcome,
+//! - **Rollups**: per minute, hour, day and week of `occurred_at`, the events' counts by outcome,
 //!   actor, action and target, for statistics ([`crate::rollup`]).
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,10 +1,10 @@
 //! Statistics rollups: derived counts of events per time period, built behind the log by the
 //! indexer ([`crate::derived`]) and read by [`crate::stats`].
 //!
-//! For each *span* (minute, hour, day of `occurred_at`, UTC) and each period of it, a rollup
+//! For each *span* (minute, hour, day, week of `occurred_at`, UTC) and each period of it, a rollup
 //! holds how many events occurred in it, how many failed, and how many named each actor,
 //! action and target (their [`Term`]s). A window of time is answered from the fewest
-//! rollups that tile it (whole days, then whole hours, then whole minutes at its edges) and
+//! rollups that tile it (whole weeks, then whole days, hours and minutes toward its edges) and
 //! the few events of its sub-minute edges, so statistics over a month read about a hundred
 //! rows whatever the number of events.
 //!
@@ -12,9 +12,9 @@
 //! positions) is being indexed, it has *open* rows for its minutes only, and each pass rewrites
 //! just the minutes it touched, bounded by the chunk's size however busy a period is. When the
 //! watermark passes the chunk's end, its minutes are *folded* into their summary rows (chunk
-//! [`FOLDED`]) and, summed, into their hours' and days' summaries, and the open rows are
-//! deleted. A minute is read as its summary and at most one open row; an hour or a day as its
-//! summary and the open minutes inside it.
+//! [`FOLDED`]) and, summed, into their hours', days' and weeks' summaries, and the open rows
+//! are deleted. A minute is read as its summary and at most one open row; a longer period as
+//! its summary and the open minutes inside it.
 
 use std::collections::HashMap;
 
@@ -32,11 +32,14 @@ pub enum Span {
     Hour,
     /// One UTC day.
     Day,
+    /// Seven UTC days, counted from the epoch (a Thursday): only ever whole inside a window,
+    /// so that a month is a few summaries rather than thirty.
+    Week,
 }
 
 impl Span {
     /// Every span, longest first.
-    pub const LONGEST_FIRST: [Span; 3] = [Span::Day, Span::Hour, Span::Minute];
+    pub const LONGEST_FIRST: [Span; 4] = [Span::Week, Span::Day, Span::Hour, Span::Minute];
 
     /// Its length in microseconds.
     pub const fn micros(self) -> i64 {
@@ -44,6 +47,7 @@ impl Span {
             Span::Minute => 60_000_000,
             Span::Hour => 3_600_000_000,
             Span::Day => 86_400_000_000,
+            Span::Week => 604_800_000_000,
         }
     }
 
@@ -59,6 +63,7 @@ impl Span {
             Span::Minute => 0,
             Span::Hour => 1,
             Span::Day => 2,
+            Span::Week => 3,
         }
     }
 
@@ -68,6 +73,7 @@ impl Span {
             0 => Some(Span::Minute),
             1 => Some(Span::Hour),
             2 => Some(Span::Day),
+            3 => Some(Span::Week),
             _ => None,
         }
     }

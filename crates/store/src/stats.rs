@@ -590,6 +590,17 @@ mod tests {
             .chain(edges.iter().map(|(a, b)| b - a))
             .sum();
         assert_eq!(covered, hi - lo);
+        // Whole weeks (from the epoch) first.
+        let (whole, edges) = tiled(6 * D + H, 22 * D);
+        assert_eq!(
+            whole,
+            vec![
+                (Span::Week, 1, 2),
+                (Span::Hour, 6 * 24 + 1, 7 * 24 - 1),
+                (Span::Day, 21, 21)
+            ]
+        );
+        assert!(edges.is_empty());
         // Before the epoch too, and a window inside one minute.
         let (whole, edges) = tiled(-D - 30_000_000, -D + H);
         assert_eq!(whole, vec![(Span::Hour, -24, -24)]);
