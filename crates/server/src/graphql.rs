@@ -501,6 +501,18 @@ fn list_body(
     Value::Object(body)
 }
 
+/// Runs a list for the request from its REST search body: the same parsing, then
+/// `read::list_page` (scope, tenant, audit).
+async fn list(ctx: &Context<'_>, body: Value) -> async_graphql::Result<AuditLogPage> {
+    let (state, principal, uri) = request_parts(ctx)?;
+    let params =
+        crate::params::parse_search_body(body).map_err(|e| gql_error(ApiError::Invalid(e)))?;
+    let found = crate::read::list_page(state, principal, params, uri)
+        .await
+        .map_err(gql_error)?;
+    page(found)
+}
+
 /// The read queries.
 pub struct Query;
 
@@ -519,14 +531,7 @@ impl Query {
         cursor: Option<String>,
         #[graphql(desc = "For keys bound to all tenants")] tenant: Option<String>,
     ) -> async_graphql::Result<AuditLogPage> {
-        let (state, principal, uri) = request_parts(ctx)?;
-        let body = list_body(filter, q, order, limit, cursor, tenant);
-        let params =
-            crate::params::parse_search_body(body).map_err(|e| gql_error(ApiError::Invalid(e)))?;
-        let found = crate::read::list_page(state, principal, params, uri)
-            .await
-            .map_err(gql_error)?;
-        page(found)
+        list(ctx, list_body(filter, q, order, limit, cursor, tenant)).await
     }
 
     /// An entity's timeline, oldest first by `occurred_at`: events targeting it and events
@@ -544,32 +549,17 @@ impl Query {
         #[graphql(desc = "For keys bound to all tenants")] tenant: Option<String>,
     ) -> async_graphql::Result<AuditLogPage> {
         let (state, principal, uri) = request_parts(ctx)?;
-        let limit = match limit {
-            None => crate::params::DEFAULT_LIMIT,
-            Some(n) if (1..=crate::params::MAX_LIMIT as i32).contains(&n) => n as usize,
-            Some(_) => {
-                return Err(gql_error(ApiError::bad_parameter(
-                    "limit",
-                    format!("must be an integer from 1 to {}", crate::params::MAX_LIMIT),
-                )));
-            }
-        };
-        let cursor = match cursor {
-            None => None,
-            Some(c) => Some(sealtrail_store::Cursor::decode(&c).map_err(|_| {
-                gql_error(ApiError::bad_parameter(
-                    "cursor",
-                    "is not a cursor this server issued",
-                ))
-            })?),
-        };
+        // Paging and tenant parsed as a search body parses them.
+        let paging = list_body(None, None, None, limit, cursor, tenant);
+        let params = crate::params::parse_search_body(paging)
+            .map_err(|e| gql_error(ApiError::Invalid(e)))?;
         let timeline = crate::read::Timeline {
             entity_type: kind,
             entity_id: id,
             event_types: event_type.into_iter().collect(),
-            limit,
-            cursor,
-            tenant,
+            limit: params.limit,
+            cursor: params.cursor,
+            tenant: params.tenant,
         };
         let found = crate::read::history_page(state, principal, uri, timeline)
             .await
@@ -591,7 +581,6 @@ impl Query {
         cursor: Option<String>,
         #[graphql(desc = "For keys bound to all tenants")] tenant: Option<String>,
     ) -> async_graphql::Result<AuditLogPage> {
-        let (state, principal, uri) = request_parts(ctx)?;
         let mut filter = filter.unwrap_or_default();
         if filter.actor_id.is_some() {
             return Err(gql_error(ApiError::BadParameters(vec![FieldError::new(
@@ -600,13 +589,11 @@ impl Query {
             )])));
         }
         filter.actor_id = Some(vec![actor_id]);
-        let body = list_body(Some(filter), q, order, limit, cursor, tenant);
-        let params =
-            crate::params::parse_search_body(body).map_err(|e| gql_error(ApiError::Invalid(e)))?;
-        let found = crate::read::list_page(state, principal, params, uri)
-            .await
-            .map_err(gql_error)?;
-        page(found)
+        list(
+            ctx,
+            list_body(Some(filter), q, order, limit, cursor, tenant),
+        )
+        .await
     }
 
     /// Exact counts of a window of `occurred_at` (`GET /audit-logs/statistics`): default the
