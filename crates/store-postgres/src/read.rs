@@ -176,17 +176,12 @@ impl ReadSnapshot for Snapshot<'_> {
         periods: RangeInclusive<i64>,
         keys: bool,
     ) -> Result<Vec<(i64, StoredRollup)>, PgError> {
-        // Summaries (chunk -1), then the few open rows of the newest chunk.
         let sql = if keys {
             "SELECT period, total, failures, keys FROM rollups \
-             WHERE tenant = $1 AND chunk = -1 AND span = $2 AND period BETWEEN $3 AND $4 \
-             UNION ALL SELECT period, total, failures, keys FROM rollups \
-             WHERE tenant = $1 AND chunk >= 0 AND span = $2 AND period BETWEEN $3 AND $4"
+             WHERE tenant = $1 AND chunk = -1 AND span = $2 AND period BETWEEN $3 AND $4"
         } else {
             "SELECT period, total, failures, '\\x'::bytea FROM rollups \
-             WHERE tenant = $1 AND chunk = -1 AND span = $2 AND period BETWEEN $3 AND $4 \
-             UNION ALL SELECT period, total, failures, '\\x'::bytea FROM rollups \
-             WHERE tenant = $1 AND chunk >= 0 AND span = $2 AND period BETWEEN $3 AND $4"
+             WHERE tenant = $1 AND chunk = -1 AND span = $2 AND period BETWEEN $3 AND $4"
         };
         let rows = self.query(
             sql,

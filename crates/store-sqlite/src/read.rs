@@ -221,18 +221,12 @@ impl ReadSnapshot for Snapshot<'_> {
         periods: RangeInclusive<i64>,
         keys: bool,
     ) -> rusqlite::Result<Vec<(i64, StoredRollup)>> {
-        // Summaries first (chunk -1), then the few open rows of the newest chunk: two ranges
-        // of the key, not a walk of the tenant's rows.
         let sql = if keys {
             "SELECT period, total, failures, keys FROM ix.rollups \
-             WHERE tenant = ?1 AND chunk = -1 AND span = ?2 AND period BETWEEN ?3 AND ?4 \
-             UNION ALL SELECT period, total, failures, keys FROM ix.rollups \
-             WHERE tenant = ?1 AND chunk >= 0 AND span = ?2 AND period BETWEEN ?3 AND ?4"
+             WHERE tenant = ?1 AND chunk = -1 AND span = ?2 AND period BETWEEN ?3 AND ?4"
         } else {
             "SELECT period, total, failures, x'' FROM ix.rollups \
-             WHERE tenant = ?1 AND chunk = -1 AND span = ?2 AND period BETWEEN ?3 AND ?4 \
-             UNION ALL SELECT period, total, failures, x'' FROM ix.rollups \
-             WHERE tenant = ?1 AND chunk >= 0 AND span = ?2 AND period BETWEEN ?3 AND ?4"
+             WHERE tenant = ?1 AND chunk = -1 AND span = ?2 AND period BETWEEN ?3 AND ?4"
         };
         let mut stmt = self.conn.prepare_cached(sql)?;
         stmt.query_map(

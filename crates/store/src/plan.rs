@@ -50,9 +50,9 @@ pub trait ReadSnapshot {
         values: bool,
     ) -> Result<Vec<(u64, TimeBlock)>, Self::Error>;
 
-    /// The rollup rows of `span` for the periods of `periods`, summaries and open rows alike
-    /// (a period's counts are their sum), as `(period, counts)`; keys are read only when
-    /// `keys` is set (else left empty).
+    /// The summary rows (chunk [`crate::rollup::FOLDED`]) of `span` for the periods of
+    /// `periods`, as `(period, counts)`; keys are read only when `keys` is set (else left
+    /// empty). The newest chunk's counts are in [`ReadSnapshot::open_minutes`].
     fn rollups(
         &mut self,
         tenant: &Tenant,

@@ -294,10 +294,7 @@ fn indexed_part<S: ReadSnapshot>(
         } else {
             rest.into_seqs()
         };
-        for (_, stored) in snap
-            .rollups(tenant, Span::Minute, period..=period, true)
-            .map_err(PlanError::Backend)?
-        {
+        for (_, stored) in whole_rows(snap, tenant, (Span::Minute, period, period), true)? {
             if let Some(slot) = tally.slot(start) {
                 slot.0 += stored.total;
                 slot.1 += stored.failures;
@@ -314,8 +311,8 @@ fn indexed_part<S: ReadSnapshot>(
 }
 
 /// The rollup rows of whole periods `a..=b` of `span`, as `(start, counts)`: their summaries,
-/// and for hours and days the open minutes inside them (a chunk being indexed counts minutes
-/// only, and adds them to its hours and days when it is folded).
+/// and the open minutes inside them (a chunk being indexed counts minutes only, and adds them
+/// to its periods' summaries when it is folded).
 fn whole_rows<S: ReadSnapshot>(
     snap: &mut S,
     tenant: &Tenant,
@@ -328,16 +325,14 @@ fn whole_rows<S: ReadSnapshot>(
         .into_iter()
         .map(|(p, r)| (p.saturating_mul(span.micros()), r))
         .collect();
-    if span != Span::Minute {
-        let per = span.micros() / Span::Minute.micros();
-        let minutes = a.saturating_mul(per)..=b.saturating_add(1).saturating_mul(per) - 1;
-        rows.extend(
-            snap.open_minutes(tenant, minutes, keys)
-                .map_err(PlanError::Backend)?
-                .into_iter()
-                .map(|(m, r)| (m.saturating_mul(Span::Minute.micros()), r)),
-        );
-    }
+    let per = span.micros() / Span::Minute.micros();
+    let minutes = a.saturating_mul(per)..=b.saturating_add(1).saturating_mul(per) - 1;
+    rows.extend(
+        snap.open_minutes(tenant, minutes, keys)
+            .map_err(PlanError::Backend)?
+            .into_iter()
+            .map(|(m, r)| (m.saturating_mul(Span::Minute.micros()), r)),
+    );
     Ok(rows)
 }
 
