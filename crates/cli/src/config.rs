@@ -90,6 +90,10 @@ pub(crate) struct ServeArgs {
     /// repeatable, or comma-separated [default: none: headers are not believed]
     #[arg(long = "trusted-proxy", env = "SEALTRAIL_TRUSTED_PROXIES", value_name = "CIDR", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<sealtrail_server::limits::IpNet>,
+    /// A tenant and an origin whose pages may read that tenant's data from a browser
+    /// (`acme=https://app.acme.example`); repeatable, or comma-separated [default: none]
+    #[arg(long = "cors-origin", env = "SEALTRAIL_CORS_ORIGINS", value_name = "TENANT=ORIGIN", value_delimiter = ',', value_parser = parse_cors_rule)]
+    pub cors_origins: Vec<(sealtrail_model::Tenant, String)>,
     /// How long any request but ingest may take before it answers 503 ("0s": no bound)
     /// [default: 30s]
     #[arg(long, env = "SEALTRAIL_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -138,6 +142,10 @@ pub(crate) struct ServeArgs {
 }
 
 /// An address or a CIDR network.
+fn parse_cors_rule(text: &str) -> Result<(sealtrail_model::Tenant, String), String> {
+    sealtrail_server::cors::parse_rule(text)
+}
+
 fn parse_net(text: &str) -> Result<sealtrail_server::limits::IpNet, String> {
     let text = text.trim();
     text.parse::<sealtrail_server::limits::IpNet>()
@@ -175,6 +183,8 @@ struct FileConfig {
     rate_limit_ip: Option<u32>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    #[serde(default)]
+    cors_origins: Vec<String>,
     #[serde(default, with = "humantime_serde_opt")]
     request_timeout: Option<Duration>,
     tls_cert: Option<PathBuf>,
@@ -226,6 +236,8 @@ pub(crate) struct ServeConfig {
     pub limits: sealtrail_server::limits::LimitSettings,
     /// JWT readers.
     pub jwt: sealtrail_server::jwt::JwtSettings,
+    /// The origins each tenant allows to read from a browser.
+    pub cors: sealtrail_server::cors::CorsSettings,
     /// HTTPS instead of HTTP.
     pub tls: Option<sealtrail_server::TlsFiles>,
 }
@@ -353,6 +365,15 @@ impl ServeArgs {
                     },
                 }
             },
+            cors: sealtrail_server::cors::CorsSettings::new(if self.cors_origins.is_empty() {
+                file.cors_origins
+                    .iter()
+                    .map(|t| parse_cors_rule(t).map_err(anyhow::Error::msg))
+                    .collect::<anyhow::Result<Vec<_>>>()
+                    .context("invalid cors_origins in the config file")?
+            } else {
+                self.cors_origins
+            }),
             tls: match (
                 self.tls_cert.or(file.tls_cert),
                 self.tls_key.or(file.tls_key),
@@ -415,6 +436,40 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/from-flag"));
         assert_eq!(config.batch_max_wait, Duration::from_millis(3));
         assert_eq!(config.queue_capacity, 50_000);
+    }
+
+    #[test]
+    fn cors_origins_come_from_the_file_unless_flags_name_some() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("s.toml");
+        std::fs::write(
+            &file,
+            "cors_origins = [\"acme=https://app.acme.example\"]\n",
+        )
+        .expect("write");
+        let acme = sealtrail_model::validate_tenant("acme").expect("tenant");
+        let globex = sealtrail_model::validate_tenant("globex").expect("tenant");
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let cors = args.resolve().expect("resolve").cors;
+        assert!(cors.allows(&acme, "https://app.acme.example"));
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            cors_origins: vec![parse_cors_rule("globex=http://localhost:3000").expect("rule")],
+            ..Default::default()
+        };
+        let cors = args.resolve().expect("resolve").cors;
+        assert!(!cors.allows(&acme, "https://app.acme.example"));
+        assert!(cors.allows(&globex, "http://localhost:3000"));
+        std::fs::write(&file, "cors_origins = [\"acme=app.acme.example\"]\n").expect("write");
+        let args = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        let err = args.resolve().expect_err("no scheme");
+        assert!(format!("{err:#}").contains("cors_origins"), "{err:#}");
     }
 
     #[test]

@@ -274,6 +274,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(key_id = keys.active_id(), "checkpoints are signed");
         let mut state = AppState::with_keys(store, keys, config.checkpoints.clone());
         state.limits = sealtrail_server::limits::Limits::new(config.limits.clone());
+        state.cors = Arc::new(config.cors.clone());
         state.jwt = Arc::new(
             sealtrail_server::jwt::JwtVerifier::new(config.jwt.clone())
                 .context("cannot use the JWT settings")?,

@@ -42,7 +42,20 @@ pub struct Principal {
     pub key: ApiKey,
     /// Whether the credential is a JWT reader rather than an API key.
     pub jwt: bool,
+    /// For a viewer token: what it grants. Only handlers taking [`Viewable`] see one; every
+    /// other route refuses viewer tokens with 403.
+    pub viewer: Option<std::sync::Arc<crate::viewer::Grant>>,
 }
+
+/// A credential on a route that also serves viewer tokens (the list, search, by-id, entity,
+/// user and history reads); [`Principal`] itself refuses them.
+#[derive(Debug, Clone)]
+pub struct Viewable(pub Principal);
+
+/// Where a request's credential says which tenant it acts for, for the CORS layer
+/// ([`crate::cors`]): filled when the credential is bound to one tenant.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialTenant(pub std::sync::Arc<std::sync::OnceLock<Tenant>>);
 
 impl Principal {
     /// Fails with 403 unless the key holds `scope`.
@@ -64,6 +77,9 @@ impl Principal {
 
     /// How events sealtrail records about this credential's acts name it.
     pub fn actor(&self) -> sealtrail_model::Actor {
+        if let Some(grant) = &self.viewer {
+            return grant.actor();
+        }
         if self.jwt {
             // SPEC §12: a JWT reader is `{"id": <sub>, "type": "user"}`.
             return sealtrail_model::Actor {
@@ -125,6 +141,44 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let principal = authenticate(parts, state).await?;
+        if principal.viewer.is_some() {
+            return Err(ApiError::Forbidden(
+                "a viewer token reads only the list, search, by-id, entity, user and history \
+                 endpoints"
+                    .into(),
+            ));
+        }
+        Ok(principal)
+    }
+}
+
+impl FromRequestParts<AppState> for Viewable {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        authenticate(parts, state).await.map(Viewable)
+    }
+}
+
+/// The credential of a request, whatever its kind; the tenant it is bound to is told to the
+/// CORS layer.
+async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let principal = credential(parts, state).await?;
+    if let (Some(slot), TenantScope::One(tenant)) = (
+        parts.extensions.get::<CredentialTenant>(),
+        &principal.key.tenant,
+    ) {
+        let _ = slot.0.set(tenant.clone());
+    }
+    Ok(principal)
+}
+
+async fn credential(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
+    {
         let header = parts
             .headers
             .get(AUTHORIZATION)
@@ -143,6 +197,24 @@ impl FromRequestParts<AppState> for Principal {
             .ok_or(ApiError::Unauthorized(
                 "the Authorization header must be Bearer <token>",
             ))?;
+        if token.starts_with(crate::viewer::VIEWER_PREFIX) {
+            let grant =
+                crate::viewer::verify(&state.keys, token, sealtrail_model::Timestamp::now())?;
+            let tenant = sealtrail_model::validate_tenant(&grant.tenant)
+                .map_err(|_| ApiError::Unauthorized("unknown or revoked credential"))?;
+            return Ok(Principal {
+                key: ApiKey {
+                    id: grant.actor().id,
+                    tenant: TenantScope::One(tenant),
+                    scopes: vec![Scope::Read],
+                    name: String::new(),
+                    created_at: sealtrail_model::Timestamp::now(),
+                    revoked_at: None,
+                },
+                jwt: false,
+                viewer: Some(std::sync::Arc::new(grant)),
+            });
+        }
         if !token.starts_with(TOKEN_PREFIX) && state.jwt.enabled() {
             let reader = state.jwt.verify(token)?;
             return Ok(Principal {
@@ -155,6 +227,7 @@ impl FromRequestParts<AppState> for Principal {
                     revoked_at: None,
                 },
                 jwt: true,
+                viewer: None,
             });
         }
         let key = state
@@ -163,7 +236,11 @@ impl FromRequestParts<AppState> for Principal {
             .await?
             .filter(|k| k.revoked_at.is_none())
             .ok_or(ApiError::Unauthorized("unknown or revoked credential"))?;
-        Ok(Principal { key, jwt: false })
+        Ok(Principal {
+            key,
+            jwt: false,
+            viewer: None,
+        })
     }
 }
 

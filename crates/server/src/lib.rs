@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod checkpointer;
+pub mod cors;
 mod docs;
 pub mod error;
 pub mod export;
@@ -24,6 +25,7 @@ pub mod ops;
 pub mod params;
 pub mod read;
 pub mod signing;
+pub mod viewer;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -67,6 +69,8 @@ pub struct AppState {
     pub limits: Arc<limits::Limits>,
     /// JWT readers (none accepted unless configured).
     pub jwt: Arc<jwt::JwtVerifier>,
+    /// The origins whose pages may read each tenant's data from a browser.
+    pub cors: Arc<cors::CorsSettings>,
     /// The newest checkpoint the checkpointer knows of each tenant, for `/metrics`.
     pub newest_checkpoints: checkpointer::Newest,
     openapi: Arc<str>,
@@ -102,6 +106,7 @@ impl AppState {
                 jwt::JwtVerifier::new(jwt::JwtSettings::default())
                     .expect("the default JWT settings read no file"),
             ),
+            cors: Arc::default(),
             newest_checkpoints: checkpointer::Newest::default(),
             openapi,
             docs_html,
@@ -220,6 +225,7 @@ pub fn app(state: AppState) -> Router {
             get(read::history_of_type),
         )
         .route("/keys", post(keys::create).get(keys::list))
+        .route("/viewer-tokens", post(viewer::create))
         .route("/keys/{id}", delete(keys::revoke))
         .route("/integrity/checkpoint", get(integrity::checkpoint))
         .route("/integrity/proof/{id}", get(integrity::proof))
@@ -239,6 +245,7 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(from_fn(problem_for_plain_errors))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(from_fn_with_state(state.clone(), cors::cors))
         .layer(from_fn(security_headers))
         .layer(from_fn(request_id))
         .with_state(state)

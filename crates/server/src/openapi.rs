@@ -267,7 +267,7 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("An API key (st_ followed by 43 base62 characters) or, where the server is configured for them, a JWT reader token (reads only)"))
+                    .description(Some("An API key (st_ followed by 43 base62 characters); where the server is configured for them, a JWT reader token (reads only); or a viewer token (stv_…, from POST /api/v1/viewer-tokens: the list, search, by-id, entity, user and history reads of its scope only)"))
                     .build(),
             ),
         );
@@ -309,7 +309,16 @@ impl Modify for SharedAnswers {
             .into_iter()
             .flatten()
             {
+                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
                 let responses = &mut operation.responses.responses;
+                if secured {
+                    responses.entry("401".into()).or_insert_with(|| {
+                        problem("Missing, unknown, revoked or expired credential")
+                    });
+                    responses.entry("403".into()).or_insert_with(|| {
+                        problem("The credential lacks the scope, is bound to another tenant, or is a viewer token on a route viewer tokens do not read")
+                    });
+                }
                 responses.entry("429".into()).or_insert_with(|| {
                     problem("Over a configured rate limit (per credential or per client address); see Retry-After")
                 });
@@ -343,6 +352,7 @@ impl Modify for SharedAnswers {
         crate::keys::create,
         crate::keys::list,
         crate::keys::revoke,
+        crate::viewer::create,
         crate::integrity::checkpoint,
         crate::integrity::proof,
         crate::integrity::consistency,
@@ -358,6 +368,7 @@ impl Modify for SharedAnswers {
         (name = "ingest", description = "Record events"),
         (name = "read", description = "Query events and timelines"),
         (name = "keys", description = "Manage API keys"),
+        (name = "access", description = "Viewer tokens for a host app's end users"),
         (name = "integrity", description = "Signed checkpoints and Merkle proofs"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
