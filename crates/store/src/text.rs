@@ -65,11 +65,14 @@ fn uuid_at(text: &str) -> Option<usize> {
         8 | 13 | 18 | 23 => *b == b'-',
         _ => b.is_ascii_hexdigit(),
     });
-    let ends = text[LEN..]
-        .chars()
-        .next()
-        .is_none_or(|c| !c.is_alphanumeric());
-    (shape_ok && ends).then_some(LEN)
+    // Only once the first LEN bytes are known to be ASCII is LEN a character boundary.
+    let ends = || {
+        text[LEN..]
+            .chars()
+            .next()
+            .is_none_or(|c| !c.is_alphanumeric())
+    };
+    (shape_ok && ends()).then_some(LEN)
 }
 
 fn emit_word(run: &str, scratch: &mut String, emit: &mut dyn FnMut(&str)) {
@@ -129,6 +132,17 @@ mod tests {
         assert_eq!(all("ΟΔΟΣ"), ["οδος"]);
         assert!(all(" .-_/ ").is_empty());
         assert_eq!(all("x"), ["x"]);
+    }
+
+    #[test]
+    fn text_with_a_character_across_the_36th_byte_is_split_without_panicking() {
+        // Found by schemathesis: a run of two-byte letters whose 36th byte falls inside one.
+        let text = "\u{d3}K\u{cb}\u{ac}\u{d3}I\u{ee}\u{e6}\u{10d415}\u{100efc}\u{d7}\u{f9d70}\u{f5}\u{97}K";
+        assert!(!all(text).is_empty());
+        for n in 0..40 {
+            let s = format!("{}{}", "a".repeat(n), "é".repeat(40));
+            assert_eq!(all(&s).len(), 1, "{s}");
+        }
     }
 
     #[test]
