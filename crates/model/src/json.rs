@@ -114,3 +114,30 @@ mod tests {
         assert!(!field_matches("address", "address.city"));
     }
 }
+
+/// A JSON number as a whole non-negative integer: `7` and `7.0` alike (JSON Schema counts both
+/// as integers), `None` for fractions, negatives and numbers past `u64`.
+pub fn whole_number(n: &serde_json::Number) -> Option<u64> {
+    n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < u64::MAX as f64)
+            .map(|f| f as u64)
+    })
+}
+
+#[cfg(test)]
+mod whole_number_tests {
+    use super::*;
+
+    #[test]
+    fn integral_floats_are_whole_numbers_and_fractions_are_not() {
+        let n = |text: &str| whole_number(&serde_json::from_str(text).expect("a number"));
+        assert_eq!(n("7"), Some(7));
+        assert_eq!(n("110.0"), Some(110));
+        assert_eq!(n("1e2"), Some(100));
+        assert_eq!(n("7.5"), None);
+        assert_eq!(n("-1"), None);
+        assert_eq!(n("-0.0"), Some(0));
+        assert_eq!(n("1e300"), None);
+    }
+}

@@ -577,7 +577,7 @@ impl Validator<'_> {
             });
         let status_code = match obj.remove("status_code") {
             None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => match n.as_u64() {
+            Some(Value::Number(n)) => match crate::json::whole_number(&n) {
                 Some(code @ 100..=599) => Some(code as u16),
                 _ => {
                     self.push("context.status_code", "must be an integer from 100 to 599");

@@ -741,10 +741,39 @@ pub async fn post(
     State(state): State<AppState>,
     principal: Principal,
     uri: OriginalUri,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    crate::params::no_parameters(raw.as_deref()).map_err(ApiError::BadParameters)?;
     let value = crate::json_body(&headers, &body)?;
+    let Some(fields) = value.as_object() else {
+        return Err(ApiError::invalid("$", "must be a JSON object"));
+    };
+    if !fields.get("query").is_some_and(Value::is_string) {
+        return Err(ApiError::invalid(
+            "query",
+            "is required: the query document, a string",
+        ));
+    }
+    if fields
+        .get("variables")
+        .is_some_and(|v| !(v.is_null() || v.is_object()))
+    {
+        return Err(ApiError::invalid(
+            "variables",
+            "must be a JSON object or null",
+        ));
+    }
+    if fields
+        .get("operationName")
+        .is_some_and(|v| !(v.is_null() || v.is_string()))
+    {
+        return Err(ApiError::invalid(
+            "operationName",
+            "must be a string or null",
+        ));
+    }
     let request: async_graphql::Request = serde_json::from_value(value)
         .map_err(|e| ApiError::Invalid(vec![FieldError::new("query", e.to_string())]))?;
     run(state, principal, uri, request).await
@@ -757,8 +786,8 @@ pub async fn post(
     tag = "read",
     params(
         ("query" = String, Query, description = "The query document"),
-        ("variables" = Option<String>, Query, description = "The variables, a JSON object"),
-        ("operationName" = Option<String>, Query, description = "Which operation to run"),
+        ("variables" = Option<String>, Query, description = "The variables, a JSON object (empty: none)"),
+        ("operationName" = Option<String>, Query, description = "Which operation to run (empty: the only one)"),
     ),
     responses(
         (status = 200, description = "The GraphQL response", body = GraphqlResponse),
@@ -780,8 +809,9 @@ pub async fn get(
     for (k, v) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
         match k.as_ref() {
             "query" => request = Some(v.into_owned()),
-            "variables" => variables = Some(v.into_owned()),
-            "operationName" => operation = Some(v.into_owned()),
+            // An empty value is the same as none.
+            "variables" => variables = Some(v.into_owned()).filter(|v| !v.is_empty()),
+            "operationName" => operation = Some(v.into_owned()).filter(|v| !v.is_empty()),
             other => return Err(ApiError::bad_parameter(other, "is not a known parameter")),
         }
     }

@@ -1,7 +1,7 @@
 //! `POST /api/v1/events`: one event, an array of events, or NDJSON; all or nothing; answered
 //! only once the events are durably committed.
 
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -62,6 +62,27 @@ pub struct IngestParams {
     pub tenant: Option<String>,
 }
 
+impl IngestParams {
+    /// Reads the query string: `tenant` at most once, nothing else (400 naming the
+    /// parameter).
+    fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let mut params = Self { tenant: None };
+        let mut problems = Vec::new();
+        for (name, values) in crate::params::split_query(raw) {
+            match (name.as_str(), values.as_slice()) {
+                ("tenant", [one]) => params.tenant = Some(one.clone()),
+                ("tenant", _) => problems.push(FieldError::new(name, "may be given only once")),
+                _ => problems.push(FieldError::new(name, "is not a known parameter")),
+            }
+        }
+        if problems.is_empty() {
+            Ok(params)
+        } else {
+            Err(ApiError::BadParameters(problems))
+        }
+    }
+}
+
 /// How the body was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shape {
@@ -103,20 +124,25 @@ const INLINE_PARSE_BYTES: usize = 64 * 1024;
 pub async fn ingest(
     State(state): State<AppState>,
     principal: Principal,
-    Query(params): Query<IngestParams>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let mut events_in_request = 1;
-    let result = ingest_inner(
-        &state,
-        &principal,
-        &params,
-        &headers,
-        body,
-        &mut events_in_request,
-    )
-    .await;
+    let result = match IngestParams::parse(raw.as_deref()) {
+        Ok(params) => {
+            ingest_inner(
+                &state,
+                &principal,
+                &params,
+                &headers,
+                body,
+                &mut events_in_request,
+            )
+            .await
+        }
+        Err(err) => Err(err),
+    };
     if let Err(err) = &result {
         let reason = match err {
             ApiError::Forbidden(_) | ApiError::Unauthorized(_) => "forbidden",

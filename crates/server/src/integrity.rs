@@ -224,9 +224,21 @@ pub async fn consistency(
 }
 
 /// The checkpoint signing keys, current and retired. Public: verifiers need no credential.
-#[utoipa::path(get, path = "/api/v1/integrity/public-keys", tag = "integrity", responses((status = 200, body = PublicKeys)))]
-pub async fn public_keys(State(state): State<AppState>) -> Json<PublicKeys> {
-    Json(PublicKeys {
+#[utoipa::path(
+    get,
+    path = "/api/v1/integrity/public-keys",
+    tag = "integrity",
+    responses(
+        (status = 200, body = PublicKeys),
+        (status = 400, description = "A query parameter (it takes none)", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn public_keys(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<PublicKeys>, ApiError> {
+    crate::params::no_parameters(raw.as_deref()).map_err(ApiError::BadParameters)?;
+    Ok(Json(PublicKeys {
         keys: state.keys.keys().to_vec(),
-    })
+    }))
 }

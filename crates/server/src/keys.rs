@@ -190,10 +190,12 @@ fn parse_new_key(body: Value) -> Result<(TenantScope, Vec<Scope>, String), Vec<F
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Admin)?;
+    crate::params::no_parameters(raw.as_deref()).map_err(ApiError::BadParameters)?;
     let value = crate::json_body(&headers, &body)?;
     let (tenant, scopes, name) = parse_new_key(value).map_err(ApiError::Invalid)?;
     if !principal.is_global() && tenant != principal.key.tenant {
@@ -261,8 +263,10 @@ pub async fn revoke(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::Admin)?;
+    crate::params::no_parameters(raw.as_deref()).map_err(ApiError::BadParameters)?;
     let not_found = || ApiError::NotFound(format!("no key {id}"));
     // A tenant's admin sees only its tenant's keys; others are simply not found.
     let visible = state

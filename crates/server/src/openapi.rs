@@ -6,6 +6,7 @@
 use sealtrail_model::{
     Actor, Category, Change, Context, Event, Organization, Outcome, Related, Target,
 };
+use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
@@ -50,12 +51,6 @@ pub struct EventInput {
     /// Free JSON, at most 32 KiB serialised.
     #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Value>,
-    /// Full-text search: only events holding every word of it (case-insensitive; a word is a
-    /// run of letters and digits; a UUID is one word) in `action`, `event_type`, the actor's and target's ids and
-    /// names, `error`, `changes` (fields and values) or `metadata` values. At most 32
-    /// distinct words; none (empty, or only punctuation) filters nothing.
-    #[schema(max_length = 4096)]
-    q: Option<String>,
 }
 
 /// A page of events.
@@ -77,7 +72,7 @@ pub struct SearchBody {
     /// Full-text search: only events holding every word of it (case-insensitive; a word is a
     /// run of letters and digits; a UUID is one word) in `action`, `event_type`, the actor's and target's ids and
     /// names, `error`, `changes` (fields and values) or `metadata` values. At most 32
-    /// distinct words; none (empty, or only punctuation) filters nothing.
+    /// words, repeats counted; none (empty, or only punctuation) filters nothing.
     #[schema(max_length = 4096)]
     q: Option<String>,
     #[schema(format = DateTime)]
@@ -182,7 +177,7 @@ pub struct PagingDoc {
     /// Full-text search: only events holding every word of it (case-insensitive; a word is a
     /// run of letters and digits; a UUID is one word) in `action`, `event_type`, the actor's and target's ids and
     /// names, `error`, `changes` (fields and values) or `metadata` values. At most 32
-    /// distinct words; none (empty, or only punctuation) filters nothing.
+    /// words, repeats counted; none (empty, or only punctuation) filters nothing.
     #[param(max_length = 4096)]
     q: Option<String>,
     /// `occurred_at` at or after (RFC 3339).
@@ -236,7 +231,7 @@ pub struct ExportDoc {
     /// Full-text search: only events holding every word of it (case-insensitive; a word is a
     /// run of letters and digits; a UUID is one word) in `action`, `event_type`, the actor's and target's ids and
     /// names, `error`, `changes` (fields and values) or `metadata` values. At most 32
-    /// distinct words; none (empty, or only punctuation) filters nothing.
+    /// words, repeats counted; none (empty, or only punctuation) filters nothing.
     #[param(max_length = 4096)]
     q: Option<String>,
     /// `occurred_at` at or after (RFC 3339).
@@ -310,7 +305,21 @@ impl Modify for SharedAnswers {
             .flatten()
             {
                 let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let has_body = operation.request_body.is_some();
                 let responses = &mut operation.responses.responses;
+                // Every API route reads its query string: an unknown, repeated or bad
+                // parameter is 400 naming it.
+                responses.entry("400".into()).or_insert_with(|| {
+                    problem("A bad, unknown or repeated query parameter (or malformed JSON), named in errors")
+                });
+                if has_body {
+                    responses
+                        .entry("415".into())
+                        .or_insert_with(|| problem("The body is not sent as application/json"));
+                    responses
+                        .entry("422".into())
+                        .or_insert_with(|| problem("A bad field of the body, named in errors"));
+                }
                 if secured {
                     responses.entry("401".into()).or_insert_with(|| {
                         problem("Missing, unknown, revoked or expired credential")
@@ -377,7 +386,349 @@ pub struct ApiDoc;
 
 /// The OpenAPI document as JSON text.
 pub fn document() -> String {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serialises")
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serialises");
+    constrain(&mut doc);
+    serde_json::to_string_pretty(&doc).expect("the OpenAPI document serialises")
+}
+
+/// What the server accepts of a parameter or body field shared by many operations, by name:
+/// the ranges, patterns and choices the derive macros do not state. `None` for names that need
+/// nothing more.
+fn constraint(name: &str) -> Option<Value> {
+    Some(match name {
+        "tenant" => json!({
+            "type": "string", "minLength": 1, "maxLength": 64,
+            "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        }),
+        // At most MAX_QUERY_WORDS runs of letters and digits.
+        "q" => json!({
+            "type": "string", "maxLength": crate::params::MAX_Q_CHARS,
+            "pattern": format!(
+                "^[\\W_]*(?:[^\\W_]+(?:[\\W_]+|$)){{0,{}}}$",
+                sealtrail_store::text::MAX_QUERY_WORDS
+            ),
+        }),
+        "from" | "to" => json!({"type": "string", "format": "date-time"}),
+        "order" => json!({"type": "string", "enum": ["asc", "desc"]}),
+        "limit" => json!({
+            "type": "integer", "minimum": 1, "maximum": crate::params::MAX_LIMIT,
+            "default": crate::params::DEFAULT_LIMIT,
+        }),
+        // Opaque, but of a plain shape: every text of it is a cursor.
+        "cursor" => json!({"type": "string", "pattern": sealtrail_store::Cursor::LIST_PATTERN}),
+        _ => return None,
+    })
+}
+
+/// Merges `extra` into a schema, keeping its type (a nullable field stays nullable) and its
+/// default.
+fn merge(schema: &mut Value, extra: Value) {
+    if let (Some(target), Value::Object(extra)) = (schema.as_object_mut(), extra) {
+        for (k, v) in extra {
+            if (k == "default" || k == "type") && target.contains_key(&k) {
+                continue;
+            }
+            target.insert(k, v);
+        }
+    }
+}
+
+/// A filter value (a query parameter's item, a search body's string): never empty; an `ip`
+/// is an address.
+fn constrain_filter(name: &str, item: &mut Value) {
+    if item.get("enum").is_some() {
+        return;
+    }
+    if name == "ip" {
+        merge(
+            item,
+            json!({"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}),
+        );
+    }
+    merge(item, json!({"minLength": 1}));
+}
+
+/// States in the document every constraint the server applies that the derive macros leave
+/// out, so that a request the document allows is a request the server accepts.
+fn constrain(doc: &mut Value) {
+    let filters: Vec<&str> = sealtrail_store::Field::all()
+        .map(|f| f.spec().name)
+        .collect();
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for operation in item.values_mut() {
+                let Some(parameters) = operation
+                    .get_mut("parameters")
+                    .and_then(Value::as_array_mut)
+                else {
+                    continue;
+                };
+                for parameter in parameters {
+                    let name = parameter["name"].as_str().unwrap_or_default().to_owned();
+                    let in_query = parameter["in"] == "query";
+                    if path == "/graphql" && name == "variables" {
+                        // JSON text: described by its content, not as any string.
+                        if let Some(p) = parameter.as_object_mut() {
+                            p.remove("schema");
+                            p.insert(
+                                "content".into(),
+                                json!({"application/json": {"schema": {"type": "object"}}}),
+                            );
+                        }
+                        continue;
+                    }
+                    let schema = &mut parameter["schema"];
+                    if path.starts_with("/api/v1/entities/") && name == "cursor" {
+                        merge(
+                            schema,
+                            json!({"pattern": sealtrail_store::Cursor::TIMELINE_PATTERN}),
+                        );
+                    } else if path == "/api/v1/integrity/consistency"
+                        || (path == "/api/v1/integrity/proof/{id}" && name == "size")
+                    {
+                        // Tree sizes and positions count from 1.
+                        merge(schema, json!({"minimum": 1}));
+                    } else if in_query && let Some(extra) = constraint(&name) {
+                        merge(schema, extra);
+                    } else if schema["type"] == "array" && filters.contains(&name.as_str()) {
+                        constrain_filter(&name, &mut schema["items"]);
+                    }
+                }
+            }
+        }
+    }
+    // One event, or a batch of 1 to MAX_BATCH_EVENTS.
+    let event = json!({"$ref": "#/components/schemas/EventInput"});
+    doc["paths"]["/api/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"] = json!({"oneOf": [
+        event.clone(),
+        {
+            "type": "array", "items": event, "minItems": 1,
+            "maxItems": sealtrail_model::limits::MAX_BATCH_EVENTS,
+        },
+    ]});
+    let Some(schemas) = doc["components"]["schemas"].as_object_mut() else {
+        return;
+    };
+    constrain_inputs(schemas);
+    if let Some(properties) = schemas
+        .get_mut("SearchBody")
+        .and_then(|s| s["properties"].as_object_mut())
+    {
+        for (name, schema) in properties.iter_mut() {
+            if let Some(mut extra) = constraint(name) {
+                // A body field may be null: the same as leaving it out.
+                let kind = extra["type"].clone();
+                extra["type"] = json!([kind, "null"]);
+                if let Some(choices) = extra.get_mut("enum").and_then(Value::as_array_mut) {
+                    choices.push(Value::Null);
+                }
+                merge(schema, extra);
+            } else if filters.contains(&name.as_str()) && schema["type"] == "array" {
+                // One value, a list of them, or null (no filter).
+                let mut item = schema["items"].clone();
+                constrain_filter(name, &mut item);
+                let description = schema["description"].clone();
+                *schema = json!({
+                    "description": description,
+                    "anyOf": [item.clone(), {"type": "array", "items": item}, {"type": "null"}],
+                });
+            }
+        }
+    }
+}
+
+/// Merges `extra` into property `property` of component `component` (or into the component
+/// itself when `property` is empty); for a property that is a `$ref` or a `oneOf` with null,
+/// the rule goes beside it.
+fn rule(
+    schemas: &mut serde_json::Map<String, Value>,
+    component: &str,
+    property: &str,
+    extra: Value,
+) {
+    let Some(schema) = schemas.get_mut(component) else {
+        panic!("the OpenAPI document has no component {component}");
+    };
+    if property.is_empty() {
+        merge(schema, extra);
+        return;
+    }
+    let Some(target) = schema["properties"].get_mut(property) else {
+        panic!("component {component} has no property {property}");
+    };
+    merge(target, extra);
+}
+
+/// A pattern matching `words` whatever their case.
+fn any_case(words: &[&str]) -> String {
+    let alternatives: Vec<String> = words
+        .iter()
+        .map(|w| {
+            w.chars()
+                .map(|c| format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase()))
+                .collect()
+        })
+        .collect();
+    format!("^(?:{})$", alternatives.join("|"))
+}
+
+/// The rules of request bodies (SPEC §3 for events; keys, viewer tokens, searches) that the
+/// derive macros leave out: lengths, patterns, ranges, unknown fields refused, and the rules
+/// across fields that JSON Schema can say (`error` only with `outcome: failure`; a key of
+/// every tenant is an admin key).
+fn constrain_inputs(schemas: &mut serde_json::Map<String, Value>) {
+    use sealtrail_model::limits::*;
+    let text = |max: usize| json!({"minLength": 1, "maxLength": max});
+    let name = json!({
+        "maxLength": MAX_NAME_CHARS,
+        "pattern": format!("^[A-Za-z][A-Za-z0-9_.:-]{{0,{}}}$", MAX_NAME_CHARS - 1),
+    });
+    let closed = json!({"additionalProperties": false});
+    let tenant = constraint("tenant").expect("a tenant rule");
+
+    rule(schemas, "EventInput", "", closed.clone());
+    rule(schemas, "EventInput", "tenant", tenant.clone());
+    rule(schemas, "EventInput", "action", name.clone());
+    rule(schemas, "EventInput", "event_type", name);
+    rule(schemas, "EventInput", "error", text(MAX_ERROR_CHARS));
+    rule(
+        schemas,
+        "EventInput",
+        "changes",
+        json!({"maxItems": MAX_CHANGES}),
+    );
+    rule(
+        schemas,
+        "EventInput",
+        "related",
+        json!({"maxItems": MAX_RELATED}),
+    );
+    rule(
+        schemas,
+        "EventInput",
+        "occurred_at",
+        json!({"pattern": "^(?:19[7-9][0-9]|[2-9][0-9]{3})-"}),
+    );
+    rule(
+        schemas,
+        "EventInput",
+        "",
+        json!({
+            "if": {"required": ["error"], "properties": {"error": {"type": "string"}}},
+            "then": {"required": ["outcome"], "properties": {"outcome": {"const": "failure"}}},
+        }),
+    );
+    for component in [
+        "Actor",
+        "Target",
+        "Organization",
+        "Context",
+        "Change",
+        "Related",
+    ] {
+        rule(schemas, component, "", closed.clone());
+    }
+    rule(schemas, "Actor", "id", text(MAX_ID_CHARS));
+    rule(schemas, "Actor", "name", text(MAX_DISPLAY_CHARS));
+    rule(
+        schemas,
+        "Actor",
+        "email",
+        json!({"minLength": 3, "maxLength": MAX_EMAIL_CHARS, "pattern": "^[^@\\s]+@[^@\\s]+$"}),
+    );
+    // `type` defaults to `user`.
+    if let Some(required) = schemas["Actor"]["required"].as_array_mut() {
+        required.retain(|r| r != "type");
+    }
+    for component in ["Target", "Related"] {
+        rule(schemas, component, "type", text(MAX_ID_CHARS));
+        rule(schemas, component, "id", text(MAX_ID_CHARS));
+    }
+    rule(schemas, "Target", "name", text(MAX_DISPLAY_CHARS));
+    rule(schemas, "Organization", "id", text(MAX_ID_CHARS));
+    rule(schemas, "Organization", "name", text(MAX_DISPLAY_CHARS));
+    rule(
+        schemas,
+        "Context",
+        "ip",
+        json!({"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}, {"type": "null"}]}),
+    );
+    rule(schemas, "Context", "user_agent", text(MAX_TEXT_CHARS));
+    rule(schemas, "Context", "endpoint", text(MAX_TEXT_CHARS));
+    rule(schemas, "Context", "session_id", text(MAX_ID_CHARS));
+    rule(schemas, "Context", "correlation_id", text(MAX_ID_CHARS));
+    rule(
+        schemas,
+        "Context",
+        "method",
+        json!({"pattern": any_case(&sealtrail_model::validate::HTTP_METHODS)}),
+    );
+    rule(
+        schemas,
+        "Context",
+        "status_code",
+        json!({"minimum": 100, "maximum": 599}),
+    );
+    rule(schemas, "Context", "duration_ms", json!({"minimum": 0}));
+    rule(schemas, "Change", "field", text(MAX_FIELD_CHARS));
+    // Any JSON value (left out of an input change: null).
+    for component in ["Change", "OutputChange"] {
+        for side in ["old_value", "new_value"] {
+            let description = schemas[component]["properties"][side]["description"].clone();
+            schemas[component]["properties"][side] = json!({"description": description});
+        }
+    }
+    schemas["Change"]["required"] = json!(["field"]);
+
+    rule(schemas, "NewKeyBody", "", closed.clone());
+    rule(
+        schemas,
+        "NewKeyBody",
+        "tenant",
+        json!({"pattern": "^(?:\\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$"}),
+    );
+    rule(
+        schemas,
+        "NewKeyBody",
+        "scopes",
+        json!({"minItems": 1, "items": {"type": "string", "enum": ["ingest", "read", "admin"]}}),
+    );
+    rule(schemas, "NewKeyBody", "name", json!({"maxLength": 128}));
+    rule(
+        schemas,
+        "NewKeyBody",
+        "",
+        json!({
+            "if": {"required": ["tenant"], "properties": {"tenant": {"const": "*"}}},
+            "then": {"properties": {"scopes": {"contains": {"const": "admin"}}}},
+        }),
+    );
+
+    rule(schemas, "ViewerTokenRequest", "", closed.clone());
+    rule(schemas, "ViewerTokenRequest", "tenant", tenant);
+    rule(
+        schemas,
+        "ViewerTokenRequest",
+        "viewer_id",
+        text(crate::viewer::MAX_VIEWER_ID_CHARS),
+    );
+    rule(schemas, "TargetRef", "", closed.clone());
+    rule(schemas, "TargetRef", "type", json!({"minLength": 1}));
+    rule(schemas, "TargetRef", "id", json!({"minLength": 1}));
+    for variant in schemas["ViewerScope"]["oneOf"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        merge(variant, closed.clone());
+        for property in variant["properties"].as_object_mut().into_iter().flatten() {
+            if property.1.get("type").is_some_and(|t| t == "string") {
+                merge(property.1, json!({"minLength": 1}));
+            }
+        }
+    }
+    rule(schemas, "SearchBody", "", closed);
 }

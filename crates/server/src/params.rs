@@ -52,6 +52,19 @@ impl Problems {
     }
 }
 
+/// Refuses any query parameter, for routes that take none: 400 naming each.
+pub fn no_parameters(raw: Option<&str>) -> Result<(), Vec<FieldError>> {
+    let unknown: Vec<FieldError> = split_query(raw)
+        .into_keys()
+        .map(|name| FieldError::new(name, "is not a known parameter"))
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(unknown)
+    }
+}
+
 /// Splits a raw query string into repeated values per name.
 pub fn split_query(raw: Option<&str>) -> BTreeMap<String, Vec<String>> {
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -195,7 +208,7 @@ fn set_common(params: &mut ListParams, name: &str, value: &Value, p: &mut Proble
         "limit" => {
             let n = match value {
                 Value::String(s) => s.parse::<usize>().ok(),
-                Value::Number(n) => n.as_u64().map(|n| n as usize),
+                Value::Number(n) => sealtrail_model::json::whole_number(n).map(|n| n as usize),
                 _ => None,
             };
             match n {

@@ -258,9 +258,11 @@ pub async fn search(
     State(state): State<AppState>,
     Viewable(principal): Viewable,
     uri: OriginalUri,
+    RawQuery(raw): RawQuery,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    crate::params::no_parameters(raw.as_deref()).map_err(ApiError::BadParameters)?;
     let value = crate::json_body(&headers, &body)?;
     let params = parse_search_body(value).map_err(ApiError::Invalid)?;
     run_list(&state, &principal, params, &uri).await

@@ -9,7 +9,7 @@
 //! [`MAX_TTL_SECONDS`].
 
 use axum::Json;
-use axum::extract::{OriginalUri, State};
+use axum::extract::{OriginalUri, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -289,7 +289,7 @@ fn parse_request(value: Value) -> Result<MintRequest, Vec<FieldError>> {
     let scope = parse_scope(body.remove("scope").as_ref()).map_err(|e| errors.push(e));
     let ttl_seconds = match body.remove("ttl_seconds") {
         None | Some(Value::Null) => DEFAULT_TTL_SECONDS,
-        Some(v) => match v.as_u64() {
+        Some(v) => match v.as_number().and_then(sealtrail_model::json::whole_number) {
             Some(n) if (1..=MAX_TTL_SECONDS).contains(&n) => n,
             _ => {
                 errors.push(FieldError::new(
@@ -348,10 +348,12 @@ fn parse_request(value: Value) -> Result<MintRequest, Vec<FieldError>> {
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Read)?;
+    crate::params::no_parameters(raw.as_deref()).map_err(ApiError::BadParameters)?;
     let value = crate::json_body(&headers, &body)?;
     let request = parse_request(value).map_err(ApiError::Invalid)?;
     let tenant: Tenant = principal.tenant(request.tenant.as_deref(), "tenant", true)?;

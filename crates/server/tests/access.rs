@@ -190,7 +190,17 @@ fn names_tenant(cred: Cred) -> bool {
 
 /// A request for one operation as `cred` would send it: path parameters of tenant `acme`'s
 /// data, the tenant named when `cred` must, a valid body.
-fn request(w: &World, cred: Cred, method: &str, template: &str) -> (Method, String, Option<Value>) {
+fn request(
+    w: &World,
+    cred: Cred,
+    method: &str,
+    template: &str,
+    operation: &Value,
+) -> (Method, String, Option<Value>) {
+    let takes_tenant = operation["parameters"].as_array().is_some_and(|ps| {
+        ps.iter()
+            .any(|p| p["name"] == "tenant" && p["in"] == "query")
+    });
     let id = if template.contains("{type}") {
         "a1"
     } else if template.starts_with("/api/v1/keys/") {
@@ -237,7 +247,7 @@ fn request(w: &World, cred: Cred, method: &str, template: &str) -> (Method, Stri
             Some(o) => {
                 o.insert("tenant".into(), json!(t));
             }
-            None if path.starts_with("/api/v1/") && !path.ends_with("public-keys") => {
+            None if takes_tenant => {
                 query.push(format!("tenant={t}"));
             }
             None => {}
@@ -296,7 +306,7 @@ async fn every_route_of_the_document_allows_and_refuses_each_credential_as_the_t
             .map(|k| k.parse().expect("a status"))
             .collect();
         for (cred, token) in &w.tokens {
-            let (m, url, body) = request(&w, *cred, method, template);
+            let (m, url, body) = request(&w, *cred, method, template, operation);
             let a = w
                 .app
                 .raw(

@@ -128,3 +128,92 @@ async fn json_answers_are_not_to_be_sniffed_and_carry_no_html_policy() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
 }
+
+/// What schemathesis found (`.ci/schemathesis`), pinned: every request the document allows is
+/// accepted, and what it refuses is refused with the parameter or field named.
+#[tokio::test]
+async fn requests_the_document_allows_are_accepted_and_others_are_named() {
+    let app = spawn_app().await;
+    let key = app.key("acme", &["ingest", "read", "admin"]).await;
+    // Integers written as 110.0 are integers to JSON Schema.
+    let a = app
+        .ingest(
+            &key,
+            &serde_json::json!([
+                {"action": "a.b", "actor": {"id": "u"}, "context": {"status_code": 200.0}},
+                {"action": "a.c", "actor": {"id": "u"}},
+            ]),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let a = app
+        .post(
+            "/api/v1/audit-logs/search",
+            &key,
+            &serde_json::json!({"limit": 2.0, "cursor": null, "actor_id": "u"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let a = app
+        .post(
+            "/api/v1/viewer-tokens",
+            &key,
+            &serde_json::json!({"scope": {"actor_id": "u"}, "ttl_seconds": 110.0}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    // Cursors have the documented plain shape, and every text of it is a cursor.
+    let a = app.get("/api/v1/audit-logs?limit=1", &key).await;
+    let cursor = a.body["next_cursor"].as_str().expect("a next page");
+    assert!(cursor.starts_with("s1."), "{cursor}");
+    let a = app
+        .get("/api/v1/audit-logs?cursor=s1.9999999999999999999", &key)
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let a = app
+        .get("/api/v1/entities/x/y/history?cursor=t1.-5.0", &key)
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    // Routes that take no query parameter refuse one, by name.
+    for (method, path) in [
+        (Method::POST, "/api/v1/keys?x=1"),
+        (Method::POST, "/api/v1/viewer-tokens?x=1"),
+        (Method::POST, "/api/v1/audit-logs/search?x=1"),
+        (Method::POST, "/api/v1/events?x=1"),
+        (Method::POST, "/graphql?x=1"),
+        (Method::DELETE, "/api/v1/keys/k?x=1"),
+        (Method::GET, "/api/v1/integrity/public-keys?x=1"),
+    ] {
+        let a = app
+            .raw(
+                method.clone(),
+                path,
+                Some(&key),
+                Some("application/json"),
+                Some(b"{}".to_vec()),
+            )
+            .await;
+        assert_eq!(
+            a.status,
+            StatusCode::BAD_REQUEST,
+            "{method} {path}: {:?}",
+            a.body
+        );
+        assert_eq!(a.fields(), ["x"], "{method} {path}");
+    }
+    // A GraphQL body without a query is not a GraphQL request.
+    let a = app
+        .post("/graphql", &key, &serde_json::json!({"operationName": ""}))
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(a.fields(), ["query"]);
+    // An empty `variables` on GET is none.
+    let a = app
+        .get(
+            "/graphql?query=%7BauditLogs%7Bitems%7Bid%7D%7D%7D&variables=",
+            &key,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert!(a.body["errors"].is_null(), "{:?}", a.body);
+}
