@@ -1,6 +1,7 @@
 //! `bench auth`: what authentication adds to a request. Two routes on one router over a real
 //! SQLite store, driven in-process (no sockets, so nothing but the handlers differs): one whose
-//! handler takes the `Principal` (the key looked up in the store, or the JWT verified), one
+//! handler takes the credential (the key looked up in the store, the JWT or viewer token
+//! verified), one
 //! without. Requests alternate between them; the medians' difference is the cost.
 
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use axum::http::Request;
 use axum::routing::get;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use sealtrail_server::AppState;
-use sealtrail_server::auth::Principal;
+use sealtrail_server::auth::Viewable;
 use sealtrail_server::jwt::{JwtSettings, JwtVerifier};
 use serde_json::json;
 use tower::ServiceExt;
@@ -31,15 +32,27 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// `bench auth`.
-pub(crate) async fn auth(requests: usize) -> anyhow::Result<()> {
+pub(crate) async fn auth(requests: usize, database_url: Option<&str>) -> anyhow::Result<()> {
+    let backend = if database_url.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     println!(
-        "auth: {requests} requests per credential kind, alternating with an open route, in-process"
+        "auth: {requests} requests per credential kind, alternating with an open route, in-process, keys in {backend}"
     );
     let dir = tempfile::tempdir()?;
-    let store: Arc<dyn sealtrail_store::Store> =
-        Arc::new(sealtrail_store_sqlite::SqliteStore::open(
+    let schema = format!("bench_auth_{}", std::process::id());
+    let store: Arc<dyn sealtrail_store::Store> = match database_url {
+        None => Arc::new(sealtrail_store_sqlite::SqliteStore::open(
             &sealtrail_store_sqlite::SqliteConfig::new(dir.path()),
-        )?);
+        )?),
+        Some(url) => {
+            let mut config = sealtrail_store_postgres::PgConfig::new(url);
+            config.schema = schema.clone();
+            Arc::new(sealtrail_store_postgres::PgStore::open(&config).await?)
+        }
+    };
     let jwks = dir.path().join("jwks.json");
     let keys: Vec<serde_json::Value> = ["rsa-1", "ec-1"]
         .iter()
@@ -80,7 +93,7 @@ pub(crate) async fn auth(requests: usize) -> anyhow::Result<()> {
         Ok(jsonwebtoken::encode(&header, &claims, &key)?)
     };
     let credentials = [
-        ("API key (SQLite lookup)", created.token.clone()),
+        ("API key (store lookup)", created.token.clone()),
         (
             "JWT HS256",
             signed(Algorithm::HS256, None, EncodingKey::from_secret(SECRET)?)?,
@@ -102,9 +115,24 @@ pub(crate) async fn auth(requests: usize) -> anyhow::Result<()> {
             )?,
         ),
     ];
+    let viewer = sealtrail_server::viewer::mint(
+        &state.keys,
+        &sealtrail_server::viewer::Grant {
+            token_id: uuid::Uuid::now_v7(),
+            tenant: "bench".into(),
+            scope: sealtrail_server::viewer::ViewerScope::ActorId("bench".into()),
+            viewer_id: None,
+            minted_by: "bench".into(),
+            expires_at: sealtrail_model::Timestamp::now().micros() + 3_600_000_000,
+            key_id: state.keys.active_id().to_owned(),
+        },
+    );
+    let credentials = credentials
+        .into_iter()
+        .chain([("viewer token (Ed25519)", viewer)]);
     let router: Router = Router::new()
         .route("/open", get(|| async { "ok" }))
-        .route("/auth", get(|_p: Principal| async { "ok" }))
+        .route("/auth", get(|_p: Viewable| async { "ok" }))
         .with_state(state);
     for (name, token) in credentials {
         let (mut open, mut authed) = (Vec::new(), Vec::new());
@@ -145,5 +173,12 @@ pub(crate) async fn auth(requests: usize) -> anyhow::Result<()> {
         );
     }
     store.shutdown().await;
+    if let Some(url) = database_url {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await?;
+    }
     Ok(())
 }

@@ -133,6 +133,9 @@ enum Suite {
         /// Measured requests per credential kind.
         #[arg(long, default_value_t = 20_000)]
         requests: usize,
+        /// Look keys up in PostgreSQL (a schema of its own, dropped after) instead of SQLite.
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// `GET /metrics` with many tenants (each with events and a checkpoint), against
     /// `GET /healthz`.
@@ -251,7 +254,10 @@ fn main() -> anyhow::Result<()> {
             Suite::Verify { events, walks } => sqlite::verify_walk(events, walks).await,
             Suite::Export { steps } => export::export(&steps).await,
             Suite::Metrics { tenants, requests } => export::scrape(tenants, requests).await,
-            Suite::Auth { requests } => auth::auth(requests).await,
+            Suite::Auth {
+                requests,
+                database_url,
+            } => auth::auth(requests, database_url.as_deref()).await,
             Suite::Rows { events, out } => sqlite::write_rows(events, &out),
             Suite::Raw { rows, batch } => sqlite::raw_from_file(&rows, batch),
             Suite::PgIngest { url, load } => pg::ingest(&url, &load).await,

@@ -198,8 +198,20 @@ async fn credential(parts: &mut Parts, state: &AppState) -> Result<Principal, Ap
                 "the Authorization header must be Bearer <token>",
             ))?;
         if token.starts_with(crate::viewer::VIEWER_PREFIX) {
-            let grant =
-                crate::viewer::verify(&state.keys, token, sealtrail_model::Timestamp::now())?;
+            let now = sealtrail_model::Timestamp::now();
+            let digest = crate::remembered::digest(token);
+            let grant = match state.viewer_tokens.get(&digest, now.micros()) {
+                Some(grant) => grant,
+                None => {
+                    let grant =
+                        std::sync::Arc::new(crate::viewer::verify(&state.keys, token, now)?);
+                    // Trusted while `now < expires_at`, as `verify` says.
+                    state
+                        .viewer_tokens
+                        .put(digest, grant.clone(), grant.expires_at - 1);
+                    grant
+                }
+            };
             let tenant = sealtrail_model::validate_tenant(&grant.tenant)
                 .map_err(|_| ApiError::Unauthorized("unknown or revoked credential"))?;
             return Ok(Principal {
@@ -212,7 +224,7 @@ async fn credential(parts: &mut Parts, state: &AppState) -> Result<Principal, Ap
                     revoked_at: None,
                 },
                 jwt: false,
-                viewer: Some(std::sync::Arc::new(grant)),
+                viewer: Some(grant),
             });
         }
         if !token.starts_with(TOKEN_PREFIX) && state.jwt.enabled() {

@@ -110,11 +110,8 @@ pub struct JwtVerifier {
     /// Tokens verified already, by the SHA-256 of their text: a token cannot change, so until
     /// it expires (or the JWKS file changes) it needs no second signature check. An RS256 or
     /// ES256 verification costs 100–250 µs; a lookup here, a few.
-    verified: Mutex<HashMap<[u8; 32], (JwtReader, i64)>>,
+    verified: crate::remembered::Remembered<JwtReader>,
 }
-
-/// Verified tokens remembered at most; the memory is emptied when full.
-const REMEMBERED: usize = 10_000;
 
 /// How often the JWKS file is looked at for changes, at most.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
@@ -142,7 +139,7 @@ impl JwtVerifier {
             settings,
             jwks: RwLock::new(jwks),
             looked: Mutex::new(Instant::now()),
-            verified: Mutex::new(HashMap::new()),
+            verified: crate::remembered::Remembered::default(),
         })
     }
 
@@ -178,9 +175,7 @@ impl JwtVerifier {
                     *jwks = fresh;
                 }
                 // A key may be gone: what it vouched for must be checked again.
-                if let Ok(mut verified) = self.verified.lock() {
-                    verified.clear();
-                }
+                self.verified.clear();
             }
             Err(err) => {
                 tracing::warn!(error = %err, "JWKS file unreadable; keeping the keys read before")
@@ -190,23 +185,15 @@ impl JwtVerifier {
 
     /// Verifies a token and reads its reader.
     pub fn verify(&self, token: &str) -> Result<JwtReader, ApiError> {
-        use sha2::Digest;
         self.refresh(false);
-        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let digest = crate::remembered::digest(token);
         let now = sealtrail_model::Timestamp::now().micros() / 1_000_000;
-        if let Ok(verified) = self.verified.lock()
-            && let Some((reader, exp)) = verified.get(&digest)
-            && now <= exp + LEEWAY_SECONDS as i64
-        {
-            return Ok(reader.clone());
+        if let Some(reader) = self.verified.get(&digest, now) {
+            return Ok(reader);
         }
         let (reader, exp) = self.verify_once(token)?;
-        if let Ok(mut verified) = self.verified.lock() {
-            if verified.len() >= REMEMBERED {
-                verified.clear();
-            }
-            verified.insert(digest, (reader.clone(), exp));
-        }
+        self.verified
+            .put(digest, reader.clone(), exp + LEEWAY_SECONDS as i64);
         Ok(reader)
     }
 

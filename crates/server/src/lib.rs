@@ -24,6 +24,7 @@ pub mod openapi;
 pub mod ops;
 pub mod params;
 pub mod read;
+pub mod remembered;
 pub mod signing;
 pub mod viewer;
 
@@ -69,6 +70,8 @@ pub struct AppState {
     pub limits: Arc<limits::Limits>,
     /// JWT readers (none accepted unless configured).
     pub jwt: Arc<jwt::JwtVerifier>,
+    /// Viewer tokens verified already.
+    pub viewer_tokens: Arc<remembered::Remembered<Arc<viewer::Grant>>>,
     /// The origins whose pages may read each tenant's data from a browser.
     pub cors: Arc<cors::CorsSettings>,
     /// The newest checkpoint the checkpointer knows of each tenant, for `/metrics`.
@@ -106,6 +109,7 @@ impl AppState {
                 jwt::JwtVerifier::new(jwt::JwtSettings::default())
                     .expect("the default JWT settings read no file"),
             ),
+            viewer_tokens: Arc::default(),
             cors: Arc::default(),
             newest_checkpoints: checkpointer::Newest::default(),
             openapi,

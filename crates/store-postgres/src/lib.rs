@@ -10,6 +10,7 @@
 //! use separate connection pools; reads of events may go to a replica.
 
 mod index;
+mod keycache;
 mod nodes;
 mod read;
 pub mod schema;
@@ -234,6 +235,20 @@ pub struct PgStore {
     upkeep: JoinHandle<()>,
     /// What reads learnt of the unindexed tails.
     tail: std::sync::Arc<sealtrail_store::tail::TailIndex>,
+    /// API keys found, kept while the key change listener is up.
+    keys: std::sync::Arc<keycache::KeyCache>,
+    /// The channel this schema's key changes are announced on.
+    key_channel: String,
+    key_listener: AbortOnDrop,
+}
+
+/// A task that ends with its owner.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl PgStore {
@@ -288,6 +303,18 @@ impl PgStore {
         let (writes, writer) =
             pipeline::channel(PgLog::new(write.clone()), limits, config.queue_capacity);
         let writer = tokio::spawn(writer.run());
+        let keys = std::sync::Arc::<keycache::KeyCache>::default();
+        let mut listener_config: tokio_postgres::Config =
+            config.url.expose().parse().map_err(OpenError::Url)?;
+        listener_config.application_name("sealtrail key listener");
+        if listener_config.get_connect_timeout().is_none() {
+            listener_config.connect_timeout(Duration::from_secs(5));
+        }
+        let key_listener = AbortOnDrop(keycache::listen(
+            listener_config,
+            &config.schema,
+            keys.clone(),
+        ));
         Ok(Self {
             writes,
             gate,
@@ -299,6 +326,9 @@ impl PgStore {
             writer: Mutex::new(Some(writer)),
             upkeep,
             tail: std::sync::Arc::default(),
+            keys,
+            key_channel: keycache::channel(&config.schema),
+            key_listener,
         })
     }
 
@@ -317,6 +347,27 @@ impl PgStore {
         let done = self.writes.sanctioned(reason, audit, job).await;
         self.tail.clear();
         done
+    }
+
+    /// Whether API keys found are remembered between requests: true while the connection
+    /// listening for key changes is up (see the `keycache` module).
+    pub fn remembers_keys(&self) -> bool {
+        self.keys.is_live()
+    }
+
+    /// Tells every store on this schema (this one at once) that a key changed, so that none
+    /// goes on trusting what it remembered of it.
+    async fn announce_key_change(
+        &self,
+        client: &tokio_postgres::Client,
+        id: &str,
+    ) -> StoreResult<()> {
+        self.keys.invalidate();
+        client
+            .execute("SELECT pg_notify($1, $2)", &[&self.key_channel, &id])
+            .await
+            .map_err(PgError::from)?;
+        Ok(())
     }
 
     /// [`Store::reindex`]: the rebuild, on a blocking thread.
@@ -453,6 +504,7 @@ impl Store for PgStore {
             )
             .await
             .map_err(PgError::from)?;
+        self.announce_key_change(&client, &key.id).await?;
         Ok(ApiKey {
             id: key.id,
             tenant: key.tenant,
@@ -478,6 +530,7 @@ impl Store for PgStore {
             )
             .await
             .map_err(PgError::from)?;
+        self.announce_key_change(&client, &key.id).await?;
         Ok(read::key_from_row(&row))
     }
 
@@ -504,6 +557,7 @@ impl Store for PgStore {
             )
             .await
             .map_err(PgError::from)?;
+        self.announce_key_change(&client, &id).await?;
         let row = client
             .query_opt(
                 &format!("SELECT {} FROM api_keys WHERE id = $1", read::KEY_COLUMNS),
@@ -515,6 +569,10 @@ impl Store for PgStore {
     }
 
     async fn key_by_token_hash(&self, token_hash: [u8; 32]) -> StoreResult<Option<ApiKey>> {
+        if let Some(key) = self.keys.get(&token_hash) {
+            return Ok(Some(key));
+        }
+        let generation = self.keys.generation();
         // From the primary, never a replica: a revocation takes effect at once.
         let client = self.primary().await?;
         let stmt = client
@@ -528,7 +586,11 @@ impl Store for PgStore {
             .query_opt(&stmt, &[&token_hash.as_slice()])
             .await
             .map_err(PgError::from)?;
-        Ok(row.as_ref().map(read::key_from_row))
+        let key = row.as_ref().map(read::key_from_row);
+        if let Some(key) = &key {
+            self.keys.put(generation, token_hash, key.clone());
+        }
+        Ok(key)
     }
 
     async fn count_keys(&self) -> StoreResult<u64> {
@@ -691,5 +753,6 @@ impl Store for PgStore {
             let _ = handle.await;
         }
         self.upkeep.abort();
+        self.key_listener.0.abort();
     }
 }

@@ -513,3 +513,78 @@ async fn the_store_connections_plan_neither_parallel_nor_compiled_queries() {
         assert_eq!(path.trim_matches('"'), config.schema);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_through_another_store_stops_working_here_at_once() {
+    let Some((a, config)) = fresh_store_with(|_| {}).await else {
+        return;
+    };
+    let b = PgStore::open(&config).await.expect("a second store");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !(a.remembers_keys() && b.remembers_keys()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key change listeners never came up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let new_key = |id: &str, hash: u8| sealtrail_store::NewKey {
+        id: id.into(),
+        tenant: sealtrail_store::TenantScope::All,
+        scopes: vec![sealtrail_store::Scope::Read],
+        name: id.into(),
+        token_hash: [hash; 32],
+        created_at: Timestamp::now(),
+    };
+    a.create_key(new_key("k1", 1)).await.expect("create");
+    // Looked up through `a` again and again: kept in its memory.
+    for _ in 0..3 {
+        let key = a.key_by_token_hash([1; 32]).await.expect("lookup");
+        assert!(key.expect("found").revoked_at.is_none());
+    }
+    // Revoked through `b`: `a` learns of it by notification and stops trusting what it kept.
+    b.revoke_key("k1".into(), Timestamp::now())
+        .await
+        .expect("revoke")
+        .expect("the key");
+    loop {
+        let key = a.key_by_token_hash([1; 32]).await.expect("lookup");
+        if key.expect("found").revoked_at.is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a key revoked elsewhere is still trusted here"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    // Revoked through `a` itself: at once, with no wait at all.
+    a.create_key(new_key("k2", 2)).await.expect("create");
+    assert!(
+        a.key_by_token_hash([2; 32])
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+    a.revoke_key("k2".into(), Timestamp::now())
+        .await
+        .expect("revoke");
+    let key = a.key_by_token_hash([2; 32]).await.expect("lookup");
+    assert!(key.expect("found").revoked_at.is_some());
+    // A key made through `b` works through `a` at once: unknown tokens are never kept.
+    assert!(
+        a.key_by_token_hash([3; 32])
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    b.create_key(new_key("k3", 3)).await.expect("create");
+    assert!(
+        a.key_by_token_hash([3; 32])
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+}

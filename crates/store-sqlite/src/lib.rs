@@ -324,8 +324,9 @@ impl Store for SqliteStore {
     }
 
     async fn key_by_token_hash(&self, token_hash: [u8; 32]) -> StoreResult<Option<ApiKey>> {
+        // Every authenticated request asks this: one indexed row, read on the calling thread.
         self.readers
-            .run(move |conn| read::key_by(conn, "token_hash = ?1", token_hash.as_slice()))
+            .run_inline(move |conn| read::key_by(conn, "token_hash = ?1", token_hash.as_slice()))
             .await
     }
 

@@ -77,6 +77,37 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// Runs `f` on a free connection on the calling thread, for point reads by key of a few
+    /// rows of a small, hot table (API keys on every request): a hop to the blocking pool
+    /// costs more than such a read. Falls back to [`Pool::run`] when no connection is free.
+    pub(crate) async fn run_inline<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            return self.run(f).await;
+        };
+        let pooled = self
+            .conns
+            .lock()
+            .expect("pool lock is never poisoned")
+            .pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => open_reader(&self.path, &self.index_path).map_err(db_error)?,
+        };
+        let result = f(&conn);
+        self.conns
+            .lock()
+            .expect("pool lock is never poisoned")
+            .push(conn);
+        drop(permit);
+        result.map_err(db_error)
+    }
+}
+
 /// The columns of `log` that [`row_from`] reads, in its order.
 pub(crate) const ROW_COLUMNS: &str =
     "seq, hash, entry, personal_values, legacy_body, legacy_personal, legacy_prev";

@@ -1,0 +1,182 @@
+//! API keys remembered between requests, forgotten whenever any process changes a key.
+//!
+//! Every authenticated request looks its key up; on PostgreSQL that is a round trip to the
+//! primary (~80 µs here), more than the whole rest of a small request. So found keys are kept
+//! in memory while a `LISTEN` connection is up: every change to `api_keys` made through a
+//! sealtrail store (this server, another server, `sealtrail keys`) is followed by a
+//! `NOTIFY` on the schema's channel, and a notification empties the cache. While the listener
+//! is down (not yet connected, or lost), nothing is kept and every lookup reads the primary, so
+//! a revocation is never missed: it takes effect here at once, and elsewhere as soon as its
+//! notification arrives (within a millisecond or so). Unknown tokens are never kept, so a key
+//! made anywhere works at once, and guessed tokens cannot fill memory.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use sealtrail_store::ApiKey;
+use tokio::task::JoinHandle;
+
+/// Most keys kept; past it the cache starts again empty.
+const MAX_KEYS: usize = 10_000;
+
+/// The channel a schema's key changes are announced on.
+pub(crate) fn channel(schema: &str) -> String {
+    format!("sealtrail_keys_{schema}")
+}
+
+/// Found keys by token hash, valid while the listener is live.
+#[derive(Default)]
+pub(crate) struct KeyCache {
+    live: AtomicBool,
+    /// Bumped at every invalidation, so a lookup that raced one does not store its result.
+    generation: AtomicU64,
+    keys: RwLock<HashMap<[u8; 32], ApiKey>>,
+}
+
+impl KeyCache {
+    /// The kept key of a token hash, if the cache may be trusted and holds it.
+    pub(crate) fn get(&self, hash: &[u8; 32]) -> Option<ApiKey> {
+        if !self.live.load(Ordering::Acquire) {
+            return None;
+        }
+        self.keys
+            .read()
+            .expect("key cache lock is never poisoned")
+            .get(hash)
+            .cloned()
+    }
+
+    /// Whether keys are being kept (the listener is up).
+    pub(crate) fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// The generation to hand back to [`KeyCache::put`] after reading the store.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Keeps a key read from the store, unless the cache was invalidated since `generation`
+    /// was taken or the listener is down.
+    pub(crate) fn put(&self, generation: u64, hash: [u8; 32], key: ApiKey) {
+        let mut keys = self.keys.write().expect("key cache lock is never poisoned");
+        // Checked under the write lock: `invalidate` bumps the generation before it clears.
+        if !self.live.load(Ordering::Acquire) || self.generation() != generation {
+            return;
+        }
+        if keys.len() >= MAX_KEYS {
+            keys.clear();
+        }
+        keys.insert(hash, key);
+    }
+
+    /// Forgets every key (a key changed somewhere).
+    pub(crate) fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.keys
+            .write()
+            .expect("key cache lock is never poisoned")
+            .clear();
+    }
+
+    fn set_live(&self, live: bool) {
+        self.invalidate();
+        self.live.store(live, Ordering::Release);
+        self.invalidate();
+    }
+}
+
+/// Keeps a `LISTEN` connection on the schema's channel, emptying the cache at every
+/// notification; reconnects when it is lost, trusting the cache only while it is up.
+pub(crate) fn listen(
+    config: tokio_postgres::Config,
+    schema: &str,
+    cache: Arc<KeyCache>,
+) -> JoinHandle<()> {
+    let statement = format!("LISTEN \"{}\"", channel(schema));
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match config.connect(tokio_postgres::NoTls).await {
+                Ok((client, mut connection)) => {
+                    let mut messages =
+                        futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    let subscribe = client.batch_execute(&statement);
+                    tokio::pin!(subscribe);
+                    // The connection must be driven while LISTEN runs.
+                    let subscribed = loop {
+                        tokio::select! {
+                            done = &mut subscribe => break done.is_ok(),
+                            message = futures::StreamExt::next(&mut messages) => {
+                                if !matches!(message, Some(Ok(_))) {
+                                    break false;
+                                }
+                            }
+                        }
+                    };
+                    if subscribed {
+                        backoff = Duration::from_millis(100);
+                        cache.set_live(true);
+                        while let Some(message) = futures::StreamExt::next(&mut messages).await {
+                            match message {
+                                Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                                    cache.invalidate()
+                                }
+                                Ok(_) => {}
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    cache.set_live(false);
+                    tracing::warn!("the API key change listener was lost; reconnecting");
+                }
+                Err(e) => {
+                    cache.set_live(false);
+                    tracing::debug!(error = %e, "cannot connect the API key change listener");
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str) -> ApiKey {
+        ApiKey {
+            id: id.into(),
+            tenant: sealtrail_store::TenantScope::All,
+            scopes: vec![],
+            name: String::new(),
+            created_at: sealtrail_model::Timestamp::now(),
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn keys_are_kept_only_while_live_and_not_across_an_invalidation() {
+        let cache = KeyCache::default();
+        let g = cache.generation();
+        cache.put(g, [1; 32], key("a"));
+        assert!(cache.get(&[1; 32]).is_none(), "nothing is kept while down");
+        cache.set_live(true);
+        let g = cache.generation();
+        cache.put(g, [1; 32], key("a"));
+        assert_eq!(cache.get(&[1; 32]).map(|k| k.id), Some("a".into()));
+        // A lookup that started before an invalidation does not store what it read.
+        let stale = cache.generation();
+        cache.invalidate();
+        assert!(cache.get(&[1; 32]).is_none());
+        cache.put(stale, [2; 32], key("b"));
+        assert!(cache.get(&[2; 32]).is_none());
+        cache.put(cache.generation(), [2; 32], key("b"));
+        assert!(cache.get(&[2; 32]).is_some());
+        cache.set_live(false);
+        assert!(cache.get(&[2; 32]).is_none());
+    }
+}
