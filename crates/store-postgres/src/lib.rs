@@ -9,8 +9,8 @@
 //! processes keep each tenant's `seq` gap-free and its chain and tree valid. Writes and reads
 //! use separate connection pools; reads of events may go to a replica.
 
+mod cache;
 mod index;
-mod keycache;
 mod nodes;
 mod read;
 pub mod schema;
@@ -29,8 +29,8 @@ use sealtrail_store::pipeline::{self, BatchLimits, WriteHandle};
 use sealtrail_store::plan;
 use sealtrail_store::{
     ApiKey, Appended, Checkpoint, DatabaseUrl, HistoryQuery, LeafHash, ListQuery, NewKey, Page,
-    PreparedEvent, QueueStatus, Store, StoreError, StoreResult, StoredEvent, TenantScope, TreeHead,
-    scopes_to_text,
+    PreparedEvent, QueueStatus, Setting, Store, StoreError, StoreResult, StoredEvent, TenantScope,
+    TreeHead, scopes_to_text,
 };
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
@@ -235,11 +235,11 @@ pub struct PgStore {
     upkeep: JoinHandle<()>,
     /// What reads learnt of the unindexed tails.
     tail: std::sync::Arc<sealtrail_store::tail::TailIndex>,
-    /// API keys found, kept while the key change listener is up.
-    keys: std::sync::Arc<keycache::KeyCache>,
-    /// The channel this schema's key changes are announced on.
-    key_channel: String,
-    key_listener: AbortOnDrop,
+    /// API keys and settings read, kept while the change listener is up.
+    cache: std::sync::Arc<cache::StoreCache>,
+    /// The channel this schema's changes of keys and settings are announced on.
+    change_channel: String,
+    change_listener: AbortOnDrop,
 }
 
 /// A task that ends with its owner.
@@ -303,17 +303,17 @@ impl PgStore {
         let (writes, writer) =
             pipeline::channel(PgLog::new(write.clone()), limits, config.queue_capacity);
         let writer = tokio::spawn(writer.run());
-        let keys = std::sync::Arc::<keycache::KeyCache>::default();
+        let cache = std::sync::Arc::<cache::StoreCache>::default();
         let mut listener_config: tokio_postgres::Config =
             config.url.expose().parse().map_err(OpenError::Url)?;
-        listener_config.application_name("sealtrail key listener");
+        listener_config.application_name("sealtrail change listener");
         if listener_config.get_connect_timeout().is_none() {
             listener_config.connect_timeout(Duration::from_secs(5));
         }
-        let key_listener = AbortOnDrop(keycache::listen(
+        let change_listener = AbortOnDrop(cache::listen(
             listener_config,
             &config.schema,
-            keys.clone(),
+            cache.clone(),
         ));
         Ok(Self {
             writes,
@@ -326,9 +326,9 @@ impl PgStore {
             writer: Mutex::new(Some(writer)),
             upkeep,
             tail: std::sync::Arc::default(),
-            keys,
-            key_channel: keycache::channel(&config.schema),
-            key_listener,
+            cache,
+            change_channel: cache::channel(&config.schema),
+            change_listener,
         })
     }
 
@@ -349,22 +349,22 @@ impl PgStore {
         done
     }
 
-    /// Whether API keys found are remembered between requests: true while the connection
-    /// listening for key changes is up (see the `keycache` module).
+    /// Whether API keys and settings read are remembered between requests: true while the
+    /// connection listening for their changes is up (see the `cache` module).
     pub fn remembers_keys(&self) -> bool {
-        self.keys.is_live()
+        self.cache.is_live()
     }
 
-    /// Tells every store on this schema (this one at once) that a key changed, so that none
-    /// goes on trusting what it remembered of it.
-    async fn announce_key_change(
+    /// Tells every store on this schema (this one at once) that a key or setting changed, so
+    /// that none goes on trusting what it remembered.
+    async fn announce_change(
         &self,
         client: &tokio_postgres::Client,
-        id: &str,
+        what: &str,
     ) -> StoreResult<()> {
-        self.keys.invalidate();
+        self.cache.invalidate();
         client
-            .execute("SELECT pg_notify($1, $2)", &[&self.key_channel, &id])
+            .execute("SELECT pg_notify($1, $2)", &[&self.change_channel, &what])
             .await
             .map_err(PgError::from)?;
         Ok(())
@@ -504,7 +504,7 @@ impl Store for PgStore {
             )
             .await
             .map_err(PgError::from)?;
-        self.announce_key_change(&client, &key.id).await?;
+        self.announce_change(&client, &key.id).await?;
         Ok(ApiKey {
             id: key.id,
             tenant: key.tenant,
@@ -530,7 +530,7 @@ impl Store for PgStore {
             )
             .await
             .map_err(PgError::from)?;
-        self.announce_key_change(&client, &key.id).await?;
+        self.announce_change(&client, &key.id).await?;
         Ok(read::key_from_row(&row))
     }
 
@@ -557,7 +557,7 @@ impl Store for PgStore {
             )
             .await
             .map_err(PgError::from)?;
-        self.announce_key_change(&client, &id).await?;
+        self.announce_change(&client, &id).await?;
         let row = client
             .query_opt(
                 &format!("SELECT {} FROM api_keys WHERE id = $1", read::KEY_COLUMNS),
@@ -569,10 +569,10 @@ impl Store for PgStore {
     }
 
     async fn key_by_token_hash(&self, token_hash: [u8; 32]) -> StoreResult<Option<ApiKey>> {
-        if let Some(key) = self.keys.get(&token_hash) {
+        if let Some(key) = self.cache.get(&self.cache.keys, &token_hash) {
             return Ok(Some(key));
         }
-        let generation = self.keys.generation();
+        let generation = self.cache.generation();
         // From the primary, never a replica: a revocation takes effect at once.
         let client = self.primary().await?;
         let stmt = client
@@ -588,9 +588,66 @@ impl Store for PgStore {
             .map_err(PgError::from)?;
         let key = row.as_ref().map(read::key_from_row);
         if let Some(key) = &key {
-            self.keys.put(generation, token_hash, key.clone());
+            self.cache
+                .put(&self.cache.keys, generation, token_hash, key.clone());
         }
         Ok(key)
+    }
+
+    async fn setting(&self, tenant: &Tenant, name: &str) -> StoreResult<Option<Setting>> {
+        let key = (tenant.as_str().to_owned(), name.to_owned());
+        if let Some(setting) = self.cache.get(&self.cache.settings, &key) {
+            return Ok(setting);
+        }
+        let generation = self.cache.generation();
+        let client = self.primary().await?;
+        let row = client
+            .query_opt(
+                "SELECT value, version FROM tenant_settings WHERE tenant = $1 AND name = $2",
+                &[&key.0, &key.1],
+            )
+            .await
+            .map_err(PgError::from)?;
+        let setting = row.map(|r| Setting {
+            value: r.get(0),
+            version: r.get(1),
+        });
+        self.cache
+            .put(&self.cache.settings, generation, key, setting.clone());
+        Ok(setting)
+    }
+
+    async fn put_setting(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        value: Option<serde_json::Value>,
+    ) -> StoreResult<()> {
+        let client = self.primary().await?;
+        let tenant_name = tenant.as_str();
+        match &value {
+            Some(value) => {
+                client
+                    .execute(
+                        "INSERT INTO tenant_settings (tenant, name, value, version) VALUES ($1, $2, $3, 1) \
+                         ON CONFLICT (tenant, name) DO UPDATE SET value = excluded.value, \
+                         version = tenant_settings.version + 1, updated_at = now()",
+                        &[&tenant_name, &name, value],
+                    )
+                    .await
+            }
+            None => {
+                client
+                    .execute(
+                        "DELETE FROM tenant_settings WHERE tenant = $1 AND name = $2",
+                        &[&tenant_name, &name],
+                    )
+                    .await
+            }
+        }
+        .map_err(PgError::from)?;
+        self.announce_change(&client, &format!("setting:{tenant}:{name}"))
+            .await
     }
 
     async fn count_keys(&self) -> StoreResult<u64> {
@@ -753,6 +810,6 @@ impl Store for PgStore {
             let _ = handle.await;
         }
         self.upkeep.abort();
-        self.key_listener.0.abort();
+        self.change_listener.0.abort();
     }
 }

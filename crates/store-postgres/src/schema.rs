@@ -12,6 +12,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("init", include_str!("../migrations/0001_init.sql")),
     ("log", include_str!("../migrations/0002_log.sql")),
     ("rollups", include_str!("../migrations/0003_rollups.sql")),
+    ("settings", include_str!("../migrations/0004_settings.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -515,7 +515,7 @@ async fn the_store_connections_plan_neither_parallel_nor_compiled_queries() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_revoked_through_another_store_stops_working_here_at_once() {
+async fn keys_and_settings_changed_through_another_store_are_seen_here_at_once() {
     let Some((a, config)) = fresh_store_with(|_| {}).await else {
         return;
     };
@@ -585,6 +585,23 @@ async fn a_key_revoked_through_another_store_stops_working_here_at_once() {
             .expect("lookup")
             .is_some()
     );
+    // Settings likewise: read (and kept) through `a`, changed through `b`.
+    let tenant = sealtrail_store::conformance::tenant("acme");
+    assert_eq!(a.setting(&tenant, "catalog").await.expect("read"), None);
+    b.put_setting(&tenant, "catalog", Some(json!({"v": 1})))
+        .await
+        .expect("set");
+    loop {
+        let got = a.setting(&tenant, "catalog").await.expect("read");
+        if got.is_some_and(|s| s.value == json!({"v": 1})) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a setting changed elsewhere is still read as it was here"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
     b.shutdown().await;
     a.shutdown().await;
 }

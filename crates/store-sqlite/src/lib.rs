@@ -29,7 +29,7 @@ use sealtrail_store::pipeline::{self, BatchLimits, WriteHandle};
 use sealtrail_store::plan;
 use sealtrail_store::{
     ApiKey, Appended, Checkpoint, HistoryQuery, LeafHash, ListQuery, NewKey, Page, PreparedEvent,
-    QueueStatus, Store, StoreError, StoreResult, StoredEvent, TenantScope, TreeHead,
+    QueueStatus, Setting, Store, StoreError, StoreResult, StoredEvent, TenantScope, TreeHead,
     scopes_to_text,
 };
 use uuid::Uuid;
@@ -328,6 +328,40 @@ impl Store for SqliteStore {
         self.readers
             .run_inline(move |conn| read::key_by(conn, "token_hash = ?1", token_hash.as_slice()))
             .await
+    }
+
+    async fn setting(&self, tenant: &Tenant, name: &str) -> StoreResult<Option<Setting>> {
+        let (tenant, name) = (tenant.as_str().to_owned(), name.to_owned());
+        // Every ingest asks for the catalogue: one indexed row, read on the calling thread.
+        self.readers
+            .run_inline(move |conn| read::setting(conn, &tenant, &name))
+            .await
+    }
+
+    async fn put_setting(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        value: Option<serde_json::Value>,
+    ) -> StoreResult<()> {
+        let (tenant, name) = (tenant.as_str().to_owned(), name.to_owned());
+        self.admin(move |conn| {
+            match value {
+                Some(value) => conn.execute(
+                    "INSERT INTO tenant_settings (tenant, name, value, version, updated_at) \
+                     VALUES (?1, ?2, ?3, 1, ?4) ON CONFLICT (tenant, name) DO UPDATE SET \
+                     value = excluded.value, version = tenant_settings.version + 1, \
+                     updated_at = excluded.updated_at",
+                    params![tenant, name, value.to_string(), Timestamp::now().micros()],
+                )?,
+                None => conn.execute(
+                    "DELETE FROM tenant_settings WHERE tenant = ?1 AND name = ?2",
+                    params![tenant, name],
+                )?,
+            };
+            Ok(())
+        })
+        .await
     }
 
     async fn count_keys(&self) -> StoreResult<u64> {

@@ -368,6 +368,28 @@ pub(crate) fn key_by(
     .optional()
 }
 
+/// A tenant's setting.
+pub(crate) fn setting(
+    conn: &Connection,
+    tenant: &str,
+    name: &str,
+) -> rusqlite::Result<Option<sealtrail_store::Setting>> {
+    conn.prepare_cached(
+        "SELECT value, version FROM tenant_settings WHERE tenant = ?1 AND name = ?2",
+    )?
+    .query_row([tenant, name], |r| {
+        let text: String = r.get(0)?;
+        let value = serde_json::from_str(&text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+        Ok(sealtrail_store::Setting {
+            value,
+            version: r.get(1)?,
+        })
+    })
+    .optional()
+}
+
 pub(crate) fn list_keys(conn: &Connection, tenant: Option<&str>) -> rusqlite::Result<Vec<ApiKey>> {
     let sql = match tenant {
         Some(_) => {

@@ -9,6 +9,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_seal.sql"),
     include_str!("../migrations/0003_entries.sql"),
     include_str!("../migrations/0004_log.sql"),
+    include_str!("../migrations/0005_settings.sql"),
 ];
 
 /// The schema version this build writes.

@@ -207,7 +207,8 @@ fn downgrade_to_version_3(path: &std::path::Path) {
             .expect("link");
         }
     }
-    conn.execute_batch("DROP TABLE log; PRAGMA user_version = 3;")
+    // Tables of later migrations go too.
+    conn.execute_batch("DROP TABLE log; DROP TABLE tenant_settings; PRAGMA user_version = 3;")
         .expect("downgrade");
 }
 

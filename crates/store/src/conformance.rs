@@ -40,6 +40,7 @@ macro_rules! conformance_suite {
             pages_return_every_match_exactly_once,
             history_merges_target_and_related_oldest_first,
             keys_are_stored_hashed_listed_and_revoked,
+            settings_are_kept_per_tenant_and_counted,
             concurrent_appends_stay_gap_free,
             the_log_is_a_merkle_tree_with_proofs,
             checkpoints_are_kept_newest_last,
@@ -685,6 +686,52 @@ pub async fn keys_are_stored_hashed_listed_and_revoked(store: Arc<dyn Store>) {
             .id,
         "bootstrap"
     );
+}
+
+/// Tenant settings: absent until set, replaced whole, versions counting the sets, scoped to
+/// their tenant and name, removed by `None`.
+pub async fn settings_are_kept_per_tenant_and_counted(store: Arc<dyn Store>) {
+    let (a, b) = (tenant("settings-a"), tenant("settings-b"));
+    let first = serde_json::json!({"actions": [{"name": "x.y"}], "n": 1.5, "s": "é"});
+    let second = serde_json::json!({"actions": []});
+    assert_eq!(store.setting(&a, "catalog").await.expect("read"), None);
+    store
+        .put_setting(&a, "catalog", Some(first.clone()))
+        .await
+        .expect("set");
+    let got = store
+        .setting(&a, "catalog")
+        .await
+        .expect("read")
+        .expect("set");
+    assert_eq!((got.value, got.version), (first.clone(), 1));
+    assert_eq!(store.setting(&b, "catalog").await.expect("read"), None);
+    assert_eq!(store.setting(&a, "retention").await.expect("read"), None);
+    store
+        .put_setting(&a, "catalog", Some(second.clone()))
+        .await
+        .expect("set");
+    let got = store
+        .setting(&a, "catalog")
+        .await
+        .expect("read")
+        .expect("set");
+    assert_eq!((got.value, got.version), (second, 2));
+    store
+        .put_setting(&a, "catalog", None)
+        .await
+        .expect("remove");
+    assert_eq!(store.setting(&a, "catalog").await.expect("read"), None);
+    store
+        .put_setting(&a, "catalog", Some(first.clone()))
+        .await
+        .expect("set");
+    let got = store
+        .setting(&a, "catalog")
+        .await
+        .expect("read")
+        .expect("set");
+    assert_eq!((got.value, got.version), (first, 1));
 }
 
 /// Many concurrent writers into one tenant still produce 1..=N with no gap or repeat.

@@ -183,6 +183,16 @@ pub struct QueueStatus {
 
 /// A storage backend.
 ///
+/// A tenant's setting as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    /// The setting, as given.
+    pub value: serde_json::Value,
+    /// Counts the times it was set: a reader that compiled an earlier version knows to do it
+    /// again.
+    pub version: i64,
+}
+
 /// Implementations must pass [`conformance`]. Appends of one call are all or nothing; events
 /// are given `seq` in the order of the slice.
 #[async_trait]
@@ -223,6 +233,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many keys exist, revoked ones included.
     async fn count_keys(&self) -> StoreResult<u64>;
+
+    /// A tenant's setting by name (its catalogue; retention rules and legal holds later), or
+    /// `None` when it has none. Read on hot paths (every ingest asks for the catalogue), so a
+    /// backend answers it without a round trip where it can.
+    async fn setting(&self, tenant: &Tenant, name: &str) -> StoreResult<Option<Setting>>;
+
+    /// Sets a tenant's setting, or removes it (`None`); every store sharing the database sees
+    /// the change at its next read of it.
+    async fn put_setting(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        value: Option<serde_json::Value>,
+    ) -> StoreResult<()>;
 
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;

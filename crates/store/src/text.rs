@@ -22,8 +22,10 @@
 /// The longest word kept, in bytes; longer runs are cut to it.
 pub const MAX_WORD: usize = 64;
 
-/// The most words a query may hold.
-pub const MAX_QUERY_WORDS: usize = 32;
+/// The most words a query may hold: half of the 1024 characters a query may have (a word and
+/// what separates it from the next take two at least), so that the length limit, which any
+/// client can check, is the only one a query meets.
+pub const MAX_QUERY_WORDS: usize = 512;
 
 /// Calls `emit` with each word of `text`, in order (repeats included). `scratch` is reused for
 /// the lower-cased form.
