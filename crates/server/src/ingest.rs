@@ -194,6 +194,7 @@ async fn ingest_inner(
         let tenant = principal.tenant(requested, &field, true)?;
         prepared.push(PreparedEvent::new(tenant, event));
     }
+    check_catalogs(state, shape, &prepared).await?;
     let tenants: Vec<sealtrail_store::Tenant> = prepared.iter().map(|p| p.tenant.clone()).collect();
     let appended = state
         .store
@@ -220,6 +221,41 @@ async fn ingest_inner(
         events: appended.into_iter().map(IngestedEvent::from).collect(),
     };
     Ok((status, axum::Json(response)).into_response())
+}
+
+/// Checks every event against its tenant's catalogue (SPEC §4.5), naming every problem.
+async fn check_catalogs(
+    state: &AppState,
+    shape: Shape,
+    prepared: &[PreparedEvent],
+) -> Result<(), ApiError> {
+    let mut catalogs: Vec<(
+        &sealtrail_store::Tenant,
+        Option<std::sync::Arc<crate::catalog::Compiled>>,
+    )> = Vec::new();
+    let mut errors = Vec::new();
+    for (i, p) in prepared.iter().enumerate() {
+        let at = match catalogs.iter().position(|(t, _)| *t == &p.tenant) {
+            Some(at) => at,
+            None => {
+                let compiled = state.catalogs.of(state.store.as_ref(), &p.tenant).await?;
+                catalogs.push((&p.tenant, compiled));
+                catalogs.len() - 1
+            }
+        };
+        if let Some(compiled) = &catalogs[at].1 {
+            let prefix = match shape {
+                Shape::Single => String::new(),
+                Shape::Batch => format!("events[{i}]."),
+            };
+            compiled.check(&p.event, &p.tenant, &prefix, &mut errors);
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(errors))
+    }
 }
 
 /// Counts stored and duplicate events per tenant (a request is almost always one tenant).

@@ -8,6 +8,7 @@
 //! the [`Store`] trait, so every backend serves the same API.
 
 pub mod auth;
+pub mod catalog;
 pub mod checkpointer;
 pub mod cors;
 mod docs;
@@ -70,6 +71,8 @@ pub struct AppState {
     pub limits: Arc<limits::Limits>,
     /// JWT readers (none accepted unless configured).
     pub jwt: Arc<jwt::JwtVerifier>,
+    /// Tenants' catalogues, compiled.
+    pub catalogs: Arc<catalog::Catalogs>,
     /// Viewer tokens verified already.
     pub viewer_tokens: Arc<remembered::Remembered<Arc<viewer::Grant>>>,
     /// The origins whose pages may read each tenant's data from a browser.
@@ -109,6 +112,7 @@ impl AppState {
                 jwt::JwtVerifier::new(jwt::JwtSettings::default())
                     .expect("the default JWT settings read no file"),
             ),
+            catalogs: Arc::default(),
             viewer_tokens: Arc::default(),
             cors: Arc::default(),
             newest_checkpoints: checkpointer::Newest::default(),
@@ -230,6 +234,11 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/keys", post(keys::create).get(keys::list))
         .route("/viewer-tokens", post(viewer::create))
+        .route(
+            "/tenants/{tenant}/catalog",
+            get(catalog::get).put(catalog::put).delete(catalog::delete),
+        )
+        .route("/catalog/presets", get(catalog::list_presets))
         .route("/keys/{id}", delete(keys::revoke))
         .route("/integrity/checkpoint", get(integrity::checkpoint))
         .route("/integrity/proof/{id}", get(integrity::proof))

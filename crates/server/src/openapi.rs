@@ -71,9 +71,9 @@ pub struct SearchBody {
     metadata: Option<serde_json::Value>,
     /// Full-text search: only events holding every word of it (case-insensitive; a word is a
     /// run of letters and digits; a UUID is one word) in `action`, `event_type`, the actor's and target's ids and
-    /// names, `error`, `changes` (fields and values) or `metadata` values. At most 32
-    /// words, repeats counted; none (empty, or only punctuation) filters nothing.
-    #[schema(max_length = 4096)]
+    /// names, `error`, `changes` (fields and values) or `metadata` values. At most 1024
+    /// characters; none (empty, or only punctuation) filters nothing.
+    #[schema(max_length = 1024)]
     q: Option<String>,
     #[schema(format = DateTime)]
     from: Option<String>,
@@ -176,9 +176,9 @@ impl Modify for FilterDocs {
 pub struct PagingDoc {
     /// Full-text search: only events holding every word of it (case-insensitive; a word is a
     /// run of letters and digits; a UUID is one word) in `action`, `event_type`, the actor's and target's ids and
-    /// names, `error`, `changes` (fields and values) or `metadata` values. At most 32
-    /// words, repeats counted; none (empty, or only punctuation) filters nothing.
-    #[param(max_length = 4096)]
+    /// names, `error`, `changes` (fields and values) or `metadata` values. At most 1024
+    /// characters; none (empty, or only punctuation) filters nothing.
+    #[param(max_length = 1024)]
     q: Option<String>,
     /// `occurred_at` at or after (RFC 3339).
     from: Option<String>,
@@ -230,9 +230,9 @@ pub struct ExportDoc {
     format: Option<String>,
     /// Full-text search: only events holding every word of it (case-insensitive; a word is a
     /// run of letters and digits; a UUID is one word) in `action`, `event_type`, the actor's and target's ids and
-    /// names, `error`, `changes` (fields and values) or `metadata` values. At most 32
-    /// words, repeats counted; none (empty, or only punctuation) filters nothing.
-    #[param(max_length = 4096)]
+    /// names, `error`, `changes` (fields and values) or `metadata` values. At most 1024
+    /// characters; none (empty, or only punctuation) filters nothing.
+    #[param(max_length = 1024)]
     q: Option<String>,
     /// `occurred_at` at or after (RFC 3339).
     from: Option<String>,
@@ -362,6 +362,10 @@ impl Modify for SharedAnswers {
         crate::keys::list,
         crate::keys::revoke,
         crate::viewer::create,
+        crate::catalog::get,
+        crate::catalog::put,
+        crate::catalog::delete,
+        crate::catalog::list_presets,
         crate::integrity::checkpoint,
         crate::integrity::proof,
         crate::integrity::consistency,
@@ -378,6 +382,7 @@ impl Modify for SharedAnswers {
         (name = "read", description = "Query events and timelines"),
         (name = "keys", description = "Manage API keys"),
         (name = "access", description = "Viewer tokens for a host app's end users"),
+        (name = "lifecycle", description = "Catalogues of allowed actions and event types"),
         (name = "integrity", description = "Signed checkpoints and Merkle proofs"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
@@ -400,14 +405,7 @@ fn constraint(name: &str) -> Option<Value> {
             "type": "string", "minLength": 1, "maxLength": 64,
             "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
         }),
-        // At most MAX_QUERY_WORDS runs of letters and digits.
-        "q" => json!({
-            "type": "string", "maxLength": crate::params::MAX_Q_CHARS,
-            "pattern": format!(
-                "^[\\W_]*(?:[^\\W_]+(?:[\\W_]+|$)){{0,{}}}$",
-                sealtrail_store::text::MAX_QUERY_WORDS
-            ),
-        }),
+        "q" => json!({"type": "string", "maxLength": crate::params::MAX_Q_CHARS}),
         "from" | "to" => json!({"type": "string", "format": "date-time"}),
         "order" => json!({"type": "string", "enum": ["asc", "desc"]}),
         "limit" => json!({
@@ -491,7 +489,9 @@ fn constrain(doc: &mut Value) {
                     {
                         // Tree sizes and positions count from 1.
                         merge(schema, json!({"minimum": 1}));
-                    } else if in_query && let Some(extra) = constraint(&name) {
+                    } else if (in_query || name == "tenant")
+                        && let Some(extra) = constraint(&name)
+                    {
                         merge(schema, extra);
                     } else if schema["type"] == "array" && filters.contains(&name.as_str()) {
                         constrain_filter(&name, &mut schema["items"]);
@@ -500,6 +500,47 @@ fn constrain(doc: &mut Value) {
             }
         }
     }
+    // A catalogue as sent: each entry a name or an object; presets by name.
+    let name = json!({
+        "type": "string",
+        "maxLength": sealtrail_model::limits::MAX_NAME_CHARS,
+        "pattern": format!(
+            "^[A-Za-z][A-Za-z0-9_.:-]{{0,{}}}$",
+            sealtrail_model::limits::MAX_NAME_CHARS - 1
+        ),
+    });
+    let entries = json!({
+        "type": ["array", "null"],
+        "maxItems": crate::catalog::MAX_ENTRIES,
+        "items": {"anyOf": [
+            name.clone(),
+            {
+                "type": "object", "additionalProperties": false, "required": ["name"],
+                "properties": {
+                    "name": name,
+                    "description": {
+                        "type": ["string", "null"],
+                        "maxLength": crate::catalog::MAX_DESCRIPTION_CHARS,
+                    },
+                    "metadata_schema": {
+                        "type": ["object", "boolean", "null"],
+                        "description": "A JSON Schema (2020-12) for `metadata`",
+                    },
+                },
+            },
+        ]},
+    });
+    let presets: Vec<&str> = crate::catalog::presets().iter().map(|p| p.name).collect();
+    doc["paths"]["/api/v1/tenants/{tenant}/catalog"]["put"]["requestBody"]["content"]["application/json"]
+        ["schema"] = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "actions": entries.clone(),
+            "event_types": entries,
+            "presets": {"type": ["array", "null"], "items": {"type": "string", "enum": presets}},
+        },
+    });
     // One event, or a batch of 1 to MAX_BATCH_EVENTS.
     let event = json!({"$ref": "#/components/schemas/EventInput"});
     doc["paths"]["/api/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"] = json!({"oneOf": [
@@ -639,10 +680,15 @@ fn constrain_inputs(schemas: &mut serde_json::Map<String, Value>) {
         "email",
         json!({"minLength": 3, "maxLength": MAX_EMAIL_CHARS, "pattern": "^[^@\\s]+@[^@\\s]+$"}),
     );
-    // `type` defaults to `user`.
+    // `type` defaults to `user` (left out or null).
     if let Some(required) = schemas["Actor"]["required"].as_array_mut() {
         required.retain(|r| r != "type");
     }
+    let actor_type = schemas["Actor"]["properties"]["type"].take();
+    schemas["Actor"]["properties"]["type"] = json!({
+        "description": actor_type["description"].clone(),
+        "oneOf": [{"$ref": actor_type["$ref"].clone()}, {"type": "null"}],
+    });
     for component in ["Target", "Related"] {
         rule(schemas, component, "type", text(MAX_ID_CHARS));
         rule(schemas, component, "id", text(MAX_ID_CHARS));
@@ -707,6 +753,8 @@ fn constrain_inputs(schemas: &mut serde_json::Map<String, Value>) {
         }),
     );
 
+    schemas["Entry"]["properties"]["metadata_schema"]["type"] =
+        json!(["object", "boolean", "null"]);
     rule(schemas, "ViewerTokenRequest", "", closed.clone());
     rule(schemas, "ViewerTokenRequest", "tenant", tenant);
     rule(

@@ -53,6 +53,8 @@ const READERS: &[Cred] = &[Read, Admin, Root, JwtReader, JwtAdmin];
 const VIEWERS: &[Cred] = &[Read, Admin, Root, JwtReader, JwtAdmin, Viewer];
 const WRITERS: &[Cred] = &[Ingest, Admin, Root];
 const ADMINS: &[Cred] = &[Admin, Root];
+/// A read credential of any tenant, on a route no tenant's data is behind.
+const ANY_READER: &[Cred] = &[Read, Admin, Root, Foreign, JwtReader, JwtAdmin];
 
 /// Who is allowed on each operation of the document.
 const TABLE: &[(&str, &str, &[Cred])] = &[
@@ -74,6 +76,10 @@ const TABLE: &[(&str, &str, &[Cred])] = &[
     ("POST", "/api/v1/keys", ADMINS),
     ("DELETE", "/api/v1/keys/{id}", ADMINS),
     ("POST", "/api/v1/viewer-tokens", READERS),
+    ("GET", "/api/v1/tenants/{tenant}/catalog", READERS),
+    ("PUT", "/api/v1/tenants/{tenant}/catalog", ADMINS),
+    ("DELETE", "/api/v1/tenants/{tenant}/catalog", ADMINS),
+    ("GET", "/api/v1/catalog/presets", ANY_READER),
     ("GET", "/api/v1/integrity/checkpoint", READERS),
     ("GET", "/api/v1/integrity/proof/{id}", READERS),
     ("GET", "/api/v1/integrity/consistency", READERS),
@@ -209,6 +215,7 @@ fn request(
         &w.event_id
     };
     let path = template
+        .replace("{tenant}", "acme")
         .replace("{type}", "asset")
         .replace("{id}", id)
         .replace("{actor_id}", "u1")
@@ -225,6 +232,7 @@ fn request(
             Some(json!({"name": "k", "scopes": ["read"], "tenant": "acme"}))
         }
         ("POST", "/api/v1/viewer-tokens") => Some(json!({"scope": {"actor_id": "u1"}})),
+        ("PUT", "/api/v1/tenants/acme/catalog") => Some(json!({"actions": ["a.b"]})),
         ("POST", "/graphql") => Some(json!({"query": gql})),
         _ => None,
     };
