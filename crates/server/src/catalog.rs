@@ -484,6 +484,7 @@ fn path_tenant(principal: &Principal, tenant: &str) -> Result<Tenant, ApiError> 
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
+    uri: axum::extract::OriginalUri,
     Path(tenant): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -495,6 +496,9 @@ pub async fn get(
         .setting(&tenant, SETTING)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("tenant {tenant} has no catalogue")))?;
+    state
+        .audit_cross_tenant_read(&principal, &tenant, &uri)
+        .await?;
     Ok(Json(setting.value).into_response())
 }
 

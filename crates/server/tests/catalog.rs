@@ -233,6 +233,19 @@ async fn only_the_tenants_admins_change_it_and_bad_catalogues_are_named() {
     );
     let a = app.get("/api/v1/tenants/acme/catalog", &reader).await;
     assert_eq!(a.body["actions"], json!([{"name": "a.b"}]));
+    // Read by a key of every tenant: a cross-tenant read, recorded.
+    let a = app.get("/api/v1/tenants/acme/catalog", ADMIN).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let reads = app
+        .all_events(&reader)
+        .await
+        .into_iter()
+        .filter(|e| {
+            e["action"] == "audit.read_cross_tenant"
+                && e["metadata"]["path"] == "/api/v1/tenants/acme/catalog"
+        })
+        .count();
+    assert_eq!(reads, 1);
     let cases: &[(Value, &[&str])] = &[
         (json!([]), &["$"]),
         (json!({"actions": "a.b"}), &["actions"]),
