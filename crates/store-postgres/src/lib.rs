@@ -351,7 +351,7 @@ impl PgStore {
 
     /// Whether API keys and settings read are remembered between requests: true while the
     /// connection listening for their changes is up (see the `cache` module).
-    pub fn remembers_keys(&self) -> bool {
+    pub fn remembers(&self) -> bool {
         self.cache.is_live()
     }
 

@@ -521,7 +521,7 @@ async fn keys_and_settings_changed_through_another_store_are_seen_here_at_once()
     };
     let b = PgStore::open(&config).await.expect("a second store");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !(a.remembers_keys() && b.remembers_keys()) {
+    while !(a.remembers() && b.remembers()) {
         assert!(
             std::time::Instant::now() < deadline,
             "the key change listeners never came up"
