@@ -27,6 +27,7 @@ pub mod params;
 pub mod read;
 pub mod remembered;
 pub mod signing;
+pub mod ui;
 pub mod viewer;
 
 use std::future::Future;
@@ -247,6 +248,9 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(ops::openapi_json));
     Router::new()
         .nest("/api/v1", api)
+        .route("/", get(ui::index))
+        .route("/ui/app.js", get(ui::script))
+        .route("/ui/app.css", get(ui::style))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/docs", get(ops::docs))
@@ -284,10 +288,13 @@ async fn security_headers(request: Request, next: Next) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     if html {
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(HTML_POLICY),
-        );
+        // A page that states its own policy (the web UI) keeps it.
+        if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(HTML_POLICY),
+            );
+        }
         headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
         headers.insert(
             header::REFERRER_POLICY,

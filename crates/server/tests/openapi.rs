@@ -217,3 +217,38 @@ async fn requests_the_document_allows_are_accepted_and_others_are_named() {
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
     assert!(a.body["errors"].is_null(), "{:?}", a.body);
 }
+
+/// The web UI: a page, its script and style, all served by the binary, nothing from elsewhere,
+/// under a policy that allows no inline or foreign code. (Its behaviour is tested in a real
+/// browser: `crates/server/ui/tests`.)
+#[tokio::test]
+async fn the_web_ui_is_served_whole_by_the_binary() {
+    let app = spawn_app().await;
+    let page = app.raw(Method::GET, "/", None, None, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let content_type = page.headers["content-type"].to_str().expect("ascii");
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let policy = page.headers["content-security-policy"]
+        .to_str()
+        .expect("ascii");
+    assert_eq!(policy, sealtrail_server::ui::UI_POLICY);
+    assert!(policy.contains("script-src 'self'") && !policy.contains("unsafe-inline"));
+    let html = page.body.as_str().expect("html text");
+    for (path, kind) in [
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/app.css", "text/css"),
+    ] {
+        assert!(html.contains(path), "the page loads {path}");
+        let asset = app.raw(Method::GET, path, None, None, None).await;
+        assert_eq!(asset.status, StatusCode::OK, "{path}");
+        let served = asset.headers["content-type"].to_str().expect("ascii");
+        assert!(served.starts_with(kind), "{path}: {served}");
+        let text = asset.body.as_str().expect("text");
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "{path} fetches nothing from elsewhere"
+        );
+    }
+    assert!(!html.contains("http://") && !html.contains("https://"));
+    assert!(!html.contains("<script>"), "no inline script");
+}

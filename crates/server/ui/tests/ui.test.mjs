@@ -1,0 +1,201 @@
+// End-to-end tests of the web UI in headless Chromium: a real sealtrail server on a random
+// port over a fresh embedded store, real events, the page driven as a reader would.
+// Run: SEALTRAIL_BIN=target/debug/sealtrail node --test crates/server/ui/tests/ui.test.mjs
+// Screenshots go to $SEALTRAIL_UI_ARTIFACTS (default target/ui-screenshots).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createRequire } from "node:module";
+import net from "node:net";
+import { chromium } from "playwright-core";
+
+const require = createRequire(import.meta.url);
+const ADMIN = "st_uitestadminuitestadminuitestadminuitest00";
+const bin = process.env.SEALTRAIL_BIN || "target/debug/sealtrail";
+const artifacts = process.env.SEALTRAIL_UI_ARTIFACTS || "target/ui-screenshots";
+mkdirSync(artifacts, { recursive: true });
+
+let server, base, dataDir, browser, key, viewer;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
+}
+
+async function call(method, path, token, body) {
+  const response = await fetch(base + path, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  assert.ok(response.ok, `${method} ${path}: ${response.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+before(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), "sealtrail-ui-"));
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  server = spawn(bin, ["serve", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir], {
+    env: { ...process.env, SEALTRAIL_ADMIN_TOKEN: ADMIN, SEALTRAIL_LOG: "warn" },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(`${base}/healthz`)).ok) break;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  key = (await call("POST", "/api/v1/keys", ADMIN, { tenant: "acme", scopes: ["ingest", "read"], name: "ui" })).token;
+  const events = [];
+  for (let i = 0; i < 60; i++) {
+    events.push({ action: "asset.viewed", actor: { id: `u${i % 3}` }, target: { type: "asset", id: `a${i % 5}` } });
+  }
+  events.push({
+    action: "asset.updated",
+    category: "update",
+    actor: { id: "u-42", name: "Ada Lovelace" },
+    target: { type: "asset", id: "a-1", name: "Laptop" },
+    outcome: "failure",
+    error: "locked",
+    before: { status: "in_stock", password: "old" },
+    after: { status: "assigned", password: "new" },
+    related: [{ type: "user", id: "u-7" }],
+    context: { ip: "10.0.0.1", correlation_id: "req-1" },
+  });
+  await call("POST", "/api/v1/events", key, events);
+  viewer = (await call("POST", "/api/v1/viewer-tokens", key, { scope: { actor_id: "u-42" } })).token;
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || execFileSync("sh", ["-c", "command -v chromium"]).toString().trim(),
+    args: ["--no-sandbox"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill("SIGTERM");
+  await new Promise((r) => server?.once("exit", r) ?? r());
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+async function signIn(page, token) {
+  await page.goto(base + "/");
+  await page.getByLabel("API key or token").fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.locator("#events tbody tr").first().waitFor();
+}
+
+test("sign in, list, page, filter, open an event with its diff, share the state by URL", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(e.message));
+  page.on("console", (m) => m.type() === "error" && problems.push(m.text()));
+  await signIn(page, key);
+  await page.screenshot({ path: join(artifacts, "list.png"), fullPage: true });
+  // 61 events (and the key's creation): a page of 50, then the rest.
+  assert.equal(await page.locator("#events tbody tr").count(), 50);
+  await page.getByRole("button", { name: "Load more" }).click();
+  await page.waitForFunction(() => document.querySelectorAll("#events tbody tr").length > 50);
+  assert.equal(await page.locator("#events tbody tr").count(), 62);
+  assert.equal(await page.getByRole("button", { name: "Load more" }).isHidden(), true);
+  // The histogram counts them too.
+  await page.locator("#histogram a").first().waitFor();
+  assert.match(await page.locator("#histogram-total").textContent(), /62 events, 1 failures/);
+
+  // Filter by actor and full text.
+  await page.getByLabel("Actor").fill("u-42");
+  await page.getByRole("button", { name: "Apply" }).click();
+  await page.waitForFunction(() => document.querySelectorAll("#events tbody tr").length === 1);
+  assert.match(page.url(), /actor_id=u-42/);
+  await page.getByLabel("Actor").fill("");
+  await page.getByLabel("Search").fill("laptop");
+  await page.getByRole("button", { name: "Apply" }).click();
+  await page.waitForFunction(() => document.querySelectorAll("#events tbody tr").length === 1);
+
+  // Open it: fields, the diff with the redacted password marked, links that filter.
+  await page.locator("#events tbody tr").first().press("Enter");
+  const detail = page.locator("#detail");
+  await detail.waitFor();
+  assert.match(await detail.textContent(), /asset\.updated/);
+  assert.match(await detail.textContent(), /Ada Lovelace/);
+  const redacted = page.locator("#changes td.redacted");
+  assert.equal(await redacted.count(), 2, "the password's old and new value are marked");
+  assert.equal(await redacted.first().textContent(), "[REDACTED]");
+  assert.match(await page.locator("#changes").textContent(), /in_stock.*assigned/s);
+  await page.screenshot({ path: join(artifacts, "detail.png"), fullPage: true });
+  await page.keyboard.press("Escape");
+  assert.equal(await detail.isHidden(), true);
+
+  // The URL carries the state (never the credential): opened in another tab, it asks for a
+  // credential, then shows the same list.
+  const shared = await context.newPage();
+  await shared.goto(page.url());
+  await shared.getByLabel("API key or token").fill(key);
+  await shared.getByRole("button", { name: "Sign in" }).click();
+  await shared.locator("#events tbody tr").first().waitFor();
+  assert.doesNotMatch(shared.url(), /st_/);
+  assert.equal(await shared.locator("#events tbody tr").count(), 1);
+  assert.equal(await shared.getByLabel("Search").inputValue(), "laptop");
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test("a bad credential is refused and the page says so", async () => {
+  const page = await browser.newPage();
+  await page.goto(base + "/");
+  await page.getByLabel("API key or token").fill("st_nothingnothingnothingnothingnothingnothin0");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("alert").filter({ hasText: "sign in again" }).waitFor();
+  assert.equal(await page.locator("#app").isHidden(), true);
+  await page.close();
+});
+
+test("a viewer token sees only its scope, without statistics", async () => {
+  const page = await browser.newPage();
+  await signIn(page, viewer);
+  await page.locator("#events tbody tr").first().waitFor();
+  const actors = await page.locator("#events tbody tr td:nth-child(3)").allTextContents();
+  assert.ok(actors.length > 0);
+  for (const actor of actors) assert.match(actor, /u-42/);
+  assert.equal(await page.locator("#histogram").isHidden(), true);
+  await page.screenshot({ path: join(artifacts, "viewer.png"), fullPage: true });
+  await page.close();
+});
+
+test("no serious accessibility violation, in light and dark themes and on a phone", async () => {
+  for (const [name, options] of [
+    ["light", { colorScheme: "light" }],
+    ["dark", { colorScheme: "dark" }],
+    ["phone", { viewport: { width: 390, height: 844 }, colorScheme: "light" }],
+  ]) {
+    // axe is injected past the page's content security policy, which allows no foreign script.
+    const context = await browser.newContext({ ...options, bypassCSP: true });
+    const page = await context.newPage();
+    await signIn(page, key);
+    await page.locator("#events tbody tr").first().click();
+    await page.locator("#detail").waitFor();
+    await page.addScriptTag({ path: require.resolve("axe-core") });
+    const result = await page.evaluate(() => window.axe.run(document));
+    const serious = result.violations.filter((v) => ["serious", "critical"].includes(v.impact));
+    assert.deepEqual(
+      serious.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`),
+      [],
+      name,
+    );
+    await page.screenshot({ path: join(artifacts, `a11y-${name}.png`), fullPage: true });
+    await context.close();
+  }
+});
