@@ -18,13 +18,18 @@ function credential() {
   };
 }
 
-/** Calls the API; answers the parsed body, or throws an Error carrying the problem. */
-async function api(path, params) {
+/** Sends a request with the credential; answers the response. */
+async function send(path, params) {
   const { token, tenant } = credential();
   const query = new URLSearchParams(params || []);
   if (tenant) query.set("tenant", tenant);
   const url = query.toString() ? `${path}?${query}` : path;
-  const response = await fetch(url, { headers: { Authorization: `Bearer ${token}` } });
+  return fetch(url, { headers: { Authorization: `Bearer ${token}` } });
+}
+
+/** Calls the API; answers the parsed body, or throws an Error carrying the problem. */
+async function api(path, params) {
+  const response = await send(path, params);
   const body = await response.json().catch(() => null);
   if (response.status === 401) {
     signOut("The credential was refused: sign in again.");
@@ -64,7 +69,7 @@ function show() {
 function readForm() {
   const form = new FormData($("filters"));
   const state = {};
-  for (const name of [...FILTERS, "range", "from", "to", "order"]) {
+  for (const name of [...FILTERS, "range", "from", "to", "order", "view"]) {
     const value = (form.get(name) || "").toString().trim();
     if (value) state[name] = value;
   }
@@ -81,6 +86,7 @@ function fromUrl() {
   for (const name of [...FILTERS, "from", "to"]) form.elements[name].value = params.get(name) || "";
   form.elements.range.value = params.get("range") || "24h";
   form.elements.order.value = params.get("order") || "desc";
+  form.elements.view.value = params.get("view") || "";
   form.classList.toggle("custom-range", form.elements.range.value === "custom");
 }
 
@@ -106,22 +112,45 @@ function listParams(state) {
   return params;
 }
 
+/** Whether the state shows one record's timeline rather than the list. */
+function timeline(state) {
+  return state.view === "timeline" && state.target_type && state.target_id;
+}
+
 function refresh() {
   const state = readForm();
+  if (state.view && !timeline(state)) {
+    delete state.view;
+    $("filters").elements.view.value = "";
+  }
   history.replaceState(null, "", `?${new URLSearchParams(state)}`);
   cursor = null;
   $("events").tBodies[0].replaceChildren();
   closeDetail();
+  const record = state.target_type && state.target_id;
+  $("timeline-toggle").hidden = !record;
+  $("timeline-toggle").textContent = timeline(state) ? "Show the list" : "Show the timeline of this record";
+  $("events").classList.toggle("timeline", Boolean(timeline(state)));
+  $("timeline-note").hidden = !timeline(state);
+  $("timeline-note").textContent = timeline(state)
+    ? `The timeline of ${state.target_type} ${state.target_id}: events targeting it and events naming it in related, oldest first.`
+    : "";
   loadPage(state);
   histogram(state);
+  checkpoint();
 }
 
 async function loadPage(state) {
   $("error").textContent = "";
-  const params = listParams(state);
+  let path = "/api/v1/audit-logs";
+  let params = listParams(state);
+  if (timeline(state)) {
+    path = `/api/v1/entities/${encodeURIComponent(state.target_type)}/${encodeURIComponent(state.target_id)}/history`;
+    params = [["limit", String(PAGE)]];
+  }
   if (cursor) params.push(["cursor", cursor]);
   try {
-    const page = await api("/api/v1/audit-logs", params);
+    const page = await api(path, params);
     const body = $("events").tBodies[0];
     for (const event of page.items) body.append(row(event));
     cursor = page.next_cursor;
@@ -155,6 +184,7 @@ function row(event) {
     cell(event.actor.name ? `${event.actor.name} (${event.actor.id})` : event.actor.id),
     cell(target),
     cell(event.outcome, event.outcome),
+    cell(event.relation, "relation"),
   );
   const open = () => openDetail(event, tr);
   tr.addEventListener("click", open);
@@ -178,13 +208,25 @@ async function histogram(state) {
   const bucket = span <= 2 * 86400e3 ? "hour" : "day";
   let stats;
   try {
-    stats = await api("/api/v1/audit-logs/statistics", [["from", from], ["to", to], ["bucket", bucket], ["top", "0"]]);
+    stats = await api("/api/v1/audit-logs/statistics", [["from", from], ["to", to], ["bucket", bucket], ["top", "5"]]);
   } catch (error) {
     // A viewer token reads no statistics: the list alone is shown.
-    box.closest("section").hidden = error.status === 403;
+    $("overview").hidden = error.status === 403;
     return;
   }
-  box.closest("section").hidden = false;
+  $("overview").hidden = false;
+  const top = (id, entries, label, filters) => {
+    const list = $(id);
+    list.replaceChildren();
+    for (const entry of entries) {
+      const item = document.createElement("li");
+      item.append(filterLink(label(entry), { ...filters(entry), range: state.range || "24h" }), ` ${entry.count}`);
+      list.append(item);
+    }
+  };
+  top("top-actors", stats.top_actors, (e) => e.id, (e) => ({ actor_id: e.id }));
+  top("top-actions", stats.top_actions, (e) => e.action, (e) => ({ action: e.action }));
+  top("top-targets", stats.top_targets, (e) => `${e.type} ${e.id}`, (e) => ({ target_type: e.type, target_id: e.id }));
   $("histogram-total").textContent = `— ${stats.total} events, ${stats.failures} failures (all of the tenant's, per ${bucket})`;
   const most = Math.max(1, ...stats.buckets.map((b) => b.count));
   const length = bucket === "hour" ? 3600e3 : 86400e3;
@@ -201,6 +243,44 @@ async function histogram(state) {
     if (b.failures > 0 && b.failures * 2 >= b.count) link.className = "failures";
     box.append(link);
   }
+}
+
+/** The tenant's latest signed checkpoint, as a short summary. */
+async function checkpoint() {
+  const list = $("checkpoint");
+  list.replaceChildren();
+  try {
+    const c = await api("/api/v1/integrity/checkpoint");
+    pair(list, "size", c.size);
+    pair(list, "root", `${c.root_hash.slice(0, 16)}…`);
+    pair(list, "issued", c.issued_at);
+    pair(list, "key", c.key_id);
+  } catch (error) {
+    pair(list, "", error.status === 404 ? "none yet" : "not readable with this credential");
+  }
+}
+
+/** Downloads the current list as an export of `format`. */
+async function download(format) {
+  $("error").textContent = "";
+  const state = readForm();
+  const params = listParams(state).filter(([name]) => name !== "limit");
+  params.push(["format", format]);
+  const response = await send("/api/v1/audit-logs/export", params);
+  if (!response.ok) {
+    const body = await response.json().catch(() => null);
+    $("error").textContent = `Export refused: ${body && body.detail || response.statusText}`;
+    return;
+  }
+  const disposition = response.headers.get("content-disposition") || "";
+  const named = /filename="?([^";]+)"?/.exec(disposition);
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = named ? named[1] : `sealtrail-export.${format}`;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
 }
 
 function pair(list, term, value, className) {
@@ -309,6 +389,14 @@ document.addEventListener("DOMContentLoaded", () => {
     $("filters").classList.toggle("custom-range", e.target.value === "custom");
   });
   $("more").addEventListener("click", () => loadPage(readForm()));
+  for (const button of document.querySelectorAll("[data-export]")) {
+    button.addEventListener("click", () => download(button.dataset.export));
+  }
+  $("timeline-toggle").addEventListener("click", () => {
+    const form = $("filters");
+    form.elements.view.value = form.elements.view.value === "timeline" ? "" : "timeline";
+    refresh();
+  });
   $("close-detail").addEventListener("click", closeDetail);
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && !$("detail").hidden) closeDetail();

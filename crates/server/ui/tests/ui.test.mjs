@@ -46,7 +46,8 @@ before(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "sealtrail-ui-"));
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  server = spawn(bin, ["serve", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir], {
+  const args = ["serve", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--checkpoint-every-events", "1"];
+  server = spawn(bin, args, {
     env: { ...process.env, SEALTRAIL_ADMIN_TOKEN: ADMIN, SEALTRAIL_LOG: "warn" },
     stdio: ["ignore", "ignore", "inherit"],
   });
@@ -75,7 +76,19 @@ before(async () => {
     related: [{ type: "user", id: "u-7" }],
     context: { ip: "10.0.0.1", correlation_id: "req-1" },
   });
+  events.push({
+    action: "loan.created",
+    actor: { id: "u-7" },
+    target: { type: "loan", id: "l-1" },
+    related: [{ type: "asset", id: "a-1" }],
+  });
   await call("POST", "/api/v1/events", key, events);
+  // Wait for the checkpoint covering all 63 events (62 and the key's creation).
+  for (let i = 0; i < 600; i++) {
+    const response = await fetch(`${base}/api/v1/integrity/checkpoint`, { headers: { Authorization: `Bearer ${key}` } });
+    if (response.ok && (await response.json()).size === 63) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
   viewer = (await call("POST", "/api/v1/viewer-tokens", key, { scope: { actor_id: "u-42" } })).token;
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || execFileSync("sh", ["-c", "command -v chromium"]).toString().trim(),
@@ -105,15 +118,44 @@ test("sign in, list, page, filter, open an event with its diff, share the state 
   page.on("console", (m) => m.type() === "error" && problems.push(m.text()));
   await signIn(page, key);
   await page.screenshot({ path: join(artifacts, "list.png"), fullPage: true });
-  // 61 events (and the key's creation): a page of 50, then the rest.
+  // 62 events (and the key's creation): a page of 50, then the rest.
   assert.equal(await page.locator("#events tbody tr").count(), 50);
   await page.getByRole("button", { name: "Load more" }).click();
   await page.waitForFunction(() => document.querySelectorAll("#events tbody tr").length > 50);
-  assert.equal(await page.locator("#events tbody tr").count(), 62);
+  assert.equal(await page.locator("#events tbody tr").count(), 63);
   assert.equal(await page.getByRole("button", { name: "Load more" }).isHidden(), true);
-  // The histogram counts them too.
+  // The histogram and the top lists count them too; the latest checkpoint covers them.
   await page.locator("#histogram a").first().waitFor();
-  assert.match(await page.locator("#histogram-total").textContent(), /62 events, 1 failures/);
+  assert.match(await page.locator("#histogram-total").textContent(), /63 events, 1 failures/);
+  await page.locator("#top-actors li").first().waitFor();
+  assert.deepEqual(
+    (await page.locator("#top-actors li").allTextContents()).slice(0, 3),
+    ["u0 20", "u1 20", "u2 20"],
+  );
+  assert.match(await page.locator("#checkpoint").textContent(), /size63/);
+
+  // Export the list as CSV: the header and a row per event.
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.getByRole("button", { name: "CSV" }).click(),
+  ]);
+  const csv = await new Promise((resolve, reject) => {
+    download.createReadStream().then((stream) => {
+      const chunks = [];
+      stream.on("data", (c) => chunks.push(c));
+      stream.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+      stream.on("error", reject);
+    }, reject);
+  });
+  const lines = csv.trim().split("\n");
+  assert.match(lines[0], /^id,/);
+  assert.equal(lines.length, 1 + 63);
+
+  // A top action is a link to the list of it.
+  await page.locator("#top-actions a", { hasText: "asset.viewed" }).click();
+  await page.waitForFunction(() => document.querySelectorAll("#events tbody tr").length === 50);
+  assert.match(page.url(), /action=asset.viewed/);
+  await page.getByLabel("Action").fill("");
 
   // Filter by actor and full text.
   await page.getByLabel("Actor").fill("u-42");
@@ -138,6 +180,24 @@ test("sign in, list, page, filter, open an event with its diff, share the state 
   await page.screenshot({ path: join(artifacts, "detail.png"), fullPage: true });
   await page.keyboard.press("Escape");
   assert.equal(await detail.isHidden(), true);
+
+  // The timeline of the asset: its own event and the loan naming it, oldest first.
+  await page.getByLabel("Search").fill("");
+  await page.getByLabel("Target type").fill("asset");
+  await page.getByLabel("Target id").fill("a-1");
+  await page.getByRole("button", { name: "Apply" }).click();
+  await page.getByRole("button", { name: "Show the timeline of this record" }).click();
+  await page.waitForFunction(() => document.querySelectorAll("#events tbody tr").length === 2);
+  const relations = await page.locator("#events tbody td.relation").allTextContents();
+  assert.deepEqual(relations, ["target", "related"]);
+  await page.screenshot({ path: join(artifacts, "timeline.png"), fullPage: true });
+  const timelineUrl = page.url();
+  assert.match(timelineUrl, /view=timeline/);
+  await page.getByLabel("Target type").fill("");
+  await page.getByLabel("Target id").fill("");
+  await page.getByLabel("Search").fill("laptop");
+  await page.getByRole("button", { name: "Apply" }).click();
+  await page.waitForFunction(() => document.querySelectorAll("#events tbody tr").length === 1);
 
   // The URL carries the state (never the credential): opened in another tab, it asks for a
   // credential, then shows the same list.
