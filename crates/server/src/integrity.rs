@@ -45,6 +45,19 @@ pub struct InclusionProof {
     pub leaf_hash: String,
     /// Sibling hashes, innermost first, hex.
     pub audit_path: Vec<String>,
+    /// What recomputing the leaf from the event needs besides the event itself
+    /// (`docs/integrity.md` §3–4), as the verifiable NDJSON export carries it.
+    pub seal: Seal,
+}
+
+/// An event's seal material.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Seal {
+    /// The leaf hash of the event before it in the tenant's log (zeros for the first), hex.
+    pub prev: String,
+    /// Its personal digests: a bit-mask byte (actor name, actor e-mail, ip, user agent, target
+    /// name), then each present 32-byte digest in that order, hex.
+    pub personal: String,
 }
 
 /// A consistency proof.
@@ -162,6 +175,24 @@ pub async fn proof(
         .ok_or_else(|| {
             ApiError::bad_parameter("size", format!("the tree has fewer than {size} events"))
         })?;
+    // The event's row, for its seal material: the one after `seq - 1`.
+    let rows = state
+        .store
+        .list_rows(sealtrail_store::ListQuery {
+            tenant: tenant.clone(),
+            filter: sealtrail_store::EventFilter::default(),
+            order: sealtrail_store::Order::Asc,
+            limit: 1,
+            cursor: Some(sealtrail_store::Cursor::Seq(seq - 1)),
+        })
+        .await?;
+    let (prev, personal) = rows
+        .rows
+        .first()
+        .filter(|row| row.seq == seq)
+        .ok_or_else(|| ApiError::NotFound(format!("no event {id} in tenant {tenant}")))?
+        .seal()
+        .map_err(|e| ApiError::Unavailable(format!("the stored event is damaged: {e}")))?;
     state
         .audit_cross_tenant_read(&principal, &tenant, &uri)
         .await?;
@@ -170,6 +201,10 @@ pub async fn proof(
         tree_size: size,
         leaf_hash: leaf.to_hex(),
         audit_path: path.iter().map(hex::encode).collect(),
+        seal: Seal {
+            prev: hex::encode(prev),
+            personal: hex::encode(personal),
+        },
     }))
 }
 

@@ -251,6 +251,7 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(ui::index))
         .route("/ui/app.js", get(ui::script))
         .route("/ui/app.css", get(ui::style))
+        .route("/ui/verify.js", get(ui::verify))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/docs", get(ops::docs))

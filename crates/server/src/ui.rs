@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 const INDEX: &str = include_str!("../ui/index.html");
 const SCRIPT: &str = include_str!("../ui/app.js");
 const STYLE: &str = include_str!("../ui/app.css");
+const VERIFY: &str = include_str!("../ui/verify.js");
 
 /// What the page may load: its own script and style, the API; no inline code, no frames
 /// around it.
@@ -36,6 +37,11 @@ pub async fn index() -> Response {
 /// `GET /ui/app.js`.
 pub async fn script() -> Response {
     asset(SCRIPT, "text/javascript; charset=utf-8")
+}
+
+/// `GET /ui/verify.js`: the in-browser check of an event's seal.
+pub async fn verify() -> Response {
+    asset(VERIFY, "text/javascript; charset=utf-8")
 }
 
 /// `GET /ui/app.css`.

@@ -236,6 +236,7 @@ async fn the_web_ui_is_served_whole_by_the_binary() {
     let html = page.body.as_str().expect("html text");
     for (path, kind) in [
         ("/ui/app.js", "text/javascript"),
+        ("/ui/verify.js", "text/javascript"),
         ("/ui/app.css", "text/css"),
     ] {
         assert!(html.contains(path), "the page loads {path}");

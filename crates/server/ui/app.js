@@ -308,6 +308,45 @@ function value(v) {
   return { text: shown, redacted: v === "[REDACTED]" };
 }
 
+/** Checks in the browser that the event is what was sealed, and shows each step. */
+async function seal(event) {
+  const mark = $("seal");
+  const steps = $("seal-steps");
+  mark.className = "seal";
+  mark.textContent = "Checking the seal…";
+  steps.replaceChildren();
+  const shown = event.id;
+  try {
+    const checkpoint = await api("/api/v1/integrity/checkpoint");
+    if (event.seq > checkpoint.size) {
+      mark.textContent = "Newer than the latest checkpoint: it is sealed under the next one.";
+      return;
+    }
+    const [raw, proof, keys] = await Promise.all([
+      send(`/api/v1/audit-logs/${event.id}`).then((r) => r.text()),
+      api(`/api/v1/integrity/proof/${event.id}`, [["size", String(checkpoint.size)]]),
+      api("/api/v1/integrity/public-keys"),
+    ]);
+    const result = await SealtrailVerify.verifyEvent(raw, proof, checkpoint, keys);
+    if (selected?.dataset.id !== shown) return;
+    mark.className = `seal ${result.ok ? "verified" : "failed"}`;
+    mark.textContent = result.ok
+      ? `✓ Verified: sealed at position ${event.seq} of the log signed at size ${checkpoint.size} (${checkpoint.key_id}).`
+      : "✗ Verification failed: what is shown is not what was sealed.";
+    for (const s of result.steps) {
+      const item = document.createElement("li");
+      item.textContent = `${s.ok ? "✓" : "✗"} ${s.what}`;
+      steps.append(item);
+    }
+  } catch (error) {
+    mark.textContent = error.status === 403
+      ? "This credential does not read proofs."
+      : error.status === 404
+        ? "No checkpoint yet: the seal can be checked once one is signed."
+        : `The seal could not be checked: ${error.message}`;
+  }
+}
+
 function openDetail(event, tr) {
   if (selected) selected.setAttribute("aria-selected", "false");
   selected = tr;
@@ -360,6 +399,7 @@ function openDetail(event, tr) {
   $("raw").textContent = JSON.stringify(event, null, 2);
   $("detail").hidden = false;
   $("detail").focus();
+  seal(event);
 }
 
 function closeDetail() {

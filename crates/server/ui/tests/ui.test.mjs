@@ -35,7 +35,13 @@ async function call(method, path, token, body) {
   const response = await fetch(base + path, {
     method,
     headers: { Authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
+    // Numbers JavaScript cannot hold are written in by name (`"__u64max__"`).
+    body: body === undefined
+      ? undefined
+      : JSON.stringify(body)
+          .replace('"__u64max__"', "18446744073709551615")
+          .replace('"__below_i64__"', "-9223372036854775809")
+          .replace('"__tiny__"', "1e-300"),
   });
   const text = await response.text();
   assert.ok(response.ok, `${method} ${path}: ${response.status} ${text}`);
@@ -74,12 +80,17 @@ before(async () => {
     before: { status: "in_stock", password: "old" },
     after: { status: "assigned", password: "new" },
     related: [{ type: "user", id: "u-7" }],
-    context: { ip: "10.0.0.1", correlation_id: "req-1" },
+    context: {
+      ip: "10.0.0.1", correlation_id: "req-1", user_agent: "Mozilla/5.0", method: "PATCH",
+      status_code: 409, duration_ms: 3.25, endpoint: "/assets/{id}", session_id: "s-1",
+    },
+    organization: { id: "org-1", name: "Example Org" },
+    metadata: { amount: 12.5, big: "__u64max__", below: "__below_i64__", tiny: "__tiny__", n: -3, whole: 7, nested: { z: 1, a: [true, null, "é✓"], "Ä": {} } },
   });
   events.push({
     action: "loan.created",
-    actor: { id: "u-7" },
-    target: { type: "loan", id: "l-1" },
+    actor: { id: "u-7", email: "u7@example.com" },
+    target: { type: "user", id: "u-9", name: "Bo Person" },
     related: [{ type: "asset", id: "a-1" }],
   });
   await call("POST", "/api/v1/events", key, events);
@@ -177,6 +188,10 @@ test("sign in, list, page, filter, open an event with its diff, share the state 
   assert.equal(await redacted.count(), 2, "the password's old and new value are marked");
   assert.equal(await redacted.first().textContent(), "[REDACTED]");
   assert.match(await page.locator("#changes").textContent(), /in_stock.*assigned/s);
+  // Its seal is checked in the browser: leaf, proof, checkpoint, signature.
+  await page.locator("#seal.verified").waitFor();
+  assert.match(await page.locator("#seal").textContent(), /Verified: sealed at position 62/);
+  assert.equal(await page.locator("#seal-steps li").count(), 6);
   await page.screenshot({ path: join(artifacts, "detail.png"), fullPage: true });
   await page.keyboard.press("Escape");
   assert.equal(await detail.isHidden(), true);
@@ -190,6 +205,10 @@ test("sign in, list, page, filter, open an event with its diff, share the state 
   await page.waitForFunction(() => document.querySelectorAll("#events tbody tr").length === 2);
   const relations = await page.locator("#events tbody td.relation").allTextContents();
   assert.deepEqual(relations, ["target", "related"]);
+  // The loan (a person as its target, an e-mail: personal digests) verifies too.
+  await page.locator("#events tbody tr").nth(1).click();
+  await page.locator("#seal.verified").waitFor();
+  await page.keyboard.press("Escape");
   await page.screenshot({ path: join(artifacts, "timeline.png"), fullPage: true });
   const timelineUrl = page.url();
   assert.match(timelineUrl, /view=timeline/);
@@ -256,6 +275,41 @@ test("no serious accessibility violation, in light and dark themes and on a phon
       name,
     );
     await page.screenshot({ path: join(artifacts, `a11y-${name}.png`), fullPage: true });
+    await context.close();
+  }
+});
+
+test("an altered event or proof is caught in the browser", async () => {
+  for (const [what, pattern, alter] of [
+    [
+      "event",
+      /\/api\/v1\/audit-logs\/[0-9a-f-]{36}$/,
+      (text) => text.replace('"Laptop"', '"Laptoq"'),
+    ],
+    [
+      "proof",
+      /\/api\/v1\/integrity\/proof\//,
+      (text) => {
+        const proof = JSON.parse(text);
+        proof.audit_path[0] = proof.audit_path[0].replace(/^./, (c) => (c === "0" ? "1" : "0"));
+        return JSON.stringify(proof);
+      },
+    ],
+  ]) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.route(pattern, async (route) => {
+      const response = await route.fetch();
+      await route.fulfill({ response, body: alter(await response.text()) });
+    });
+    await signIn(page, key);
+    await page.getByLabel("Search").fill("laptop");
+    await page.getByRole("button", { name: "Apply" }).click();
+    await page.waitForFunction(() => document.querySelectorAll("#events tbody tr").length === 1);
+    await page.locator("#events tbody tr").first().click();
+    await page.locator("#seal.failed").waitFor();
+    assert.match(await page.locator("#seal").textContent(), /Verification failed/, what);
+    await page.screenshot({ path: join(artifacts, `tampered-${what}.png`), fullPage: true });
     await context.close();
   }
 });
