@@ -50,6 +50,11 @@ impl CorsSettings {
             .is_some_and(|origins| origins.contains(origin))
     }
 
+    /// Every origin some tenant allows.
+    pub fn origins(&self) -> impl Iterator<Item = &str> {
+        self.any.iter().map(String::as_str)
+    }
+
     /// Whether nothing is allowed.
     pub fn is_empty(&self) -> bool {
         self.any.is_empty()

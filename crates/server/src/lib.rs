@@ -252,6 +252,8 @@ pub fn app(state: AppState) -> Router {
         .route("/ui/app.js", get(ui::script))
         .route("/ui/app.css", get(ui::style))
         .route("/ui/verify.js", get(ui::verify))
+        .route("/viewer", get(ui::viewer))
+        .route("/ui/viewer.js", get(ui::viewer_script))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/docs", get(ops::docs))
@@ -289,14 +291,15 @@ async fn security_headers(request: Request, next: Next) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     if html {
-        // A page that states its own policy (the web UI) keeps it.
+        // A page that states its own policy (the web UI, the embeddable viewer) keeps it: its
+        // `frame-ancestors` says who may frame it.
         if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
             headers.insert(
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(HTML_POLICY),
             );
+            headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
         }
-        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
         headers.insert(
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),

@@ -9,6 +9,8 @@ const INDEX: &str = include_str!("../ui/index.html");
 const SCRIPT: &str = include_str!("../ui/app.js");
 const STYLE: &str = include_str!("../ui/app.css");
 const VERIFY: &str = include_str!("../ui/verify.js");
+const VIEWER_PAGE: &str = include_str!("../ui/viewer.html");
+const VIEWER_SCRIPT: &str = include_str!("../ui/viewer.js");
 
 /// What the page may load: its own script and style, the API; no inline code, no frames
 /// around it.
@@ -42,6 +44,37 @@ pub async fn script() -> Response {
 /// `GET /ui/verify.js`: the in-browser check of an event's seal.
 pub async fn verify() -> Response {
     asset(VERIFY, "text/javascript; charset=utf-8")
+}
+
+/// `GET /viewer`: the embeddable timeline of a viewer token's scope (SPEC §10). It may be
+/// framed by the pages of the origins the operator allows for some tenant (`--cors-origin`),
+/// and by nothing else.
+pub async fn viewer(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+) -> Response {
+    let mut response = asset(VIEWER_PAGE, "text/html; charset=utf-8");
+    let mut ancestors: Vec<&str> = state.cors.origins().collect();
+    ancestors.sort_unstable();
+    let ancestors = if ancestors.is_empty() {
+        "'none'".to_owned()
+    } else {
+        ancestors.join(" ")
+    };
+    let policy = UI_POLICY.replace(
+        "frame-ancestors 'none'",
+        &format!("frame-ancestors {ancestors}"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    response
+}
+
+/// `GET /ui/viewer.js`.
+pub async fn viewer_script() -> Response {
+    asset(VIEWER_SCRIPT, "text/javascript; charset=utf-8")
 }
 
 /// `GET /ui/app.css`.

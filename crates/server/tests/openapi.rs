@@ -252,4 +252,20 @@ async fn the_web_ui_is_served_whole_by_the_binary() {
     }
     assert!(!html.contains("http://") && !html.contains("https://"));
     assert!(!html.contains("<script>"), "no inline script");
+    // The embeddable viewer: framed by no one unless origins are configured (tested with
+    // them in the browser test).
+    let viewer = app.raw(Method::GET, "/viewer", None, None, None).await;
+    assert_eq!(viewer.status, StatusCode::OK);
+    let policy = viewer.headers["content-security-policy"]
+        .to_str()
+        .expect("ascii");
+    assert!(policy.ends_with("frame-ancestors 'none'"), "{policy}");
+    assert!(viewer.headers.get("x-frame-options").is_none());
+    let script = app
+        .raw(Method::GET, "/ui/viewer.js", None, None, None)
+        .await;
+    assert_eq!(script.status, StatusCode::OK);
+    // The API reference keeps refusing every frame.
+    let docs = app.raw(Method::GET, "/docs", None, None, None).await;
+    assert_eq!(docs.headers["x-frame-options"], "DENY");
 }

@@ -52,7 +52,10 @@ before(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "sealtrail-ui-"));
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  const args = ["serve", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--checkpoint-every-events", "1"];
+  const args = [
+    "serve", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--checkpoint-every-events", "1",
+    "--cors-origin", "acme=http://localhost:9",
+  ];
   server = spawn(bin, args, {
     env: { ...process.env, SEALTRAIL_ADMIN_TOKEN: ADMIN, SEALTRAIL_LOG: "warn" },
     stdio: ["ignore", "ignore", "inherit"],
@@ -103,7 +106,9 @@ before(async () => {
   viewer = (await call("POST", "/api/v1/viewer-tokens", key, { scope: { actor_id: "u-42" } })).token;
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || execFileSync("sh", ["-c", "command -v chromium"]).toString().trim(),
-    args: ["--no-sandbox"],
+    // The host pages of the framing test are served by the test itself (routed), which
+    // Chromium's local network access checks would take for public pages framing 127.0.0.1.
+    args: ["--no-sandbox", "--disable-features=LocalNetworkAccessChecks"],
   });
 });
 
@@ -311,5 +316,54 @@ test("an altered event or proof is caught in the browser", async () => {
     assert.match(await page.locator("#seal").textContent(), /Verification failed/, what);
     await page.screenshot({ path: join(artifacts, `tampered-${what}.png`), fullPage: true });
     await context.close();
+  }
+});
+
+test("the embeddable viewer shows only its token's scope, framed only by allowed origins", async () => {
+  const headers = (await fetch(`${base}/viewer`)).headers;
+  assert.match(headers.get("content-security-policy"), /frame-ancestors http:\/\/localhost:9$/);
+  assert.equal(headers.get("x-frame-options"), null);
+  const viewed = async () =>
+    (await call("GET", "/api/v1/audit-logs?action=audit.viewed&limit=1000", key)).items.length;
+  const before = await viewed();
+
+  // axe is injected past the page's policy, as in the accessibility test.
+  const context = await browser.newContext({ bypassCSP: true });
+  const page = await context.newPage();
+  await page.goto(`${base}/viewer#token=${viewer}`);
+  await page.locator("#timeline li").first().waitFor();
+  assert.equal(await page.locator("#title").textContent(), "Activity of actor u-42");
+  const items = await page.locator("#timeline > li").allTextContents();
+  assert.equal(items.length, 1);
+  assert.match(items[0], /asset\.updated by Ada Lovelace failed: locked/);
+  assert.match(items[0], /status: in_stock → assigned/);
+  assert.doesNotMatch(page.url(), /token/, "the token leaves the address bar");
+  assert.equal(await viewed(), before + 1, "the view is recorded");
+  await page.addScriptTag({ path: require.resolve("axe-core") });
+  const result = await page.evaluate(() => window.axe.run(document));
+  const serious = result.violations.filter((v) => ["serious", "critical"].includes(v.impact));
+  assert.deepEqual(serious.map((v) => v.id), []);
+  await page.screenshot({ path: join(artifacts, "viewer-embed.png"), fullPage: true });
+  await context.close();
+
+  // Framed by a host page: from an allowed origin it shows, from another it is refused.
+  for (const [origin, shown] of [["http://localhost:9", true], ["http://localhost:10", false]]) {
+    const host = await browser.newPage();
+    await host.route(`${origin}/**`, (route) =>
+      route.fulfill({
+        contentType: "text/html",
+        body: `<!doctype html><title>host</title><iframe title="audit" src="${base}/viewer#token=${viewer}" width="600" height="400"></iframe>`,
+      }),
+    );
+    await host.goto(`${origin}/`);
+    const frame = host.frames()[1];
+    if (shown) {
+      await frame.locator("#timeline li").first().waitFor();
+      assert.equal(await frame.locator("#title").textContent(), "Activity of actor u-42");
+    } else {
+      const content = await frame.evaluate(() => document.querySelector("#title")?.textContent ?? null).catch(() => null);
+      assert.equal(content, null, "a page of another origin cannot frame the viewer");
+    }
+    await host.close();
   }
 });
