@@ -489,7 +489,7 @@ pub async fn get(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Read)?;
-    crate::params::no_parameters(raw.as_deref()).map_err(ApiError::BadParameters)?;
+    crate::params::no_parameters(raw.as_deref())?;
     let tenant = path_tenant(&principal, &tenant)?;
     let setting = state
         .store
@@ -525,7 +525,7 @@ pub async fn put(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Admin)?;
-    crate::params::no_parameters(raw.as_deref()).map_err(ApiError::BadParameters)?;
+    crate::params::no_parameters(raw.as_deref())?;
     let tenant = path_tenant(&principal, &tenant)?;
     let value = crate::json_body(&headers, &body)?;
     let catalog = parse_catalog(value).map_err(ApiError::Invalid)?;
@@ -571,7 +571,7 @@ pub async fn delete(
     RawQuery(raw): RawQuery,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::Admin)?;
-    crate::params::no_parameters(raw.as_deref()).map_err(ApiError::BadParameters)?;
+    crate::params::no_parameters(raw.as_deref())?;
     let tenant = path_tenant(&principal, &tenant)?;
     if state.store.setting(&tenant, SETTING).await?.is_none() {
         return Err(ApiError::NotFound(format!(
@@ -612,7 +612,7 @@ pub async fn list_presets(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<PresetList>, ApiError> {
     principal.require(Scope::Read)?;
-    crate::params::no_parameters(raw.as_deref()).map_err(ApiError::BadParameters)?;
+    crate::params::no_parameters(raw.as_deref())?;
     Ok(Json(PresetList { items: presets() }))
 }
 

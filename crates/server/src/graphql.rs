@@ -745,7 +745,7 @@ pub async fn post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    crate::params::no_parameters(raw.as_deref()).map_err(ApiError::BadParameters)?;
+    crate::params::no_parameters(raw.as_deref())?;
     let value = crate::json_body(&headers, &body)?;
     let Some(fields) = value.as_object() else {
         return Err(ApiError::invalid("$", "must be a JSON object"));

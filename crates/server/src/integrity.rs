@@ -272,7 +272,7 @@ pub async fn public_keys(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<PublicKeys>, ApiError> {
-    crate::params::no_parameters(raw.as_deref()).map_err(ApiError::BadParameters)?;
+    crate::params::no_parameters(raw.as_deref())?;
     Ok(Json(PublicKeys {
         keys: state.keys.keys().to_vec(),
     }))

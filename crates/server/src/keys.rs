@@ -195,7 +195,7 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Admin)?;
-    crate::params::no_parameters(raw.as_deref()).map_err(ApiError::BadParameters)?;
+    crate::params::no_parameters(raw.as_deref())?;
     let value = crate::json_body(&headers, &body)?;
     let (tenant, scopes, name) = parse_new_key(value).map_err(ApiError::Invalid)?;
     if !principal.is_global() && tenant != principal.key.tenant {
@@ -266,7 +266,7 @@ pub async fn revoke(
     RawQuery(raw): RawQuery,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::Admin)?;
-    crate::params::no_parameters(raw.as_deref()).map_err(ApiError::BadParameters)?;
+    crate::params::no_parameters(raw.as_deref())?;
     let not_found = || ApiError::NotFound(format!("no key {id}"));
     // A tenant's admin sees only its tenant's keys; others are simply not found.
     let visible = state

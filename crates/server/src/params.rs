@@ -53,7 +53,7 @@ impl Problems {
 }
 
 /// Refuses any query parameter, for routes that take none: 400 naming each.
-pub fn no_parameters(raw: Option<&str>) -> Result<(), Vec<FieldError>> {
+pub fn no_parameters(raw: Option<&str>) -> Result<(), crate::error::ApiError> {
     let unknown: Vec<FieldError> = split_query(raw)
         .into_keys()
         .map(|name| FieldError::new(name, "is not a known parameter"))
@@ -61,7 +61,7 @@ pub fn no_parameters(raw: Option<&str>) -> Result<(), Vec<FieldError>> {
     if unknown.is_empty() {
         Ok(())
     } else {
-        Err(unknown)
+        Err(crate::error::ApiError::BadParameters(unknown))
     }
 }
 

@@ -262,7 +262,7 @@ pub async fn search(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    crate::params::no_parameters(raw.as_deref()).map_err(ApiError::BadParameters)?;
+    crate::params::no_parameters(raw.as_deref())?;
     let value = crate::json_body(&headers, &body)?;
     let params = parse_search_body(value).map_err(ApiError::Invalid)?;
     run_list(&state, &principal, params, &uri).await

@@ -353,7 +353,7 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Read)?;
-    crate::params::no_parameters(raw.as_deref()).map_err(ApiError::BadParameters)?;
+    crate::params::no_parameters(raw.as_deref())?;
     let value = crate::json_body(&headers, &body)?;
     let request = parse_request(value).map_err(ApiError::Invalid)?;
     let tenant: Tenant = principal.tenant(request.tenant.as_deref(), "tenant", true)?;
