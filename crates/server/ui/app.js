@@ -7,9 +7,12 @@ const $ = (id) => document.getElementById(id);
 const FILTERS = ["q", "actor_id", "action", "target_type", "target_id", "outcome", "category"];
 const RANGES = { "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3, "30d": 30 * 86400e3 };
 const PAGE = 50;
+/** How many of the list's newest events "Verify this log" checks one by one. */
+const VERIFY_EVENTS = 20;
 
 let cursor = null;
 let selected = null;
+let lastDay = null;
 
 function credential() {
   return {
@@ -69,7 +72,7 @@ function show() {
 function readForm() {
   const form = new FormData($("filters"));
   const state = {};
-  for (const name of [...FILTERS, "range", "from", "to", "order", "view"]) {
+  for (const name of [...FILTERS, "range", "from", "to", "order", "bucket", "view"]) {
     const value = (form.get(name) || "").toString().trim();
     if (value) state[name] = value;
   }
@@ -86,6 +89,7 @@ function fromUrl() {
   for (const name of [...FILTERS, "from", "to"]) form.elements[name].value = params.get(name) || "";
   form.elements.range.value = params.get("range") || "24h";
   form.elements.order.value = params.get("order") || "desc";
+  form.elements.bucket.value = params.get("bucket") || "";
   form.elements.view.value = params.get("view") || "";
   form.classList.toggle("custom-range", form.elements.range.value === "custom");
 }
@@ -117,27 +121,59 @@ function timeline(state) {
   return state.view === "timeline" && state.target_type && state.target_id;
 }
 
+/** Whether the state shows one actor's activity rather than the list. */
+function activity(state) {
+  return state.view === "activity" && state.actor_id;
+}
+
+/** The view the state names, where it can be shown: list, timeline, activity, stats, verify. */
+function viewOf(state) {
+  if (timeline(state)) return "timeline";
+  if (activity(state)) return "activity";
+  if (state.view === "stats" || state.view === "verify") return state.view;
+  return "list";
+}
+
 function refresh() {
   const state = readForm();
-  if (state.view && !timeline(state)) {
-    delete state.view;
-    $("filters").elements.view.value = "";
-  }
+  const view = viewOf(state);
+  if (view === "list") delete state.view;
+  $("filters").elements.view.value = state.view || "";
   history.replaceState(null, "", `?${new URLSearchParams(state)}`);
   cursor = null;
+  lastDay = null;
   $("events").tBodies[0].replaceChildren();
   closeDetail();
+  for (const [id, name] of [["nav-events", "list"], ["nav-stats", "stats"], ["nav-verify", "verify"]]) {
+    const { view: _, ...kept } = state;
+    $(id).href = `?${new URLSearchParams(name === "list" ? kept : { ...kept, view: name })}`;
+    if (name === view) $(id).setAttribute("aria-current", "page");
+    else $(id).removeAttribute("aria-current");
+  }
+  const listed = !["stats", "verify"].includes(view);
+  $("list-area").hidden = !listed;
+  // The charts count the whole tenant: beside one actor's activity they would mislead.
+  $("overview").hidden = view === "verify" || view === "activity";
+  $("overview").classList.toggle("full", view === "stats");
+  $("failures-chart").hidden = view !== "stats";
+  $("verify-panel").hidden = view !== "verify";
   const record = state.target_type && state.target_id;
-  $("timeline-toggle").hidden = !record;
-  $("timeline-toggle").textContent = timeline(state) ? "Show the list" : "Show the timeline of this record";
-  $("events").classList.toggle("timeline", Boolean(timeline(state)));
-  $("timeline-note").hidden = !timeline(state);
-  $("timeline-note").textContent = timeline(state)
-    ? `The timeline of ${state.target_type} ${state.target_id}: events targeting it and events naming it in related, oldest first.`
-    : "";
-  loadPage(state);
-  histogram(state);
+  $("timeline-toggle").hidden = !record || view === "activity" || !listed;
+  $("timeline-toggle").textContent = view === "timeline" ? "Show the list" : "Show the timeline of this record";
+  $("activity-toggle").hidden = !state.actor_id || view === "timeline" || !listed;
+  $("activity-toggle").textContent = view === "activity" ? "Show the list" : "Show this actor's activity";
+  $("events").classList.toggle("timeline", view === "timeline");
+  const note = {
+    timeline: `The timeline of ${state.target_type} ${state.target_id}: events targeting it and events naming it in related, oldest first.`,
+    activity: `The activity of ${state.actor_id}: what this actor did in the range, by day, with every other filter kept.`,
+  }[view];
+  $("timeline-note").hidden = !note;
+  $("timeline-note").textContent = note || "";
+  $("list-title").textContent = { timeline: "Timeline", activity: "Activity" }[view] || "Events";
+  if (listed) loadPage(state);
+  if (!$("overview").hidden) histogram(state, view === "stats" ? 10 : 5);
   checkpoint();
+  if (view === "verify") verifyLog(state);
 }
 
 async function loadPage(state) {
@@ -147,12 +183,22 @@ async function loadPage(state) {
   if (timeline(state)) {
     path = `/api/v1/entities/${encodeURIComponent(state.target_type)}/${encodeURIComponent(state.target_id)}/history`;
     params = [["limit", String(PAGE)]];
+  } else if (activity(state)) {
+    path = `/api/v1/audit-logs/user/${encodeURIComponent(state.actor_id)}`;
+    params = params.filter(([name]) => name !== "actor_id");
   }
   if (cursor) params.push(["cursor", cursor]);
   try {
     const page = await api(path, params);
     const body = $("events").tBodies[0];
-    for (const event of page.items) body.append(row(event));
+    for (const event of page.items) {
+      if (activity(state)) {
+        const day = event.occurred_at.slice(0, 10);
+        if (day !== lastDay) body.append(dayRow(day));
+        lastDay = day;
+      }
+      body.append(row(event));
+    }
     cursor = page.next_cursor;
     $("more").hidden = !cursor;
     $("empty").hidden = body.rows.length > 0;
@@ -170,6 +216,20 @@ function cell(content, className) {
   td.textContent = text(content);
   if (className) td.className = className;
   return td;
+}
+
+/** A heading row naming a day, between an actor's events of different days. */
+function dayRow(day) {
+  const tr = document.createElement("tr");
+  tr.className = "day";
+  const th = document.createElement("th");
+  th.scope = "colgroup";
+  th.colSpan = 6;
+  th.textContent = new Date(`${day}T00:00:00Z`).toLocaleDateString("en-GB", {
+    weekday: "long", year: "numeric", month: "long", day: "numeric", timeZone: "UTC",
+  });
+  tr.append(th);
+  return tr;
 }
 
 function row(event) {
@@ -197,52 +257,74 @@ function row(event) {
   return tr;
 }
 
-async function histogram(state) {
+/** The statistics of the range: events and failures per bucket and the top lists, as charts. */
+async function histogram(state, top) {
   const box = $("histogram");
   box.replaceChildren();
+  $("failures").replaceChildren();
   $("histogram-total").textContent = "";
   let { from, to } = windowOf(state);
   to = to || new Date().toISOString();
   from = from || new Date(Date.parse(to) - RANGES["30d"]).toISOString();
   const span = Date.parse(to) - Date.parse(from);
-  const bucket = span <= 2 * 86400e3 ? "hour" : "day";
+  const bucket = state.bucket || (span <= 2 * 86400e3 ? "hour" : "day");
   let stats;
   try {
-    stats = await api("/api/v1/audit-logs/statistics", [["from", from], ["to", to], ["bucket", bucket], ["top", "5"]]);
+    stats = await api("/api/v1/audit-logs/statistics", [["from", from], ["to", to], ["bucket", bucket], ["top", String(top)]]);
   } catch (error) {
     // A viewer token reads no statistics: the list alone is shown.
-    $("overview").hidden = error.status === 403;
+    if (error.status === 403) $("overview").hidden = true;
+    else $("histogram-total").textContent = `— ${error.message}`;
     return;
   }
-  $("overview").hidden = false;
-  const top = (id, entries, label, filters) => {
+  for (const name of document.querySelectorAll(".bucket-name")) name.textContent = bucket;
+  const bars = (id, entries, label, filters) => {
     const list = $(id);
     list.replaceChildren();
+    const most = Math.max(1, ...entries.map((e) => e.count));
     for (const entry of entries) {
       const item = document.createElement("li");
-      item.append(filterLink(label(entry), { ...filters(entry), range: state.range || "24h" }), ` ${entry.count}`);
+      const link = filterLink(label(entry), { ...filters(entry), range: state.range || "24h" });
+      const count = document.createElement("span");
+      count.className = "count";
+      count.textContent = ` ${entry.count}`;
+      item.append(link, count);
+      item.style.setProperty("--share", `${(100 * entry.count) / most}%`);
       list.append(item);
     }
   };
-  top("top-actors", stats.top_actors, (e) => e.id, (e) => ({ actor_id: e.id }));
-  top("top-actions", stats.top_actions, (e) => e.action, (e) => ({ action: e.action }));
-  top("top-targets", stats.top_targets, (e) => `${e.type} ${e.id}`, (e) => ({ target_type: e.type, target_id: e.id }));
-  $("histogram-total").textContent = `— ${stats.total} events, ${stats.failures} failures (all of the tenant's, per ${bucket})`;
-  const most = Math.max(1, ...stats.buckets.map((b) => b.count));
+  bars("top-actors", stats.top_actors, (e) => e.id, (e) => ({ actor_id: e.id }));
+  bars("top-actions", stats.top_actions, (e) => e.action, (e) => ({ action: e.action }));
+  bars("top-targets", stats.top_targets, (e) => `${e.type} ${e.id}`, (e) => ({ target_type: e.type, target_id: e.id }));
+  $("histogram-total").textContent = `— ${stats.total} events, ${stats.failures} failures (all of the tenant's)`;
   const length = bucket === "hour" ? 3600e3 : 86400e3;
-  for (const b of stats.buckets) {
-    const link = document.createElement("a");
-    const start = new Date(b.start);
-    const end = new Date(Math.min(start.getTime() + length, Date.parse(to)));
-    const local = (d) => d.toISOString().slice(0, 19);
-    link.href = `?${new URLSearchParams({ ...state, range: "custom", from: local(start), to: local(end) })}`;
-    link.style.height = `${(100 * b.count) / most}%`;
-    link.setAttribute("role", "listitem");
-    link.setAttribute("aria-label", `${b.start}: ${b.count} events, ${b.failures} failures`);
-    link.title = `${b.start}: ${b.count} events, ${b.failures} failures`;
-    if (b.failures > 0 && b.failures * 2 >= b.count) link.className = "failures";
-    box.append(link);
-  }
+  const local = (d) => d.toISOString().slice(0, 19);
+  const chart = (target, value, withFailures, extra) => {
+    const most = Math.max(1, ...stats.buckets.map(value));
+    for (const b of stats.buckets) {
+      const start = new Date(b.start);
+      const end = new Date(Math.min(start.getTime() + length, Date.parse(to)));
+      const link = document.createElement("a");
+      link.href = `?${new URLSearchParams({ ...state, view: "", range: "custom", from: local(start), to: local(end), ...extra })}`;
+      link.setAttribute("role", "listitem");
+      const label = `${b.start}: ${b.count} events, ${b.failures} failures`;
+      link.setAttribute("aria-label", label);
+      link.title = label;
+      const ok = document.createElement("span");
+      ok.className = withFailures ? "ok-part" : "fail-part";
+      ok.style.height = `${(100 * (value(b) - (withFailures ? b.failures : 0))) / most}%`;
+      link.append(ok);
+      if (withFailures && b.failures > 0) {
+        const failed = document.createElement("span");
+        failed.className = "fail-part";
+        failed.style.height = `${(100 * b.failures) / most}%`;
+        link.append(failed);
+      }
+      target.append(link);
+    }
+  };
+  chart(box, (b) => b.count, true, {});
+  if (!$("failures-chart").hidden) chart($("failures"), (b) => b.failures, false, { outcome: "failure" });
 }
 
 /** The tenant's latest signed checkpoint, as a short summary. */
@@ -322,12 +404,8 @@ async function seal(event) {
       mark.textContent = "Newer than the latest checkpoint: it is sealed under the next one.";
       return;
     }
-    const [raw, proof, keys] = await Promise.all([
-      send(`/api/v1/audit-logs/${event.id}`).then((r) => r.text()),
-      api(`/api/v1/integrity/proof/${event.id}`, [["size", String(checkpoint.size)]]),
-      api("/api/v1/integrity/public-keys"),
-    ]);
-    const result = await SealtrailVerify.verifyEvent(raw, proof, checkpoint, keys);
+    const keys = await api("/api/v1/integrity/public-keys");
+    const result = await sealOf(event, checkpoint, keys);
     if (selected?.dataset.id !== shown) return;
     mark.className = `seal ${result.ok ? "verified" : "failed"}`;
     mark.textContent = result.ok
@@ -347,6 +425,106 @@ async function seal(event) {
   }
 }
 
+/** Where this browser keeps the checkpoint it last verified for a tenant (not a secret). */
+const seenKey = (tenant) => `sealtrail.seen.${tenant}`;
+
+/**
+ * Verifies the log in the browser: the latest checkpoint's signature; its consistency with the
+ * checkpoint this browser verified before (so nothing sealed then was altered or removed since);
+ * the seal of each of the newest events the list shows. Remembers the checkpoint when all hold.
+ */
+async function verifyLog(state) {
+  const result = $("verify-result");
+  const steps = $("verify-steps");
+  result.className = "seal";
+  result.textContent = "Verifying…";
+  steps.replaceChildren();
+  const say = (ok, what) => {
+    const item = document.createElement("li");
+    item.textContent = `${ok ? "✓" : "✗"} ${what}`;
+    item.className = ok ? "" : "failure";
+    steps.append(item);
+    return ok;
+  };
+  const fail = (why) => {
+    result.className = "seal failed";
+    result.textContent = `✗ ${why}`;
+  };
+  let checkpoint;
+  let keys;
+  try {
+    [checkpoint, keys] = await Promise.all([api("/api/v1/integrity/checkpoint"), api("/api/v1/integrity/public-keys")]);
+  } catch (error) {
+    result.textContent = error.status === 404
+      ? "No checkpoint yet: the log can be verified once one is signed."
+      : error.status === 403
+        ? "This credential does not read proofs."
+        : `The log could not be verified: ${error.message}`;
+    return;
+  }
+  const key = keys.keys.find((k) => k.key_id === checkpoint.key_id);
+  $("verify-command").textContent =
+    `sealtrail verify --export sealtrail-${checkpoint.tenant}-*.ndjson --public-key ${key ? key.public_key : "<the key from /api/v1/integrity/public-keys>"}`;
+  const signed = await SealtrailVerify.verifyCheckpoint(checkpoint, keys);
+  for (const s of signed.steps) say(s.ok, `checkpoint of ${checkpoint.size} events: ${s.what}`);
+  if (!signed.ok) return fail("The latest checkpoint is not signed by a published key.");
+
+  let seen = null;
+  try {
+    seen = JSON.parse(localStorage.getItem(seenKey(checkpoint.tenant)) || "null");
+  } catch {
+    seen = null;
+  }
+  if (seen && Number.isSafeInteger(seen.size) && seen.size > 0) {
+    let consistent = false;
+    if (seen.size <= checkpoint.size) {
+      try {
+        const proof = await api("/api/v1/integrity/consistency", [["from", String(seen.size)], ["to", String(checkpoint.size)]]);
+        consistent = await SealtrailVerify.verifyConsistency(seen.size, checkpoint.size, seen.root_hash, checkpoint.root_hash, proof.proof);
+      } catch {
+        consistent = false;
+      }
+    }
+    if (!say(consistent, `the ${seen.size} events of the checkpoint seen on ${seen.issued_at} are still in the log, unchanged (consistency proof)`)) {
+      return fail(`The log is not the one this browser verified on ${seen.issued_at}: events sealed then were altered or removed.`);
+    }
+  } else {
+    say(true, "no earlier checkpoint seen in this browser: this one is remembered, and the next visit proves the log only grew");
+  }
+
+  const params = listParams(state).filter(([name]) => name !== "limit" && name !== "order");
+  params.push(["order", "desc"], ["limit", String(VERIFY_EVENTS)]);
+  let events = [];
+  try {
+    events = (await api("/api/v1/audit-logs", params)).items.filter((e) => e.seq <= checkpoint.size);
+  } catch (error) {
+    say(false, `the events could not be listed: ${error.message}`);
+    return fail("The events could not be checked.");
+  }
+  const checked = await Promise.all(events.map((event) => sealOf(event, checkpoint, keys)));
+  const bad = events.filter((_, i) => !checked[i].ok);
+  say(bad.length === 0, `${events.length - bad.length} of the ${events.length} newest events of the list (as filtered) hash to their sealed leaves under this checkpoint`);
+  for (const event of bad) say(false, `event ${event.id} (seq ${event.seq}) is not what was sealed`);
+  if (bad.length > 0) return fail(`${bad.length} event(s) shown are not what was sealed.`);
+
+  if (!seen || seen.size <= checkpoint.size) {
+    localStorage.setItem(seenKey(checkpoint.tenant), JSON.stringify({
+      size: checkpoint.size, root_hash: checkpoint.root_hash, issued_at: checkpoint.issued_at,
+    }));
+  }
+  result.className = "seal verified";
+  result.textContent = `✓ Verified: the log of ${checkpoint.size} events signed at ${checkpoint.issued_at} (${checkpoint.key_id}).`;
+}
+
+/** Checks one event's seal under `checkpoint`, fetching its exact text and its proof. */
+async function sealOf(event, checkpoint, keys) {
+  const [raw, proof] = await Promise.all([
+    send(`/api/v1/audit-logs/${event.id}`).then((r) => r.text()),
+    api(`/api/v1/integrity/proof/${event.id}`, [["size", String(checkpoint.size)]]),
+  ]);
+  return SealtrailVerify.verifyEvent(raw, proof, checkpoint, keys);
+}
+
 function openDetail(event, tr) {
   if (selected) selected.setAttribute("aria-selected", "false");
   selected = tr;
@@ -364,6 +542,7 @@ function openDetail(event, tr) {
   pair(list, "error", event.error);
   const actor = event.actor;
   pair(list, "actor", filterLink(`${actor.id} (${actor.type})`, { actor_id: actor.id }));
+  pair(list, "activity", filterLink(`everything ${actor.id} did`, { actor_id: actor.id, view: "activity", range: "30d" }));
   pair(list, "actor name", actor.name);
   pair(list, "actor e-mail", actor.email);
   if (event.target) {
@@ -437,6 +616,12 @@ document.addEventListener("DOMContentLoaded", () => {
     form.elements.view.value = form.elements.view.value === "timeline" ? "" : "timeline";
     refresh();
   });
+  $("activity-toggle").addEventListener("click", () => {
+    const form = $("filters");
+    form.elements.view.value = form.elements.view.value === "activity" ? "" : "activity";
+    refresh();
+  });
+  $("verify-run").addEventListener("click", () => verifyLog(readForm()));
   $("close-detail").addEventListener("click", closeDetail);
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && !$("detail").hidden) closeDetail();

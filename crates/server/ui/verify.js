@@ -305,6 +305,78 @@
   }
 
   /**
+   * Checks a checkpoint's signed note against its fields and the published key, recording each
+   * step through `step(what, ok)`. Answers whether every step held.
+   */
+  async function checkpointSteps(checkpoint, publicKeys, step) {
+    const [body] = checkpoint.note.split("\n\n");
+    const lines = body.split("\n");
+    const noteRoot = hex(fromBase64(lines[2] || ""));
+    if (!step("the signed note names that size and root", lines[1] === String(checkpoint.size) && noteRoot === checkpoint.root_hash)) {
+      return false;
+    }
+    const published = publicKeys.keys.find((k) => k.key_id === checkpoint.key_id);
+    if (!step(`the signing key ${checkpoint.key_id} is published`, Boolean(published))) return false;
+    const key = await crypto.subtle.importKey("raw", fromBase64(published.public_key), { name: "Ed25519" }, false, ["verify"]);
+    const signed = await crypto.subtle.verify("Ed25519", key, fromBase64(checkpoint.signature), utf8.encode(`${body}\n`));
+    return step("the checkpoint's Ed25519 signature holds", signed);
+  }
+
+  /** Checks a checkpoint alone (its note and signature). Answers `{ok, steps}`. */
+  async function verifyCheckpoint(checkpoint, publicKeys) {
+    const steps = [];
+    const step = (what, ok) => {
+      steps.push({ what, ok });
+      return ok;
+    };
+    try {
+      await checkpointSteps(checkpoint, publicKeys, step);
+    } catch (error) {
+      step(`the check could not run: ${error.message}`, false);
+    }
+    return { ok: steps.length > 0 && steps.every((s) => s.ok), steps };
+  }
+
+  /**
+   * Checks a consistency proof (RFC 9162 §2.1.4.2): that the tree of `oldSize` with root
+   * `oldRoot` is a prefix of the tree of `newSize` with root `newRoot` (roots in hex). Answers
+   * whether it holds; a malformed proof does not.
+   */
+  async function verifyConsistency(oldSize, newSize, oldRoot, newRoot, proof) {
+    let first = BigInt(oldSize);
+    let second = BigInt(newSize);
+    if (first === 0n || first > second) return false;
+    if (first === second) return proof.length === 0 && oldRoot === newRoot;
+    const path = proof.map(fromHex);
+    if ((first & (first - 1n)) === 0n) path.unshift(fromHex(oldRoot));
+    if (path.length === 0) return false;
+    let fn = first - 1n;
+    let sn = second - 1n;
+    while ((fn & 1n) === 1n) {
+      fn >>= 1n;
+      sn >>= 1n;
+    }
+    let fr = path[0];
+    let sr = path[0];
+    for (const c of path.slice(1)) {
+      if (sn === 0n) return false;
+      if ((fn & 1n) === 1n || fn === sn) {
+        fr = await sha256(Uint8Array.of(1), c, fr);
+        sr = await sha256(Uint8Array.of(1), c, sr);
+        while ((fn & 1n) === 0n && fn !== 0n) {
+          fn >>= 1n;
+          sn >>= 1n;
+        }
+      } else {
+        sr = await sha256(Uint8Array.of(1), sr, c);
+      }
+      fn >>= 1n;
+      sn >>= 1n;
+    }
+    return sn === 0n && hex(fr) === oldRoot && hex(sr) === newRoot;
+  }
+
+  /**
    * Checks an event (its JSON text) against its inclusion proof (with seal), the checkpoint it
    * is proven under and the published keys. Answers `{ok, steps}`: each step says what was
    * checked and whether it held.
@@ -321,17 +393,7 @@
       const root = await rootFrom(leaf, proof.leaf_index, proof.tree_size, proof.audit_path);
       step(`the proof folds it into the root of the tree of ${proof.tree_size}`, proof.tree_size === checkpoint.size);
       if (!step("that root is the checkpoint's", hex(root) === checkpoint.root_hash)) return { ok: false, steps };
-      const [body] = checkpoint.note.split("\n\n");
-      const lines = body.split("\n");
-      const noteRoot = hex(fromBase64(lines[2]));
-      if (!step("the signed note names that size and root", lines[1] === String(checkpoint.size) && noteRoot === checkpoint.root_hash)) {
-        return { ok: false, steps };
-      }
-      const published = publicKeys.keys.find((k) => k.key_id === checkpoint.key_id);
-      if (!step(`the signing key ${checkpoint.key_id} is published`, Boolean(published))) return { ok: false, steps };
-      const key = await crypto.subtle.importKey("raw", fromBase64(published.public_key), { name: "Ed25519" }, false, ["verify"]);
-      const signed = await crypto.subtle.verify("Ed25519", key, fromBase64(checkpoint.signature), utf8.encode(`${body}\n`));
-      step("the checkpoint's Ed25519 signature holds", signed);
+      if (!(await checkpointSteps(checkpoint, publicKeys, step))) return { ok: false, steps };
       return { ok: steps.every((s) => s.ok), steps };
     } catch (error) {
       step(`the check could not run: ${error.message}`, false);
@@ -339,5 +401,5 @@
     }
   }
 
-  globalThis.SealtrailVerify = { parseJson, encodeEntry, rootFrom, verifyEvent };
+  globalThis.SealtrailVerify = { parseJson, encodeEntry, rootFrom, verifyEvent, verifyCheckpoint, verifyConsistency };
 })();

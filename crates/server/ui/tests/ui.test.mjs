@@ -259,6 +259,150 @@ test("a viewer token sees only its scope, without statistics", async () => {
   await page.close();
 });
 
+/** Runs axe-core on the page and fails on any serious or critical violation. */
+async function assertAccessible(page, what) {
+  await page.addScriptTag({ path: require.resolve("axe-core") });
+  const result = await page.evaluate(() => window.axe.run(document));
+  const serious = result.violations.filter((v) => ["serious", "critical"].includes(v.impact));
+  assert.deepEqual(
+    serious.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`),
+    [],
+    what,
+  );
+}
+
+/** The tenant's latest checkpoint size, as the API answers it. */
+async function checkpointSize() {
+  const response = await fetch(`${base}/api/v1/integrity/checkpoint`, { headers: { Authorization: `Bearer ${key}` } });
+  return response.ok ? (await response.json()).size : 0;
+}
+
+test("statistics as charts whose bars open the list; an actor's activity by day", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(e.message));
+  await signIn(page, key);
+  await page.getByRole("link", { name: "Statistics" }).click();
+  await page.locator("#failures a").first().waitFor();
+  assert.match(page.url(), /view=stats/);
+  assert.equal(await page.locator("#events").isVisible(), false);
+  assert.match(await page.locator("#histogram-total").textContent(), /events, 1 failures/);
+  // Ten entries per top list here, as the API counts them; the events bars carry a failed part
+  // where one failed.
+  const now = Date.now();
+  const stats = await call(
+    "GET",
+    `/api/v1/audit-logs/statistics?from=${new Date(now - 30 * 86400e3).toISOString()}&to=${new Date(now + 60e3).toISOString()}&top=10`,
+    key,
+  );
+  assert.deepEqual(
+    await page.locator("#top-targets li").allTextContents(),
+    stats.top_targets.map((t) => `${t.type} ${t.id} ${t.count}`),
+  );
+  assert.deepEqual(
+    await page.locator("#top-actors li").allTextContents(),
+    stats.top_actors.map((t) => `${t.id} ${t.count}`),
+  );
+  assert.equal(await page.locator("#histogram .fail-part").count(), 1);
+  await page.screenshot({ path: join(artifacts, "statistics.png"), fullPage: true });
+  // The failures chart's bar opens the failed events of its bucket: the one failure.
+  const failedBar = page.locator("#failures a", { has: page.locator(".fail-part[style*='100%']") });
+  assert.match(await failedBar.getAttribute("aria-label"), /1 failures/);
+  await failedBar.click();
+  await page.waitForFunction(() => document.querySelectorAll("#events tbody tr").length === 1);
+  assert.match(page.url(), /outcome=failure/);
+  assert.match(page.url(), /range=custom/);
+  assert.equal(await page.locator("#events tbody tr td:nth-child(2)").textContent(), "asset.updated");
+  // A top target's bar opens that target's events: as many as it counted.
+  await page.goto(base + "/?view=stats&range=30d");
+  const bar = page.locator("#top-targets li", { hasText: "asset a3" });
+  const counted = Number((await bar.locator(".count").textContent()).trim());
+  await bar.getByRole("link").click();
+  await page.waitForFunction((n) => document.querySelectorAll("#events tbody tr").length === n, counted);
+  for (const target of await page.locator("#events tbody tr td:nth-child(4)").allTextContents()) {
+    assert.equal(target, "asset a3");
+  }
+
+  // An actor's activity: from an event's detail, every event of that actor, under day headings.
+  await page.goto(base + "/?actor_id=u1&range=30d");
+  await page.locator("#events tbody tr").first().click();
+  await page.getByRole("link", { name: "everything u1 did" }).click();
+  await page.locator("#events tr.day").first().waitFor();
+  assert.match(page.url(), /view=activity/);
+  assert.equal(await page.locator("#list-title").textContent(), "Activity");
+  assert.equal(await page.locator("#overview").isHidden(), true);
+  const today = new Date().toLocaleDateString("en-GB", { weekday: "long", year: "numeric", month: "long", day: "numeric", timeZone: "UTC" });
+  assert.deepEqual(await page.locator("#events tr.day").allTextContents(), [today]);
+  const actors = await page.locator("#events tbody tr:not(.day) td:nth-child(3)").allTextContents();
+  assert.equal(actors.length, 20);
+  for (const actor of actors) assert.equal(actor, "u1");
+  await page.screenshot({ path: join(artifacts, "activity.png"), fullPage: true });
+  // Back to the list: the toggle leaves the actor filter in place.
+  await page.getByRole("button", { name: "Show the list" }).click();
+  await page.waitForFunction(() => document.querySelectorAll("#events tr.day").length === 0);
+  assert.doesNotMatch(page.url(), /view=/);
+  assert.equal(await page.locator("#events tbody tr").count(), 20);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test("verify this log: signature, consistency with the checkpoint seen before, seals; a rewritten log is caught", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page, key);
+  await page.getByRole("link", { name: "Verify this log" }).first().click();
+  await page.locator("#verify-result.verified").waitFor();
+  const steps = async () => (await page.locator("#verify-steps li").allTextContents()).join("\n");
+  assert.match(await steps(), /Ed25519 signature holds/);
+  assert.match(await steps(), /no earlier checkpoint seen in this browser/);
+  assert.match(await steps(), /20 of the 20 newest events/);
+  assert.match(await page.locator("#verify-command").textContent(), /^sealtrail verify --export \S+ --public-key [A-Za-z0-9+\/=]{44}$/);
+  const seen = await page.evaluate(() => JSON.parse(localStorage.getItem("sealtrail.seen.acme")));
+  assert.ok(seen.size >= 63, JSON.stringify(seen));
+
+  // The log grows; the next check proves the remembered checkpoint is a prefix of the new one.
+  await call("POST", "/api/v1/events", key, [1, 2, 3].map((i) => ({ action: "asset.viewed", actor: { id: `late${i}` } })));
+  for (let i = 0; i < 600 && (await checkpointSize()) < seen.size + 3; i++) await new Promise((r) => setTimeout(r, 50));
+  await page.getByRole("button", { name: "Verify now" }).click();
+  await page.waitForFunction((n) => /still in the log/.test(document.getElementById("verify-steps").textContent)
+    && document.getElementById("verify-result").classList.contains("verified"), seen.size);
+  assert.match(await steps(), new RegExp(`the ${seen.size} events of the checkpoint seen on .* are still in the log, unchanged`));
+  await page.screenshot({ path: join(artifacts, "verify.png"), fullPage: true });
+  const later = await page.evaluate(() => JSON.parse(localStorage.getItem("sealtrail.seen.acme")));
+  assert.ok(later.size >= seen.size + 3);
+
+  // A log that differs from the one seen before (another root at that size) is caught.
+  await page.evaluate((s) => localStorage.setItem("sealtrail.seen.acme", JSON.stringify({ ...s, root_hash: "ab".repeat(32) })), seen);
+  await page.getByRole("button", { name: "Verify now" }).click();
+  await page.locator("#verify-result.failed").waitFor();
+  assert.match(await page.locator("#verify-result").textContent(), /not the one this browser verified/);
+  // …and so is an altered consistency proof, and a remembered checkpoint is not replaced by a failing one.
+  await page.evaluate((s) => localStorage.setItem("sealtrail.seen.acme", JSON.stringify(s)), seen);
+  await page.route(/\/api\/v1\/integrity\/consistency/, async (route) => {
+    const response = await route.fetch();
+    const proof = await response.json();
+    proof.proof[0] = proof.proof[0].replace(/^./, (c) => (c === "0" ? "1" : "0"));
+    await route.fulfill({ response, json: proof });
+  });
+  await page.getByRole("button", { name: "Verify now" }).click();
+  await page.waitForFunction(() => document.getElementById("verify-result").classList.contains("failed"));
+  assert.match(await page.locator("#verify-result").textContent(), /not the one this browser verified/);
+  assert.deepEqual(await page.evaluate(() => JSON.parse(localStorage.getItem("sealtrail.seen.acme"))), seen);
+  await page.unroute(/\/api\/v1\/integrity\/consistency/);
+  // An event served other than sealed is named.
+  await page.route(/\/api\/v1\/audit-logs\/[0-9a-f-]{36}$/, async (route) => {
+    const response = await route.fetch();
+    await route.fulfill({ response, body: (await response.text()).replace('"asset.viewed"', '"asset.deleted"') });
+  });
+  await page.getByRole("button", { name: "Verify now" }).click();
+  await page.waitForFunction(() => document.getElementById("verify-result").classList.contains("failed"));
+  assert.match(await page.locator("#verify-result").textContent(), /event\(s\) shown are not what was sealed/);
+  assert.match(await steps(), /is not what was sealed/);
+  await page.screenshot({ path: join(artifacts, "verify-failed.png"), fullPage: true });
+  await context.close();
+});
+
 test("no serious accessibility violation, in light and dark themes and on a phone", async () => {
   for (const [name, options] of [
     ["light", { colorScheme: "light" }],
@@ -271,15 +415,18 @@ test("no serious accessibility violation, in light and dark themes and on a phon
     await signIn(page, key);
     await page.locator("#events tbody tr").first().click();
     await page.locator("#detail").waitFor();
-    await page.addScriptTag({ path: require.resolve("axe-core") });
-    const result = await page.evaluate(() => window.axe.run(document));
-    const serious = result.violations.filter((v) => ["serious", "critical"].includes(v.impact));
-    assert.deepEqual(
-      serious.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`),
-      [],
-      name,
-    );
+    await assertAccessible(page, `${name}, list and detail`);
     await page.screenshot({ path: join(artifacts, `a11y-${name}.png`), fullPage: true });
+    // The statistics, an actor's activity and the verification panel too.
+    for (const [view, ready] of [
+      ["?view=stats&range=30d", "#failures a"],
+      ["?view=activity&actor_id=u1&range=30d", "#events tr.day"],
+      ["?view=verify&range=all", "#verify-result.verified"],
+    ]) {
+      await page.goto(base + "/" + view);
+      await page.locator(ready).first().waitFor();
+      await assertAccessible(page, `${name}, ${view}`);
+    }
     await context.close();
   }
 });
