@@ -248,7 +248,17 @@ async fn check_catalogs(
                 Shape::Single => String::new(),
                 Shape::Batch => format!("events[{i}]."),
             };
+            let before = errors.len();
             compiled.check(&p.event, &p.tenant, &prefix, &mut errors);
+            // An id already stored is a retry (or a conflict the append refuses): the event was
+            // judged when it was first stored, perhaps before this catalogue existed, and a
+            // retry must keep its answer. Looked up only for events the catalogue refuses.
+            if errors.len() > before
+                && p.client_id
+                && state.store.get(&p.tenant, p.id).await?.is_some()
+            {
+                errors.truncate(before);
+            }
         }
     }
     if errors.is_empty() {

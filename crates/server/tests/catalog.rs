@@ -312,3 +312,48 @@ async fn only_the_tenants_admins_change_it_and_bad_catalogues_are_named() {
             >= 14
     );
 }
+
+#[tokio::test]
+async fn a_retry_of_an_event_stored_before_the_catalogue_is_a_duplicate() {
+    let app = spawn_app().await;
+    let admin = app.key("acme", &["admin"]).await;
+    let id = "0190a5d2-7a1e-7cc0-8d43-1c2b3a4d5e6f";
+    let first = json!({"id": id, "action": "legacy.thing", "actor": {"id": "u1"}});
+    let a = app.ingest(&admin, &first).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let put = app
+        .raw(
+            Method::PUT,
+            "/api/v1/tenants/acme/catalog",
+            Some(&admin),
+            Some("application/json"),
+            Some(catalog().to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{:?}", put.body);
+    let stored = count(&app, &admin).await;
+
+    // The same event again: a retry, answered as the duplicate it is.
+    let again = app.ingest(&admin, &first).await;
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
+    assert_eq!(again.body["duplicates"], 1);
+    assert_eq!(again.body["events"][0]["id"], id);
+    // In a batch beside a new event the catalogue allows: both answered, the new one stored.
+    let batch = json!([first, {"action": "asset.create", "actor": {"id": "u2"}}]);
+    let b = app.ingest(&admin, &batch).await;
+    assert_eq!(b.status, StatusCode::CREATED, "{:?}", b.body);
+    assert_eq!(
+        (b.body["accepted"].clone(), b.body["duplicates"].clone()),
+        (json!(1), json!(1))
+    );
+    // The same id with another body is the conflict it always was, not a catalogue problem.
+    let other = json!({"id": id, "action": "legacy.other", "actor": {"id": "u1"}});
+    let c = app.ingest(&admin, &other).await;
+    assert_eq!(c.status, StatusCode::CONFLICT, "{:?}", c.body);
+    // A new id with the unknown action is refused by the catalogue, naming the action.
+    let fresh = json!({"id": "0190a5d2-7a1e-7cc0-8d43-1c2b3a4d5e70", "action": "legacy.thing", "actor": {"id": "u1"}});
+    let d = app.ingest(&admin, &fresh).await;
+    assert_eq!(d.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", d.body);
+    assert_eq!(d.fields(), vec!["action"]);
+    assert_eq!(count(&app, &admin).await, stored + 1);
+}
