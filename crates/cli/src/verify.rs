@@ -194,10 +194,26 @@ fn verify_export(path: &Path, keys: &HashMap<String, VerifyingKey>) -> anyhow::R
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let started = std::time::Instant::now();
-    let (findings, events) = sealtrail_store::verify::verify_export_reader(
-        std::io::BufReader::with_capacity(1 << 20, file),
-        keys,
-    )
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    // A retention archive is the same NDJSON gzip'd: told by its magic bytes, not its name.
+    let gzipped = {
+        use std::io::BufRead;
+        reader
+            .fill_buf()
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .starts_with(&[0x1f, 0x8b])
+    };
+    let (findings, events) = if gzipped {
+        sealtrail_store::verify::verify_export_reader(
+            std::io::BufReader::with_capacity(
+                1 << 20,
+                flate2::bufread::MultiGzDecoder::new(reader),
+            ),
+            keys,
+        )
+    } else {
+        sealtrail_store::verify::verify_export_reader(reader, keys)
+    }
     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut out = std::io::stdout().lock();
     for finding in &findings {
