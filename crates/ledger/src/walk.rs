@@ -151,6 +151,29 @@ pub struct Sealed {
     /// What the store's own checks (indexed columns, personal values) found wrong, if anything;
     /// reported only when the seal itself holds.
     pub problem: Option<String>,
+    /// The event was removed by retention: only its place is stored (its id and
+    /// [`Sealed::stored_hash`], which stands for the leaf); a purge receipt must account for it.
+    pub gone: bool,
+    /// What the event says it removed, when it is a purge receipt.
+    pub receipt: Option<Receipt>,
+}
+
+/// What a purge receipt (`audit.purged`) records: `count` events removed, all with positions
+/// in `from..=to`, under the checkpoint of `checkpoint_size` with root `checkpoint_root`. A
+/// receipt counts only where that checkpoint is one of the log's own verified checkpoints, so a
+/// receipt copied from another log (an import) accounts for nothing here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// The size of the checkpoint covering the removed events.
+    pub checkpoint_size: u64,
+    /// Its root.
+    pub checkpoint_root: Hash,
+    /// The first position of the range.
+    pub from: u64,
+    /// The last position of the range.
+    pub to: u64,
+    /// How many events of the range were removed.
+    pub count: u64,
 }
 
 /// What a sealed event says of its own place.
@@ -183,6 +206,10 @@ pub struct TenantWalk {
     alt_prev: Option<Hash>,
     findings: Vec<Finding>,
     last_recorded: Option<Timestamp>,
+    /// Runs of removed positions, in order.
+    gone: Vec<(u64, u64, Option<Uuid>)>,
+    /// Purge receipts: their own position and what they record.
+    receipts: Vec<(u64, Uuid, Receipt)>,
 }
 
 /// Events at the end of a log that no verified checkpoint covers yet: chained, but not vouched
@@ -213,6 +240,8 @@ impl TenantWalk {
             alt_prev: None,
             findings: Vec::new(),
             last_recorded: None,
+            gone: Vec::new(),
+            receipts: Vec::new(),
         }
     }
 
@@ -270,6 +299,29 @@ impl TenantWalk {
                 .unwrap_or(GENESIS);
         }
         self.expected = seq + 1;
+        if item.gone {
+            // Only the place of a removed event is stored: its leaf hash stands in for the
+            // leaf (the chain and the tree check it from both sides), and a receipt must name it.
+            let Some(leaf) = item.stored_hash else {
+                self.push_finding(
+                    seq,
+                    item.id,
+                    Kind::Altered,
+                    "a removed event's place has no leaf hash".into(),
+                );
+                self.advance(GENESIS, seq, item.id);
+                return;
+            };
+            if let Some(problem) = item.problem {
+                self.push_finding(seq, item.id, Kind::Altered, problem);
+            }
+            match self.gone.last_mut() {
+                Some(run) if run.1 + 1 == seq => run.1 = seq,
+                _ => self.gone.push((seq, seq, item.id)),
+            }
+            self.advance(leaf, seq, item.id);
+            return;
+        }
         let head = match item.head {
             Ok(head) => head,
             Err(detail) => {
@@ -326,6 +378,9 @@ impl TenantWalk {
         if let Some((id, detail)) = problem {
             self.push_finding(seq, Some(id), Kind::Altered, detail);
         }
+        if let Some(receipt) = item.receipt {
+            self.receipts.push((seq, head.id, receipt));
+        }
         self.last_recorded = Some(head.recorded_at);
         self.advance(item.leaf, seq, Some(head.id));
         self.alt_prev = item.stored_hash.filter(|_| !item.hash_matches);
@@ -371,7 +426,75 @@ impl TenantWalk {
             );
             self.push_finding(self.frontier.size() + 1, None, Kind::Truncated, detail);
         }
+        self.account_for_removals();
+        self.findings.sort_by_key(|f| f.seq);
         self.findings
+    }
+
+    /// Every removed position must lie in the range of a purge receipt written after it, and
+    /// the receipts' counts must add up to the positions removed: content deleted any other
+    /// way is `missing`.
+    fn account_for_removals(&mut self) {
+        let checkpoints = &self.checkpoints;
+        let own = |r: &Receipt| {
+            checkpoints
+                .iter()
+                .any(|c| c.size == r.checkpoint_size && c.root == r.checkpoint_root)
+        };
+        self.receipts
+            .retain(|(at, _, r)| r.from <= r.to && r.to < *at && own(r));
+        let mut ranges: Vec<(u64, u64)> = self
+            .receipts
+            .iter()
+            .map(|(_, _, r)| (r.from, r.to))
+            .collect();
+        ranges.sort_unstable();
+        let mut covered_total = 0u64;
+        let runs = std::mem::take(&mut self.gone);
+        for (a, b, id) in runs {
+            // The parts of a..=b no receipt range covers.
+            let mut at = a;
+            let mut uncovered: Option<u64> = None;
+            for &(from, to) in &ranges {
+                if to < at || from > b {
+                    continue;
+                }
+                if from > at && uncovered.is_none() {
+                    uncovered = Some(at);
+                }
+                covered_total += to.min(b) + 1 - from.max(at);
+                at = at.max(to.saturating_add(1));
+                if at > b {
+                    break;
+                }
+            }
+            if at <= b && uncovered.is_none() {
+                uncovered = Some(at);
+            }
+            if let Some(first) = uncovered {
+                self.push_finding(
+                    first,
+                    (first == a).then_some(id).flatten(),
+                    Kind::Missing,
+                    format!(
+                        "the event at seq {first} was removed without a purge receipt naming it"
+                    ),
+                );
+            }
+        }
+        let counted: u64 = self.receipts.iter().map(|(_, _, r)| r.count).sum();
+        if counted != covered_total
+            && let Some(&(at, id, _)) = self.receipts.last()
+        {
+            self.push_finding(
+                at,
+                Some(id),
+                Kind::Altered,
+                format!(
+                    "purge receipts account for {counted} removed events; the log has {covered_total} removed within their ranges"
+                ),
+            );
+        }
     }
 
     /// How many events the walk has seen in place.

@@ -190,6 +190,19 @@ impl IndexBackend for PgIndexer {
             .collect())
     }
 
+    fn posting(
+        &mut self,
+        tenant: &Tenant,
+        chunk: u64,
+        term: &Term,
+    ) -> Result<Option<Vec<u8>>, PgError> {
+        let rows = self.query(
+            "SELECT bits FROM postings WHERE tenant = $1 AND chunk = $2 AND term = $3",
+            &[&tenant.as_str(), &(chunk as i64), &&*term.0],
+        )?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
     fn time_block(&mut self, tenant: &Tenant, block: u64) -> Result<Option<TimeBlock>, PgError> {
         let rows = self.query(
             "SELECT lo, hi, vals FROM event_times WHERE tenant = $1 AND block = $2",
@@ -245,6 +258,15 @@ impl IndexBackend for PgIndexer {
              ON CONFLICT (tenant, chunk, term) DO UPDATE SET bits = excluded.bits",
             &[&tenant.as_str(), &chunks, &terms, &bits],
         )?;
+        if !update.removed.is_empty() {
+            let chunks: Vec<i64> = update.removed.iter().map(|r| r.0 as i64).collect();
+            let terms: Vec<&[u8]> = update.removed.iter().map(|r| &*r.1.0).collect();
+            self.execute(
+                "DELETE FROM postings p USING unnest($2::bigint[], $3::bytea[]) AS r(chunk, term) \
+                 WHERE p.tenant = $1 AND p.chunk = r.chunk AND p.term = r.term",
+                &[&tenant.as_str(), &chunks, &terms],
+            )?;
+        }
         let blocks: Vec<i64> = update.times.iter().map(|t| t.0 as i64).collect();
         let los: Vec<i64> = update.times.iter().map(|t| t.1.lo).collect();
         let his: Vec<i64> = update.times.iter().map(|t| t.1.hi).collect();
@@ -302,6 +324,12 @@ impl IndexBackend for PgIndexer {
     fn commit(&mut self) -> Result<(), PgError> {
         self.execute("COMMIT", &[])?;
         self.open = false;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), PgError> {
+        // The index commits asynchronously, but the log's removal that follows commits
+        // synchronously, and its flush of the write-ahead log carries every earlier commit.
         Ok(())
     }
 

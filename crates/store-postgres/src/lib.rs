@@ -13,6 +13,7 @@ mod cache;
 mod index;
 mod nodes;
 mod read;
+mod removal;
 pub mod schema;
 pub mod testing;
 pub mod verify;
@@ -787,6 +788,33 @@ impl Store for PgStore {
             index_max_lag: self.gate.max_lag(),
             ..self.writes.status()
         }
+    }
+
+    async fn purge(
+        &self,
+        tenant: &Tenant,
+        seqs: Vec<u64>,
+        receipt: PreparedEvent,
+    ) -> StoreResult<Appended> {
+        let (index, who, which) = (self.index.clone(), tenant.clone(), seqs.clone());
+        tokio::task::spawn_blocking(move || {
+            sealtrail_store::derived::unindex_shared(&index, &who, &which)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("unindexing failed: {e}")))??;
+        let tenant = tenant.as_str().to_owned();
+        let seqs: Vec<i64> = seqs
+            .into_iter()
+            .map(|s| i64::try_from(s).unwrap_or(i64::MAX))
+            .collect();
+        self.sanctioned(
+            "retention",
+            receipt,
+            Box::new(move |client| {
+                Box::pin(async move { removal::remove_events(client, &tenant, &seqs).await })
+            }),
+        )
+        .await
     }
 
     async fn shutdown(&self) {

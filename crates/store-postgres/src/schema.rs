@@ -153,14 +153,14 @@ pub async fn require_current(client: &Client, schema: &str) -> Result<(), Schema
 }
 
 /// The first day of the month `offset` months after the month of `date`.
-pub(crate) fn month_start(date: Date, offset: i32) -> Date {
+pub fn month_start(date: Date, offset: i32) -> Date {
     let index = date.year() * 12 + (u8::from(date.month()) as i32 - 1) + offset;
     let month = Month::try_from((index.rem_euclid(12) + 1) as u8).expect("1..=12 is a month");
     Date::from_calendar_date(index.div_euclid(12), month, 1).expect("the first of a month exists")
 }
 
 /// The partition name for the month starting at `start`: `events_y2026m12`.
-pub(crate) fn partition_name(start: Date) -> String {
+pub fn partition_name(start: Date) -> String {
     format!("events_y{:04}m{:02}", start.year(), u8::from(start.month()))
 }
 

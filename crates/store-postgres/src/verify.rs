@@ -156,6 +156,15 @@ const ROWS: &str = "SELECT e.seq, e.id, e.recorded_at, e.entry, e.personal_value
      FROM events e LEFT JOIN leaves l ON l.tenant = e.tenant AND l.seq = e.seq \
      WHERE e.tenant = $1 AND e.seq BETWEEN $2 AND $3 ORDER BY e.seq, e.id, e.recorded_at";
 
+/// How many leaves a range of a tenant's log holds.
+const LEAVES_IN: &str = "SELECT count(*) FROM leaves WHERE tenant = $1 AND seq BETWEEN $2 AND $3";
+
+/// The leaves of a range whose event is gone (removed by retention, or deleted some other way,
+/// which the walk tells apart by the purge receipts).
+const GONE_IN: &str = "SELECT l.seq, l.id, l.hash FROM leaves l WHERE l.tenant = $1 \
+     AND l.seq BETWEEN $2 AND $3 AND NOT EXISTS (SELECT 1 FROM events e \
+     WHERE e.tenant = l.tenant AND e.seq = l.seq AND e.recorded_at = l.recorded_at) ORDER BY l.seq";
+
 impl WalkReader for Reader {
     type Error = PgError;
 
@@ -166,7 +175,7 @@ impl WalkReader for Reader {
                 .query(&stmt, &[&tenant.as_str(), &lo, &hi])
                 .await
         })?;
-        Ok(rows
+        let mut walked: Vec<WalkRow> = rows
             .into_iter()
             .map(|r| {
                 let id: Uuid = r.get(1);
@@ -221,7 +230,41 @@ impl WalkReader for Reader {
                     problem,
                 }
             })
-            .collect())
+            .collect();
+        // The places of events removed by retention: leaves without their event. Looked for
+        // only where the leaves outnumber the events found (an index-only count).
+        let present: std::collections::BTreeSet<i64> = walked.iter().map(|w| w.seq).collect();
+        let leaves: i64 = self
+            .runtime
+            .block_on(async {
+                let stmt = self.client.prepare_cached(LEAVES_IN).await?;
+                self.client
+                    .query_one(&stmt, &[&tenant.as_str(), &lo, &hi])
+                    .await
+            })?
+            .get(0);
+        if leaves > present.len() as i64 {
+            let gone = self.runtime.block_on(async {
+                let stmt = self.client.prepare_cached(GONE_IN).await?;
+                self.client
+                    .query(&stmt, &[&tenant.as_str(), &lo, &hi])
+                    .await
+            })?;
+            walked.extend(gone.into_iter().map(|r| {
+                WalkRow {
+                    seq: r.get(0),
+                    id: Some(r.get(1)),
+                    hash: r
+                        .get::<_, Option<Vec<u8>>>(2)
+                        .as_deref()
+                        .and_then(sealtrail_store::LeafHash::from_slice),
+                    body: RowBody::Gone,
+                    problem: None,
+                }
+            }));
+            walked.sort_by_key(|w| w.seq);
+        }
+        Ok(walked)
     }
 
     fn subject_key(&mut self, tenant: &Tenant, subject: &str) -> Result<Option<[u8; 32]>, PgError> {

@@ -157,6 +157,13 @@ impl Harness for PgHarness {
                 )
                 .await
             }
+            Attack::RemoveContent { tenant, seq } => {
+                self.as_attacker(
+                    "DELETE FROM events WHERE tenant = $1 AND seq = $2",
+                    &[&tenant, &(seq as i64)],
+                )
+                .await
+            }
         };
         assert!(changed > 0, "{attack:?} changed nothing");
     }

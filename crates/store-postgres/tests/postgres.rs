@@ -116,7 +116,14 @@ async fn a_tail_cut_before_any_checkpoint_is_caught_by_the_recorded_size() {
             .await
             .expect("append");
     }
-    tamper(&store, "DELETE FROM events WHERE tenant = 't' AND seq = 5").await;
+    // The whole place of the last event: its row and its leaf (a row alone gone, with its leaf
+    // left, is content removed without a purge receipt: missing).
+    tamper(
+        &store,
+        "DELETE FROM events WHERE tenant = 't' AND seq = 5; \
+         DELETE FROM leaves WHERE tenant = 't' AND seq = 5",
+    )
+    .await;
     let report = verify(&store).await;
     assert_eq!(report.findings.len(), 1, "{report:?}");
     assert_eq!(
@@ -604,4 +611,114 @@ async fn keys_and_settings_changed_through_another_store_are_seen_here_at_once()
     }
     b.shutdown().await;
     a.shutdown().await;
+}
+
+/// The names of the events partitions.
+async fn partitions(client: &tokio_postgres::Client) -> Vec<String> {
+    client
+        .query(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'events'::regclass ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("partitions")
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
+}
+
+/// A past month's partition that holds nothing but events retention removes is detached and
+/// dropped whole; one that also holds a kept event has its removed rows deleted; the leaves of
+/// both stay, reads leave the removed events out, and the walk accounts for them by the receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_a_past_partition_holding_only_removed_events() {
+    let Some((store, _)) = build(10).await else {
+        return;
+    };
+    let client = store.write_pool().get().await.expect("client");
+    // Two past months, as if the events had been recorded then: seqs 1–4 alone in the month
+    // before last, 5–7 beside 8 (kept) in last month.
+    let now = time::OffsetDateTime::now_utc();
+    let month = |back: i32| schema::month_start(now.date(), -back);
+    for back in [1, 2] {
+        let (start, end) = (month(back), month(back - 1));
+        let name = schema::partition_name(start);
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {name} PARTITION OF events FOR VALUES FROM ('{start} 00:00:00+00') TO ('{end} 00:00:00+00')"
+            ))
+            .await
+            .expect("partition");
+    }
+    let moved = |seqs: &str, back: i32| {
+        format!(
+            "UPDATE events SET recorded_at = '{} 12:00:00+00' WHERE tenant = 't' AND seq IN ({seqs}); \
+             UPDATE leaves SET recorded_at = '{} 12:00:00+00' WHERE tenant = 't' AND seq IN ({seqs})",
+            month(back),
+            month(back)
+        )
+    };
+    tamper(
+        &store,
+        &format!("{}; {}", moved("1,2,3,4", 2), moved("5,6,7,8", 1)),
+    )
+    .await;
+    checkpoint_all(&store).await;
+    let before = partitions(&client).await;
+    let oldest = schema::partition_name(month(2));
+    let older = schema::partition_name(month(1));
+    assert!(
+        before.contains(&oldest) && before.contains(&older),
+        "{before:?}"
+    );
+
+    let cp = store
+        .latest_checkpoint(&sealtrail_store::conformance::tenant("t"))
+        .await
+        .expect("checkpoint")
+        .expect("one");
+    let receipt = prepared(
+        "t",
+        json!({"action": "audit.purged", "actor": {"id": "retention", "type": "system"},
+            "metadata": {"from_seq": 1, "to_seq": 7, "count": 7,
+                "checkpoint": {"size": cp.size, "root_hash": cp.root.to_hex()}}}),
+    );
+    store.settle().await.expect("settle");
+    store
+        .purge(
+            &sealtrail_store::conformance::tenant("t"),
+            (1..=7).collect(),
+            receipt,
+        )
+        .await
+        .expect("purge");
+    let after = partitions(&client).await;
+    assert!(!after.contains(&oldest), "dropped whole: {after:?}");
+    assert!(
+        after.contains(&older),
+        "kept, its removed rows deleted: {after:?}"
+    );
+    let leaves: i64 = client
+        .query_one("SELECT count(*) FROM leaves WHERE tenant = 't'", &[])
+        .await
+        .expect("leaves")
+        .get(0);
+    assert_eq!(leaves, 11, "every place is kept");
+    let page = store
+        .list(ListQuery {
+            tenant: sealtrail_store::conformance::tenant("t"),
+            filter: EventFilter::default(),
+            order: Order::Asc,
+            limit: 100,
+            cursor: None,
+        })
+        .await
+        .expect("list");
+    let seqs: Vec<u64> = page.items.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![8, 9, 10, 11]);
+    checkpoint_all(&store).await;
+    let report = verify(&store).await;
+    assert_eq!(report.findings, vec![], "{report:?}");
+    store.shutdown().await;
 }

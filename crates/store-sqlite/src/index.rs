@@ -18,7 +18,7 @@ use sealtrail_store::fields::{DERIVED_VERSION, Term};
 use sealtrail_store::rollup::{FOLDED, Span, StoredRollup};
 use sealtrail_store::rows::LogRow;
 
-use crate::read::{ROW_COLUMNS, row_from};
+use crate::read::{PRESENT, ROW_COLUMNS, row_from};
 
 /// The file name of the derived data inside the data directory.
 pub const INDEX_FILE: &str = "sealtrail-index.db";
@@ -179,7 +179,8 @@ impl IndexBackend for SqliteIndexer {
 
     fn log_rows(&mut self, tenant: &Tenant, lo: u64, hi: u64) -> rusqlite::Result<Vec<LogRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {ROW_COLUMNS} FROM lg.log WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq"
+            "SELECT {ROW_COLUMNS} FROM lg.log WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3 AND {PRESENT} \
+             ORDER BY seq"
         ))?;
         stmt.query_map(
             params![
@@ -204,6 +205,22 @@ impl IndexBackend for SqliteIndexer {
             Ok((Term(r.get::<_, Vec<u8>>(0)?.into_boxed_slice()), r.get(1)?))
         })?
         .collect()
+    }
+
+    fn posting(
+        &mut self,
+        tenant: &Tenant,
+        chunk: u64,
+        term: &Term,
+    ) -> rusqlite::Result<Option<Vec<u8>>> {
+        self.conn
+            .prepare_cached(
+                "SELECT bits FROM postings WHERE tenant = ?1 AND chunk = ?2 AND term = ?3",
+            )?
+            .query_row(params![tenant.as_str(), chunk as i64, &*term.0], |r| {
+                r.get(0)
+            })
+            .optional()
     }
 
     fn time_block(&mut self, tenant: &Tenant, block: u64) -> rusqlite::Result<Option<TimeBlock>> {
@@ -268,6 +285,12 @@ impl IndexBackend for SqliteIndexer {
         for (chunk, term, bits) in &update.postings {
             posting.execute(params![tenant.as_str(), *chunk as i64, &*term.0, bits])?;
         }
+        let mut removed = self.conn.prepare_cached(
+            "DELETE FROM postings WHERE tenant = ?1 AND chunk = ?2 AND term = ?3",
+        )?;
+        for (chunk, term) in &update.removed {
+            removed.execute(params![tenant.as_str(), *chunk as i64, &*term.0])?;
+        }
         let mut time = self.conn.prepare_cached(
             "INSERT OR REPLACE INTO times (tenant, block, lo, hi, vals) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
@@ -313,6 +336,13 @@ impl IndexBackend for SqliteIndexer {
         self.wal
             .after_commit(&self.conn, std::time::Duration::from_millis(200));
         Ok(())
+    }
+
+    fn sync(&mut self) -> rusqlite::Result<()> {
+        // The index file's commits are synced at checkpoints only (synchronous NORMAL): a
+        // full checkpoint makes the last one durable.
+        self.conn
+            .query_row("PRAGMA main.wal_checkpoint(FULL)", [], |_| Ok(()))
     }
 
     fn rollback(&mut self) {

@@ -497,6 +497,25 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn purge(
+        &self,
+        tenant: &Tenant,
+        seqs: Vec<u64>,
+        receipt: PreparedEvent,
+    ) -> StoreResult<Appended> {
+        let (index, who, which) = (self.index.clone(), tenant.clone(), seqs.clone());
+        tokio::task::spawn_blocking(move || {
+            sealtrail_store::derived::unindex_shared(&index, &who, &which)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("unindexing failed: {e}")))??;
+        let tenant = tenant.clone();
+        self.sanctioned("retention", receipt, move |conn| {
+            seal::remove_events(conn, &tenant, &seqs)
+        })
+        .await
+    }
+
     async fn shutdown(&self) {
         // The indexer stops after its current transaction; what it has not indexed yet is
         // indexed at the next start.

@@ -109,6 +109,9 @@ impl Pool {
 }
 
 /// The columns of `log` that [`row_from`] reads, in its order.
+/// The rows that hold an event: a row of an event removed by retention keeps only its place.
+pub(crate) const PRESENT: &str = "(entry IS NOT NULL OR legacy_body IS NOT NULL)";
+
 pub(crate) const ROW_COLUMNS: &str =
     "seq, hash, entry, personal_values, legacy_body, legacy_personal, legacy_prev";
 
@@ -295,7 +298,7 @@ impl ReadSnapshot for Snapshot<'_> {
 
     fn rows(&mut self, tenant: &Tenant, seqs: &[u64]) -> rusqlite::Result<Vec<LogRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {ROW_COLUMNS} FROM log WHERE tenant = ?1 AND seq = ?2"
+            "SELECT {ROW_COLUMNS} FROM log WHERE tenant = ?1 AND seq = ?2 AND {PRESENT}"
         ))?;
         let mut out = Vec::with_capacity(seqs.len());
         for &seq in seqs {
@@ -317,7 +320,8 @@ impl ReadSnapshot for Snapshot<'_> {
         limit: usize,
     ) -> rusqlite::Result<Vec<LogRow>> {
         let sql = format!(
-            "SELECT {ROW_COLUMNS} FROM log WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq {} LIMIT ?4",
+            "SELECT {ROW_COLUMNS} FROM log WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3 AND {PRESENT} \
+             ORDER BY seq {} LIMIT ?4",
             if desc { "DESC" } else { "ASC" }
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
@@ -336,7 +340,7 @@ impl ReadSnapshot for Snapshot<'_> {
     fn by_id(&mut self, tenant: &Tenant, id: Uuid) -> rusqlite::Result<Option<LogRow>> {
         self.conn
             .prepare_cached(&format!(
-                "SELECT {ROW_COLUMNS} FROM log WHERE id = ?1 AND tenant = ?2"
+                "SELECT {ROW_COLUMNS} FROM log WHERE id = ?1 AND tenant = ?2 AND {PRESENT}"
             ))?
             .query_row(params![id.as_bytes().as_slice(), tenant.as_str()], row_from)
             .optional()

@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_entries.sql"),
     include_str!("../migrations/0004_log.sql"),
     include_str!("../migrations/0005_settings.sql"),
+    include_str!("../migrations/0006_removed.sql"),
 ];
 
 /// The schema version this build writes.

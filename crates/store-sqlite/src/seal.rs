@@ -5,7 +5,7 @@ use sealtrail_ledger::merkle::{Frontier, Hash, NodeSource, ProofError};
 use sealtrail_model::{Tenant, Timestamp};
 use sealtrail_store::pipeline::LogEnd;
 
-use crate::read::{ROW_COLUMNS, damaged, row_from};
+use crate::read::{PRESENT, ROW_COLUMNS, damaged, row_from};
 
 /// Perfect nodes of one tenant's tree, read from the database: level 0 from `log.hash`,
 /// higher levels from `tree_nodes`.
@@ -64,4 +64,38 @@ pub(crate) fn load_end(conn: &Connection, tenant: &Tenant) -> rusqlite::Result<L
         frontier,
         recorded_at: Some(Timestamp::from_micros(recorded_at)),
     })
+}
+
+/// Removes events from the log (retention), on the sanctioned path: each row keeps its place
+/// (key, id, digest, leaf hash) and the `recorded_at` a retry's answer needs; its entry,
+/// personal values and legacy columns are emptied. Fails, changing nothing, if one of them is
+/// not in the log any more (another removal took it first): its receipt would not add up.
+pub(crate) fn remove_events(
+    conn: &Connection,
+    tenant: &Tenant,
+    seqs: &[u64],
+) -> rusqlite::Result<()> {
+    let mut read = conn.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM log WHERE tenant = ?1 AND seq = ?2 AND {PRESENT}"
+    ))?;
+    let mut remove = conn.prepare_cached(
+        "UPDATE log SET gone_recorded_at = ?3, entry = NULL, personal_values = NULL, \
+         legacy_body = NULL, legacy_personal = NULL, legacy_prev = NULL \
+         WHERE tenant = ?1 AND seq = ?2",
+    )?;
+    for &seq in seqs {
+        let at = i64::try_from(seq).unwrap_or(i64::MAX);
+        let row = read
+            .query_row(rusqlite::params![tenant.as_str(), at], row_from)
+            .optional()?
+            .ok_or_else(|| {
+                damaged(sealtrail_store::rows::RowError {
+                    seq,
+                    what: "it is not in the log (removed already?)".into(),
+                })
+            })?;
+        let recorded = row.with_source(|s| s.view.recorded_at).map_err(damaged)?;
+        remove.execute(rusqlite::params![tenant.as_str(), at, recorded])?;
+    }
+    Ok(())
 }

@@ -130,7 +130,8 @@ struct Reader {
 }
 
 const ROWS: &str = "SELECT seq, id, hash, entry, personal_values, legacy_body, legacy_personal, \
-     legacy_prev FROM log WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq, id";
+     legacy_prev, gone_recorded_at FROM log WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3 \
+     ORDER BY seq, id";
 
 impl WalkReader for Reader {
     type Error = WalkError;
@@ -151,10 +152,13 @@ impl WalkReader for Reader {
                 _ => None,
             };
             let (legacy_personal, legacy_prev) = (blob(6)?, blob(7)?);
+            let gone_at = r.get::<_, Option<i64>>(8)?;
             let (body, problem) = match blob(3)? {
                 Some(entry) => {
-                    let leftover =
-                        legacy_body.is_some() || legacy_personal.is_some() || legacy_prev.is_some();
+                    let leftover = legacy_body.is_some()
+                        || legacy_personal.is_some()
+                        || legacy_prev.is_some()
+                        || gone_at.is_some();
                     (
                         RowBody::Entry {
                             entry,
@@ -165,13 +169,21 @@ impl WalkReader for Reader {
                         }),
                     )
                 }
+                // A removed event's place: nothing but its key, id, digest and leaf hash.
+                None if legacy_body.is_none() => (
+                    RowBody::Gone,
+                    (legacy_personal.is_some() || legacy_prev.is_some() || blob(4)?.is_some())
+                        .then(|| "a removed event's row still holds data".to_owned()),
+                ),
                 None => (
                     RowBody::Legacy {
                         json: legacy_body.unwrap_or_default(),
                         digests: legacy_personal,
                         prev: legacy_prev,
                     },
-                    None,
+                    gone_at.is_some().then(|| {
+                        "a column that rows with an event leave empty holds data".to_owned()
+                    }),
                 ),
             };
             Ok(WalkRow {

@@ -108,7 +108,7 @@ impl LogBackend for SqliteLog {
         }
         if !want.ids.is_empty() {
             let mut lookup = self.conn.prepare_cached(&format!(
-                "SELECT tenant, digest, {ROW_COLUMNS} FROM log WHERE id = ?1"
+                "SELECT tenant, digest, gone_recorded_at, {ROW_COLUMNS} FROM log WHERE id = ?1"
             ))?;
             for id in &want.ids {
                 let found = lookup
@@ -116,12 +116,17 @@ impl LogBackend for SqliteLog {
                         Ok((
                             r.get::<_, String>(0)?,
                             r.get::<_, Vec<u8>>(1)?,
-                            row_at(r, 2)?,
+                            r.get::<_, Option<i64>>(2)?,
+                            row_at(r, 3)?,
                         ))
                     })
                     .optional()?;
-                if let Some((tenant, digest, row)) = found {
-                    let recorded = row.with_source(|s| s.view.recorded_at).map_err(damaged)?;
+                if let Some((tenant, digest, gone_at, row)) = found {
+                    // A removed event is still known: its retry is a duplicate.
+                    let recorded = match gone_at {
+                        Some(at) => at,
+                        None => row.with_source(|s| s.view.recorded_at).map_err(damaged)?,
+                    };
                     loaded.known.insert(
                         *id,
                         KnownId {

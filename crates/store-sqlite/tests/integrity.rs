@@ -146,6 +146,10 @@ impl Harness for SqliteHarness {
                 "UPDATE subject_keys SET key = NULL WHERE tenant = ?1 AND subject = ?2",
                 params![tenant, subject],
             ),
+            Attack::RemoveContent { tenant, seq } => conn.execute(
+                "UPDATE log SET entry = NULL, personal_values = NULL WHERE tenant = ?1 AND seq = ?2",
+                params![tenant, seq as i64],
+            ),
         };
         let changed = done.unwrap_or_else(|e| panic!("{attack:?}: {e}"));
         assert!(changed > 0, "{attack:?} changed nothing");

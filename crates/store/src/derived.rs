@@ -19,6 +19,11 @@
 //!   the block's least and greatest, so a time range is answered block by block.
 //! - **Rollups**: per minute, hour, day and week of `occurred_at`, the events' counts by outcome,
 //!   actor, action and target, for statistics ([`crate::rollup`]).
+//!
+//! Events removed from the log by retention ([`unindex`]) leave it through the derived data
+//! first: their positions are cleared from every posting (a posting left empty is deleted, so
+//! no term of a removed event stays behind), their counts are taken out of the rollups, and
+//! each chunk's [`gone`] posting lists them, so that reads leave them out of time ranges too.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -162,6 +167,15 @@ pub struct Lag {
 /// A stored posting: its chunk, its term, and its bitmap in stored form.
 pub type Posting = (u64, Term, Vec<u8>);
 
+/// The tag of [`gone`]: no declared field has it (tested), so no event has its term.
+pub const GONE_TAG: u8 = 0;
+
+/// The term whose posting in a chunk lists the positions whose events were removed from the
+/// log (retention): the planner subtracts it wherever positions come from the derived data.
+pub fn gone() -> Term {
+    Term(Box::new([GONE_TAG]))
+}
+
 /// What one indexing transaction writes for a tenant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Update {
@@ -174,6 +188,8 @@ pub struct Update {
     /// Open rollup rows `(span, period, chunk)` folded into their summaries: deleted, after
     /// `rollups` are written.
     pub folded: Vec<(Span, i64, i64)>,
+    /// `(chunk, term)`: postings left empty by removed events, deleted.
+    pub removed: Vec<(u64, Term)>,
     /// The new watermark.
     pub watermark: u64,
 }
@@ -206,6 +222,14 @@ pub trait IndexBackend: Send {
     fn time_block(&mut self, tenant: &Tenant, block: u64)
     -> Result<Option<TimeBlock>, Self::Error>;
 
+    /// One stored posting of `chunk`, in stored form.
+    fn posting(
+        &mut self,
+        tenant: &Tenant,
+        chunk: u64,
+        term: &Term,
+    ) -> Result<Option<Vec<u8>>, Self::Error>;
+
     /// Every open rollup row of `chunk` (the rows of a chunk not yet folded).
     fn chunk_rollups(
         &mut self,
@@ -232,6 +256,10 @@ pub trait IndexBackend: Send {
 
     /// Drops every piece of derived data: every tenant's watermark goes back to zero.
     fn reset(&mut self) -> Result<(), Self::Error>;
+
+    /// Makes what was committed durable before the caller goes on (a removal from the
+    /// derived data must not be lost while the log's removal that follows it is kept).
+    fn sync(&mut self) -> Result<(), Self::Error>;
 }
 
 /// An indexer: its backend, and what it remembers of each tenant's newest chunk.
@@ -253,6 +281,9 @@ const REMEMBERED_TENANTS: usize = 16;
 struct Newest {
     watermark: u64,
     chunk: u64,
+    /// How many of the chunk's positions were gone: a removal since (which leaves the
+    /// watermark where it was) makes the memory stale.
+    gone: u64,
     postings: TermMap<RoaringBitmap>,
     block: Option<(u64, TimeBlock)>,
     /// The chunk's open rollups, every one of them.
@@ -279,25 +310,37 @@ impl<B: IndexBackend> Indexer<B> {
     }
 }
 
-/// Indexes the next batch of at most `max` events of `tenant` in one transaction. Returns how
-/// many events it indexed, or `None` when another indexer holds the tenant.
+/// Indexes the next batch of at most `max` events of `tenant`, whose log holds `size`
+/// positions, in one transaction. Returns how many positions it indexed, or `None` when
+/// another indexer holds the tenant.
 pub fn index_next<B: IndexBackend>(
     indexer: &mut Indexer<B>,
     tenant: &Tenant,
     max: u64,
+    size: u64,
 ) -> Result<Option<u64>, B::Error> {
     let Some(watermark) = indexer.backend.begin(tenant)? else {
         return Ok(None);
     };
-    let remembered = indexer
+    let mut remembered = indexer
         .newest
         .remove(tenant)
         .filter(|n| n.watermark == watermark);
+    if let Some(n) = &remembered {
+        // A removal leaves the watermark as it was: its gone posting tells.
+        let gone_now = indexer
+            .backend
+            .posting(tenant, n.chunk, &gone())?
+            .map_or(0, |bits| decode_bits(&bits).len());
+        if gone_now != n.gone {
+            remembered = None;
+        }
+    }
     let result = build(
         &mut indexer.backend,
         tenant,
         watermark,
-        max.max(1),
+        watermark.saturating_add(max.max(1)).min(size),
         remembered,
     );
     match result {
@@ -328,19 +371,20 @@ pub fn index_next<B: IndexBackend>(
     }
 }
 
-/// Derives the update for the events after `watermark`, and what to remember of the newest
-/// chunk after it; `None` when there are no events.
+/// Derives the update for the positions after `watermark` up to `last`, and what to remember
+/// of the newest chunk after it; `None` when there are none. A position with no event in the
+/// log was removed from it (retention): it goes into its chunk's [`gone`] posting.
 fn build<B: IndexBackend>(
     backend: &mut B,
     tenant: &Tenant,
     watermark: u64,
-    max: u64,
+    last: u64,
     remembered: Option<Newest>,
 ) -> Result<Option<(Update, Newest)>, B::Error> {
-    let rows = backend.log_rows(tenant, watermark + 1, watermark + max)?;
-    let Some(last) = rows.last().map(|r| r.seq) else {
+    if last <= watermark {
         return Ok(None);
-    };
+    }
+    let rows = backend.log_rows(tenant, watermark + 1, last)?;
     // New positions per (chunk, term), and the new times per block.
     let mut fresh: BTreeMap<u64, TermMap<Vec<u32>>> = BTreeMap::new();
     let mut times: BTreeMap<u64, Vec<(u64, i64)>> = BTreeMap::new();
@@ -348,7 +392,23 @@ fn build<B: IndexBackend>(
     let mut tallies: BTreeMap<u64, HashMap<(Span, i64), Rollup>> = BTreeMap::new();
     // One event's key terms, end to end, and where each ends.
     let (mut keys, mut ends) = (Vec::<u8>::new(), Vec::<usize>::new());
+    let gone_term = gone();
+    let mut expected = watermark + 1;
+    let mark_gone = |fresh: &mut BTreeMap<u64, TermMap<Vec<u32>>>, until: u64, from: u64| {
+        for seq in from..until {
+            fresh
+                .entry(chunk_of(seq))
+                .or_default()
+                .entry(gone_term.clone())
+                .or_default()
+                .push(offset_in_chunk(seq));
+        }
+    };
     for row in &rows {
+        if row.seq > expected {
+            mark_gone(&mut fresh, row.seq, expected);
+        }
+        expected = row.seq + 1;
         let (chunk, offset) = (chunk_of(row.seq), offset_in_chunk(row.seq));
         let terms = fresh.entry(chunk).or_default();
         let tally = tallies.entry(chunk).or_default();
@@ -399,6 +459,7 @@ fn build<B: IndexBackend>(
             }
         }
     }
+    mark_gone(&mut fresh, last + 1, expected);
     let mut update = Update {
         watermark: last,
         ..Update::default()
@@ -533,11 +594,244 @@ fn build<B: IndexBackend>(
     let newest = Newest {
         watermark: last,
         chunk: newest_chunk,
+        gone: newest_postings.get(&gone()).map_or(0, RoaringBitmap::len),
         postings: newest_postings,
         block: update.times.last().cloned(),
         rollups: newest_rollups,
     };
     Ok(Some((update, newest)))
+}
+
+/// What [`unindex`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unindex {
+    /// The positions are out of the derived data: `removed` now, the rest by an earlier call.
+    Done {
+        /// Positions taken out by this call.
+        removed: u64,
+    },
+    /// Another indexer holds the tenant: nothing was done; try again.
+    Busy,
+    /// A position lies beyond the watermark (not indexed yet): nothing was done.
+    Behind {
+        /// The watermark.
+        watermark: u64,
+    },
+}
+
+/// Takes positions of `tenant` (ascending, each indexed) out of the derived data, in one
+/// transaction, before their events leave the log (retention): each is cleared from every
+/// posting of its chunk (a posting left empty is deleted), its counts are taken out of the
+/// rollups (the summaries of a folded chunk, the open minutes of the chunk being indexed), and
+/// it is added to its chunk's [`gone`] posting. Positions already gone are left as they are, so
+/// a removal cut short (the log's removal never followed) can be run again. What the indexer
+/// remembers of the tenant is forgotten.
+pub fn unindex<B: IndexBackend>(
+    indexer: &mut Indexer<B>,
+    tenant: &Tenant,
+    seqs: &[u64],
+) -> Result<Unindex, B::Error> {
+    indexer.newest.remove(tenant);
+    let Some(watermark) = indexer.backend.begin(tenant)? else {
+        return Ok(Unindex::Busy);
+    };
+    if seqs.last().is_some_and(|&last| last > watermark) {
+        indexer.backend.rollback();
+        return Ok(Unindex::Behind { watermark });
+    }
+    let result = unindex_update(&mut indexer.backend, tenant, watermark, seqs);
+    match result {
+        Ok((update, removed)) => {
+            let written = indexer
+                .backend
+                .write(tenant, &update)
+                .and_then(|()| indexer.backend.commit())
+                .and_then(|()| indexer.backend.sync());
+            if let Err(err) = written {
+                indexer.backend.rollback();
+                return Err(err);
+            }
+            Ok(Unindex::Done { removed })
+        }
+        Err(err) => {
+            indexer.backend.rollback();
+            Err(err)
+        }
+    }
+}
+
+/// [`unindex`] for a store: through the indexer it shares with its background thread (so
+/// what that thread remembers is forgotten too), waiting while another process's indexer holds
+/// the tenant. Returns how many positions it took out.
+pub fn unindex_shared<B: IndexBackend>(
+    indexer: &Mutex<Indexer<B>>,
+    tenant: &Tenant,
+    seqs: &[u64],
+) -> StoreResult<u64> {
+    for attempt in 0u32.. {
+        let outcome = {
+            let mut indexer = indexer.lock().expect("the indexer lock is never poisoned");
+            unindex(&mut indexer, tenant, seqs).map_err(|e| StoreError::Database(e.to_string()))?
+        };
+        match outcome {
+            Unindex::Done { removed } => return Ok(removed),
+            Unindex::Behind { watermark } => {
+                return Err(StoreError::Database(format!(
+                    "events past the derived data's watermark ({watermark}) cannot be removed yet"
+                )));
+            }
+            Unindex::Busy if attempt < 200 => {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            Unindex::Busy => break,
+        }
+    }
+    Err(StoreError::Database(
+        "another indexer kept the tenant for too long".into(),
+    ))
+}
+
+/// The update that takes `seqs` out of the derived data, and how many it takes out.
+fn unindex_update<B: IndexBackend>(
+    backend: &mut B,
+    tenant: &Tenant,
+    watermark: u64,
+    seqs: &[u64],
+) -> Result<(Update, u64), B::Error> {
+    let mut update = Update {
+        watermark,
+        ..Update::default()
+    };
+    let mut by_chunk: BTreeMap<u64, RoaringBitmap> = BTreeMap::new();
+    for &seq in seqs.iter().filter(|&&s| s >= 1) {
+        by_chunk
+            .entry(chunk_of(seq))
+            .or_default()
+            .insert(offset_in_chunk(seq));
+    }
+    let gone_term = gone();
+    let mut removed = 0;
+    // Counts to take out of the summaries of folded chunks, per (span, period).
+    let mut folded: BTreeMap<(Span, i64), Rollup> = BTreeMap::new();
+    for (chunk, wanted) in by_chunk {
+        let mut postings: TermMap<RoaringBitmap> = backend
+            .chunk_postings(tenant, chunk)?
+            .into_iter()
+            .map(|(term, bits)| (term, decode_bits(&bits)))
+            .collect();
+        let mut gone_bits = postings.remove(&gone_term).unwrap_or_default();
+        let fresh = &wanted - &gone_bits;
+        if fresh.is_empty() {
+            continue;
+        }
+        removed += fresh.len();
+        // Each removed position's counts, by the key and failure postings that hold it; a
+        // position in no key posting (an event indexing could not read) was never counted.
+        let mut counts: HashMap<u32, (bool, Vec<&Term>)> = HashMap::new();
+        let mut terms: Vec<&Term> = postings.keys().collect();
+        terms.sort_unstable();
+        for term in terms {
+            let bits = &postings[term];
+            let hit = bits & &fresh;
+            if hit.is_empty() {
+                continue;
+            }
+            if is_key(&term.0) {
+                for offset in &hit {
+                    counts.entry(offset).or_default().1.push(term);
+                }
+            } else if is_failure(&term.0) {
+                for offset in &hit {
+                    counts.entry(offset).or_default().0 = true;
+                }
+            }
+        }
+        // Their minutes, from the time blocks.
+        let mut minutes: HashMap<i64, Rollup> = HashMap::new();
+        let mut blocks: HashMap<u64, Option<TimeBlock>> = HashMap::new();
+        for (&offset, (failed, keys)) in &counts {
+            if keys.is_empty() {
+                continue;
+            }
+            let seq = seq_at(chunk, offset);
+            let block = block_of(seq);
+            let stored = match blocks.entry(block) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(backend.time_block(tenant, block)?)
+                }
+            };
+            let at = stored
+                .as_ref()
+                .and_then(|b| b.values.get((seq - 1 - (block << BLOCK_BITS)) as usize))
+                .copied();
+            let Some(at) = at else { continue };
+            minutes
+                .entry(Span::Minute.period_of(at))
+                .or_default()
+                .count(*failed, keys.iter().map(|t| &*t.0));
+        }
+        // Postings without the removed positions; the empty ones deleted.
+        let mut changed: Vec<(Term, RoaringBitmap)> = Vec::new();
+        for (term, bits) in postings {
+            if bits.is_disjoint(&fresh) {
+                continue;
+            }
+            changed.push((term, bits - &fresh));
+        }
+        changed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (term, bits) in changed {
+            if bits.is_empty() {
+                update.removed.push((chunk, term));
+            } else {
+                update.postings.push((chunk, term, encode_bits(&bits)));
+            }
+        }
+        gone_bits |= fresh;
+        update
+            .postings
+            .push((chunk, gone_term.clone(), encode_bits(&gone_bits)));
+        // Rollups: a folded chunk's counts live in the summaries; an open chunk's in its open
+        // minutes.
+        if watermark >= (chunk + 1) << CHUNK_BITS {
+            for (minute, counts) in minutes {
+                let at = minute.saturating_mul(Span::Minute.micros());
+                for span in Span::LONGEST_FIRST {
+                    folded
+                        .entry((span, span.period_of(at)))
+                        .or_default()
+                        .merge(&counts);
+                }
+            }
+        } else {
+            let mut open: HashMap<i64, Rollup> = backend
+                .chunk_rollups(tenant, chunk)?
+                .into_iter()
+                .filter(|(span, _, _)| *span == Span::Minute)
+                .map(|(_, period, stored)| (period, Rollup::from_stored(&stored)))
+                .collect();
+            let mut touched: Vec<i64> = minutes.keys().copied().collect();
+            touched.sort_unstable();
+            for minute in touched {
+                let row = open.entry(minute).or_default();
+                row.subtract(&minutes[&minute]);
+                update
+                    .rollups
+                    .push((Span::Minute, minute, chunk as i64, row.to_stored()));
+            }
+        }
+    }
+    for ((span, period), counts) in folded {
+        let mut summary = backend
+            .folded_rollup(tenant, span, period)?
+            .map(|s| Rollup::from_stored(&s))
+            .unwrap_or_default();
+        summary.subtract(&counts);
+        update
+            .rollups
+            .push((span, period, FOLDED, summary.to_stored()));
+    }
+    Ok((update, removed))
 }
 
 /// Runs indexing passes until every tenant is indexed: for `sealtrail reindex` and tests.
@@ -553,7 +847,7 @@ pub fn index_all<B: IndexBackend>(
         let total: u64 = lags.iter().map(|l| l.size).sum();
         let mut worked = false;
         for lag in lags.iter().filter(|l| l.indexed < l.size) {
-            if let Some(n) = index_next(backend, &lag.tenant, batch)?
+            if let Some(n) = index_next(backend, &lag.tenant, batch, lag.size)?
                 && n > 0
             {
                 done += n;
@@ -772,7 +1066,7 @@ pub fn run_indexer<B: IndexBackend>(
                 if lag.indexed >= lag.size || gate.stopping() {
                     continue;
                 }
-                if let Some(n) = index_next(backend, &lag.tenant, options.batch)?
+                if let Some(n) = index_next(backend, &lag.tenant, options.batch, lag.size)?
                     && n > 0
                 {
                     gate.observed(&lag.tenant, lag.indexed + n, lag.size);

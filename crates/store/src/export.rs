@@ -166,6 +166,33 @@ pub async fn run(
     out: &mpsc::Sender<Vec<u8>>,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<ExportSummary, ExportError> {
+    run_selected(
+        store,
+        format,
+        query,
+        &|_| Ok(true),
+        out,
+        progress,
+        &mut Vec::new(),
+    )
+    .await
+}
+
+/// Decides, for each event the filter matched, whether it is exported.
+pub type Select<'a> = dyn Fn(&LogRow) -> Result<bool, RowError> + Sync + 'a;
+
+/// [`run`], exporting only the matching events `select` keeps (a retention archive: the expired
+/// events no legal hold keeps); in NDJSON the others are covered by nodes like any event the
+/// filter left out. The positions exported are added to `selected`, in the export's order.
+pub async fn run_selected(
+    store: &dyn Store,
+    format: Format,
+    query: &ExportQuery,
+    select: &Select<'_>,
+    out: &mpsc::Sender<Vec<u8>>,
+    progress: &mut (dyn FnMut(u64) + Send),
+    selected: &mut Vec<u64>,
+) -> Result<ExportSummary, ExportError> {
     let upto = match format {
         Format::Ndjson => query.checkpoint.as_ref().map_or(0, |c| c.size),
         _ => query.upto,
@@ -203,6 +230,10 @@ pub async fn run(
                 }
                 continue;
             }
+            if !select(&row)? {
+                continue;
+            }
+            selected.push(row.seq);
             rows.push(row);
         }
         summary.rows += rows.len() as u64;

@@ -136,6 +136,13 @@ pub enum Attack<'a> {
         /// The subject.
         subject: &'a str,
     },
+    /// Removes the content of `seq` as retention does, keeping its place, but with no receipt.
+    RemoveContent {
+        /// The tenant.
+        tenant: &'a str,
+        /// The position.
+        seq: u64,
+    },
 }
 
 /// Instantiates every integrity case as a `#[tokio::test]` in the calling module. `$make` is an
@@ -156,6 +163,7 @@ macro_rules! integrity_suite {
             shutdown_writes_every_acknowledged_event,
             a_full_queue_refuses_without_losing_an_acknowledged_event,
             events_after_the_newest_checkpoint_are_reported_as_uncovered,
+            retention_archives_removes_and_the_rest_still_reads_and_verifies,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -592,4 +600,318 @@ pub async fn events_after_the_newest_checkpoint_are_reported_as_uncovered(
         .map(|(t, u)| (t.as_str(), u.events))
         .collect();
     assert_eq!(uncovered, vec![("t", 2)]);
+}
+
+/// The events of the retention case: 48 in tenant `r` with ages of 1, 10, 40 and 100 days, the
+/// actions `auth.login`, `auth.logout`, `invoice.paid` and `doc.read` and four actors, each
+/// with a client id; `(event, age in days)`.
+fn aged_events(now: Timestamp) -> Vec<(serde_json::Value, i64)> {
+    (0..48)
+        .map(|i| {
+            let age = [1i64, 10, 40, 100][i % 4];
+            let at = now.micros() - age * 86_400_000_000 - i as i64 * 1_000_000;
+            let action = ["auth.login", "auth.logout", "invoice.paid", "doc.read"][(i / 4) % 4];
+            let mut v = json!({
+                "id": Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + i as u128).to_string(),
+                "action": action,
+                "occurred_at": Timestamp::from_micros(at).to_rfc3339(),
+                "actor": {"id": format!("u{}", i % 4), "name": "Ann", "email": "ann@example.com"},
+                "target": {"type": "doc", "id": format!("d{}", i % 5)},
+                "context": {"ip": "10.0.0.1"},
+            });
+            if i % 6 == 0 {
+                v["outcome"] = json!("failure");
+            }
+            (v, age)
+        })
+        .collect()
+}
+
+/// The ids a list of everything in `r` answers, oldest first.
+async fn ids_listed(store: &dyn Store, filter: crate::fields::EventFilter) -> Vec<Uuid> {
+    let page = store
+        .list(ListQuery {
+            tenant: tenant("r"),
+            filter,
+            order: Order::Asc,
+            limit: 1000,
+            cursor: None,
+        })
+        .await
+        .expect("list");
+    page.items
+        .iter()
+        .map(|e| {
+            let v: serde_json::Value = serde_json::from_str(e.body.get()).expect("json");
+            v["id"].as_str().expect("id").parse().expect("uuid")
+        })
+        .collect()
+}
+
+/// Retention: the expired events no hold keeps are archived (a gzip'd export that verifies
+/// offline, its tampering caught) and removed with a receipt naming their range; every read
+/// (filters, time ranges, statistics, by id) answers as if they had never been, before and
+/// after the derived data is rebuilt; a retry of one is still a duplicate; a second run removes
+/// nothing; and the walk verifies what remains, accounting for each removed event by the
+/// receipt, while content removed any other way is caught.
+pub async fn retention_archives_removes_and_the_rest_still_reads_and_verifies(
+    harness: Arc<dyn Harness>,
+) {
+    use crate::retention::{Hold, Policy, Rule, Run};
+    let store = harness.store();
+    let now = Timestamp::now();
+    let events = aged_events(now);
+    for batch in events.chunks(5) {
+        let prepared_events = batch
+            .iter()
+            .map(|(v, _)| prepared("r", v.clone()))
+            .collect();
+        store.append(prepared_events).await.expect("append");
+    }
+    for head in store.tree_heads().await.expect("heads") {
+        let cp = Checkpoint::sign(&head, Timestamp::now(), KEY_ID, &signing_key());
+        store.put_checkpoint(cp).await.expect("checkpoint");
+    }
+    let policy = Policy {
+        default_days: Some(30),
+        rules: vec![
+            Rule {
+                action_prefix: "auth.".into(),
+                days: 365,
+            },
+            Rule {
+                action_prefix: "auth.login".into(),
+                days: 7,
+            },
+        ],
+    };
+    let holds = vec![Hold {
+        name: "case-42".into(),
+        filter: crate::fields::EventFilter::default().with(crate::fields::ACTOR_ID, ["u3"]),
+    }];
+    // Expected by brute force: seq i + 1 expires by its action's days, unless u3 did it.
+    let id_of =
+        |v: &serde_json::Value| -> Uuid { v["id"].as_str().expect("id").parse().expect("uuid") };
+    let expired: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, (v, age))| {
+            policy
+                .days_for(v["action"].as_str().expect("action"))
+                .is_some_and(|d| *age > i64::from(d))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let held = expired
+        .iter()
+        .filter(|&&i| events[i].0["actor"]["id"] == "u3")
+        .count() as u64;
+    let gone: Vec<usize> = expired
+        .iter()
+        .copied()
+        .filter(|&i| events[i].0["actor"]["id"] != "u3")
+        .collect();
+    assert!(
+        gone.len() >= 10 && held > 0,
+        "the case removes some and holds some"
+    );
+    let all_ids: Vec<Uuid> = events.iter().map(|(v, _)| id_of(v)).collect();
+    let kept: Vec<Uuid> = (0..events.len())
+        .filter(|i| !gone.contains(i))
+        .map(|i| all_ids[i])
+        .collect();
+
+    let dir = std::env::temp_dir().join(format!("sealtrail-retention-{}", Uuid::new_v4()));
+    let receipt = |o: &crate::retention::Outcome| {
+        let (from, to) = o.range.expect("a range");
+        let cp = o.checkpoint.as_ref().expect("a checkpoint");
+        prepared(
+            "r",
+            json!({"action": crate::verify::PURGED, "actor": {"id": "retention", "type": "system"},
+            "metadata": {"from_seq": from, "to_seq": to, "count": o.purged,
+                "checkpoint": {"size": cp.size, "root_hash": cp.root.to_hex()}}}),
+        )
+    };
+    let mut run = Run {
+        tenant: &tenant("r"),
+        policy: &policy,
+        holds: &holds,
+        now,
+        archive_dir: &dir,
+        dry_run: true,
+    };
+    // A dry run counts and changes nothing.
+    let dry = crate::retention::run(&*store, &run, &receipt)
+        .await
+        .expect("dry run");
+    assert_eq!(
+        (dry.purged, dry.held, dry.archive.clone()),
+        (gone.len() as u64, held, None)
+    );
+    assert_eq!(ids_listed(&*store, Default::default()).await, all_ids);
+    run.dry_run = false;
+    let done = crate::retention::run(&*store, &run, &receipt)
+        .await
+        .expect("run");
+    assert_eq!((done.purged, done.held), (gone.len() as u64, held));
+    assert_eq!(
+        done.range,
+        Some((gone[0] as u64 + 1, *gone.last().expect("one") as u64 + 1))
+    );
+    let (archive, _) = done.archive.clone().expect("an archive");
+    assert!(archive.starts_with(dir.join("r")), "{archive:?}");
+
+    // Reads answer as if the removed events had never been, on every path.
+    let check_reads = |label: &'static str| {
+        let store = store.clone();
+        let events = events.clone();
+        let kept = kept.clone();
+        let gone = gone.clone();
+        let all_ids = all_ids.clone();
+        async move {
+            // Everything, less the receipt (written now).
+            let listed: Vec<Uuid> = ids_listed(&*store, Default::default())
+                .await
+                .into_iter()
+                .filter(|id| all_ids.contains(id))
+                .collect();
+            assert_eq!(listed, kept, "{label}: all");
+            let logins: Vec<Uuid> = kept
+                .iter()
+                .copied()
+                .filter(|id| {
+                    let i = all_ids.iter().position(|x| x == id).expect("known");
+                    events[i].0["action"] == "invoice.paid"
+                })
+                .collect();
+            let filter =
+                crate::fields::EventFilter::default().with(crate::fields::ACTION, ["invoice.paid"]);
+            assert_eq!(
+                ids_listed(&*store, filter).await,
+                logins,
+                "{label}: by action"
+            );
+            let (from, to) = (
+                Timestamp::from_micros(now.micros() - 200 * 86_400_000_000),
+                now,
+            );
+            let timed = crate::fields::EventFilter {
+                from: Some(from),
+                to: Some(to),
+                ..Default::default()
+            };
+            assert_eq!(ids_listed(&*store, timed).await, kept, "{label}: by time");
+            let words = crate::fields::EventFilter {
+                words: vec!["ann".into()],
+                ..Default::default()
+            };
+            assert_eq!(ids_listed(&*store, words).await, kept, "{label}: by word");
+            for &i in &gone {
+                assert!(
+                    store
+                        .get(&tenant("r"), all_ids[i])
+                        .await
+                        .expect("get")
+                        .is_none(),
+                    "{label}: by id"
+                );
+            }
+            let stats = store
+                .statistics(crate::stats::StatsQuery {
+                    tenant: tenant("r"),
+                    from,
+                    to,
+                    bucket: crate::rollup::Span::Day,
+                    top: 10,
+                })
+                .await
+                .expect("statistics");
+            let failures = kept
+                .iter()
+                .filter(|id| {
+                    let i = all_ids.iter().position(|x| x == *id).expect("known");
+                    events[i].0["outcome"] == "failure"
+                })
+                .count() as u64;
+            assert_eq!(
+                (stats.total, stats.failures),
+                (kept.len() as u64, failures),
+                "{label}: statistics"
+            );
+            let per_actor: u64 = stats.top_actors.iter().map(|(_, n)| n).sum();
+            assert_eq!(per_actor, kept.len() as u64, "{label}: top actors");
+        }
+    };
+    check_reads("after the run").await;
+    // A retry of a removed event is still a duplicate, not a new event.
+    let retry = store
+        .append(vec![prepared("r", events[gone[0]].0.clone())])
+        .await
+        .expect("retry");
+    assert!(retry[0].duplicate, "{retry:?}");
+    assert_eq!(retry[0].seq, gone[0] as u64 + 1);
+    // The receipt names the range, the count and the checkpoint.
+    let receipts = ids_listed(
+        &*store,
+        crate::fields::EventFilter::default().with(crate::fields::ACTION, [crate::verify::PURGED]),
+    )
+    .await;
+    assert_eq!(receipts.len(), 1);
+    // A second run finds nothing more to remove.
+    let again = crate::retention::run(&*store, &run, &receipt)
+        .await
+        .expect("second run");
+    assert_eq!((again.purged, again.archive), (0, None));
+    // The derived data rebuilt from the log reads the same.
+    store.reindex(Box::new(|_, _| {})).await.expect("reindex");
+    check_reads("after a reindex").await;
+
+    // The archive verifies offline against the checkpoint; a changed event in it is caught.
+    let bytes = std::fs::read(&archive).expect("archive");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+        .expect("gzip");
+    let (findings, count) =
+        crate::verify::verify_export_reader(text.as_bytes(), &keys()).expect("archive reads");
+    assert_eq!((findings, count), (vec![], gone.len() as u64));
+    let altered = text.replacen("\"auth.login\"", "\"auth.logon\"", 1);
+    let (findings, _) =
+        crate::verify::verify_export_reader(altered.as_bytes(), &keys()).expect("archive reads");
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].kind, Kind::Altered);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // The walk verifies what remains.
+    store.shutdown().await;
+    let report = harness.verify(keys(), options()).await;
+    assert_eq!(report.findings, vec![], "{report:?}");
+    // Content removed without a receipt: outside every receipt's range, it is missing; inside
+    // one, the receipts no longer add up.
+    let last = events.len() as u64;
+    let inside = (1..=last)
+        .find(|s| {
+            !gone.contains(&(*s as usize - 1))
+                && *s > gone[0] as u64 + 1
+                && *s < *gone.last().expect("one") as u64 + 1
+        })
+        .expect("a kept event inside the range");
+    harness
+        .attack(Attack::RemoveContent {
+            tenant: "r",
+            seq: last,
+        })
+        .await;
+    harness
+        .attack(Attack::RemoveContent {
+            tenant: "r",
+            seq: inside,
+        })
+        .await;
+    let report = harness.verify(keys(), options()).await;
+    let named: Vec<(u64, Kind)> = report.findings.iter().map(|f| (f.seq, f.kind)).collect();
+    assert!(named.contains(&(last, Kind::Missing)), "{named:?}");
+    assert!(
+        named.contains(&(last + 1, Kind::Altered)),
+        "the receipt's count: {named:?}"
+    );
 }

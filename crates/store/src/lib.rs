@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod plan;
 mod query;
 mod queue;
+pub mod retention;
 pub mod rollup;
 pub mod rows;
 mod secret;
@@ -306,6 +307,19 @@ pub trait Store: Send + Sync + 'static {
     /// reindex`), calling `progress` with the events indexed so far and the total; returns how
     /// many events were indexed. Reads stay exact meanwhile.
     async fn reindex(&self, progress: Box<dyn FnMut(u64, u64) + Send>) -> StoreResult<u64>;
+
+    /// Retention's removal (SPEC §4.5): takes the events at `seqs` (ascending, every one
+    /// indexed and still in the log) out of the derived data, then, through the sanctioned
+    /// path, removes them from the log and appends `receipt` (`audit.purged`) in the same
+    /// transaction. Each removed event keeps its place: position, id, idempotency digest and
+    /// leaf hash, so the tree, the chain and every proof of the rest stay whole, and a retry
+    /// of a removed event is still a duplicate. Reads leave removed events out.
+    async fn purge(
+        &self,
+        tenant: &Tenant,
+        seqs: Vec<u64>,
+        receipt: PreparedEvent,
+    ) -> StoreResult<Appended>;
 
     /// Stops taking writes, writes everything queued, and closes.
     async fn shutdown(&self);

@@ -16,7 +16,7 @@ use sealtrail_model::Tenant;
 use uuid::Uuid;
 
 use crate::derived::{
-    BLOCK, BLOCK_BITS, CHUNK, CHUNK_BITS, Posting, TimeBlock, chunk_of, decode_bits,
+    BLOCK, BLOCK_BITS, CHUNK, CHUNK_BITS, Posting, TimeBlock, chunk_of, decode_bits, gone,
     offset_in_chunk, seq_at,
 };
 use crate::fields::{EVENT_TYPE, EventFilter, RELATED, TARGET, Term, pair};
@@ -388,7 +388,15 @@ fn indexed_matching<S: ReadSnapshot>(
         // Nothing the derived data can narrow: read the log itself.
         return scan_matching(snap, tenant, f, range, desc, got);
     }
-    let terms: Vec<Term> = plan.groups.iter().flatten().cloned().collect();
+    // The chunk's removed positions (retention) come along, to be left out.
+    let gone_term = gone();
+    let terms: Vec<Term> = plan
+        .groups
+        .iter()
+        .flatten()
+        .cloned()
+        .chain([gone_term.clone()])
+        .collect();
     let (first, last) = (chunk_of(lo), chunk_of(hi));
     let mut window = 1u64;
     let mut next = if desc { last } else { first };
@@ -399,16 +407,14 @@ fn indexed_matching<S: ReadSnapshot>(
             (next, (next + window - 1).min(last))
         };
         let mut by_chunk: HashMap<u64, HashMap<Term, RoaringBitmap>> = HashMap::new();
-        if !terms.is_empty() {
-            for (chunk, term, bits) in snap
-                .postings(tenant, a..=b, &terms)
-                .map_err(PlanError::Backend)?
-            {
-                by_chunk
-                    .entry(chunk)
-                    .or_default()
-                    .insert(term, decode_bits(&bits));
-            }
+        for (chunk, term, bits) in snap
+            .postings(tenant, a..=b, &terms)
+            .map_err(PlanError::Backend)?
+        {
+            by_chunk
+                .entry(chunk)
+                .or_default()
+                .insert(term, decode_bits(&bits));
         }
         let zones = if plan.timed {
             let blocks =
@@ -429,7 +435,8 @@ fn indexed_matching<S: ReadSnapshot>(
             if got.full() {
                 return Ok(());
             }
-            let stored = by_chunk.remove(&chunk).unwrap_or_default();
+            let mut stored = by_chunk.remove(&chunk).unwrap_or_default();
+            let gone_bits = stored.remove(&gone_term);
             let Some(mut bits) = combine(&plan.groups, &stored) else {
                 continue;
             };
@@ -450,6 +457,9 @@ fn indexed_matching<S: ReadSnapshot>(
             if plan.timed {
                 let mask = time_mask(snap, tenant, f, chunk, &zones)?;
                 bits &= mask;
+            }
+            if let Some(gone_bits) = gone_bits {
+                bits -= gone_bits;
             }
             let offsets = bits.range(from..=to);
             let seqs: Box<dyn Iterator<Item = u64>> = if desc {

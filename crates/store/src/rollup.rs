@@ -187,6 +187,21 @@ impl Rollup {
         }
     }
 
+    /// Takes another rollup's counts out of this one (events removed from the log); a key
+    /// whose count reaches zero is dropped, so nothing of a removed event stays in the keys.
+    pub fn subtract(&mut self, other: &Rollup) {
+        self.total = self.total.saturating_sub(other.total);
+        self.failures = self.failures.saturating_sub(other.failures);
+        for (key, n) in &other.keys {
+            if let Some(c) = self.keys.get_mut(key) {
+                *c = c.saturating_sub(*n);
+                if *c == 0 {
+                    self.keys.remove(key);
+                }
+            }
+        }
+    }
+
     /// The keys' counts in stored form: per key in term order, its length, its bytes and its
     /// count, lengths and counts as LEB128 varints.
     pub fn encode_keys(&self) -> Vec<u8> {
@@ -257,6 +272,18 @@ mod tests {
         let mut sum = back.clone();
         sum.merge(&back);
         assert_eq!((sum.total, sum.failures, sum.keys[&actor]), (4, 2, 4));
+        // Taking counts out: keys that reach zero are gone, not kept at zero.
+        let mut less = sum.clone();
+        less.subtract(&back);
+        less.subtract(&back);
+        assert_eq!((less.total, less.failures), (0, 0));
+        assert!(less.keys.is_empty());
+        let mut one = Rollup::default();
+        one.count(false, [&*long.0]);
+        let mut rest = back.clone();
+        rest.subtract(&one);
+        assert_eq!(rest.keys.get(&long), None);
+        assert_eq!(rest.keys.get(&actor), Some(&2));
         // Damage is detected, not read as something else.
         let mut cut = stored.keys.clone();
         cut.truncate(cut.len() - 1);

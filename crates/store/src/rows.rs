@@ -29,6 +29,9 @@ pub enum RowBody {
         /// The predecessor's leaf hash.
         prev: Option<Vec<u8>>,
     },
+    /// An event removed by retention: its place (position, id, leaf hash) is kept, its content
+    /// is not. Only the verify walk reads such rows; every read of events leaves them out.
+    Gone,
 }
 
 /// One event of a tenant's log as stored.
@@ -98,6 +101,7 @@ impl LogRow {
                     personal: &personal,
                 }))
             }
+            RowBody::Gone => Err(self.error("the event was removed by retention")),
         }
     }
 
@@ -112,6 +116,7 @@ impl LogRow {
                 Ok(serde_json::to_string(&event).expect("events serialise to JSON"))
             }
             RowBody::Legacy { json, .. } => Ok(json.clone()),
+            RowBody::Gone => Err(self.error("the event was removed by retention")),
         }
     }
 
@@ -123,6 +128,7 @@ impl LogRow {
                 self.with_source(|s| s.view.to_event(s.personal, hash))
             }
             RowBody::Legacy { json, .. } => serde_json::from_str(json).map_err(|e| self.error(e)),
+            RowBody::Gone => Err(self.error("the event was removed by retention")),
         }
     }
 
@@ -137,6 +143,7 @@ impl LogRow {
                 prev.clone().unwrap_or_default(),
                 digests.clone().unwrap_or_default(),
             )),
+            RowBody::Gone => Err(self.error("the event was removed by retention")),
         }
     }
 }

@@ -20,7 +20,9 @@ use sealtrail_ledger::entry::{GENESIS, PersonalDigests, encode_entry, personal_d
 use sealtrail_ledger::merkle::node_hash;
 use sealtrail_ledger::view::{EntryView, PersonalValues};
 pub use sealtrail_ledger::walk::{Finding, Kind};
-use sealtrail_ledger::walk::{Head, Sealed, SignedHead, TenantWalk, Uncovered, check_signature};
+use sealtrail_ledger::walk::{
+    Head, Receipt, Sealed, SignedHead, TenantWalk, Uncovered, check_signature,
+};
 use sealtrail_ledger::{Hash, LeafHash, leaf_hash};
 use sealtrail_model::{Event, Tenant, Timestamp};
 use sha2::Sha256;
@@ -398,6 +400,28 @@ fn merge<E>(
     Ok(())
 }
 
+/// The action of the receipt retention writes for each purge.
+pub const PURGED: &str = "audit.purged";
+
+/// What a purge receipt says it removed (its `metadata`: `from_seq`, `to_seq`, `count` and
+/// `checkpoint: {size, root_hash}`).
+fn receipt_of(view: &EntryView<'_>) -> Option<Receipt> {
+    if view.action != PURGED {
+        return None;
+    }
+    let metadata = view.metadata()?;
+    let number = |name: &str| metadata.get(name).and_then(serde_json::Value::as_u64);
+    let checkpoint = metadata.get("checkpoint")?;
+    let root = checkpoint.get("root_hash")?.as_str()?;
+    Some(Receipt {
+        checkpoint_size: checkpoint.get("size")?.as_u64()?,
+        checkpoint_root: LeafHash::from_hex(root)?.0,
+        from: number("from_seq")?,
+        to: number("to_seq")?,
+        count: number("count")?,
+    })
+}
+
 /// A personal value already checked against its digest in this walk.
 #[derive(Default)]
 struct Checked {
@@ -458,7 +482,23 @@ impl<R: WalkReader> Worker<R> {
             stored_prev,
             head: Err(detail),
             problem: None,
+            gone: false,
+            receipt: None,
         };
+        if row.body == RowBody::Gone {
+            return Ok(Sealed {
+                seq,
+                id: row.id,
+                leaf: stored_hash.unwrap_or(GENESIS),
+                hash_matches: true,
+                stored_hash,
+                stored_prev: None,
+                head: Err("the event was removed".into()),
+                problem: row.problem,
+                gone: true,
+                receipt: None,
+            });
+        }
         // A row written before entries were stored (or an exported event) keeps its event as
         // JSON: it is encoded again. Its JSON also carries the leaf hash it is served with,
         // which must be the leaf too.
@@ -477,6 +517,7 @@ impl<R: WalkReader> Worker<R> {
                 };
                 (entry.as_slice(), values, None, None)
             }
+            RowBody::Gone => unreachable!("handled above"),
             RowBody::Legacy {
                 json,
                 digests,
@@ -535,6 +576,8 @@ impl<R: WalkReader> Worker<R> {
                 recorded_at: Timestamp::from_micros(view.recorded_at),
             }),
             problem,
+            gone: false,
+            receipt: receipt_of(&view),
         })
     }
 

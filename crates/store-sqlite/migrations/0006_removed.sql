@@ -1,0 +1,6 @@
+-- Migration 6: retention removes events from the log but keeps their place. A removed event's
+-- row keeps its key (tenant, seq), its id, its idempotency digest and its leaf hash, so the
+-- tree, the hash chain and every proof of the rest stay whole and a retry of it is still a
+-- duplicate; its entry, personal values and legacy columns are emptied, and `gone_recorded_at`
+-- keeps the one field a retry's answer needs. Rows with an entry leave it empty.
+ALTER TABLE log ADD COLUMN gone_recorded_at INTEGER;
