@@ -79,6 +79,10 @@ pub(crate) struct ServeArgs {
     /// Sign a checkpoint at least this often, even when idle [default: 60s]
     #[arg(long, env = "SEALTRAIL_CHECKPOINT_HEARTBEAT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub checkpoint_heartbeat: Option<Duration>,
+    /// Run retention for every tenant with rules this often, the first time this long after
+    /// start ("0s": never; runs by API or `sealtrail retention run` only) [default: 24h]
+    #[arg(long, env = "SEALTRAIL_RETENTION_EVERY", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub retention_every: Option<Duration>,
     /// Requests per second (and burst) allowed per credential; over it, 429 with Retry-After
     /// [default: unlimited]
     #[arg(long, env = "SEALTRAIL_RATE_LIMIT_CREDENTIAL", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -179,6 +183,8 @@ struct FileConfig {
     checkpoint_every: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     checkpoint_heartbeat: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    retention_every: Option<Duration>,
     rate_limit_credential: Option<u32>,
     rate_limit_ip: Option<u32>,
     #[serde(default)]
@@ -232,6 +238,8 @@ pub(crate) struct ServeConfig {
     pub signing_key: Option<PathBuf>,
     /// Checkpoint cadence and witness.
     pub checkpoints: sealtrail_server::checkpointer::CheckpointPolicy,
+    /// How often the retention job runs (zero: never).
+    pub retention_every: Duration,
     /// Rate limits, trusted proxies and the request timeout.
     pub limits: sealtrail_server::limits::LimitSettings,
     /// JWT readers.
@@ -339,6 +347,10 @@ impl ServeArgs {
                     ..defaults
                 }
             },
+            retention_every: self
+                .retention_every
+                .or(file.retention_every)
+                .unwrap_or(Duration::from_secs(24 * 3600)),
             limits: {
                 let rate = |n: Option<u32>| {
                     n.and_then(std::num::NonZeroU32::new)

@@ -88,6 +88,43 @@ enum Command {
     /// PostgreSQL servers may keep running: reads stay exact (they read the log beyond what
     /// is rebuilt) and the servers' indexers help rebuild.
     Reindex(ReindexArgs),
+    /// Retention on the store itself (embedded or PostgreSQL): `sealtrail retention run
+    /// --tenant T [--dry-run]`.
+    Retention(RetentionArgs),
+}
+
+/// `sealtrail retention` commands.
+#[derive(Debug, clap::Args)]
+struct RetentionArgs {
+    #[command(subcommand)]
+    command: RetentionCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum RetentionCommand {
+    /// Run a tenant's retention now, as the daily job does: the expired events of its latest
+    /// checkpoint that no legal hold keeps are written to a gzip'd verifiable archive under
+    /// DATA_DIR/archive/TENANT/ (`sealtrail verify --export` checks it), then removed, with an
+    /// `audit.purged` receipt. With the embedded store, stop the server first.
+    Run(RetentionRunArgs),
+}
+
+/// `sealtrail retention run` options.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("store").required(true).args(["data_dir", "database_url"])))]
+struct RetentionRunArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The tenant
+    #[arg(long, value_parser = sealtrail_store::Tenant::parse)]
+    tenant: sealtrail_store::Tenant,
+    /// Only count what would be removed
+    #[arg(long)]
+    dry_run: bool,
+    /// Where archives go [default: DATA_DIR/archive, or ./sealtrail-data/archive with a
+    /// PostgreSQL store]
+    #[arg(long, value_name = "DIR")]
+    archive_dir: Option<std::path::PathBuf>,
 }
 
 /// Where a command's store is: `--data-dir` or `--database-url` (with its schema).
@@ -199,6 +236,9 @@ fn main() -> std::process::ExitCode {
         Command::Import(args) => import::run(&args).map(|()| true),
         Command::Keys(args) => keys::run(&args).map(|()| true),
         Command::Reindex(args) => run_reindex(&args).map(|()| true),
+        Command::Retention(args) => match &args.command {
+            RetentionCommand::Run(run) => run_retention(run).map(|()| true),
+        },
     };
     match outcome {
         Ok(true) => std::process::ExitCode::SUCCESS,
@@ -208,6 +248,47 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(2)
         }
     }
+}
+
+fn run_retention(args: &RetentionRunArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = args.store.open().await?;
+        let archive_dir = args.archive_dir.clone().unwrap_or_else(|| {
+            args.store
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| std::path::PathBuf::from("sealtrail-data"))
+                .join("archive")
+        });
+        let actor = sealtrail_model::Actor {
+            id: "sealtrail-cli".into(),
+            actor_type: sealtrail_model::ActorType::System,
+            name: None,
+            email: None,
+        };
+        let answer = sealtrail_server::lifecycle::run_tenant(
+            store.as_ref(),
+            &sealtrail_server::lifecycle::Locks::default(),
+            &args.tenant,
+            &archive_dir,
+            args.dry_run,
+            actor,
+            "cli",
+        )
+        .await;
+        store.shutdown().await;
+        let answer = answer
+            .map_err(|e| anyhow::anyhow!(sealtrail_server::lifecycle::describe(&e)))
+            .context("retention failed")?;
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &answer).context("cannot print the answer")?;
+        std::io::Write::write_all(&mut out, b"\n").context("cannot print the answer")?;
+        Ok(())
+    })
 }
 
 fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -273,6 +354,8 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         eprintln!("sealtrail: listening on {scheme}://{addr} ({location})");
         tracing::info!(key_id = keys.active_id(), "checkpoints are signed");
         let mut state = AppState::with_keys(store, keys, config.checkpoints.clone());
+        state.archive_dir = Arc::new(config.data_dir.join("archive"));
+        state.retention_every = config.retention_every;
         state.limits = sealtrail_server::limits::Limits::new(config.limits.clone());
         state.cors = Arc::new(config.cors.clone());
         state.jwt = Arc::new(

@@ -19,6 +19,7 @@ pub mod ingest;
 pub mod integrity;
 pub mod jwt;
 pub mod keys;
+pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
@@ -80,6 +81,12 @@ pub struct AppState {
     pub cors: Arc<cors::CorsSettings>,
     /// The newest checkpoint the checkpointer knows of each tenant, for `/metrics`.
     pub newest_checkpoints: checkpointer::Newest,
+    /// Where retention archives go: `<archive_dir>/<tenant>/` (the binary: `<data-dir>/archive`).
+    pub archive_dir: Arc<std::path::PathBuf>,
+    /// How often the retention job runs (zero: never; runs by API or CLI only).
+    pub retention_every: std::time::Duration,
+    /// One retention run, and one change of legal holds, at a time per tenant.
+    pub lifecycle: Arc<lifecycle::Locks>,
     openapi: Arc<str>,
     docs_html: Arc<str>,
 }
@@ -117,6 +124,9 @@ impl AppState {
             viewer_tokens: Arc::default(),
             cors: Arc::default(),
             newest_checkpoints: checkpointer::Newest::default(),
+            archive_dir: Arc::new(std::env::temp_dir().join("sealtrail-archive")),
+            retention_every: std::time::Duration::ZERO,
+            lifecycle: Arc::default(),
             openapi,
             docs_html,
         }
@@ -240,6 +250,18 @@ pub fn app(state: AppState) -> Router {
             get(catalog::get).put(catalog::put).delete(catalog::delete),
         )
         .route("/catalog/presets", get(catalog::list_presets))
+        .route(
+            "/tenants/{tenant}/retention",
+            get(lifecycle::get_retention).put(lifecycle::put_retention),
+        )
+        .route("/tenants/{tenant}/retention/run", post(lifecycle::run))
+        .route("/tenants/{tenant}/legal-holds", get(lifecycle::list_holds))
+        .route(
+            "/tenants/{tenant}/legal-holds/{name}",
+            get(lifecycle::get_hold)
+                .put(lifecycle::put_hold)
+                .delete(lifecycle::delete_hold),
+        )
         .route("/keys/{id}", delete(keys::revoke))
         .route("/integrity/checkpoint", get(integrity::checkpoint))
         .route("/integrity/proof/{id}", get(integrity::proof))
@@ -564,6 +586,13 @@ where
 {
     let store = state.store.clone();
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let retention = tokio::spawn(lifecycle::run_daily(
+        store.clone(),
+        state.lifecycle.clone(),
+        state.archive_dir.to_path_buf(),
+        state.retention_every,
+        stopped.clone(),
+    ));
     let checkpointer = tokio::spawn(checkpointer::run(
         store.clone(),
         state.keys.clone(),
@@ -574,6 +603,7 @@ where
     let result =
         run(app(state).into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
     let _ = stop.send(true);
+    let _ = retention.await;
     let _ = checkpointer.await;
     store.shutdown().await;
     result

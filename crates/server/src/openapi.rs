@@ -366,6 +366,13 @@ impl Modify for SharedAnswers {
         crate::catalog::put,
         crate::catalog::delete,
         crate::catalog::list_presets,
+        crate::lifecycle::get_retention,
+        crate::lifecycle::put_retention,
+        crate::lifecycle::run,
+        crate::lifecycle::list_holds,
+        crate::lifecycle::get_hold,
+        crate::lifecycle::put_hold,
+        crate::lifecycle::delete_hold,
         crate::integrity::checkpoint,
         crate::integrity::proof,
         crate::integrity::consistency,
@@ -393,6 +400,7 @@ pub struct ApiDoc;
 pub fn document() -> String {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serialises");
     constrain(&mut doc);
+    constrain_lifecycle(&mut doc);
     serde_json::to_string_pretty(&doc).expect("the OpenAPI document serialises")
 }
 
@@ -778,5 +786,70 @@ fn constrain_inputs(schemas: &mut serde_json::Map<String, Value>) {
             }
         }
     }
-    rule(schemas, "SearchBody", "", closed);
+    rule(schemas, "SearchBody", "", closed.clone());
+
+    use crate::lifecycle::{MAX_DAYS, MAX_PREFIX, MAX_RULES};
+    let days = json!({"minimum": 1, "maximum": MAX_DAYS});
+    rule(schemas, "RetentionBody", "", closed.clone());
+    rule(schemas, "RetentionBody", "default_days", days.clone());
+    rule(
+        schemas,
+        "RetentionBody",
+        "rules",
+        json!({"maxItems": MAX_RULES}),
+    );
+    rule(schemas, "RuleBody", "", closed);
+    rule(schemas, "RuleBody", "days", days);
+    rule(
+        schemas,
+        "RuleBody",
+        "action_prefix",
+        json!({"maxLength": MAX_PREFIX}),
+    );
+}
+
+/// The lifecycle bodies the derive macros cannot describe: a hold (its filter is a search
+/// body's filters, without paging) and a run (`dry_run` only, the body itself optional); and
+/// the rule of a hold's name.
+fn constrain_lifecycle(doc: &mut Value) {
+    let mut filter = doc["components"]["schemas"]["SearchBody"].clone();
+    if let Some(properties) = filter["properties"].as_object_mut() {
+        for paging in ["order", "limit", "cursor", "tenant"] {
+            properties.remove(paging);
+        }
+    }
+    if let Some(o) = filter.as_object_mut() {
+        o.remove("description");
+    }
+    let hold = "/api/v1/tenants/{tenant}/legal-holds/{name}";
+    doc["paths"][hold]["put"]["requestBody"]["content"]["application/json"]["schema"] = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["filter"],
+        "properties": {
+            "filter": filter,
+            "reason": {"type": ["string", "null"], "maxLength": crate::lifecycle::MAX_REASON},
+        },
+    });
+    let run = &mut doc["paths"]["/api/v1/tenants/{tenant}/retention/run"]["post"]["requestBody"];
+    run["required"] = json!(false);
+    run["content"]["application/json"]["schema"] = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {"dry_run": {"type": ["boolean", "null"]}},
+    });
+    for method in ["get", "put", "delete"] {
+        for parameter in doc["paths"][hold][method]["parameters"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
+            if parameter["name"] == "name" {
+                merge(
+                    &mut parameter["schema"],
+                    json!({"pattern": "^[A-Za-z0-9._-]{1,128}$"}),
+                );
+            }
+        }
+    }
 }

@@ -79,6 +79,21 @@ const TABLE: &[(&str, &str, &[Cred])] = &[
     ("GET", "/api/v1/tenants/{tenant}/catalog", READERS),
     ("PUT", "/api/v1/tenants/{tenant}/catalog", ADMINS),
     ("DELETE", "/api/v1/tenants/{tenant}/catalog", ADMINS),
+    ("GET", "/api/v1/tenants/{tenant}/retention", READERS),
+    ("PUT", "/api/v1/tenants/{tenant}/retention", ADMINS),
+    ("POST", "/api/v1/tenants/{tenant}/retention/run", ADMINS),
+    ("GET", "/api/v1/tenants/{tenant}/legal-holds", READERS),
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/legal-holds/{name}",
+        READERS,
+    ),
+    ("PUT", "/api/v1/tenants/{tenant}/legal-holds/{name}", ADMINS),
+    (
+        "DELETE",
+        "/api/v1/tenants/{tenant}/legal-holds/{name}",
+        ADMINS,
+    ),
     ("GET", "/api/v1/catalog/presets", ANY_READER),
     ("GET", "/api/v1/integrity/checkpoint", READERS),
     ("GET", "/api/v1/integrity/proof/{id}", READERS),
@@ -219,7 +234,8 @@ fn request(
         .replace("{type}", "asset")
         .replace("{id}", id)
         .replace("{actor_id}", "u1")
-        .replace("{event_type}", "asset.update");
+        .replace("{event_type}", "asset.update")
+        .replace("{name}", "case-1");
     let tenant = names_tenant(cred).then_some("acme");
     let gql = match tenant {
         Some(t) => format!("{{ auditLogs(limit: 1, tenant: \"{t}\") {{ items {{ id }} }} }}"),
@@ -233,6 +249,11 @@ fn request(
         }
         ("POST", "/api/v1/viewer-tokens") => Some(json!({"scope": {"actor_id": "u1"}})),
         ("PUT", "/api/v1/tenants/acme/catalog") => Some(json!({"actions": ["a.b"]})),
+        ("PUT", "/api/v1/tenants/acme/retention") => Some(json!({"default_days": 3650})),
+        ("POST", "/api/v1/tenants/acme/retention/run") => Some(json!({"dry_run": true})),
+        ("PUT", "/api/v1/tenants/acme/legal-holds/case-1") => {
+            Some(json!({"filter": {"actor_id": "u1"}}))
+        }
         ("POST", "/graphql") => Some(json!({"query": gql})),
         _ => None,
     };

@@ -95,6 +95,7 @@ pub async fn spawn_app_full(
         tick: std::time::Duration::from_millis(20),
         witness_file: Some(data_dir.join("witness.ndjson")),
     };
+    state.archive_dir = Arc::new(data_dir.join("archive"));
     let state = adjust(state);
     let server = tokio::spawn(serve(listener, state, async move {
         let _ = rx.await;
@@ -152,6 +153,22 @@ impl TestApp {
 
     pub async fn get(&self, path: &str, token: &str) -> Answer {
         self.raw(Method::GET, path, Some(token), None, None).await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: &Value) -> Answer {
+        self.raw(
+            Method::PUT,
+            path,
+            Some(token),
+            Some("application/json"),
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Answer {
+        self.raw(Method::DELETE, path, Some(token), None, None)
+            .await
     }
 
     pub async fn post(&self, path: &str, token: &str, body: &Value) -> Answer {
