@@ -9,6 +9,8 @@
 //! ./target/release/bench export      # SQLite: export rows/s and memory at 100k, 1M, 10M events
 //! ./target/release/bench metrics     # GET /metrics with 1 000 tenants vs GET /healthz
 //! ./target/release/bench auth        # what API-key and JWT authentication add per request
+//! ./target/release/bench retention   # SQLite: archive + remove 1M expired events; then the walk
+//! ./target/release/bench pg-retention # PostgreSQL: a monthly partition drop by size; whole removals
 //! ./target/release/bench pg-ingest   # PostgreSQL: HTTP batch ingest curve vs a raw COPY of the same rows
 //! ./target/release/bench pg-scale    # PostgreSQL: one server process vs two
 //! ./target/release/bench pg-query    # PostgreSQL: list pages at --events (10M), idle and while ingest runs
@@ -26,6 +28,7 @@ mod client;
 mod export;
 mod load;
 mod pg;
+mod retention;
 mod sqlite;
 
 use std::time::{Duration, Instant};
@@ -35,6 +38,11 @@ use sealtrail_model::Timestamp;
 use serde_json::Value;
 
 use crate::load::{EventIds, EventSource, Pools};
+
+/// The server's allocator, so that what this process runs of the store (retention) runs as
+/// the server runs it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const ADMIN: &str = "st_benchbenchbenchbenchbenchbenchbenchbench000";
 
@@ -208,6 +216,26 @@ enum Suite {
         #[arg(long, default_value_t = 4)]
         feed_clients: usize,
     },
+    /// SQLite: retention of `--events` expired events (100 days old) among one in eleven more
+    /// a day old: a dry run, the run (archive, derived data, log), then the verify walk.
+    Retention {
+        /// Expired events.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+    },
+    /// PostgreSQL: the partition drop on its own at each of `--sizes`, then whole removals
+    /// through the store of a month of `--store-sizes` events.
+    PgRetention {
+        /// The database.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        url: String,
+        /// Partition sizes for the drop alone.
+        #[arg(long, value_delimiter = ',', default_values_t = [100_000u64, 1_000_000, 10_000_000])]
+        sizes: Vec<u64>,
+        /// Month sizes removed through the store.
+        #[arg(long, value_delimiter = ',', default_values_t = [100_000u64, 1_000_000])]
+        store_sizes: Vec<u64>,
+    },
     /// The audit layer's added latency per request, against the same route without it.
     Layer {
         /// Requests per variant.
@@ -274,6 +302,12 @@ fn main() -> anyhow::Result<()> {
                 schema,
                 feed_clients,
             } => pg::query(&url, events, requests, schema, feed_clients).await,
+            Suite::Retention { events } => retention::sqlite(events).await,
+            Suite::PgRetention {
+                url,
+                sizes,
+                store_sizes,
+            } => retention::pg(&url, &sizes, &store_sizes).await,
             Suite::Layer { requests } => client::layer(requests).await,
             Suite::Example {
                 requests,

@@ -26,7 +26,8 @@ use crate::PgError;
 use crate::read::{ROW_COLUMNS, ROW_FROM, row_from};
 
 /// The advisory lock namespace of indexers, apart from the writers' tenant locks.
-const INDEX_LOCK: &str = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 11))";
+const INDEX_LOCK: &str =
+    "SELECT pg_try_advisory_xact_lock(hashtextextended(current_schema() || '/' || $1, 11))";
 
 /// An indexer's connection, used from a thread of its own.
 pub(crate) struct PgIndexer {
@@ -190,6 +191,32 @@ impl IndexBackend for PgIndexer {
             .collect())
     }
 
+    fn tagged_postings(
+        &mut self,
+        tenant: &Tenant,
+        chunk: u64,
+        tags: &[u8],
+    ) -> Result<Vec<(Term, Vec<u8>)>, PgError> {
+        let mut out = Vec::new();
+        for &tag in tags {
+            let rows = self.query(
+                "SELECT term, bits FROM postings WHERE tenant = $1 AND chunk = $2 \
+                 AND term >= $3 AND term < $4",
+                &[
+                    &tenant.as_str(),
+                    &(chunk as i64),
+                    &&[tag][..],
+                    &&[tag + 1][..],
+                ],
+            )?;
+            out.extend(
+                rows.into_iter()
+                    .map(|r| (Term(r.get::<_, Vec<u8>>(0).into_boxed_slice()), r.get(1))),
+            );
+        }
+        Ok(out)
+    }
+
     fn posting(
         &mut self,
         tenant: &Tenant,
@@ -249,6 +276,13 @@ impl IndexBackend for PgIndexer {
     }
 
     fn write(&mut self, tenant: &Tenant, update: &Update) -> Result<(), PgError> {
+        if !update.cleared.is_empty() {
+            let cleared: Vec<i64> = update.cleared.iter().map(|c| *c as i64).collect();
+            self.execute(
+                "DELETE FROM postings WHERE tenant = $1 AND chunk = ANY($2)",
+                &[&tenant.as_str(), &cleared],
+            )?;
+        }
         let chunks: Vec<i64> = update.postings.iter().map(|p| p.0 as i64).collect();
         let terms: Vec<&[u8]> = update.postings.iter().map(|p| &*p.1.0).collect();
         let bits: Vec<&[u8]> = update.postings.iter().map(|p| p.2.as_slice()).collect();

@@ -277,6 +277,8 @@ impl PgStore {
                 .await
                 .map_err(PgError::from)?;
             index::check_version(&mut client).await?;
+            // A partition retention detached, left by a crash before its files were released.
+            removal::drop_removed(&client).await;
         }
         let upkeep = tokio::spawn(partition_upkeep(write.clone()));
         // The indexer keeps a connection of its own, so it never takes one the writer waits for.
@@ -807,14 +809,19 @@ impl Store for PgStore {
             .into_iter()
             .map(|s| i64::try_from(s).unwrap_or(i64::MAX))
             .collect();
-        self.sanctioned(
-            "retention",
-            receipt,
-            Box::new(move |client| {
-                Box::pin(async move { removal::remove_events(client, &tenant, &seqs).await })
-            }),
-        )
-        .await
+        let appended = self
+            .sanctioned(
+                "retention",
+                receipt,
+                Box::new(move |client| {
+                    Box::pin(async move { removal::remove_events(client, &tenant, &seqs).await })
+                }),
+            )
+            .await?;
+        if let Ok(client) = self.write_pool().get().await {
+            removal::drop_removed(&client).await;
+        }
+        Ok(appended)
     }
 
     async fn shutdown(&self) {

@@ -1,8 +1,10 @@
 //! Retention's removal of events from the log, inside the sanctioned path's transaction: a
-//! past month's partition that holds nothing but events being removed is detached and dropped
-//! whole (a moment, whatever its size); the other events are deleted row by row. Their
-//! `leaves` rows stay: the place of each removed event (id, digest, leaf hash), which keeps the
-//! tree, the chain and every proof whole.
+//! past month's partition that holds nothing but events being removed is detached whole (a
+//! moment, whatever its size) and renamed `removed_<name>`; its files are released by
+//! [`drop_removed`] once the transaction committed (dropping a table takes time in proportion
+//! to its size, which the log need not wait for). The other events are deleted row by row.
+//! Their `leaves` rows stay: the place of each removed event (id, digest, leaf hash), which
+//! keeps the tree, the chain and every proof whole.
 
 use tokio_postgres::Client;
 
@@ -60,10 +62,10 @@ pub(crate) async fn remove_events(
         }
         client
             .batch_execute(&format!(
-                "ALTER TABLE events DETACH PARTITION {name}; DROP TABLE {name}"
+                "ALTER TABLE events DETACH PARTITION {name}; ALTER TABLE {name} RENAME TO removed_{name}"
             ))
             .await?;
-        tracing::info!(partition = %name, events = hi - lo + 1, "events partition dropped by retention");
+        tracing::info!(partition = %name, events = hi - lo + 1, "events partition detached by retention");
         dropped.push((lo, hi));
     }
     let rest: Vec<i64> = seqs
@@ -91,4 +93,33 @@ pub(crate) async fn remove_events(
             .await?;
     }
     Ok(())
+}
+
+/// Drops the partitions retention detached (`removed_events_y…`): after the removal committed,
+/// and at start for one a crash left behind. Failures are logged; the next call tries again.
+pub(crate) async fn drop_removed(client: &Client) {
+    let tables = match client
+        .query(
+            "SELECT c.relname::text FROM pg_class c \
+             WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) \
+             AND c.relkind = 'r' AND c.relname LIKE 'removed\\_events\\_y%'",
+            &[],
+        )
+        .await
+    {
+        Ok(rows) => rows,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot list the partitions retention detached");
+            return;
+        }
+    };
+    for row in tables {
+        let name: String = row.get(0);
+        match client.batch_execute(&format!("DROP TABLE {name}")).await {
+            Ok(()) => tracing::info!(table = %name, "a detached events partition was dropped"),
+            Err(err) => {
+                tracing::warn!(table = %name, error = %err, "cannot drop a detached partition")
+            }
+        }
+    }
 }

@@ -694,7 +694,16 @@ async fn retention_drops_a_past_partition_holding_only_removed_events() {
         .await
         .expect("purge");
     let after = partitions(&client).await;
-    assert!(!after.contains(&oldest), "dropped whole: {after:?}");
+    assert!(!after.contains(&oldest), "detached whole: {after:?}");
+    let left: bool = client
+        .query_one(
+            "SELECT to_regclass($1::text) IS NOT NULL",
+            &[&format!("removed_{oldest}")],
+        )
+        .await
+        .expect("regclass")
+        .get(0);
+    assert!(!left, "and dropped once the removal committed");
     assert!(
         after.contains(&older),
         "kept, its removed rows deleted: {after:?}"

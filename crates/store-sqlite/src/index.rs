@@ -207,6 +207,29 @@ impl IndexBackend for SqliteIndexer {
         .collect()
     }
 
+    fn tagged_postings(
+        &mut self,
+        tenant: &Tenant,
+        chunk: u64,
+        tags: &[u8],
+    ) -> rusqlite::Result<Vec<(Term, Vec<u8>)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT term, bits FROM postings WHERE tenant = ?1 AND chunk = ?2 \
+             AND term >= ?3 AND term < ?4",
+        )?;
+        let mut out = Vec::new();
+        for &tag in tags {
+            let rows = stmt.query_map(
+                params![tenant.as_str(), chunk as i64, [tag], [tag + 1]],
+                |r| Ok((Term(r.get::<_, Vec<u8>>(0)?.into_boxed_slice()), r.get(1)?)),
+            )?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+
     fn posting(
         &mut self,
         tenant: &Tenant,
@@ -279,6 +302,12 @@ impl IndexBackend for SqliteIndexer {
     }
 
     fn write(&mut self, tenant: &Tenant, update: &Update) -> rusqlite::Result<()> {
+        let mut cleared = self
+            .conn
+            .prepare_cached("DELETE FROM postings WHERE tenant = ?1 AND chunk = ?2")?;
+        for chunk in &update.cleared {
+            cleared.execute(params![tenant.as_str(), *chunk as i64])?;
+        }
         let mut posting = self.conn.prepare_cached(
             "INSERT OR REPLACE INTO postings (tenant, chunk, term, bits) VALUES (?1, ?2, ?3, ?4)",
         )?;

@@ -75,16 +75,25 @@ pub(crate) fn remove_events(
     tenant: &Tenant,
     seqs: &[u64],
 ) -> rusqlite::Result<()> {
+    // A row with an entry: `recorded_at` is the 8 bytes after version, tenant, seq and id
+    // (docs/integrity.md §4), kept as they are, without decoding the entry.
+    let mut entry_row = conn.prepare_cached(
+        "UPDATE log SET gone_recorded_at = substr(entry, 30 + length(CAST(tenant AS BLOB)), 8), \
+         entry = NULL, personal_values = NULL WHERE tenant = ?1 AND seq = ?2 AND entry IS NOT NULL",
+    )?;
     let mut read = conn.prepare_cached(&format!(
         "SELECT {ROW_COLUMNS} FROM log WHERE tenant = ?1 AND seq = ?2 AND {PRESENT}"
     ))?;
-    let mut remove = conn.prepare_cached(
-        "UPDATE log SET gone_recorded_at = ?3, entry = NULL, personal_values = NULL, \
-         legacy_body = NULL, legacy_personal = NULL, legacy_prev = NULL \
-         WHERE tenant = ?1 AND seq = ?2",
+    let mut legacy_row = conn.prepare_cached(
+        "UPDATE log SET gone_recorded_at = ?3, legacy_body = NULL, legacy_personal = NULL, \
+         legacy_prev = NULL WHERE tenant = ?1 AND seq = ?2",
     )?;
     for &seq in seqs {
         let at = i64::try_from(seq).unwrap_or(i64::MAX);
+        if entry_row.execute(rusqlite::params![tenant.as_str(), at])? == 1 {
+            continue;
+        }
+        // A row from before entries keeps its event as JSON; or the event is not there.
         let row = read
             .query_row(rusqlite::params![tenant.as_str(), at], row_from)
             .optional()?
@@ -95,7 +104,17 @@ pub(crate) fn remove_events(
                 })
             })?;
         let recorded = row.with_source(|s| s.view.recorded_at).map_err(damaged)?;
-        remove.execute(rusqlite::params![tenant.as_str(), at, recorded])?;
+        legacy_row.execute(rusqlite::params![tenant.as_str(), at, recorded])?;
     }
     Ok(())
+}
+
+/// The `recorded_at` kept beside a removed event: the entry's 8 bytes, or (for a row from
+/// before entries) the number itself.
+pub(crate) fn gone_recorded_at(value: rusqlite::types::ValueRef<'_>) -> Option<i64> {
+    match value {
+        rusqlite::types::ValueRef::Integer(i) => Some(i),
+        rusqlite::types::ValueRef::Blob(b) => b.try_into().ok().map(i64::from_be_bytes),
+        _ => None,
+    }
 }

@@ -152,7 +152,7 @@ impl WalkReader for Reader {
                 _ => None,
             };
             let (legacy_personal, legacy_prev) = (blob(6)?, blob(7)?);
-            let gone_at = r.get::<_, Option<i64>>(8)?;
+            let gone_at = crate::seal::gone_recorded_at(r.get_ref(8)?);
             let (body, problem) = match blob(3)? {
                 Some(entry) => {
                     let leftover = legacy_body.is_some()

@@ -116,7 +116,7 @@ impl LogBackend for SqliteLog {
                         Ok((
                             r.get::<_, String>(0)?,
                             r.get::<_, Vec<u8>>(1)?,
-                            r.get::<_, Option<i64>>(2)?,
+                            seal::gone_recorded_at(r.get_ref(2)?),
                             row_at(r, 3)?,
                         ))
                     })

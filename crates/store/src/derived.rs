@@ -190,6 +190,9 @@ pub struct Update {
     pub folded: Vec<(Span, i64, i64)>,
     /// `(chunk, term)`: postings left empty by removed events, deleted.
     pub removed: Vec<(u64, Term)>,
+    /// Chunks whose every posting is deleted before `postings` are written (a chunk most of
+    /// whose events were removed is derived again from what is left).
+    pub cleared: Vec<u64>,
     /// The new watermark.
     pub watermark: u64,
 }
@@ -221,6 +224,14 @@ pub trait IndexBackend: Send {
     /// A stored time block.
     fn time_block(&mut self, tenant: &Tenant, block: u64)
     -> Result<Option<TimeBlock>, Self::Error>;
+
+    /// The stored postings of `chunk` whose terms start with one of `tags`.
+    fn tagged_postings(
+        &mut self,
+        tenant: &Tenant,
+        chunk: u64,
+        tags: &[u8],
+    ) -> Result<Vec<(Term, Vec<u8>)>, Self::Error>;
 
     /// One stored posting of `chunk`, in stored form.
     fn posting(
@@ -623,7 +634,9 @@ pub enum Unindex {
 /// transaction, before their events leave the log (retention): each is cleared from every
 /// posting of its chunk (a posting left empty is deleted), its counts are taken out of the
 /// rollups (the summaries of a folded chunk, the open minutes of the chunk being indexed), and
-/// it is added to its chunk's [`gone`] posting. Positions already gone are left as they are, so
+/// it is added to its chunk's [`gone`] posting. A chunk losing a quarter or more of what it
+/// holds is derived again from the events left instead (its postings cleared, theirs written):
+/// reading and rewriting every posting would cost more. Positions already gone are left as they are, so
 /// a removal cut short (the log's removal never followed) can be run again. What the indexer
 /// remembers of the tenant is forgotten.
 pub fn unindex<B: IndexBackend>(
@@ -691,6 +704,14 @@ pub fn unindex_shared<B: IndexBackend>(
     ))
 }
 
+/// The tags of the terms rollups count (actors, actions, targets) and of outcomes.
+const ROLLUP_TAGS: [u8; 4] = [
+    crate::fields::ACTOR_ID.tag(),
+    crate::fields::ACTION.tag(),
+    crate::fields::TARGET.tag(),
+    crate::fields::OUTCOME.tag(),
+];
+
 /// The update that takes `seqs` out of the derived data, and how many it takes out.
 fn unindex_update<B: IndexBackend>(
     backend: &mut B,
@@ -714,17 +735,36 @@ fn unindex_update<B: IndexBackend>(
     // Counts to take out of the summaries of folded chunks, per (span, period).
     let mut folded: BTreeMap<(Span, i64), Rollup> = BTreeMap::new();
     for (chunk, wanted) in by_chunk {
-        let mut postings: TermMap<RoaringBitmap> = backend
-            .chunk_postings(tenant, chunk)?
-            .into_iter()
-            .map(|(term, bits)| (term, decode_bits(&bits)))
-            .collect();
-        let mut gone_bits = postings.remove(&gone_term).unwrap_or_default();
+        let first = chunk << CHUNK_BITS;
+        let last = (first + CHUNK).min(watermark);
+        let mut gone_bits = backend
+            .posting(tenant, chunk, &gone_term)?
+            .map(|b| decode_bits(&b))
+            .unwrap_or_default();
         let fresh = &wanted - &gone_bits;
         if fresh.is_empty() {
             continue;
         }
         removed += fresh.len();
+        let present = (last - first).saturating_sub(gone_bits.len());
+        // Most of the chunk going: it is derived again from the events left (its postings
+        // cleared, theirs written), which reads the key postings alone rather than every one.
+        let rebuild = fresh.len().saturating_mul(4) >= present;
+        let postings: TermMap<RoaringBitmap> = if rebuild {
+            backend
+                .tagged_postings(tenant, chunk, &ROLLUP_TAGS)?
+                .into_iter()
+                .map(|(term, bits)| (term, decode_bits(&bits)))
+                .collect()
+        } else {
+            let mut all: TermMap<RoaringBitmap> = backend
+                .chunk_postings(tenant, chunk)?
+                .into_iter()
+                .map(|(term, bits)| (term, decode_bits(&bits)))
+                .collect();
+            all.remove(&gone_term);
+            all
+        };
         // Each removed position's counts, by the key and failure postings that hold it; a
         // position in no key posting (an event indexing could not read) was never counted.
         let mut counts: HashMap<u32, (bool, Vec<&Term>)> = HashMap::new();
@@ -771,20 +811,53 @@ fn unindex_update<B: IndexBackend>(
                 .or_default()
                 .count(*failed, keys.iter().map(|t| &*t.0));
         }
-        // Postings without the removed positions; the empty ones deleted.
-        let mut changed: Vec<(Term, RoaringBitmap)> = Vec::new();
-        for (term, bits) in postings {
-            if bits.is_disjoint(&fresh) {
-                continue;
+        if rebuild {
+            // Every posting of the chunk goes; those of the events left are written again.
+            drop(counts);
+            let rows = backend.log_rows(tenant, first + 1, last)?;
+            let mut kept: TermMap<RoaringBitmap> = TermMap::default();
+            for row in rows
+                .iter()
+                .filter(|r| !fresh.contains(offset_in_chunk(r.seq)))
+            {
+                let offset = offset_in_chunk(row.seq);
+                let read = row.with_source(|source| {
+                    terms_of(source, |term| match kept.get_mut(term) {
+                        Some(bits) => {
+                            bits.insert(offset);
+                        }
+                        None => {
+                            kept.insert(Term(term.into()), std::iter::once(offset).collect());
+                        }
+                    })
+                });
+                if let Err(err) = read {
+                    tracing::warn!(tenant = %tenant, error = %err, "an event could not be indexed");
+                }
             }
-            changed.push((term, bits - &fresh));
-        }
-        changed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (term, bits) in changed {
-            if bits.is_empty() {
-                update.removed.push((chunk, term));
-            } else {
-                update.postings.push((chunk, term, encode_bits(&bits)));
+            let mut kept: Vec<(Term, RoaringBitmap)> = kept.into_iter().collect();
+            kept.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            update.cleared.push(chunk);
+            update.postings.extend(
+                kept.into_iter()
+                    .map(|(term, bits)| (chunk, term, encode_bits(&bits))),
+            );
+        } else {
+            // Postings without the removed positions; the empty ones deleted.
+            let mut changed: Vec<(Term, RoaringBitmap)> = Vec::new();
+            for (term, bits) in postings {
+                if bits.is_disjoint(&fresh) {
+                    continue;
+                }
+                changed.push((term, bits - &fresh));
+            }
+            changed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (term, bits) in changed {
+                if bits.is_empty() {
+                    update.removed.push((chunk, term));
+                } else {
+                    update.postings.push((chunk, term, encode_bits(&bits)));
+                }
             }
         }
         gone_bits |= fresh;
@@ -842,20 +915,29 @@ pub fn index_all<B: IndexBackend>(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, B::Error> {
     let mut done = 0;
+    // Another process's indexer may hold a tenant for a while: its work is waited for, up to
+    // a bound (a stuck one does not hang the caller).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let lags = backend.backend.lagging()?;
         let total: u64 = lags.iter().map(|l| l.size).sum();
-        let mut worked = false;
+        let (mut worked, mut held) = (false, false);
         for lag in lags.iter().filter(|l| l.indexed < l.size) {
-            if let Some(n) = index_next(backend, &lag.tenant, batch, lag.size)?
-                && n > 0
-            {
-                done += n;
-                worked = true;
-                progress(done, total);
+            match index_next(backend, &lag.tenant, batch, lag.size)? {
+                Some(n) if n > 0 => {
+                    done += n;
+                    worked = true;
+                    progress(done, total);
+                }
+                Some(_) => {}
+                None => held = true,
             }
         }
         if !worked {
+            if held && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
             return Ok(done);
         }
     }

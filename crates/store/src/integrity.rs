@@ -661,12 +661,14 @@ pub async fn retention_archives_removes_and_the_rest_still_reads_and_verifies(
     let store = harness.store();
     let now = Timestamp::now();
     let events = aged_events(now);
+    let mut recorded = Vec::new();
     for batch in events.chunks(5) {
         let prepared_events = batch
             .iter()
             .map(|(v, _)| prepared("r", v.clone()))
             .collect();
-        store.append(prepared_events).await.expect("append");
+        let appended = store.append(prepared_events).await.expect("append");
+        recorded.extend(appended.iter().map(|a| a.recorded_at));
     }
     for head in store.tree_heads().await.expect("heads") {
         let cp = Checkpoint::sign(&head, Timestamp::now(), KEY_ID, &signing_key());
@@ -850,6 +852,10 @@ pub async fn retention_archives_removes_and_the_rest_still_reads_and_verifies(
         .expect("retry");
     assert!(retry[0].duplicate, "{retry:?}");
     assert_eq!(retry[0].seq, gone[0] as u64 + 1);
+    assert_eq!(
+        retry[0].recorded_at, recorded[gone[0]],
+        "answered as first stored"
+    );
     // The receipt names the range, the count and the checkpoint.
     let receipts = ids_listed(
         &*store,

@@ -268,7 +268,7 @@ async fn write_archive(
                 inner: std::io::BufWriter::with_capacity(1 << 20, file),
                 digest: sha2::Sha256::new(),
             };
-            let mut gz = flate2::write::GzEncoder::new(hashing, flate2::Compression::fast());
+            let mut gz = flate2::write::GzEncoder::new(hashing, flate2::Compression::new(2));
             while let Some(chunk) = rx.blocking_recv() {
                 gz.write_all(&chunk)?;
             }
