@@ -798,12 +798,12 @@ impl Store for PgStore {
         seqs: Vec<u64>,
         receipt: PreparedEvent,
     ) -> StoreResult<Appended> {
-        let (index, who, which) = (self.index.clone(), tenant.clone(), seqs.clone());
-        tokio::task::spawn_blocking(move || {
-            sealtrail_store::derived::unindex_shared(&index, &who, &which)
-        })
-        .await
-        .map_err(|e| StoreError::Database(format!("unindexing failed: {e}")))??;
+        sealtrail_store::derived::unindex_blocking(
+            self.index.clone(),
+            tenant.clone(),
+            seqs.clone(),
+        )
+        .await?;
         let tenant = tenant.as_str().to_owned();
         let seqs: Vec<i64> = seqs
             .into_iter()

@@ -503,12 +503,12 @@ impl Store for SqliteStore {
         seqs: Vec<u64>,
         receipt: PreparedEvent,
     ) -> StoreResult<Appended> {
-        let (index, who, which) = (self.index.clone(), tenant.clone(), seqs.clone());
-        tokio::task::spawn_blocking(move || {
-            sealtrail_store::derived::unindex_shared(&index, &who, &which)
-        })
-        .await
-        .map_err(|e| StoreError::Database(format!("unindexing failed: {e}")))??;
+        sealtrail_store::derived::unindex_blocking(
+            self.index.clone(),
+            tenant.clone(),
+            seqs.clone(),
+        )
+        .await?;
         let tenant = tenant.clone();
         self.sanctioned("retention", receipt, move |conn| {
             seal::remove_events(conn, &tenant, &seqs)

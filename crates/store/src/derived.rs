@@ -712,6 +712,18 @@ const ROLLUP_TAGS: [u8; 4] = [
     crate::fields::OUTCOME.tag(),
 ];
 
+/// [`unindex_shared`] on a blocking thread: what each backend's [`crate::Store::purge`] does
+/// before it removes the events from the log.
+pub async fn unindex_blocking<B: IndexBackend + 'static>(
+    indexer: Arc<Mutex<Indexer<B>>>,
+    tenant: Tenant,
+    seqs: Vec<u64>,
+) -> StoreResult<u64> {
+    tokio::task::spawn_blocking(move || unindex_shared(&indexer, &tenant, &seqs))
+        .await
+        .map_err(|e| StoreError::Database(format!("unindexing failed: {e}")))?
+}
+
 /// The update that takes `seqs` out of the derived data, and how many it takes out.
 fn unindex_update<B: IndexBackend>(
     backend: &mut B,
