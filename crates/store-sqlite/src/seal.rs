@@ -77,9 +77,11 @@ pub(crate) fn remove_events(
 ) -> rusqlite::Result<()> {
     // A row with an entry: `recorded_at` is the 8 bytes after version, tenant, seq and id
     // (docs/integrity.md §4), kept as they are, without decoding the entry.
-    let mut entry_row = conn.prepare_cached(
-        "UPDATE log SET gone_recorded_at = substr(entry, 30 + length(CAST(tenant AS BLOB)), 8), \
-         entry = NULL, personal_values = NULL WHERE tenant = ?1 AND seq = ?2 AND entry IS NOT NULL",
+    const EMPTY: &str = "UPDATE log SET gone_recorded_at = substr(entry, 30 + length(CAST(tenant AS BLOB)), 8), \
+         entry = NULL, personal_values = NULL WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3 AND entry IS NOT NULL";
+    let mut empty = conn.prepare_cached(EMPTY)?;
+    let mut with_entry = conn.prepare_cached(
+        "SELECT count(*) FROM log WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3 AND entry IS NOT NULL",
     )?;
     let mut read = conn.prepare_cached(&format!(
         "SELECT {ROW_COLUMNS} FROM log WHERE tenant = ?1 AND seq = ?2 AND {PRESENT}"
@@ -88,23 +90,42 @@ pub(crate) fn remove_events(
         "UPDATE log SET gone_recorded_at = ?3, legacy_body = NULL, legacy_personal = NULL, \
          legacy_prev = NULL WHERE tenant = ?1 AND seq = ?2",
     )?;
-    for &seq in seqs {
-        let at = i64::try_from(seq).unwrap_or(i64::MAX);
-        if entry_row.execute(rusqlite::params![tenant.as_str(), at])? == 1 {
+    let clamp = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
+    let mut at = 0;
+    while at < seqs.len() {
+        // A run of consecutive positions whose rows all hold an entry: one statement.
+        let mut end = at;
+        while end + 1 < seqs.len() && seqs[end + 1] == seqs[end] + 1 {
+            end += 1;
+        }
+        let (lo, hi) = (clamp(seqs[at]), clamp(seqs[end]));
+        let entries: i64 =
+            with_entry.query_row(rusqlite::params![tenant.as_str(), lo, hi], |r| r.get(0))?;
+        if entries == hi - lo + 1 {
+            empty.execute(rusqlite::params![tenant.as_str(), lo, hi])?;
+            at = end + 1;
             continue;
         }
-        // A row from before entries keeps its event as JSON; or the event is not there.
-        let row = read
-            .query_row(rusqlite::params![tenant.as_str(), at], row_from)
-            .optional()?
-            .ok_or_else(|| {
-                damaged(sealtrail_store::rows::RowError {
-                    seq,
-                    what: "it is not in the log (removed already?)".into(),
-                })
-            })?;
-        let recorded = row.with_source(|s| s.view.recorded_at).map_err(damaged)?;
-        legacy_row.execute(rusqlite::params![tenant.as_str(), at, recorded])?;
+        // Otherwise row by row: a row from before entries keeps its event as JSON; a row not
+        // there fails the whole removal.
+        for &seq in &seqs[at..=end] {
+            let pos = clamp(seq);
+            if empty.execute(rusqlite::params![tenant.as_str(), pos, pos])? == 1 {
+                continue;
+            }
+            let row = read
+                .query_row(rusqlite::params![tenant.as_str(), pos], row_from)
+                .optional()?
+                .ok_or_else(|| {
+                    damaged(sealtrail_store::rows::RowError {
+                        seq,
+                        what: "it is not in the log (removed already?)".into(),
+                    })
+                })?;
+            let recorded = row.with_source(|s| s.view.recorded_at).map_err(damaged)?;
+            legacy_row.execute(rusqlite::params![tenant.as_str(), pos, recorded])?;
+        }
+        at = end + 1;
     }
     Ok(())
 }
