@@ -80,10 +80,12 @@ async fn begin_unless(client: &tokio_postgres::Client, begun: bool) -> Result<()
     Ok(())
 }
 
-/// The advisory lock of each tenant, taken in hash order so that concurrent writers never wait
-/// on each other in a cycle. Held until the transaction ends.
+/// The advisory lock of each tenant of this schema (stores in other schemas of the database
+/// have tenants of their own), taken in hash order so that concurrent writers never wait on
+/// each other in a cycle. Held until the transaction ends.
 const LOCK_TENANTS: &str = "SELECT pg_advisory_xact_lock(h) FROM \
-     (SELECT DISTINCT hashtextextended(t, 7) AS h FROM unnest($1::text[]) AS t ORDER BY 1) AS s";
+     (SELECT DISTINCT hashtextextended(current_schema() || '/' || t, 7) AS h \
+      FROM unnest($1::text[]) AS t ORDER BY 1) AS s";
 
 fn corrupt(tenant: &str, err: impl std::fmt::Display) -> PgError {
     PgError::Damaged(format!("the tenant_logs row of {tenant}: {err}"))
