@@ -463,7 +463,7 @@ impl Catalogs {
 
 /// The tenant named by a path, for a credential: 400 for a malformed name, 403 for another
 /// tenant's key.
-fn path_tenant(principal: &Principal, tenant: &str) -> Result<Tenant, ApiError> {
+pub(crate) fn path_tenant(principal: &Principal, tenant: &str) -> Result<Tenant, ApiError> {
     sealtrail_model::validate_tenant(tenant)
         .map_err(|msg| ApiError::bad_parameter("tenant", msg))?;
     principal.tenant(Some(tenant), "tenant", false)

@@ -190,6 +190,25 @@ pub async fn record_self(
     key: Option<&ApiKey>,
     metadata: Value,
 ) -> Result<(), ApiError> {
+    store
+        .append(vec![self_event(
+            tenant, action, category, actor, key, metadata,
+        )])
+        .await?;
+    Ok(())
+}
+
+/// An event sealtrail makes about itself in `tenant`, ready to append (or to record on the
+/// sanctioned path, as retention's receipt is): `actor` acted, on `key` when given, else on the
+/// tenant.
+pub(crate) fn self_event(
+    tenant: &Tenant,
+    action: &str,
+    category: Category,
+    actor: Actor,
+    key: Option<&ApiKey>,
+    metadata: Value,
+) -> PreparedEvent {
     let target = match key {
         Some(k) => Target {
             target_type: "api_key".into(),
@@ -219,10 +238,7 @@ pub async fn record_self(
         related: Vec::new(),
         metadata: Some(metadata),
     };
-    store
-        .append(vec![PreparedEvent::new(tenant.clone(), event)])
-        .await?;
-    Ok(())
+    PreparedEvent::new(tenant.clone(), event)
 }
 
 /// The router with every route and layer.

@@ -16,9 +16,9 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use sealtrail_model::{Actor, ActorType, Category, NewEvent, Outcome, Target, Timestamp};
+use sealtrail_model::{Actor, ActorType, Category, Timestamp};
 use sealtrail_store::retention::{self, Hold, Policy, Rule};
-use sealtrail_store::{PreparedEvent, Scope, Store, Tenant};
+use sealtrail_store::{Scope, Store, Tenant};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -319,12 +319,11 @@ fn hold_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// The tenant named by a path, for an admin of it.
+/// The tenant named by a path, for a credential with `scope`: 400 for a malformed name, 403
+/// for another tenant's key or a missing scope.
 fn admin_tenant(principal: &Principal, tenant: &str, scope: Scope) -> Result<Tenant, ApiError> {
     principal.require(scope)?;
-    sealtrail_model::validate_tenant(tenant)
-        .map_err(|msg| ApiError::bad_parameter("tenant", msg))?;
-    principal.tenant(Some(tenant), "tenant", false)
+    crate::catalog::path_tenant(principal, tenant)
 }
 
 /// The rules stored for a tenant (none: keep everything forever).
@@ -694,10 +693,12 @@ pub async fn run_tenant(
     let receipt = |o: &retention::Outcome| {
         let (from, to) = o.range.unwrap_or_default();
         let cp = o.checkpoint.as_ref();
-        self_event(
+        crate::self_event(
             tenant,
             sealtrail_store::verify::PURGED,
+            Category::Delete,
             actor.clone(),
+            None,
             json!({
                 "from_seq": from,
                 "to_seq": to,
@@ -745,10 +746,12 @@ pub async fn run_tenant(
         receipt_id: outcome.receipt.as_ref().map(|a| a.id.to_string()),
     };
     if outcome.receipt.is_none() {
-        let event = self_event(
+        let event = crate::self_event(
             tenant,
             "audit.retention_checked",
+            Category::Delete,
             actor,
+            None,
             json!({
                 "dry_run": dry_run,
                 "would_purge": if dry_run { outcome.purged } else { 0 },
@@ -761,34 +764,6 @@ pub async fn run_tenant(
         store.append(vec![event]).await?;
     }
     Ok(answer)
-}
-
-/// An event sealtrail records about itself in `tenant`, on the tenant.
-fn self_event(tenant: &Tenant, action: &str, actor: Actor, metadata: Value) -> PreparedEvent {
-    PreparedEvent::new(
-        tenant.clone(),
-        NewEvent {
-            id: None,
-            tenant: None,
-            occurred_at: None,
-            action: action.to_owned(),
-            category: Category::Delete,
-            event_type: None,
-            outcome: Outcome::Success,
-            error: None,
-            actor,
-            target: Some(Target {
-                target_type: "tenant".into(),
-                id: tenant.to_string(),
-                name: None,
-            }),
-            organization: None,
-            context: None,
-            changes: Vec::new(),
-            related: Vec::new(),
-            metadata: Some(metadata),
-        },
-    )
 }
 
 /// The actor of the daily job's runs.
