@@ -18,9 +18,18 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::merkle::{Hash, leaf_hash};
+use crate::personal::{Held, HeldWriter, Opening, Slot, opened_digest};
 
 /// The encoding version this module writes.
 pub const ENTRY_VERSION: u8 = 1;
+
+/// The version of entries that hold every personal value, the actor's id among them, only as a
+/// digest under an opening ([`crate::personal`], `docs/integrity.md` §4.2).
+pub const ENTRY_VERSION_2: u8 = 2;
+
+/// The tag a version-2 change value carries, in place of a JSON tag, when it is personal: the
+/// value's digest follows.
+pub const PERSONAL_CHANGE: u8 = 9;
 
 /// The hash a first event names as its predecessor.
 pub const GENESIS: Hash = [0u8; 32];
@@ -432,6 +441,209 @@ pub fn encode_parts(event: &EntryParts<'_>, digests: &PersonalDigests, prev: &Ha
     w.opt(event.metadata, |w, m| w.json(m));
     w.bytes(prev);
     w.0
+}
+
+/// The canonical encoding of one JSON value (§2), as a change value's digest is made over it.
+pub fn json_bytes(value: &Value) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(16));
+    w.json(value);
+    w.0
+}
+
+/// What [`encode_v2`] asks for each place a personal value may take.
+pub type DigestOf<'f> = dyn FnMut(Slot, Option<&[u8]>) -> Option<Hash> + 'f;
+
+/// Encodes a new event as an entry of version [`ENTRY_VERSION_2`] and the personal values kept
+/// beside it ([`crate::personal`]): every personal value gets a fresh opening from `opening`.
+///
+/// Personal are the actor's id, name and e-mail, the context's ip and user agent, a person
+/// target's id and name (its type is one of `person_types`, case-insensitive), and a change value
+/// that is not null when the target is a person, or that is a string equal to one of those values.
+pub fn encode_new_v2(
+    event: &EntryParts<'_>,
+    person_types: &[&str],
+    prev: &Hash,
+    mut opening: impl FnMut() -> Opening,
+) -> (Vec<u8>, Vec<u8>) {
+    let person = event
+        .target
+        .filter(|t| is_person_type(&t.target_type, person_types));
+    let context = event.context;
+    let mut known: Vec<&str> = [
+        Some(event.actor.id.as_str()),
+        event.actor.name.as_deref(),
+        event.actor.email.as_deref(),
+        context.and_then(|c| c.ip.as_deref()),
+        context.and_then(|c| c.user_agent.as_deref()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if let Some(t) = person {
+        known.push(&t.id);
+        known.extend(t.name.as_deref());
+    }
+    let mut held = HeldWriter::default();
+    let entry = encode_v2(event, prev, &mut |slot, value| {
+        let value = value?;
+        let personal = match slot {
+            Slot::TargetId | Slot::TargetName => person.is_some(),
+            Slot::ChangeOld(_) | Slot::ChangeNew(_) => {
+                // The canonical encoding: tag 0 is null, tag 6 a string (length, then bytes).
+                value != [0]
+                    && (person.is_some()
+                        || (value[0] == 6 && known.iter().any(|k| k.as_bytes() == &value[5..])))
+            }
+            _ => true,
+        };
+        if !personal {
+            return None;
+        }
+        let key = opening();
+        held.push(
+            slot,
+            Held::Open {
+                opening: key,
+                value,
+            },
+        );
+        Some(opened_digest(&key, slot.field(), value))
+    })
+    .expect("a new event's actor id is always given a digest");
+    (entry, held.finish())
+}
+
+/// Encodes an event as an entry of version [`ENTRY_VERSION_2`], asking `digest` for each place a
+/// personal value may take, in entry order: given the slot and the event's value there (UTF-8
+/// text, or a change value's canonical JSON; `None` when the event has none), it answers the
+/// digest to write, or `None` to write the value in the clear (or nothing, when there is none).
+/// The actor's id must get a digest, else there is no entry (`None`). A target's name is
+/// asked for only when its id got a digest: a person's name is never in the clear.
+pub fn encode_v2(
+    event: &EntryParts<'_>,
+    prev: &Hash,
+    digest: &mut DigestOf<'_>,
+) -> Option<Vec<u8>> {
+    let mut w = Writer(Vec::with_capacity(1024));
+    w.u8(ENTRY_VERSION_2);
+    w.str(event.tenant);
+    w.u64(event.seq);
+    w.bytes(event.id.as_bytes());
+    w.i64(event.recorded_at.micros());
+    w.i64(event.occurred_at.micros());
+    w.str(event.action);
+    w.u8(category_code(event.category));
+    w.opt(event.event_type, |w, v| w.str(v));
+    w.u8(match event.outcome {
+        Outcome::Success => 0,
+        Outcome::Failure => 1,
+    });
+    w.opt(event.error, |w, v| w.str(v));
+    w.bytes(&digest(Slot::ActorId, Some(event.actor.id.as_bytes()))?);
+    w.u8(actor_type_code(event.actor.actor_type));
+    fn text(v: Option<&String>) -> Option<&[u8]> {
+        v.map(|s| s.as_bytes())
+    }
+    let name = digest(Slot::ActorName, text(event.actor.name.as_ref()));
+    w.opt(name.as_ref(), |w, d| w.bytes(d));
+    let email = digest(Slot::ActorEmail, text(event.actor.email.as_ref()));
+    w.opt(email.as_ref(), |w, d| w.bytes(d));
+    w.opt(event.target, |w, t| {
+        w.str(&t.target_type);
+        match digest(Slot::TargetId, Some(t.id.as_bytes())) {
+            Some(d) => {
+                w.u8(2);
+                w.bytes(&d);
+                match digest(Slot::TargetName, text(t.name.as_ref())) {
+                    Some(d) => {
+                        w.u8(2);
+                        w.bytes(&d);
+                    }
+                    None => w.u8(0),
+                }
+            }
+            None => {
+                w.u8(1);
+                w.str(&t.id);
+                w.opt(t.name.as_deref(), |w, v| w.str(v));
+            }
+        }
+    });
+    w.opt(event.organization, |w, o| {
+        w.str(&o.id);
+        w.opt(o.name.as_deref(), |w, v| w.str(v));
+    });
+    w.opt(event.context, |w, c| {
+        let ip = digest(Slot::Ip, text(c.ip.as_ref()));
+        w.opt(ip.as_ref(), |w, d| w.bytes(d));
+        let ua = digest(Slot::UserAgent, text(c.user_agent.as_ref()));
+        w.opt(ua.as_ref(), |w, d| w.bytes(d));
+        w.opt(c.session_id.as_deref(), |w, v| w.str(v));
+        w.opt(c.correlation_id.as_deref(), |w, v| w.str(v));
+        w.opt(c.endpoint.as_deref(), |w, v| w.str(v));
+        w.opt(c.method.as_deref(), |w, v| w.str(v));
+        w.opt(c.status_code, |w, v| w.u16(v));
+        w.opt(c.duration_ms.as_ref(), |w, n| {
+            w.json(&Value::Number(n.clone()))
+        });
+    });
+    w.len(event.changes.len());
+    let mut index = 0u32;
+    event.changes.each(|field, old, new| {
+        w.str(field);
+        for (slot, value) in [(Slot::ChangeOld(index), old), (Slot::ChangeNew(index), new)] {
+            let bytes = json_bytes(value);
+            match digest(slot, Some(&bytes)) {
+                Some(d) => {
+                    w.u8(PERSONAL_CHANGE);
+                    w.bytes(&d);
+                }
+                None => w.bytes(&bytes),
+            }
+        }
+        index += 1;
+    });
+    w.len(event.related.len());
+    for r in event.related {
+        w.str(&r.related_type);
+        w.str(&r.id);
+    }
+    w.opt(event.metadata, |w, m| w.json(m));
+    w.bytes(prev);
+    Some(w.0)
+}
+
+/// Encodes a served event again as the version-2 entry it was sealed as, from the event and its
+/// seal material alone ([`crate::personal::seal_material`]), as an offline verifier does: a
+/// value whose opening is given is digested again from what is served, so an altered value
+/// changes the bytes; a slot without one (erased) takes the given digest and must show what an
+/// erased value shows (nothing, [`crate::view::REDACTED`] for a change value, a pseudonym for
+/// an id), else the bytes change too. `None` when the seal does not even cover the actor's id.
+pub fn reencode_v2(
+    event: &EntryParts<'_>,
+    prev: &Hash,
+    seal: &[crate::personal::SealedSlot],
+) -> Option<Vec<u8>> {
+    let redacted = json_bytes(&Value::String(crate::view::REDACTED.to_owned()));
+    encode_v2(event, prev, &mut |slot, value| {
+        let (_, digest, opening) = seal.iter().find(|(s, _, _)| *s == slot)?;
+        match (opening, value) {
+            (Some(o), Some(v)) => Some(opened_digest(o, slot.field(), v)),
+            // An opening with nothing served: a value was taken out of what is shown.
+            (Some(_), None) => None,
+            (None, None) => Some(*digest),
+            (None, Some(v)) => {
+                let erased_shows = match slot {
+                    Slot::ActorId | Slot::TargetId => {
+                        std::str::from_utf8(v).is_ok_and(crate::personal::is_pseudonym)
+                    }
+                    Slot::ChangeOld(_) | Slot::ChangeNew(_) => v == redacted.as_slice(),
+                    _ => false,
+                };
+                erased_shows.then_some(*digest)
+            }
+        }
+    })
 }
 
 /// The leaf hash of an event: RFC 9162 leaf hash of its [`encode_entry`] bytes.

@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod entry;
 pub mod merkle;
+pub mod personal;
 pub mod view;
 pub mod walk;
 

@@ -16,8 +16,9 @@ use sealtrail_model::{
 use serde_json::{Map, Number, Value};
 use uuid::Uuid;
 
-use crate::entry::{ENTRY_VERSION, PersonalDigests};
+use crate::entry::{ENTRY_VERSION, ENTRY_VERSION_2, PERSONAL_CHANGE, PersonalDigests};
 use crate::merkle::Hash;
+use crate::personal::{Held, MARK, Slot, held, held_is_valid};
 
 /// How deep JSON values inside an entry may nest; deeper ones are refused, not recursed into.
 pub const MAX_DEPTH: usize = 128;
@@ -30,6 +31,16 @@ pub struct DecodeError {
     pub what: &'static str,
     /// Where, counted from the first byte.
     pub at: usize,
+}
+
+/// An identifier as the entry holds it: in the clear (version 1, or a target that is not a
+/// person), or as a personal digest (version 2) whose value is kept beside the entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ident<'a> {
+    /// In the clear.
+    Plain(&'a str),
+    /// A personal value: see [`PersonalValues::actor_id`] and [`PersonalValues::target_id`].
+    Personal,
 }
 
 /// A target's name as the entry holds it.
@@ -49,7 +60,7 @@ pub struct TargetView<'a> {
     /// `target.type`.
     pub target_type: &'a str,
     /// `target.id`.
-    pub id: &'a str,
+    pub id: Ident<'a>,
     /// `target.name`.
     pub name: TargetName<'a>,
 }
@@ -74,6 +85,8 @@ pub struct ContextView<'a> {
 /// A validated canonical entry, borrowing its bytes. Building one checks the whole entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryView<'a> {
+    /// The encoding version: [`ENTRY_VERSION`] or [`ENTRY_VERSION_2`].
+    pub version: u8,
     /// `tenant`.
     pub tenant: &'a str,
     /// `seq`.
@@ -95,10 +108,11 @@ pub struct EntryView<'a> {
     /// `error`.
     pub error: Option<&'a str>,
     /// `actor.id`.
-    pub actor_id: &'a str,
+    pub actor_id: Ident<'a>,
     /// `actor.type`.
     pub actor_type: ActorType,
-    /// The personal digests the entry holds.
+    /// The personal digests a version-1 entry holds (a version-2 entry's are read with
+    /// [`EntryView::personal_digests`]).
     pub digests: PersonalDigests,
     /// `target`.
     pub target: Option<TargetView<'a>>,
@@ -112,12 +126,15 @@ pub struct EntryView<'a> {
     changes: &'a [u8],
     related: &'a [u8],
     metadata: Option<&'a [u8]>,
+    bytes: &'a [u8],
 }
 
 /// The personal values of an event, kept beside its entry and erasable: each present value
-/// has its digest in the entry. Stored form: one byte whose bits 0–4 say which of actor name,
-/// actor e-mail, ip, user agent and target name are present, then each present value as a
-/// 4-byte big-endian length and its UTF-8 bytes, in that order.
+/// has its digest in the entry. Stored form for a version-1 entry: one byte whose bits 0–4 say
+/// which of actor name, actor e-mail, ip, user agent and target name are present, then each
+/// present value as a 4-byte big-endian length and its UTF-8 bytes, in that order. For a
+/// version-2 entry: the form of [`crate::personal`], openings included, which this keeps as
+/// [`PersonalValues::held`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PersonalValues<'a> {
     /// `actor.name`.
@@ -130,6 +147,12 @@ pub struct PersonalValues<'a> {
     pub user_agent: Option<&'a str>,
     /// `target.name`, when the target is a person.
     pub target_name: Option<&'a str>,
+    /// `actor.id` of a version-2 entry: the value, or the pseudonym that replaced it.
+    pub actor_id: Option<&'a str>,
+    /// `target.id` of a version-2 entry whose target is a person: the value, or its pseudonym.
+    pub target_id: Option<&'a str>,
+    /// The whole version-2 form (openings and change values included).
+    pub held: Option<&'a [u8]>,
 }
 
 impl<'a> PersonalValues<'a> {
@@ -151,7 +174,13 @@ impl<'a> PersonalValues<'a> {
             target_name: digests
                 .target_name
                 .and(event.target.and_then(|t| t.name.as_deref())),
+            ..Self::default()
         }
+    }
+
+    /// What the version-2 form holds for `slot`, if this is one and holds it.
+    pub fn held_for(&self, slot: Slot) -> Option<Held<'a>> {
+        held(self.held?).find_map(|(s, h)| (s == slot).then_some(h))
     }
 
     /// The fields in stored order, with their names as personal digests use them.
@@ -167,11 +196,17 @@ impl<'a> PersonalValues<'a> {
 
     /// Whether no value is present (all erased, or none ever given).
     pub fn is_empty(&self) -> bool {
-        self.fields().iter().all(|(_, v)| v.is_none())
+        match self.held {
+            Some(bytes) => !held(bytes).any(|(_, h)| matches!(h, Held::Open { .. })),
+            None => self.fields().iter().all(|(_, v)| v.is_none()),
+        }
     }
 
     /// The stored form.
     pub fn to_bytes(&self) -> Vec<u8> {
+        if let Some(bytes) = self.held {
+            return bytes.to_vec();
+        }
         let mut out = vec![0u8];
         for (bit, (_, value)) in self.fields().into_iter().enumerate() {
             if let Some(v) = value {
@@ -183,8 +218,11 @@ impl<'a> PersonalValues<'a> {
         out
     }
 
-    /// Parses the stored form; `None` when it is malformed.
+    /// Parses the stored form (either version); `None` when it is malformed.
     pub fn from_bytes(bytes: &'a [u8]) -> Option<Self> {
+        if bytes.first() == Some(&MARK) {
+            return Self::from_held(bytes);
+        }
         let (&bits, mut rest) = bytes.split_first()?;
         if bits >> 5 != 0 {
             return None;
@@ -204,10 +242,55 @@ impl<'a> PersonalValues<'a> {
             ip: take(2)?,
             user_agent: take(3)?,
             target_name: take(4)?,
+            ..Self::default()
         };
         rest.is_empty().then_some(values)
     }
+
+    fn from_held(bytes: &'a [u8]) -> Option<Self> {
+        if !held_is_valid(bytes) {
+            return None;
+        }
+        let mut values = Self {
+            held: Some(bytes),
+            ..Self::default()
+        };
+        for (slot, h) in held(bytes) {
+            let text = match h {
+                Held::Open { value, .. } => std::str::from_utf8(value).ok(),
+                Held::Replaced(shown) => Some(shown),
+                Held::Erased => None,
+            };
+            let pseudonym_allowed = matches!(slot, Slot::ActorId | Slot::TargetId);
+            let text = text.filter(|_| pseudonym_allowed || matches!(h, Held::Open { .. }));
+            match slot {
+                Slot::ActorId => values.actor_id = text,
+                Slot::ActorName => values.actor_name = text,
+                Slot::ActorEmail => values.actor_email = text,
+                Slot::TargetId => values.target_id = text,
+                Slot::TargetName => values.target_name = text,
+                Slot::Ip => values.ip = text,
+                Slot::UserAgent => values.user_agent = text,
+                Slot::ChangeOld(_) | Slot::ChangeNew(_) => {
+                    // A change value is served by decoding it: it must be one canonical value.
+                    if let Held::Open { value, .. } = h {
+                        let mut r = Reader {
+                            bytes: value,
+                            at: 0,
+                        };
+                        if r.json(0).is_err() || r.at != value.len() {
+                            return None;
+                        }
+                    }
+                }
+            }
+        }
+        Some(values)
+    }
 }
+
+/// What an erased version-2 change value is served as.
+pub const REDACTED: &str = "[REDACTED]";
 
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -327,6 +410,20 @@ impl<'a> Reader<'a> {
         }
         Ok(&self.bytes[start..self.at])
     }
+    /// A change value: JSON, or in a version-2 entry a personal digest (reported to `sink`).
+    fn change_value(
+        &mut self,
+        version: u8,
+        slot: Slot,
+        sink: &mut dyn FnMut(Slot, Hash),
+    ) -> Read<()> {
+        if version == ENTRY_VERSION_2 && self.bytes.get(self.at) == Some(&PERSONAL_CHANGE) {
+            self.at += 1;
+            sink(slot, self.array()?);
+            return Ok(());
+        }
+        self.json(0).map(|_| ())
+    }
     /// A counted list whose items `item` checks; returns the list's bytes, count included.
     fn list(&mut self, mut item: impl FnMut(&mut Self) -> Read<()>) -> Read<&'a [u8]> {
         let start = self.at;
@@ -344,13 +441,31 @@ fn category(code: u8) -> Option<Category> {
 }
 
 impl<'a> EntryView<'a> {
-    /// Validates `bytes` as a canonical entry of version [`ENTRY_VERSION`].
+    /// Validates `bytes` as a canonical entry of version [`ENTRY_VERSION`] or
+    /// [`ENTRY_VERSION_2`].
     pub fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        Self::parse_with(bytes, &mut |_, _| {})
+    }
+
+    /// The personal digests of a version-2 entry, in entry order, each with its slot (empty for
+    /// version 1, whose digests are [`EntryView::digests`]).
+    pub fn personal_digests(&self) -> Vec<(Slot, Hash)> {
+        let mut out = Vec::new();
+        if self.version == ENTRY_VERSION_2 {
+            // Parsed once already, so this cannot fail.
+            let _ = Self::parse_with(self.bytes, &mut |slot, d| out.push((slot, d)));
+        }
+        out
+    }
+
+    fn parse_with(bytes: &'a [u8], sink: &mut dyn FnMut(Slot, Hash)) -> Result<Self, DecodeError> {
         let mut r = Reader { bytes, at: 0 };
-        if r.u8()? != ENTRY_VERSION {
+        let version = r.u8()?;
+        if version != ENTRY_VERSION && version != ENTRY_VERSION_2 {
             r.at = 0;
             return r.fail("an unknown entry version");
         }
+        let v2 = version == ENTRY_VERSION_2;
         let tenant = r.str()?;
         let seq = r.u64()?;
         let id = Uuid::from_bytes(r.array()?);
@@ -365,7 +480,12 @@ impl<'a> EntryView<'a> {
             _ => return r.fail("an unknown outcome"),
         };
         let error = r.opt_str()?;
-        let actor_id = r.str()?;
+        let actor_id = if v2 {
+            sink(Slot::ActorId, r.array()?);
+            Ident::Personal
+        } else {
+            Ident::Plain(r.str()?)
+        };
         let actor_type = match r.u8()? {
             0 => ActorType::User,
             1 => ActorType::Service,
@@ -373,22 +493,51 @@ impl<'a> EntryView<'a> {
             3 => ActorType::Anonymous,
             _ => return r.fail("an unknown actor type"),
         };
-        let mut digests = PersonalDigests {
-            actor_name: r.digest()?,
-            actor_email: r.digest()?,
-            ..PersonalDigests::default()
+        let mut digests = PersonalDigests::default();
+        let mut digest = |r: &mut Reader<'a>, slot: Slot, into: &mut Option<Hash>| -> Read<()> {
+            let d = r.digest()?;
+            match (v2, d) {
+                (true, Some(d)) => sink(slot, d),
+                (false, d) => *into = d,
+                (true, None) => {}
+            }
+            Ok(())
         };
+        digest(&mut r, Slot::ActorName, &mut digests.actor_name)?;
+        digest(&mut r, Slot::ActorEmail, &mut digests.actor_email)?;
+        let mut target_name = None;
+        let mut target_id = None;
         let target = r.opt(|r| {
             let target_type = r.str()?;
-            let id = r.str()?;
+            let person = if v2 {
+                match r.u8()? {
+                    1 => false,
+                    2 => true,
+                    _ => {
+                        r.at -= 1;
+                        return r.fail("an unknown target id tag");
+                    }
+                }
+            } else {
+                false
+            };
+            let id = if person {
+                target_id = Some(r.array()?);
+                Ident::Personal
+            } else {
+                Ident::Plain(r.str()?)
+            };
             let name = match r.u8()? {
                 0 => TargetName::None,
-                1 => TargetName::Plain(r.str()?),
-                2 => {
-                    digests.target_name = Some(r.array()?);
+                1 if !person => TargetName::Plain(r.str()?),
+                2 if person || !v2 => {
+                    target_name = Some(r.array()?);
                     TargetName::Digest
                 }
-                _ => return r.fail("an unknown target name tag"),
+                _ => {
+                    r.at -= 1;
+                    return r.fail("an unknown target name tag");
+                }
             };
             Ok(TargetView {
                 target_type,
@@ -396,10 +545,20 @@ impl<'a> EntryView<'a> {
                 name,
             })
         })?;
+        if let Some(d) = target_id {
+            sink(Slot::TargetId, d);
+        }
+        match (v2, target_name) {
+            (true, Some(d)) => sink(Slot::TargetName, d),
+            (false, d) => digests.target_name = d,
+            (true, None) => {}
+        }
         let organization = r.opt(|r| Ok((r.str()?, r.opt_str()?)))?;
+        let mut ip = None;
+        let mut user_agent = None;
         let context = r.opt(|r| {
-            digests.ip = r.digest()?;
-            digests.user_agent = r.digest()?;
+            ip = r.digest()?;
+            user_agent = r.digest()?;
             Ok(ContextView {
                 session_id: r.opt_str()?,
                 correlation_id: r.opt_str()?,
@@ -417,10 +576,22 @@ impl<'a> EntryView<'a> {
                 })?,
             })
         })?;
+        if v2 {
+            ip.into_iter().for_each(|d| sink(Slot::Ip, d));
+            user_agent
+                .into_iter()
+                .for_each(|d| sink(Slot::UserAgent, d));
+        } else {
+            digests.ip = ip;
+            digests.user_agent = user_agent;
+        }
+        let mut index = 0u32;
         let changes = r.list(|r| {
             r.str()?;
-            r.json(0)?;
-            r.json(0).map(|_| ())
+            r.change_value(version, Slot::ChangeOld(index), sink)?;
+            r.change_value(version, Slot::ChangeNew(index), sink)?;
+            index += 1;
+            Ok(())
         })?;
         let related = r.list(|r| {
             r.str()?;
@@ -432,6 +603,7 @@ impl<'a> EntryView<'a> {
             return r.fail("bytes after the predecessor hash");
         }
         Ok(Self {
+            version,
             tenant,
             seq,
             id,
@@ -452,7 +624,120 @@ impl<'a> EntryView<'a> {
             changes,
             related,
             metadata,
+            bytes,
         })
+    }
+
+    /// The actor's id as served: in the clear (version 1), or the personal value kept beside a
+    /// version-2 entry, or the pseudonym that replaced it ([`REDACTED`] if neither is there).
+    pub fn actor_id<'x>(&'x self, values: &PersonalValues<'x>) -> &'x str {
+        match self.actor_id {
+            Ident::Plain(id) => id,
+            Ident::Personal => values.actor_id.unwrap_or(REDACTED),
+        }
+    }
+
+    /// The target's id as served, as [`EntryView::actor_id`] is.
+    pub fn target_id<'x>(&'x self, values: &PersonalValues<'x>) -> Option<&'x str> {
+        self.target.map(|t| match t.id {
+            Ident::Plain(id) => id,
+            Ident::Personal => values.target_id.unwrap_or(REDACTED),
+        })
+    }
+
+    /// Checks the version-2 personal values kept beside this entry against the digests it
+    /// seals: every held value must open its digest, every digest must have its value (or the
+    /// mark that it was erased), and only ids may be replaced by a pseudonym. Says what is wrong
+    /// first, or `None`. A version-1 entry has nothing to check here (its values are checked
+    /// under the subject's key) unless version-2 values are stored beside it.
+    pub fn held_mismatch(&self, values: &PersonalValues<'_>) -> Option<String> {
+        if self.version != ENTRY_VERSION_2 {
+            return values
+                .held
+                .map(|_| "version-2 personal values are stored beside a version-1 entry".into());
+        }
+        let Some(bytes) = values.held else {
+            return Some("the personal values of the sealed event are missing".into());
+        };
+        let digests = self.personal_digests();
+        let mut items = held(bytes);
+        for (slot, digest) in &digests {
+            let Some((held_slot, h)) = items.next() else {
+                return Some(format!(
+                    "{} is sealed but its value is missing",
+                    slot.name()
+                ));
+            };
+            if held_slot != *slot {
+                return Some(format!(
+                    "{} is stored where the sealed event has {}",
+                    held_slot.name(),
+                    slot.name()
+                ));
+            }
+            match h {
+                Held::Open { opening, value } => {
+                    if crate::personal::opened_digest(&opening, slot.field(), value) != *digest {
+                        return Some(format!("{} does not match its sealed digest", slot.name()));
+                    }
+                }
+                Held::Erased => {}
+                Held::Replaced(_) if matches!(slot, Slot::ActorId | Slot::TargetId) => {}
+                Held::Replaced(_) => {
+                    return Some(format!(
+                        "{} is replaced, which only an id may be",
+                        slot.name()
+                    ));
+                }
+            }
+        }
+        if let Some((slot, _)) = items.next() {
+            return Some(format!(
+                "{} is stored but the sealed event has no digest of it",
+                slot.name()
+            ));
+        }
+        None
+    }
+
+    /// The personal slots of a version-2 entry as a verifier is given them: each digest, with
+    /// its opening while `values` holds the value ([`crate::personal::seal_material`]).
+    pub fn sealed_slots(&self, values: &PersonalValues<'_>) -> Vec<crate::personal::SealedSlot> {
+        self.personal_digests()
+            .into_iter()
+            .map(|(slot, digest)| {
+                let opening = match values.held_for(slot) {
+                    Some(Held::Open { opening, .. }) => Some(opening),
+                    _ => None,
+                };
+                (slot, digest, opening)
+            })
+            .collect()
+    }
+
+    /// Whether the target is a person whose id is personal (version 2).
+    pub fn target_is_person(&self) -> bool {
+        self.target.is_some_and(|t| t.id == Ident::Personal)
+    }
+
+    /// Each change: its field and its old and new value, a personal one taken from `values`
+    /// ([`REDACTED`] once erased). The walk over the encoded section cannot fail: `parse`
+    /// validated it.
+    fn each_change<'x>(
+        &'x self,
+        values: &PersonalValues<'x>,
+        mut f: impl FnMut(&'x str, ChangeValue<'x>, ChangeValue<'x>),
+    ) {
+        let mut r = Reader {
+            bytes: self.changes,
+            at: 0,
+        };
+        for index in 0..r.u32().unwrap_or(0) {
+            let Ok(field) = r.str() else { return };
+            let old = change_value(&mut r, values, Slot::ChangeOld(index));
+            let new = change_value(&mut r, values, Slot::ChangeNew(index));
+            f(field, old, new);
+        }
     }
 
     /// The `field` of every change, in order.
@@ -465,8 +750,8 @@ impl<'a> EntryView<'a> {
         let count = r.u32().unwrap_or(0);
         (0..count).map_while(move |_| {
             let field = r.str().ok()?;
-            r.json(0).ok()?;
-            r.json(0).ok()?;
+            skip_change_value(&mut r)?;
+            skip_change_value(&mut r)?;
             Some(field)
         })
     }
@@ -482,22 +767,20 @@ impl<'a> EntryView<'a> {
     }
 
     /// Calls `emit` with what full-text search reads of `changes` and `metadata`: each
-    /// change's `field`, then every string and number inside its old and new values, then every
-    /// string and number inside `metadata` (values only, not keys), in order. Numbers are given
-    /// as JSON writes them (`42`, `-1.5`); `true`, `false` and `null` are not text.
-    pub fn searchable_values(&self, emit: &mut dyn FnMut(&str)) {
+    /// change's `field`, then every string and number inside its old and new values (a personal
+    /// one as `values` holds it; nothing once erased), then every string and number inside
+    /// `metadata` (values only, not keys), in order. Numbers are given as JSON writes them
+    /// (`42`, `-1.5`); `true`, `false` and `null` are not text.
+    pub fn searchable_values(&self, values: &PersonalValues<'_>, emit: &mut dyn FnMut(&str)) {
         let mut number = String::new();
-        // The sections were validated by `parse`, so walking them cannot fail.
-        let mut r = Reader {
-            bytes: self.changes,
-            at: 0,
-        };
-        for _ in 0..r.u32().unwrap_or(0) {
-            let Ok(field) = r.str() else { return };
+        self.each_change(values, |field, old, new| {
             emit(field);
-            json_leaves(&mut r, &mut number, emit);
-            json_leaves(&mut r, &mut number, emit);
-        }
+            for value in [old, new] {
+                if let ChangeValue::Encoded(bytes) = value {
+                    json_leaves(&mut Reader { bytes, at: 0 }, &mut number, emit);
+                }
+            }
+        });
         if let Some(bytes) = self.metadata {
             json_leaves(&mut Reader { bytes, at: 0 }, &mut number, emit);
         }
@@ -515,19 +798,21 @@ impl<'a> EntryView<'a> {
         let own = |s: &str| s.to_owned();
         let occurred_at = Timestamp::from_micros(self.occurred_at);
         // The sections were validated by `parse`, so decoding them cannot fail.
-        let mut r = Reader {
-            bytes: self.changes,
-            at: 0,
+        let actor_id = self.actor_id(values);
+        let mut changes = Vec::new();
+        let decode_value = |v: ChangeValue<'_>| match v {
+            ChangeValue::Encoded(bytes) => json_value(&mut Reader { bytes, at: 0 }),
+            ChangeValue::Redacted => Value::String(REDACTED.to_owned()),
         };
-        let changes = (0..r.u32().unwrap_or(0))
-            .map(|_| OutputChange {
-                field: r.str().map(own).unwrap_or_default(),
-                old_value: json_value(&mut r),
-                new_value: json_value(&mut r),
+        self.each_change(values, |field, old, new| {
+            changes.push(OutputChange {
+                field: own(field),
+                old_value: decode_value(old),
+                new_value: decode_value(new),
                 changed_at: occurred_at,
-                changed_by: self.actor_id.to_owned(),
+                changed_by: own(actor_id),
             })
-            .collect();
+        });
         let mut r = Reader {
             bytes: self.related,
             at: 0,
@@ -551,14 +836,17 @@ impl<'a> EntryView<'a> {
             outcome: self.outcome,
             error: self.error.map(own),
             actor: Actor {
-                id: own(self.actor_id),
+                id: own(actor_id),
                 actor_type: self.actor_type,
                 name: values.actor_name.map(own),
                 email: values.actor_email.map(own),
             },
             target: self.target.map(|t| Target {
                 target_type: own(t.target_type),
-                id: own(t.id),
+                id: own(match t.id {
+                    Ident::Plain(id) => id,
+                    Ident::Personal => values.target_id.unwrap_or(REDACTED),
+                }),
                 name: match t.name {
                     TargetName::None => None,
                     TargetName::Plain(name) => Some(own(name)),
@@ -588,6 +876,39 @@ impl<'a> EntryView<'a> {
             hash,
         }
     }
+}
+
+/// A change value as served: its canonical JSON encoding, or erased.
+#[derive(Debug, Clone, Copy)]
+enum ChangeValue<'b> {
+    Encoded(&'b [u8]),
+    Redacted,
+}
+
+/// Reads one change value of a validated entry: in the clear, or a personal digest whose value
+/// `values` holds (or held, before it was erased).
+fn change_value<'b>(
+    r: &mut Reader<'b>,
+    values: &PersonalValues<'b>,
+    slot: Slot,
+) -> ChangeValue<'b> {
+    if r.bytes.get(r.at) == Some(&PERSONAL_CHANGE) {
+        r.at += 33;
+        return match values.held_for(slot) {
+            Some(Held::Open { value, .. }) => ChangeValue::Encoded(value),
+            _ => ChangeValue::Redacted,
+        };
+    }
+    r.json(0)
+        .map_or(ChangeValue::Redacted, ChangeValue::Encoded)
+}
+
+fn skip_change_value(r: &mut Reader<'_>) -> Option<()> {
+    if r.bytes.get(r.at) == Some(&PERSONAL_CHANGE) {
+        r.at += 33;
+        return Some(());
+    }
+    r.json(0).ok().map(|_| ())
 }
 
 /// Decodes a JSON value that [`Reader::json`] already validated.

@@ -161,11 +161,14 @@ fn non_canonical_entries_are_refused() {
         "bytes after the predecessor hash"
     );
     let mut version = bytes.clone();
-    version[0] = 2;
+    version[0] = 3;
     assert_eq!(
-        EntryView::parse(&version).expect_err("v2").what,
+        EntryView::parse(&version).expect_err("v3").what,
         "an unknown entry version"
     );
+    // A version-1 entry relabelled as version 2 is not a version-2 entry either.
+    version[0] = 2;
+    assert!(EntryView::parse(&version).is_err());
     // Swap the two metadata keys' names: "b" then "a" is out of order.
     let text = hex::encode(&bytes);
     let (a, b) = (

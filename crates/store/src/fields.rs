@@ -41,6 +41,19 @@ pub struct Source<'a, 'b> {
     pub personal: &'b PersonalValues<'a>,
 }
 
+impl<'b> Source<'_, 'b> {
+    /// `actor.id` as served (a version-2 entry keeps it beside the entry; an anonymised one
+    /// is its pseudonym).
+    pub fn actor_id(&self) -> &'b str {
+        self.view.actor_id(self.personal)
+    }
+
+    /// `target.id` as served, as [`Source::actor_id`] is.
+    pub fn target_id(&self) -> Option<&'b str> {
+        self.view.target_id(self.personal)
+    }
+}
+
 /// Reads an event's values of one field: calls the emitter with each.
 pub type Values = fn(Source<'_, '_>, &mut dyn FnMut(&str));
 
@@ -186,12 +199,12 @@ pub fn words_of(s: Source<'_, '_>, emit: &mut dyn FnMut(&str)) {
     if let Some(t) = s.view.event_type {
         text(t);
     }
-    text(s.view.actor_id);
+    text(s.actor_id());
     if let Some(n) = s.personal.actor_name {
         text(n);
     }
     if let Some(t) = &s.view.target {
-        text(t.id);
+        text(s.target_id().unwrap_or_default());
         match t.name {
             TargetName::Plain(n) => text(n),
             TargetName::Digest => {
@@ -205,7 +218,7 @@ pub fn words_of(s: Source<'_, '_>, emit: &mut dyn FnMut(&str)) {
     if let Some(e) = s.view.error {
         text(e);
     }
-    s.view.searchable_values(&mut |v| text(v));
+    s.view.searchable_values(s.personal, &mut |v| text(v));
 }
 
 /// Every filterable field.
@@ -217,7 +230,7 @@ pub static FIELDS: [FieldSpec; 14] = [
         exposure: Exposure::List,
         choices: &[],
         parse: any_text,
-        values: |s, emit| emit(s.view.actor_id),
+        values: |s, emit| emit(s.actor_id()),
     },
     FieldSpec {
         name: "action",
@@ -275,8 +288,8 @@ pub static FIELDS: [FieldSpec; 14] = [
         choices: &[],
         parse: any_text,
         values: |s, emit| {
-            if let Some(t) = &s.view.target {
-                emit(t.id)
+            if let Some(id) = s.target_id() {
+                emit(id)
             }
         },
     },
@@ -362,8 +375,8 @@ pub static FIELDS: [FieldSpec; 14] = [
         choices: &[],
         parse: any_text,
         values: |s, emit| {
-            if let Some(t) = &s.view.target {
-                emit(&pair(t.target_type, t.id))
+            if let (Some(t), Some(id)) = (&s.view.target, s.target_id()) {
+                emit(&pair(t.target_type, id))
             }
         },
     },

@@ -592,8 +592,12 @@ impl<R: WalkReader> Worker<R> {
         let Self {
             reader, keys, last, ..
         } = self;
-        let target_id = view.target.map(|t| t.id);
-        personal_mismatch(values, &view.digests, view.actor_id, target_id, |f| {
+        if view.version != sealtrail_ledger::entry::ENTRY_VERSION || values.held.is_some() {
+            return Ok(view.held_mismatch(values));
+        }
+        let actor_id = view.actor_id(values);
+        let target_id = view.target_id(values);
+        personal_mismatch(values, &view.digests, actor_id, target_id, |f| {
             let seen = &mut last[f.index];
             if seen.digest == *f.digest && seen.subject == f.subject && seen.value == f.value {
                 return Ok(DigestCheck::Matches);
