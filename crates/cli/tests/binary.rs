@@ -430,6 +430,26 @@ async fn an_export_verifies_offline_with_only_the_public_key() {
         first.starts_with(&format!("FAIL seq={} id=-: missing", fifth["seq"])),
         "{first}"
     );
+    // Personal values are checked offline too (entry version 2: each is digested again under
+    // the opening the export carries): another actor's name, another actor, another ip.
+    for (line, from, to) in [
+        (7, "\"name\":\"Ann\"", "\"name\":\"Eve\""),
+        (8, "\"id\":\"u2\"", "\"id\":\"u9\""),
+        (9, "10.0.0.1", "10.0.0.9"),
+    ] {
+        assert!(lines[line].contains(from), "{}", lines[line]);
+        let mut altered: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+        altered[line] = altered[line].replace(from, to);
+        std::fs::write(&tampered, altered.join("\n")).expect("write");
+        let out = verify(&tampered);
+        assert_eq!(out.status.code(), Some(1), "{to}");
+        let event: Value = serde_json::from_str(lines[line]).expect("json");
+        let first = String::from_utf8(out.stdout).expect("utf-8");
+        assert!(
+            first.starts_with(&format!("FAIL seq={} id=", event["seq"])),
+            "{to}: {first}"
+        );
+    }
     // The wrong key proves nothing.
     std::fs::write(&key_file, base64_of([5u8; 32])).expect("write");
     let out = verify(&export);

@@ -275,6 +275,175 @@
     return w.done();
   }
 
+  /** The seal material of a version-2 entry (docs/integrity.md §5): per slot, digest and opening. */
+  function sealSlots(bytes) {
+    const slots = new Map();
+    let at = 1;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    while (at < bytes.length) {
+      const code = bytes[at++];
+      if (code > 8) throw new Error("malformed seal material");
+      let key = String(code);
+      if (code >= 7) {
+        if (at + 4 > bytes.length) throw new Error("malformed seal material");
+        key += `:${view.getUint32(at)}`;
+        at += 4;
+      }
+      if (at + 33 > bytes.length) throw new Error("malformed seal material");
+      const digest = bytes.slice(at, at + 32);
+      const has = bytes[at + 32];
+      at += 33;
+      let opening = null;
+      if (has === 1) {
+        if (at + 16 > bytes.length) throw new Error("malformed seal material");
+        opening = bytes.slice(at, at + 16);
+        at += 16;
+      } else if (has !== 0) {
+        throw new Error("malformed seal material");
+      }
+      if (slots.has(key)) throw new Error("malformed seal material");
+      slots.set(key, { digest, opening });
+    }
+    return slots;
+  }
+
+  const FIELDS = ["actor.id", "actor.name", "actor.email", "target.id", "target.name", "context.ip", "context.user_agent", "changes.old_value", "changes.new_value"];
+  const REDACTED_JSON = (() => {
+    const w = new Writer();
+    w.json({ string: "[REDACTED]" });
+    return w.done();
+  })();
+
+  /**
+   * The version-2 entry (§4.2) of an event's JSON text with its seal: a value whose opening is
+   * given is digested again from what is served (HMAC-SHA-256 under the opening, §3.2); a slot
+   * without one must show what an erased value shows, and takes the given digest.
+   */
+  async function encodeEntryV2(eventText, seal) {
+    const e = parseJson(eventText);
+    const slots = sealSlots(fromHex(seal.personal));
+    const text = (node) => (present(node) ? utf8.encode(str(node)) : undefined);
+    const jsonBytes = (node) => {
+      const w = new Writer();
+      w.json(node);
+      return w.done();
+    };
+    /** The digest to write for a slot, or undefined to write the value in the clear. */
+    const digestOf = async (code, index, value) => {
+      const slot = slots.get(index === undefined ? String(code) : `${code}:${index}`);
+      if (!slot) return undefined;
+      if (slot.opening) {
+        if (!value) return undefined;
+        const key = await crypto.subtle.importKey("raw", slot.opening, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+        const w = new Writer();
+        w.bytes(utf8.encode(FIELDS[code]));
+        w.u8(0);
+        w.bytes(value);
+        return new Uint8Array(await crypto.subtle.sign("HMAC", key, w.done()));
+      }
+      if (!value) return slot.digest;
+      const shown = new TextDecoder().decode(value);
+      const erasedShows = code === 0 || code === 3 ? /^anon_[0-9a-f]{16}$/.test(shown) : code >= 7 && compareBytes(value, REDACTED_JSON) === 0;
+      return erasedShows ? slot.digest : undefined;
+    };
+    const w = new Writer();
+    w.u8(2);
+    w.str(str(get(e, "tenant")));
+    w.u64(get(e, "seq").number);
+    w.bytes(fromHex(str(get(e, "id")).replace(/-/g, "")));
+    w.i64(micros(str(get(e, "recorded_at"))));
+    w.i64(micros(str(get(e, "occurred_at"))));
+    w.str(str(get(e, "action")));
+    w.u8(CATEGORIES.indexOf(str(get(e, "category"))));
+    w.opt(get(e, "event_type"), (n) => w.str(str(n)));
+    w.u8(str(get(e, "outcome")) === "failure" ? 1 : 0);
+    w.opt(get(e, "error"), (n) => w.str(str(n)));
+    const actor = get(e, "actor");
+    const actorId = await digestOf(0, undefined, text(get(actor, "id")));
+    if (!actorId) throw new Error("the seal does not cover the actor's id");
+    w.bytes(actorId);
+    w.u8(ACTOR_TYPES.indexOf(str(get(actor, "type"))));
+    const optDigest = (d) => {
+      if (d) {
+        w.u8(1);
+        w.bytes(d);
+      } else {
+        w.u8(0);
+      }
+    };
+    optDigest(await digestOf(1, undefined, text(get(actor, "name"))));
+    optDigest(await digestOf(2, undefined, text(get(actor, "email"))));
+    const target = get(e, "target");
+    if (present(target)) {
+      w.u8(1);
+      w.str(str(get(target, "type")));
+      const id = await digestOf(3, undefined, text(get(target, "id")));
+      if (id) {
+        w.u8(2);
+        w.bytes(id);
+        const name = await digestOf(4, undefined, text(get(target, "name")));
+        if (name) {
+          w.u8(2);
+          w.bytes(name);
+        } else {
+          w.u8(0);
+        }
+      } else {
+        w.u8(1);
+        w.str(str(get(target, "id")));
+        w.opt(get(target, "name"), (n) => w.str(str(n)));
+      }
+    } else {
+      w.u8(0);
+    }
+    w.opt(get(e, "organization"), (o) => {
+      w.str(str(get(o, "id")));
+      w.opt(get(o, "name"), (n) => w.str(str(n)));
+    });
+    const context = get(e, "context");
+    if (present(context)) {
+      w.u8(1);
+      optDigest(await digestOf(5, undefined, text(get(context, "ip"))));
+      optDigest(await digestOf(6, undefined, text(get(context, "user_agent"))));
+      for (const key of ["session_id", "correlation_id", "endpoint", "method"]) {
+        w.opt(get(context, key), (n) => w.str(str(n)));
+      }
+      w.opt(get(context, "status_code"), (n) => w.u16(Number(n.number)));
+      w.opt(get(context, "duration_ms"), (n) => w.json(n));
+    } else {
+      w.u8(0);
+    }
+    const changes = get(e, "changes").array;
+    w.u32(changes.length);
+    for (const [index, change] of changes.entries()) {
+      w.str(str(get(change, "field")));
+      for (const [code, key] of [[7, "old_value"], [8, "new_value"]]) {
+        const value = jsonBytes(get(change, key));
+        const digest = await digestOf(code, index, value);
+        if (digest) {
+          w.u8(9);
+          w.bytes(digest);
+        } else {
+          w.bytes(value);
+        }
+      }
+    }
+    const related = get(e, "related").array;
+    w.u32(related.length);
+    for (const r of related) {
+      w.str(str(get(r, "type")));
+      w.str(str(get(r, "id")));
+    }
+    w.opt(get(e, "metadata"), (m) => w.json(m));
+    w.bytes(fromHex(seal.prev));
+    return w.done();
+  }
+
+  /** The entry of an event's JSON text with its seal, of the version its seal material names. */
+  async function entryOf(eventText, seal) {
+    return seal.personal.startsWith("80") ? encodeEntryV2(eventText, seal) : encodeEntry(eventText, seal);
+  }
+
   async function sha256(...parts) {
     const w = new Writer();
     parts.forEach((p) => w.bytes(p));
@@ -388,7 +557,7 @@
       return ok;
     };
     try {
-      const leaf = await sha256(Uint8Array.of(0), encodeEntry(eventText, proof.seal));
+      const leaf = await sha256(Uint8Array.of(0), await entryOf(eventText, proof.seal));
       if (!step("the event hashes to its leaf", hex(leaf) === proof.leaf_hash)) return { ok: false, steps };
       const root = await rootFrom(leaf, proof.leaf_index, proof.tree_size, proof.audit_path);
       step(`the proof folds it into the root of the tree of ${proof.tree_size}`, proof.tree_size === checkpoint.size);
@@ -401,5 +570,5 @@
     }
   }
 
-  globalThis.SealtrailVerify = { parseJson, encodeEntry, rootFrom, verifyEvent, verifyCheckpoint, verifyConsistency };
+  globalThis.SealtrailVerify = { parseJson, encodeEntry, entryOf, rootFrom, verifyEvent, verifyCheckpoint, verifyConsistency };
 })();

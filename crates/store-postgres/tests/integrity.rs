@@ -150,10 +150,10 @@ impl Harness for PgHarness {
                 )
                 .await
             }
-            Attack::EraseKey { tenant, subject } => {
+            Attack::DropPersonal { tenant, seq } => {
                 self.as_attacker(
-                    "UPDATE subject_keys SET key = NULL WHERE tenant = $1 AND subject = $2",
-                    &[&tenant, &subject],
+                    "UPDATE events SET personal_values = NULL WHERE tenant = $1 AND seq = $2",
+                    &[&tenant, &(seq as i64)],
                 )
                 .await
             }
@@ -221,10 +221,17 @@ impl Harness for PgHarness {
                 audit,
                 Box::new(move |client| {
                     Box::pin(async move {
+                        let row = client
+                            .query_one(
+                                "SELECT personal_values FROM events WHERE tenant = 't' AND seq = $1",
+                                &[&(seq as i64)],
+                            )
+                            .await?;
+                        let values: Vec<u8> = row.get(0);
                         client
                             .execute(
-                                "UPDATE events SET personal_values = NULL WHERE tenant = 't' AND seq = $1",
-                                &[&(seq as i64)],
+                                "UPDATE events SET personal_values = $1 WHERE tenant = 't' AND seq = $2",
+                                &[&sealtrail_store::integrity::erased(&values), &(seq as i64)],
                             )
                             .await?;
                         if fail {

@@ -342,138 +342,53 @@ async fn read_all(store: &PgStore) -> (Vec<String>, Vec<u64>, Vec<u64>, String) 
     )
 }
 
-/// A store of schema version 1 (each event as its served JSON with the digests beside it, the
-/// filter columns and their indexes, `event_links`) is migrated to the log: its events read,
-/// filter, form timelines and verify as before, and an edited JSON body is still caught.
+/// A store of schema version 1 (each event as its served JSON with its version-1 digests beside
+/// it, the filter columns and their indexes, `event_links`), as sealtrail wrote it before entries
+/// were stored, is migrated to the log: its events read, filter, form timelines and verify as
+/// before, an edited JSON body is still caught, and new events (entry version 2) chain onto it.
+///
+/// `fixtures/schema1/dump.sql` is that store, dumped (`pg_dump --inserts`, schema name replaced
+/// by `__SCHEMA__`) from the build before entry version 2 (commit 9332f7a), and
+/// `expected.json` what it served then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_of_schema_1_migrates_to_the_log_and_reads_and_verifies_as_before() {
-    use sealtrail_ledger::view::{EntryView, PersonalValues};
-    // Events sealed by this build in one schema...
-    let Some((source, _)) = build(7).await else {
-        return;
-    };
-    let before = read_all(&source).await;
-    assert_eq!(before.0.len(), 7);
-    // ...written the way schema version 1 stored them into another one.
     let Some((url, schema)) = sealtrail_store_postgres::testing::fresh_schema().await else {
         return;
     };
-    let pool = sealtrail_store_postgres::pool(&url, &schema, 1).expect("pool");
-    let mut old = pool.get().await.expect("client");
-    schema::migrate_to(&mut old, &schema, 1)
-        .await
-        .expect("version 1");
-    schema::ensure_partitions(&mut old, time::OffsetDateTime::now_utc(), 0, 1)
-        .await
-        .expect("partitions");
-    let from = source.write_pool().get().await.expect("client");
-    for table in ["tenant_logs", "tree_nodes", "subject_keys", "checkpoints"] {
-        let rows = from
-            .query(&format!("SELECT * FROM {table}"), &[])
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema1");
+    let dump = std::fs::read_to_string(fixtures.join("dump.sql")).expect("dump");
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures.join("expected.json")).expect("json"),
+    )
+    .expect("expected");
+    let seqs = |v: &serde_json::Value| -> Vec<u64> {
+        v.as_array()
+            .expect("seqs")
+            .iter()
+            .map(|s| s.as_u64().expect("seq"))
+            .collect()
+    };
+    let before = (
+        expected["bodies"]
+            .as_array()
+            .expect("bodies")
+            .iter()
+            .map(|b| b.as_str().expect("body").to_owned())
+            .collect::<Vec<_>>(),
+        seqs(&expected["filtered"]),
+        seqs(&expected["timeline"]),
+        expected["one"].as_str().expect("one").to_owned(),
+    );
+    assert_eq!(before.0.len(), 7);
+    {
+        // Its own connection: the dump empties the search path of the session it runs in.
+        let pool = sealtrail_store_postgres::pool(&url, &schema, 1).expect("pool");
+        let client = pool.get().await.expect("client");
+        client
+            .batch_execute(&dump.replace("__SCHEMA__", &schema))
             .await
-            .expect("rows");
-        for row in rows {
-            let marks: Vec<String> = (1..=row.len()).map(|i| format!("${i}")).collect();
-            let values: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = (0..row.len())
-                .map(|i| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
-                    match row.columns()[i].type_().name() {
-                        "text" => Box::new(row.get::<_, Option<String>>(i)),
-                        "int8" => Box::new(row.get::<_, Option<i64>>(i)),
-                        "int4" => Box::new(row.get::<_, Option<i32>>(i)),
-                        "bytea" => Box::new(row.get::<_, Option<Vec<u8>>>(i)),
-                        "timestamptz" => Box::new(row.get::<_, Option<time::OffsetDateTime>>(i)),
-                        other => panic!("column type {other}"),
-                    }
-                })
-                .collect();
-            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
-                .iter()
-                .map(|v| v.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
-                .collect();
-            old.execute(
-                &format!("INSERT INTO {table} VALUES ({})", marks.join(", ")),
-                &refs,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("copy {table}: {e}"));
-        }
+            .expect("the old store loads");
     }
-    let rows = from
-        .query(
-            "SELECT l.tenant, l.seq, l.id, l.recorded_at, l.digest, l.hash, e.entry, e.personal_values \
-             FROM leaves l JOIN events e ON e.tenant = l.tenant AND e.seq = l.seq ORDER BY l.tenant, l.seq",
-            &[],
-        )
-        .await
-        .expect("log");
-    for row in rows {
-        let (tenant, seq, id): (String, i64, uuid::Uuid) = (row.get(0), row.get(1), row.get(2));
-        let recorded_at: time::OffsetDateTime = row.get(3);
-        let (digest, hash): (Vec<u8>, Vec<u8>) = (row.get(4), row.get(5));
-        let (entry, values): (Vec<u8>, Option<Vec<u8>>) = (row.get(6), row.get(7));
-        let view = EntryView::parse(&entry).expect("entry");
-        let personal = values.as_deref().map_or_else(PersonalValues::default, |v| {
-            PersonalValues::from_bytes(v).expect("values")
-        });
-        let hex_hash: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-        let event = view.to_event(&personal, hex_hash);
-        let body = serde_json::to_string(&event).expect("json");
-        let ctx = event.context.as_ref();
-        old.execute(
-            "INSERT INTO events (tenant, seq, id, recorded_at, occurred_at, action, category, event_type, outcome, \
-             actor_id, target_type, target_id, organization_id, correlation_id, ip, hash, prev_hash, personal, \
-             metadata, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19, $20)",
-            &[
-                &tenant,
-                &seq,
-                &id,
-                &recorded_at,
-                &event.occurred_at.to_datetime(),
-                &event.action,
-                &event.category.as_str(),
-                &event.event_type,
-                &event.outcome.as_str(),
-                &event.actor.id,
-                &event.target.as_ref().map(|t| t.target_type.clone()),
-                &event.target.as_ref().map(|t| t.id.clone()),
-                &event.organization.as_ref().map(|o| o.id.clone()),
-                &ctx.and_then(|c| c.correlation_id.clone()),
-                &ctx.and_then(|c| c.ip.clone()),
-                &hash,
-                &view.prev.to_vec(),
-                &view.digests.to_bytes(),
-                &event.metadata,
-                &body,
-            ],
-        )
-        .await
-        .expect("old event");
-        old.execute(
-            "INSERT INTO leaves VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
-                &tenant,
-                &seq,
-                &id,
-                &recorded_at,
-                &event.occurred_at.to_datetime(),
-                &digest,
-                &hash,
-            ],
-        )
-        .await
-        .expect("old leaf");
-        for r in &event.related {
-            old.execute(
-                "INSERT INTO event_links VALUES ($1, $2, $3, $4)",
-                &[&tenant, &r.related_type, &r.id, &seq],
-            )
-            .await
-            .expect("old link");
-        }
-    }
-    drop(from);
-    source.shutdown().await;
     // Opening the old schema migrates it; reads are what they were.
     let mut config = PgConfig::new(url);
     config.schema = schema;
@@ -484,7 +399,33 @@ async fn a_store_of_schema_1_migrates_to_the_log_and_reads_and_verifies_as_befor
     let report = verify(&migrated).await;
     assert_eq!(report.findings, vec![], "{report:?}");
     assert_eq!(report.events, 8);
-    // An edited JSON body of such a row is caught and named.
+    // New events are sealed as version 2 and chain onto the old ones.
+    migrated
+        .append(vec![prepared("t", event(7)), prepared("t", event(8))])
+        .await
+        .expect("append");
+    checkpoint_all(&migrated).await;
+    let report = verify(&migrated).await;
+    assert_eq!(report.findings, vec![], "{report:?}");
+    assert_eq!(report.events, 10);
+    let client = migrated.write_pool().get().await.expect("client");
+    let versions: Vec<Option<Vec<u8>>> = client
+        .query(
+            "SELECT substr(entry, 1, 1) FROM events WHERE tenant = 't' ORDER BY seq",
+            &[],
+        )
+        .await
+        .expect("versions")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    drop(client);
+    assert_eq!(
+        versions,
+        [vec![None; 7], vec![Some(vec![2]); 2]].concat(),
+        "old rows keep their JSON; new ones are entries of version 2"
+    );
+    // An edited JSON body of an old row is caught and named.
     tamper(
         &migrated,
         "UPDATE events SET body = replace(body, '\"act.n2\"', '\"act.n9\"') WHERE tenant = 't' AND seq = 3",

@@ -142,9 +142,9 @@ impl Harness for SqliteHarness {
                 "UPDATE checkpoints SET signature = 'AAAA' WHERE tenant = ?1",
                 params![tenant],
             ),
-            Attack::EraseKey { tenant, subject } => conn.execute(
-                "UPDATE subject_keys SET key = NULL WHERE tenant = ?1 AND subject = ?2",
-                params![tenant, subject],
+            Attack::DropPersonal { tenant, seq } => conn.execute(
+                "UPDATE log SET personal_values = NULL WHERE tenant = ?1 AND seq = ?2",
+                params![tenant, seq as i64],
             ),
             Attack::RemoveContent { tenant, seq } => conn.execute(
                 "UPDATE log SET entry = NULL, personal_values = NULL WHERE tenant = ?1 AND seq = ?2",
@@ -182,9 +182,14 @@ impl Harness for SqliteHarness {
         );
         self.current()
             .sanctioned("test erasure", audit, move |conn| {
-                conn.execute(
-                    "UPDATE log SET personal_values = NULL WHERE tenant = 't' AND seq = ?1",
+                let values: Vec<u8> = conn.query_row(
+                    "SELECT personal_values FROM log WHERE tenant = 't' AND seq = ?1",
                     [seq as i64],
+                    |r| r.get(0),
+                )?;
+                conn.execute(
+                    "UPDATE log SET personal_values = ?1 WHERE tenant = 't' AND seq = ?2",
+                    params![sealtrail_store::integrity::erased(&values), seq as i64],
                 )?;
                 if fail {
                     conn.execute("SELECT * FROM no_such_table", [])?;

@@ -1,8 +1,9 @@
 //! The seal of the SQLite store, checked in the file itself beyond the shared integrity suite:
-//! leaves that recompute from the stored rows, subject keys only where personal data is, and a
-//! store of schema 3 (with rows from before entries) upgraded to the log.
+//! leaves that recompute from the stored rows, personal values held with their openings and
+//! no subject key made, and a store of schema 3 (with rows from before entries, written by an
+//! earlier build) upgraded to the log.
 
-use sealtrail_ledger::entry::{GENESIS, encode_entry};
+use sealtrail_ledger::entry::{EntryParts, GENESIS, reencode_v2};
 use sealtrail_ledger::leaf_hash;
 use sealtrail_ledger::view::{EntryView, PersonalValues};
 use sealtrail_store::Store;
@@ -43,8 +44,9 @@ fn raw(path: &std::path::Path) -> rusqlite::Connection {
 }
 
 /// Recomputes every leaf of tenant `t` from its row and checks it against the stored hash and
-/// the chain; the stored entry decodes to an event that encodes to the same bytes, and every
-/// stored personal value matches its place.
+/// the chain; the stored entry decodes to an event that a verifier, given the event and its
+/// seal material alone, encodes to the same bytes, and every stored personal value opens its
+/// digest.
 fn assert_leaves_recompute(path: &std::path::Path) {
     let conn = raw(path);
     let mut stmt = conn
@@ -71,9 +73,15 @@ fn assert_leaves_recompute(path: &std::path::Path) {
         });
         let event = view.to_event(&values, hex::encode(&hash));
         assert_eq!(view.prev, prev, "seq {seq} seals its predecessor");
+        assert_eq!(view.version, 2, "seq {seq}");
+        assert_eq!(view.held_mismatch(&values), None, "seq {seq}");
         assert_eq!(
-            encode_entry(&event, &view.digests, &prev),
-            entry,
+            reencode_v2(
+                &EntryParts::of_event(&event),
+                &prev,
+                &view.sealed_slots(&values)
+            ),
+            Some(entry.clone()),
             "seq {seq}"
         );
         let leaf = leaf_hash(&entry);
@@ -90,7 +98,7 @@ async fn leaves_recompute_from_the_stored_rows() {
 }
 
 #[tokio::test]
-async fn subject_keys_exist_only_for_subjects_with_personal_data() {
+async fn personal_values_are_held_with_their_openings_and_no_subject_key_is_made() {
     let (store, path) = store_with_events().await;
     store
         .append(vec![prepared("t", json!({"action": "job.ran", "actor": {"id": "cron", "type": "system"},
@@ -99,139 +107,123 @@ async fn subject_keys_exist_only_for_subjects_with_personal_data() {
         .expect("append");
     store.shutdown().await;
     let conn = raw(&path);
-    let subjects: Vec<String> = conn
-        .prepare("SELECT subject FROM subject_keys WHERE tenant = 't' ORDER BY subject")
+    let keys: i64 = conn
+        .query_row("SELECT count(*) FROM subject_keys", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(keys, 0, "entries of version 2 need no key per subject");
+    // Nothing personal is in the entries: not the actor's id, name, e-mail, ip or user agent,
+    // nor a person target's id or name; an asset's id and name are not personal.
+    let entries: Vec<Vec<u8>> = conn
+        .prepare("SELECT entry FROM log WHERE tenant = 't' ORDER BY seq")
         .expect("prepare")
         .query_map([], |r| r.get(0))
         .expect("query")
         .collect::<Result<_, _>>()
         .expect("rows");
-    // u1 (named actor) and p0..p4 (named people as targets); not cron, not the asset.
-    assert_eq!(subjects, ["p0", "p1", "p2", "p3", "p4", "u1"]);
+    // Searched for as the entry would hold them in the clear: length, then bytes (a bare "u1"
+    // turns up in random digests now and then).
+    let holds = |bytes: &[u8], what: &str| {
+        let sealed = [&(what.len() as u32).to_be_bytes()[..], what.as_bytes()].concat();
+        bytes.windows(sealed.len()).any(|w| w == sealed)
+    };
+    for entry in &entries[..5] {
+        for secret in [
+            "u1",
+            "Ann",
+            "ann@example.com",
+            "10.0.0.1",
+            "ua",
+            "p0",
+            "p1",
+            "p4",
+            "Bo",
+        ] {
+            assert!(!holds(entry, secret), "{secret} is in an entry");
+        }
+    }
+    let last = entries.last().expect("the job");
+    assert!(holds(last, "A1") && holds(last, "Laptop") && !holds(last, "cron"));
     assert_leaves_recompute(&path);
 }
 
-/// Turns a store file back into the form schema version 3 wrote: one wide `events` table with
-/// the filter columns and their indexes' source, `event_links`, and (for seq 1..=3 of tenant
-/// `t`) rows from before migration 3, which keep their event as a JSON body with their digests
-/// and predecessor beside it instead of an entry. As a store that is upgraded holds them.
-fn downgrade_to_version_3(path: &std::path::Path) {
-    let conn = raw(path);
-    conn.execute_batch(
-        "CREATE TABLE events (
-            rowid INTEGER PRIMARY KEY, tenant TEXT NOT NULL, seq INTEGER NOT NULL, id BLOB NOT NULL,
-            recorded_at INTEGER NOT NULL, occurred_at INTEGER NOT NULL, action TEXT NOT NULL,
-            category TEXT NOT NULL, event_type TEXT, outcome TEXT NOT NULL, actor_id TEXT NOT NULL,
-            target_type TEXT, target_id TEXT, organization_id TEXT, correlation_id TEXT, ip TEXT,
-            digest BLOB NOT NULL, hash BLOB NOT NULL, body TEXT NOT NULL, prev_hash BLOB,
-            personal BLOB, entry BLOB, personal_values BLOB);
-         CREATE UNIQUE INDEX events_tenant_seq ON events (tenant, seq);
-         CREATE TABLE event_links (tenant TEXT NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL,
-            seq INTEGER NOT NULL, PRIMARY KEY (tenant, type, id, seq)) WITHOUT ROWID;",
-    )
-    .expect("old tables");
-    type Row = (
-        String,
-        i64,
-        Vec<u8>,
-        Vec<u8>,
-        Vec<u8>,
-        Vec<u8>,
-        Option<Vec<u8>>,
-    );
-    let rows: Vec<Row> = conn
-        .prepare("SELECT tenant, seq, id, digest, hash, entry, personal_values FROM log")
-        .expect("prepare")
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        })
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
-    for (tenant, seq, id, digest, hash, entry, values) in rows {
-        let view = EntryView::parse(&entry).expect("entry");
-        let personal = values.as_deref().map_or_else(PersonalValues::default, |v| {
-            PersonalValues::from_bytes(v).expect("values")
-        });
-        let event = view.to_event(&personal, hex::encode(&hash));
-        let old = tenant == "t" && seq <= 3;
-        let body = if old {
-            serde_json::to_string(&event).expect("json")
-        } else {
-            String::new()
-        };
-        conn.execute(
-            "INSERT INTO events (tenant, seq, id, recorded_at, occurred_at, action, category, event_type, \
-             outcome, actor_id, target_type, target_id, organization_id, correlation_id, ip, digest, hash, \
-             body, prev_hash, personal, entry, personal_values) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
-            rusqlite::params![
-                tenant,
-                seq,
-                id,
-                event.recorded_at.micros(),
-                event.occurred_at.micros(),
-                event.action,
-                event.category.as_str(),
-                event.event_type,
-                event.outcome.as_str(),
-                event.actor.id,
-                event.target.as_ref().map(|t| t.target_type.clone()),
-                event.target.as_ref().map(|t| t.id.clone()),
-                event.organization.as_ref().map(|o| o.id.clone()),
-                event.context.as_ref().and_then(|c| c.correlation_id.clone()),
-                event.context.as_ref().and_then(|c| c.ip.clone()),
-                digest,
-                hash,
-                body,
-                view.prev.to_vec(),
-                old.then(|| view.digests.to_bytes()),
-                (!old).then_some(entry.clone()),
-                if old { None } else { values },
-            ],
-        )
-        .expect("old row");
-        for related in &event.related {
-            conn.execute(
-                "INSERT INTO event_links VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![tenant, related.related_type, related.id, seq],
-            )
-            .expect("link");
-        }
-    }
-    // Tables of later migrations go too.
-    conn.execute_batch("DROP TABLE log; DROP TABLE tenant_settings; PRAGMA user_version = 3;")
-        .expect("downgrade");
+/// A copy of the store of schema 3 an earlier build wrote (`tests/fixtures/schema3`): its
+/// directory and its file.
+fn old_store() -> (std::path::PathBuf, std::path::PathBuf) {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema3");
+    let dir = tempfile::tempdir().expect("dir").keep();
+    let path = dir.join(sealtrail_store_sqlite::DB_FILE);
+    std::fs::copy(fixtures.join("sealtrail.db"), &path).expect("copy the old store");
+    (dir, path)
 }
 
+/// Rows of version 1 (JSON rows and entries alike) keep their digests under a key per subject:
+/// a value whose subject's key is gone is reported, as before.
+#[tokio::test]
+async fn an_old_row_whose_subject_key_is_gone_is_reported() {
+    let (dir, path) = old_store();
+    let store = SqliteStore::open(&SqliteConfig::new(&dir)).expect("open and migrate");
+    store.shutdown().await;
+    assert_eq!(walk(&path).findings, vec![]);
+    let changed = raw(&path)
+        .execute(
+            "UPDATE subject_keys SET key = NULL WHERE tenant = 't' AND subject = 'p4'",
+            [],
+        )
+        .expect("erase the key");
+    assert_eq!(changed, 1);
+    let report = walk(&path);
+    let first = report.findings.first().expect("caught");
+    assert_eq!(
+        (first.seq, first.kind),
+        (5, sealtrail_store_sqlite::verify::Kind::Altered),
+        "{first}"
+    );
+    assert!(first.detail.contains("key is gone"), "{first}");
+}
+
+/// A store of schema version 3, as an earlier build wrote it (commit 9332f7a: rows 1–3 of
+/// tenant `t` from before entries, keeping their event as JSON with version-1 digests and
+/// predecessor beside it; rows 4–6 entries of version 1; their subject keys), is upgraded to the
+/// log: readers see what they saw then (`expected.json`), it verifies, new events (entries of
+/// version 2) chain onto it, and retention removes rows of every kind.
 #[tokio::test]
 async fn a_store_of_schema_3_migrates_to_the_log_and_reads_and_verifies_as_before() {
-    let (store, path) = store_with_events().await;
-    let id: uuid::Uuid = store
-        .append(vec![prepared(
-            "t",
-            json!({"action": "a", "actor": {"id": "u2"}, "related": [{"type": "user", "id": "p1"}]}),
-        )])
-        .await
-        .expect("append")
-        .first()
-        .expect("appended")
-        .id;
+    let (dir, path) = old_store();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema3");
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures.join("expected.json")).expect("expected"),
+    )
+    .expect("json");
+    let seqs = |v: &serde_json::Value| -> Vec<u64> {
+        v.as_array()
+            .expect("seqs")
+            .iter()
+            .map(|s| s.as_u64().expect("seq"))
+            .collect()
+    };
+    let before = (
+        expected["bodies"]
+            .as_array()
+            .expect("bodies")
+            .iter()
+            .map(|b| b.as_str().expect("body").to_owned())
+            .collect::<Vec<_>>(),
+        expected["one"].as_str().expect("one").to_owned(),
+        seqs(&expected["filtered"]),
+        seqs(&expected["timeline"]),
+    );
+    let id: uuid::Uuid = serde_json::from_str::<serde_json::Value>(&before.1).expect("one")["id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
     let read = move |store: SqliteStore| async move {
         let t = sealtrail_store::conformance::tenant("t");
         let query = sealtrail_store::ListQuery {
             tenant: t.clone(),
             filter: sealtrail_store::EventFilter::default(),
             order: sealtrail_store::Order::Asc,
-            limit: 100,
+            limit: 6,
             cursor: None,
         };
         let page = store.list(query.clone()).await.expect("list");
@@ -264,16 +256,56 @@ async fn a_store_of_schema_3_migrates_to_the_log_and_reads_and_verifies_as_befor
             timeline.items.iter().map(|e| e.seq).collect::<Vec<_>>(),
         )
     };
-    let before = read(store).await;
     assert_eq!(before.0.len(), 6);
     assert_eq!(before.2, vec![6]);
     assert_eq!(before.3, vec![2, 6], "p1 as target, then in related");
-    downgrade_to_version_3(&path);
-    // The derived data goes too, so the upgraded store must build it again.
-    std::fs::remove_file(path.with_file_name(sealtrail_store_sqlite::index::INDEX_FILE))
-        .expect("remove index");
-    let store = SqliteStore::open(&SqliteConfig::new(path.parent().expect("dir"))).expect("open");
+    let store = SqliteStore::open(&SqliteConfig::new(&dir)).expect("open");
     assert_eq!(read(store).await, before, "readers see the same events");
+    // New events are entries of version 2, chained onto the old rows; the timeline of p1 now
+    // ends with the newest, whose personal values are held with their openings.
+    let store = SqliteStore::open(&SqliteConfig::new(&dir)).expect("open");
+    store
+        .append(vec![prepared(
+            "t",
+            json!({"action": "user.viewed", "actor": {"id": "u2", "name": "Cy"},
+                   "target": {"type": "user", "id": "p1", "name": "Bo"}}),
+        )])
+        .await
+        .expect("append");
+    store.settle().await.expect("settle");
+    store.shutdown().await;
+    let versions: Vec<Option<u8>> = raw(&path)
+        .prepare("SELECT substr(entry, 1, 1) FROM log WHERE tenant = 't' ORDER BY seq")
+        .expect("prepare")
+        .query_map([], |r| Ok(r.get::<_, Option<Vec<u8>>>(0)?.map(|b| b[0])))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(
+        versions,
+        [None, None, None, Some(1), Some(1), Some(1), Some(2)],
+        "JSON rows, entries of version 1, then of version 2"
+    );
+    let report = walk(&path);
+    assert_eq!(report.findings, vec![], "{report:?}");
+    assert_eq!(report.events, 7);
+    let store = SqliteStore::open(&SqliteConfig::new(&dir)).expect("open");
+    let timeline = store
+        .history(sealtrail_store::HistoryQuery {
+            tenant: sealtrail_store::conformance::tenant("t"),
+            entity_type: "user".into(),
+            entity_id: "p1".into(),
+            event_type: vec![],
+            limit: 10,
+            cursor: None,
+        })
+        .await
+        .expect("history");
+    assert_eq!(
+        timeline.items.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [2, 6, 7]
+    );
+    store.shutdown().await;
     let legacy: i64 = raw(&path)
         .query_row(
             "SELECT count(*) FROM log WHERE entry IS NULL AND legacy_body IS NOT NULL",
@@ -282,9 +314,6 @@ async fn a_store_of_schema_3_migrates_to_the_log_and_reads_and_verifies_as_befor
         )
         .expect("count");
     assert_eq!(legacy, 3);
-    let report = walk(&path);
-    assert_eq!(report.findings, vec![]);
-    assert_eq!(report.events, 6);
     // Retention removes rows of both kinds in one run of positions (JSON rows are emptied one
     // by one, keeping the recorded_at their JSON says), and refuses a position removed before.
     let store = SqliteStore::open(&SqliteConfig::new(path.parent().expect("dir"))).expect("open");

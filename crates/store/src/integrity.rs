@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ed25519_dalek::{SigningKey, VerifyingKey};
+use sealtrail_ledger::view::PersonalValues;
 use sealtrail_model::Timestamp;
 use serde_json::json;
 use uuid::Uuid;
@@ -129,12 +130,12 @@ pub enum Attack<'a> {
         /// The tenant.
         tenant: &'a str,
     },
-    /// Erases the key of `subject`, leaving its values.
-    EraseKey {
+    /// Drops the personal values stored beside `seq` (outside the sanctioned path).
+    DropPersonal {
         /// The tenant.
         tenant: &'a str,
-        /// The subject.
-        subject: &'a str,
+        /// The position.
+        seq: u64,
     },
     /// Removes the content of `seq` as retention does, keeping its place, but with no receipt.
     RemoveContent {
@@ -156,7 +157,7 @@ macro_rules! integrity_suite {
             altering_what_is_sealed_is_caught_and_names_the_event,
             deleting_inserting_swapping_and_cutting_are_caught,
             a_forged_checkpoint_signature_is_caught,
-            personal_values_whose_subject_key_is_gone_are_reported,
+            personal_values_dropped_outside_the_sanctioned_path_are_reported,
             the_report_does_not_depend_on_how_the_walk_is_spread,
             the_database_refuses_direct_changes,
             the_sanctioned_path_changes_rows_and_records_itself_or_does_nothing,
@@ -390,18 +391,31 @@ pub async fn a_forged_checkpoint_signature_is_caught(harness: Arc<dyn Harness>) 
 
 /// Anonymisation erases a subject's values and key together; a key erased with the values left
 /// (or put back) is caught at the subject's first event.
-pub async fn personal_values_whose_subject_key_is_gone_are_reported(harness: Arc<dyn Harness>) {
+pub async fn personal_values_dropped_outside_the_sanctioned_path_are_reported(
+    harness: Arc<dyn Harness>,
+) {
     built(&harness, 4).await;
     harness
-        .attack(Attack::EraseKey {
+        .attack(Attack::DropPersonal {
             tenant: "t",
-            subject: "u1",
+            seq: 2,
         })
         .await;
     let report = harness.verify(keys(), options()).await;
     let first = report.findings.first().expect("caught");
     assert_eq!((first.seq, first.kind), (2, Kind::Altered), "{first}");
-    assert!(first.detail.contains("key is gone"), "{first}");
+    assert!(first.detail.contains("missing"), "{first}");
+}
+
+/// The stored personal values of a version-2 entry with every value erased, as the sanctioned
+/// path's test job writes them: ids replaced by a fixed pseudonym, every other value gone.
+pub fn erased(values: &[u8]) -> Vec<u8> {
+    use sealtrail_ledger::personal::{Held, Slot, rewrite};
+    rewrite(values, |slot, _| match slot {
+        Slot::ActorId | Slot::TargetId => Held::Replaced("anon_0000000000000000"),
+        _ => Held::Erased,
+    })
+    .expect("version-2 personal values")
 }
 
 /// However the walk is cut into chunks and spread over workers, it reports the same.
@@ -455,15 +469,19 @@ pub async fn the_sanctioned_path_changes_rows_and_records_itself_or_does_nothing
 ) {
     let store = harness.store();
     build(&*store, 3).await;
-    assert!(harness.personal_values(1).await.is_some());
+    let before = harness.personal_values(1).await.expect("values");
     let appended = harness.sanctioned(1, false).await.expect("sanctioned");
     assert_eq!(appended.seq, 4, "the act is the next event of the log");
-    assert_eq!(harness.personal_values(1).await, None, "the job's change");
-    assert!(harness.personal_values(2).await.is_some());
+    let after = harness.personal_values(1).await.expect("the erased form");
+    assert_eq!(after, erased(&before), "the job's change");
+    let values = PersonalValues::from_bytes(&after).expect("well formed");
+    assert!(values.is_empty(), "nothing personal is left");
+    let before = harness.personal_values(2).await;
     let failed = harness.sanctioned(2, true).await;
     assert!(failed.is_err(), "the job failed");
-    assert!(
-        harness.personal_values(2).await.is_some(),
+    assert_eq!(
+        harness.personal_values(2).await,
+        before,
         "nothing of a failed job remains"
     );
     let next = store

@@ -133,12 +133,20 @@ impl LogRow {
     }
 
     /// What offline verification of an export needs beside the served event: the
-    /// predecessor's leaf hash and the stored form of the personal digests.
+    /// predecessor's leaf hash and the personal digests (version 1: their stored form; version
+    /// 2: with the openings of the values still held).
     pub fn seal(&self) -> Result<(Vec<u8>, Vec<u8>), RowError> {
         match &self.body {
-            RowBody::Entry { .. } => {
-                self.with_source(|s| (s.view.prev.to_vec(), s.view.digests.to_bytes()))
-            }
+            RowBody::Entry { .. } => self.with_source(|s| {
+                let personal = if s.view.version == sealtrail_ledger::entry::ENTRY_VERSION {
+                    s.view.digests.to_bytes()
+                } else {
+                    // Version 2: the digests with their openings, so a verifier checks the
+                    // personal values it is shown (docs/integrity.md §5).
+                    sealtrail_ledger::personal::seal_material(&s.view.sealed_slots(s.personal))
+                };
+                (s.view.prev.to_vec(), personal)
+            }),
             RowBody::Legacy { digests, prev, .. } => Ok((
                 prev.clone().unwrap_or_default(),
                 digests.clone().unwrap_or_default(),

@@ -16,8 +16,11 @@ use std::sync::mpsc;
 
 use ed25519_dalek::VerifyingKey;
 use hmac::{Hmac, Mac};
-use sealtrail_ledger::entry::{GENESIS, PersonalDigests, encode_entry, personal_digest};
+use sealtrail_ledger::entry::{
+    EntryParts, GENESIS, PersonalDigests, encode_entry, personal_digest, reencode_v2,
+};
 use sealtrail_ledger::merkle::node_hash;
+use sealtrail_ledger::personal;
 use sealtrail_ledger::view::{EntryView, PersonalValues};
 pub use sealtrail_ledger::walk::{Finding, Kind};
 use sealtrail_ledger::walk::{
@@ -525,22 +528,51 @@ impl<R: WalkReader> Worker<R> {
             } => {
                 let prev: Option<Hash> = prev.as_deref().and_then(|p| p.try_into().ok());
                 let event = serde_json::from_str::<Event>(json).ok();
-                let digests = digests.as_deref().and_then(PersonalDigests::from_bytes);
-                let (Some(event), Some(digests)) = (event, digests) else {
-                    return Ok(unreadable(
-                        "the stored event is not valid JSON of an event".into(),
+                // An exported event of a version-2 entry carries its seal material instead.
+                if let (Some(event), Some(material)) = (
+                    &event,
+                    digests
+                        .as_deref()
+                        .filter(|d| d.first() == Some(&personal::MARK)),
+                ) {
+                    let entry = personal::parse_seal_material(material).and_then(|slots| {
+                        reencode_v2(
+                            &EntryParts::of_event(event),
+                            &prev.unwrap_or(GENESIS),
+                            &slots,
+                        )
+                    });
+                    let Some(entry) = entry else {
+                        return Ok(unreadable(
+                            "the event does not match its seal material".into(),
+                            prev,
+                        ));
+                    };
+                    legacy = (entry, event.clone(), PersonalDigests::default());
+                    (
+                        legacy.0.as_slice(),
+                        PersonalValues::default(),
+                        Some(legacy.1.hash.as_str()),
                         prev,
-                    ));
-                };
-                let entry = encode_entry(&event, &digests, &prev.unwrap_or(GENESIS));
-                legacy = (entry, event, digests);
-                let values = PersonalValues::of(&legacy.1, &legacy.2);
-                (
-                    legacy.0.as_slice(),
-                    values,
-                    Some(legacy.1.hash.as_str()),
-                    prev,
-                )
+                    )
+                } else {
+                    let digests = digests.as_deref().and_then(PersonalDigests::from_bytes);
+                    let (Some(event), Some(digests)) = (event, digests) else {
+                        return Ok(unreadable(
+                            "the stored event is not valid JSON of an event".into(),
+                            prev,
+                        ));
+                    };
+                    let entry = encode_entry(&event, &digests, &prev.unwrap_or(GENESIS));
+                    legacy = (entry, event, digests);
+                    let values = PersonalValues::of(&legacy.1, &legacy.2);
+                    (
+                        legacy.0.as_slice(),
+                        values,
+                        Some(legacy.1.hash.as_str()),
+                        prev,
+                    )
+                }
             }
         };
         let view = match EntryView::parse(entry) {

@@ -1,53 +1,36 @@
 //! Sealing a group of append requests: pure work on what the backend loaded, no I/O.
 //!
 //! Each request is all or nothing. Requests are sealed in queue order against the group's state
-//! (log ends, ids already stored or stored earlier in the group, subject keys); a request that
+//! (log ends, ids already stored or stored earlier in the group); a request that
 //! conflicts leaves no trace in that state or in the batch, and the requests after it go on as
 //! if it had never been queued.
 
 use std::collections::{BTreeSet, HashMap};
 
 use rand::RngCore;
-use sealtrail_ledger::entry::{
-    DEFAULT_PERSON_TYPES, EntryParts, digests_of, encode_parts, is_person_type,
-};
-use sealtrail_ledger::view::PersonalValues;
+use sealtrail_ledger::entry::{DEFAULT_PERSON_TYPES, EntryParts, encode_new_v2};
 use sealtrail_ledger::{LeafHash, leaf_hash};
 use sealtrail_model::{Tenant, Timestamp};
 use uuid::Uuid;
 
-use super::{KnownId, Loaded, LogEnd, Node, SealedBatch, SealedEvent, SubjectKey, Want};
+use super::{KnownId, Loaded, LogEnd, Node, SealedBatch, SealedEvent, Want};
 use crate::{Appended, PreparedEvent, StoreError, StoreResult};
 
 /// What the backend must load for a group of requests.
 pub(crate) fn want(requests: &[Vec<PreparedEvent>]) -> Want {
     let mut tenants = BTreeSet::new();
     let mut ids = BTreeSet::new();
-    let mut subjects = BTreeSet::new();
     for e in requests.iter().flatten() {
         tenants.insert(e.tenant.clone());
         if e.client_id {
             ids.insert(e.id);
         }
-        let ev = &e.event;
-        let ctx = ev.context.as_ref();
-        let actor_has_values = ev.actor.name.is_some()
-            || ev.actor.email.is_some()
-            || ctx.is_some_and(|c| c.ip.is_some() || c.user_agent.is_some());
-        if actor_has_values {
-            subjects.insert((e.tenant.clone(), ev.actor.id.clone()));
-        }
-        if let Some(t) = &ev.target
-            && t.name.is_some()
-            && is_person_type(&t.target_type, &DEFAULT_PERSON_TYPES)
-        {
-            subjects.insert((e.tenant.clone(), t.id.clone()));
-        }
     }
     Want {
         tenants: tenants.into_iter().collect(),
         ids: ids.into_iter().collect(),
-        subjects: subjects.into_iter().collect(),
+        // Entries of version 2 need no subject key: nothing to load.
+        subjects: Vec::new(),
     }
 }
 
@@ -55,7 +38,6 @@ pub(crate) fn want(requests: &[Vec<PreparedEvent>]) -> Want {
 struct State {
     ends: HashMap<Tenant, LogEnd>,
     known: HashMap<Uuid, KnownId>,
-    keys: HashMap<(Tenant, String), SubjectKey>,
     touched: BTreeSet<Tenant>,
 }
 
@@ -70,13 +52,12 @@ pub(crate) fn seal_group(
     let mut state = State {
         ends: loaded.ends,
         known: loaded.known,
-        keys: loaded.keys,
         touched: BTreeSet::new(),
     };
     let mut batch = SealedBatch::default();
     let mut results = Vec::with_capacity(requests.len());
     for events in requests {
-        let marks = (batch.events.len(), batch.nodes.len(), batch.new_keys.len());
+        let marks = (batch.events.len(), batch.nodes.len());
         let saved: Vec<(Tenant, Option<LogEnd>)> = events
             .iter()
             .map(|e| &e.tenant)
@@ -93,9 +74,6 @@ pub(crate) fn seal_group(
                     state.known.remove(&e.id);
                 }
                 batch.nodes.truncate(marks.1);
-                for (tenant, subject, _) in batch.new_keys.drain(marks.2..) {
-                    state.keys.remove(&(tenant, subject));
-                }
                 for (tenant, end) in saved {
                     match end {
                         Some(end) => state.ends.insert(tenant, end),
@@ -156,27 +134,17 @@ fn seal_request(
             seq,
             recorded_at,
         );
-        // Personal fields enter the leaf as digests under their subject's key; a key is made
-        // only for a subject that carries personal data.
-        let keys = &mut state.keys;
-        let new_keys = &mut batch.new_keys;
-        let digests = digests_of(&event, &DEFAULT_PERSON_TYPES, |subject| {
-            let slot = (tenant.clone(), subject.to_owned());
-            if let Some(key) = keys.get(&slot) {
-                return Ok::<_, std::convert::Infallible>(key.0);
-            }
-            let mut key = [0u8; 32];
-            rand::rng().fill_bytes(&mut key);
-            keys.insert(slot.clone(), SubjectKey(key));
-            new_keys.push((slot.0, slot.1, SubjectKey(key)));
-            Ok(key)
-        })
-        .unwrap_or_else(|never| match never {});
+        // Every personal value enters the leaf as a digest under an opening of its own, kept
+        // with the value beside the entry (entry version 2, docs/integrity.md §3.2).
         let prev = end.last;
-        let entry = encode_parts(&event, &digests, &prev.0);
+        let (entry, personal_values) =
+            encode_new_v2(&event, &DEFAULT_PERSON_TYPES, &prev.0, || {
+                let mut opening = [0u8; 16];
+                rand::rng().fill_bytes(&mut opening);
+                opening
+            });
         let hash = LeafHash(leaf_hash(&entry));
-        let values = PersonalValues::of_parts(&event, &digests);
-        let personal_values = (!values.is_empty()).then(|| values.to_bytes());
+        let personal_values = Some(personal_values);
         end.frontier.push(hash.0, |level, idx, h| {
             if level > 0 {
                 batch.nodes.push(Node {
@@ -269,9 +237,16 @@ mod tests {
         assert_eq!(results[2].as_ref().expect("third")[0].seq, 2);
         let seqs: Vec<u64> = batch.events.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, vec![1, 2]);
-        // Only the actor "u" got a key; "v" of the failed request left none behind.
-        let subjects: Vec<&str> = batch.new_keys.iter().map(|k| k.1.as_str()).collect();
-        assert_eq!(subjects, vec!["u"]);
+        // Entries of version 2 need no subject key: none is made.
+        assert!(batch.new_keys.is_empty());
+        // Personal values are kept with their openings beside each entry.
+        for e in &batch.events {
+            let values = e
+                .personal_values
+                .as_deref()
+                .expect("the actor's id at least");
+            assert!(sealtrail_ledger::view::PersonalValues::from_bytes(values).is_some());
+        }
         assert_eq!(batch.ends.len(), 1);
         assert_eq!(batch.ends[0].1.size, 2);
         assert_eq!(batch.ends[0].1.last, batch.events[1].hash);
@@ -289,7 +264,6 @@ mod tests {
         assert!(!first.duplicate && second.duplicate);
         assert_eq!((first.seq, first.hash), (second.seq, second.hash));
         assert_eq!(batch.events.len(), 1);
-        // No personal values, so no subject key.
         assert!(batch.new_keys.is_empty());
     }
 }
