@@ -91,6 +91,28 @@ enum Command {
     /// Retention on the store itself (embedded or PostgreSQL): `sealtrail retention run
     /// --tenant T [--dry-run]`.
     Retention(RetentionArgs),
+    /// Erase a person from a tenant on the store itself (embedded or PostgreSQL), as `POST
+    /// /api/v1/subjects/{actor_id}/anonymize` does: the events where SUBJECT is the actor, or
+    /// the target when the target is a person, get a stable pseudonym for the id and lose the
+    /// person's name, e-mail, ip, user agent and change values; filters, search and statistics
+    /// are derived again without them, and what was rewritten is scrubbed from the database
+    /// files. Every hash and proof stays valid. Recorded as `audit.anonymized`; prints
+    /// `{"events_updated": N}`. With the embedded store, stop the server first.
+    Anonymize(AnonymizeArgs),
+}
+
+/// `sealtrail anonymize` options.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("store").required(true).args(["data_dir", "database_url"])))]
+struct AnonymizeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The tenant
+    #[arg(long, value_parser = sealtrail_store::Tenant::parse)]
+    tenant: sealtrail_store::Tenant,
+    /// The person's id, as events give it in `actor.id` (or `target.id`)
+    #[arg(long, value_name = "ACTOR_ID")]
+    subject: String,
 }
 
 /// `sealtrail retention` commands.
@@ -239,6 +261,7 @@ fn main() -> std::process::ExitCode {
         Command::Retention(args) => match &args.command {
             RetentionCommand::Run(run) => run_retention(run).map(|()| true),
         },
+        Command::Anonymize(args) => run_anonymize(&args).map(|()| true),
     };
     match outcome {
         Ok(true) => std::process::ExitCode::SUCCESS,
@@ -286,6 +309,42 @@ fn run_retention(args: &RetentionRunArgs) -> anyhow::Result<()> {
             .context("retention failed")?;
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &answer).context("cannot print the answer")?;
+        std::io::Write::write_all(&mut out, b"\n").context("cannot print the answer")?;
+        Ok(())
+    })
+}
+
+fn run_anonymize(args: &AnonymizeArgs) -> anyhow::Result<()> {
+    if args.subject.trim().is_empty() {
+        anyhow::bail!("--subject must name an actor id");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = args.store.open().await?;
+        let actor = sealtrail_model::Actor {
+            id: "sealtrail-cli".into(),
+            actor_type: sealtrail_model::ActorType::System,
+            name: None,
+            email: None,
+        };
+        let answer = sealtrail_server::lifecycle::anonymize_subject(
+            store.as_ref(),
+            &sealtrail_server::lifecycle::Locks::default(),
+            &args.tenant,
+            &args.subject,
+            actor,
+            "cli",
+        )
+        .await;
+        store.shutdown().await;
+        let answer = answer
+            .map_err(|e| anyhow::anyhow!(sealtrail_server::lifecycle::describe(&e)))
+            .context("anonymisation failed")?;
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer(&mut out, &answer).context("cannot print the answer")?;
         std::io::Write::write_all(&mut out, b"\n").context("cannot print the answer")?;
         Ok(())
     })

@@ -271,6 +271,7 @@ pub fn app(state: AppState) -> Router {
             get(lifecycle::get_retention).put(lifecycle::put_retention),
         )
         .route("/tenants/{tenant}/retention/run", post(lifecycle::run))
+        .route("/subjects/{actor_id}/anonymize", post(lifecycle::anonymize))
         .route("/tenants/{tenant}/legal-holds", get(lifecycle::list_holds))
         .route(
             "/tenants/{tenant}/legal-holds/{name}",

@@ -659,6 +659,142 @@ pub async fn run(
     Ok(Json(answer))
 }
 
+/// The answer of an anonymisation.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AnonymizeAnswer {
+    /// Events whose personal data of the subject was erased (0 when nothing was left).
+    pub events_updated: u64,
+}
+
+/// Erase a person's personal data across the tenant: every event where `actor_id` is the actor,
+/// or the target when the target is a person (type `user`), gets a stable pseudonym (`anon_`
+/// and 16 hex digits) for the id and loses the person's name, e-mail, ip, user agent and
+/// change values (served as `[REDACTED]`); filters, search and statistics are derived again
+/// without them. Every hash, chain link, checkpoint and proof stays valid. Recorded as
+/// `audit.anonymized` (with the pseudonym, never the id). Calling it again answers 0. An admin
+/// key bound to all tenants names the tenant with `tenant` (query or body). Synchronous.
+#[utoipa::path(
+    post,
+    path = "/api/v1/subjects/{actor_id}/anonymize",
+    tag = "lifecycle",
+    params(
+        ("actor_id" = String, Path, description = "The person's id, as events give it in `actor.id` (or `target.id`)"),
+        ("tenant" = Option<String>, Query, description = "The tenant (with a key bound to all tenants)"),
+    ),
+    request_body(content = Object, content_type = "application/json", description = "Optional: `{\"tenant\": \"...\"}`"),
+    responses((status = 200, description = "How many events were rewritten", body = AnonymizeAnswer)),
+    security(("bearer" = []))
+)]
+pub async fn anonymize(
+    State(state): State<AppState>,
+    principal: Principal,
+    UrlPath(actor_id): UrlPath<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<AnonymizeAnswer>, ApiError> {
+    principal.require(Scope::Admin)?;
+    let mut query = crate::params::split_query(raw.as_deref());
+    let mut problems: Vec<FieldError> = query
+        .keys()
+        .filter(|k| k.as_str() != "tenant")
+        .map(|k| FieldError::new(k.as_str(), "is not a known parameter"))
+        .collect();
+    let from_query = match query.remove("tenant") {
+        Some(mut values) if values.len() == 1 => values.pop(),
+        Some(_) => {
+            problems.push(FieldError::new("tenant", "may be given once"));
+            None
+        }
+        None => None,
+    };
+    if !problems.is_empty() {
+        return Err(ApiError::BadParameters(problems));
+    }
+    let from_body = if body.is_empty() {
+        None
+    } else {
+        match crate::json_body(&headers, &body)? {
+            Value::Object(map) => {
+                let mut tenant = None;
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("tenant", Value::String(t)) => tenant = Some(t),
+                        ("tenant", Value::Null) => {}
+                        ("tenant", _) => {
+                            return Err(ApiError::invalid("tenant", "must be a string"));
+                        }
+                        (other, _) => return Err(ApiError::invalid(other, "is not a known field")),
+                    }
+                }
+                tenant
+            }
+            _ => return Err(ApiError::invalid("$", "must be a JSON object")),
+        }
+    };
+    let tenant = match (from_query, from_body) {
+        (Some(q), Some(b)) if q != b => {
+            return Err(ApiError::invalid(
+                "tenant",
+                "differs from the tenant query parameter",
+            ));
+        }
+        (Some(t), _) => principal.tenant(Some(&t), "tenant", false)?,
+        (None, Some(t)) => principal.tenant(Some(&t), "tenant", true)?,
+        (None, None) => principal.tenant(None, "tenant", false)?,
+    };
+    if actor_id.trim().is_empty()
+        || actor_id.chars().count() > sealtrail_model::limits::MAX_ID_CHARS
+    {
+        return Err(ApiError::bad_parameter(
+            "actor_id",
+            format!(
+                "must be an actor id: 1 to {} characters",
+                sealtrail_model::limits::MAX_ID_CHARS
+            ),
+        ));
+    }
+    let answer = anonymize_subject(
+        state.store.as_ref(),
+        &state.lifecycle,
+        &tenant,
+        &actor_id,
+        principal.actor(),
+        "api",
+    )
+    .await?;
+    Ok(Json(answer))
+}
+
+/// Anonymises `subject` in `tenant` as `actor` ([`sealtrail_store::anonymize`]) and records the
+/// act as `audit.anonymized` in the same transaction: how many events, the pseudonym, what
+/// started it (`api`, `cli`). Waits for a retention run of the tenant under way in this process.
+pub async fn anonymize_subject(
+    store: &dyn Store,
+    locks: &Locks,
+    tenant: &Tenant,
+    subject: &str,
+    actor: Actor,
+    trigger: &str,
+) -> Result<AnonymizeAnswer, ApiError> {
+    let lock = locks.of(tenant);
+    let _running = lock.lock().await;
+    let done = sealtrail_store::anonymize::anonymize(store, tenant, subject, |n, pseudonym| {
+        Ok(crate::self_event(
+            tenant,
+            "audit.anonymized",
+            Category::Update,
+            actor.clone(),
+            None,
+            json!({"events_updated": n, "pseudonym": pseudonym, "trigger": trigger}),
+        ))
+    })
+    .await?;
+    Ok(AnonymizeAnswer {
+        events_updated: done.events_updated,
+    })
+}
+
 /// Runs a tenant's retention with its stored rules and holds, as `actor`, and records the run:
 /// `audit.purged` (the receipt) when events were removed, else `audit.retention_checked`.
 /// `trigger` says what started it (`api`, `schedule`, `cli`). For the HTTP run, the daily job

@@ -369,6 +369,7 @@ impl Modify for SharedAnswers {
         crate::lifecycle::get_retention,
         crate::lifecycle::put_retention,
         crate::lifecycle::run,
+        crate::lifecycle::anonymize,
         crate::lifecycle::list_holds,
         crate::lifecycle::get_hold,
         crate::lifecycle::put_hold,

@@ -82,6 +82,7 @@ const TABLE: &[(&str, &str, &[Cred])] = &[
     ("GET", "/api/v1/tenants/{tenant}/retention", READERS),
     ("PUT", "/api/v1/tenants/{tenant}/retention", ADMINS),
     ("POST", "/api/v1/tenants/{tenant}/retention/run", ADMINS),
+    ("POST", "/api/v1/subjects/{actor_id}/anonymize", ADMINS),
     ("GET", "/api/v1/tenants/{tenant}/legal-holds", READERS),
     (
         "GET",
@@ -251,6 +252,7 @@ fn request(
         ("PUT", "/api/v1/tenants/acme/catalog") => Some(json!({"actions": ["a.b"]})),
         ("PUT", "/api/v1/tenants/acme/retention") => Some(json!({"default_days": 3650})),
         ("POST", "/api/v1/tenants/acme/retention/run") => Some(json!({"dry_run": true})),
+        ("POST", "/api/v1/subjects/u1/anonymize") => Some(json!({})),
         ("PUT", "/api/v1/tenants/acme/legal-holds/case-1") => {
             Some(json!({"filter": {"actor_id": "u1"}}))
         }

@@ -824,6 +824,91 @@ impl Store for PgStore {
         Ok(appended)
     }
 
+    async fn rewrite_personal(
+        &self,
+        tenant: &Tenant,
+        rewrites: Vec<sealtrail_store::anonymize::RowRewrite>,
+        subjects: Vec<String>,
+        audit: PreparedEvent,
+    ) -> StoreResult<Appended> {
+        use sealtrail_store::anonymize::Rewrite;
+        let seqs: Vec<u64> = rewrites.iter().map(|r| r.seq).collect();
+        let owner = tenant.as_str().to_owned();
+        let mut value_seqs: Vec<i64> = Vec::new();
+        let mut values: Vec<Vec<u8>> = Vec::new();
+        let mut body_seqs: Vec<i64> = Vec::new();
+        let mut bodies: Vec<String> = Vec::new();
+        for r in rewrites {
+            let seq = i64::try_from(r.seq).unwrap_or(i64::MAX);
+            match r.rewrite {
+                Rewrite::Values(bytes) => {
+                    value_seqs.push(seq);
+                    values.push(bytes);
+                }
+                Rewrite::LegacyBody(json) => {
+                    body_seqs.push(seq);
+                    bodies.push(json);
+                }
+            }
+        }
+        let appended = self
+            .sanctioned(
+                "anonymisation",
+                audit,
+                Box::new(move |client| {
+                    Box::pin(async move {
+                        client
+                            .execute(
+                                "UPDATE events e SET personal_values = v.values \
+                                 FROM unnest($2::bigint[], $3::bytea[]) AS v(seq, values) \
+                                 WHERE e.tenant = $1 AND e.seq = v.seq AND e.entry IS NOT NULL",
+                                &[&owner, &value_seqs, &values],
+                            )
+                            .await?;
+                        client
+                            .execute(
+                                "UPDATE events e SET body = v.body \
+                                 FROM unnest($2::bigint[], $3::text[]) AS v(seq, body) \
+                                 WHERE e.tenant = $1 AND e.seq = v.seq AND e.body IS NOT NULL",
+                                &[&owner, &body_seqs, &bodies],
+                            )
+                            .await?;
+                        client
+                            .execute(
+                                "DELETE FROM subject_keys WHERE tenant = $1 AND subject = ANY($2)",
+                                &[&owner, &subjects],
+                            )
+                            .await?;
+                        Ok(())
+                    })
+                }),
+            )
+            .await?;
+        sealtrail_store::derived::rederive_blocking(self.index.clone(), tenant.clone(), seqs)
+            .await?;
+        // The rows rewritten leave dead versions behind: vacuumed now rather than whenever
+        // autovacuum comes by, so their space is marked free and reused.
+        let client = self
+            .write_pool()
+            .get()
+            .await
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        // One statement each: VACUUM refuses to run inside a multi-statement string.
+        for table in ["events", "subject_keys", "postings", "rollups"] {
+            client
+                .batch_execute(&format!("VACUUM {table}"))
+                .await
+                .map_err(|e| {
+                    StoreError::Database(format!(
+                        "vacuuming {table} failed: {}",
+                        e.as_db_error()
+                            .map_or(e.to_string(), |d| d.message().to_owned())
+                    ))
+                })?;
+        }
+        Ok(appended)
+    }
+
     async fn shutdown(&self) {
         self.gate.stop();
         let indexer = self

@@ -244,6 +244,46 @@ impl Harness for PgHarness {
             .await
     }
 
+    async fn traces(&self, needle: &str) -> Vec<String> {
+        let client = self.pool.get().await.expect("client");
+        let tables: Vec<String> = client
+            .query(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = current_schema() AND c.relkind = 'r'",
+                &[],
+            )
+            .await
+            .expect("tables")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let text = format!("%{needle}%");
+        let bytes = format!(
+            "%{}%",
+            needle
+                .bytes()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let mut found = Vec::new();
+        for table in tables {
+            let n: i64 = client
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM \"{table}\" x WHERE x::text ILIKE $1 OR x::text ILIKE $2"
+                    ),
+                    &[&text, &bytes],
+                )
+                .await
+                .expect("search")
+                .get(0);
+            if n > 0 {
+                found.push(format!("{table}: {n} rows"));
+            }
+        }
+        found
+    }
+
     async fn personal_values(&self, seq: u64) -> Option<Vec<u8>> {
         let client = self.pool.get().await.expect("client");
         client

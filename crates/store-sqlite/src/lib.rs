@@ -516,6 +516,37 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn rewrite_personal(
+        &self,
+        tenant: &Tenant,
+        rewrites: Vec<sealtrail_store::anonymize::RowRewrite>,
+        subjects: Vec<String>,
+        audit: PreparedEvent,
+    ) -> StoreResult<Appended> {
+        let seqs: Vec<u64> = rewrites.iter().map(|r| r.seq).collect();
+        let owner = tenant.clone();
+        let appended = self
+            .sanctioned("anonymisation", audit, move |conn| {
+                seal::rewrite_personal(conn, &owner, &rewrites, &subjects)
+            })
+            .await?;
+        sealtrail_store::derived::rederive_blocking(self.index.clone(), tenant.clone(), seqs)
+            .await?;
+        // Both files are written with secure_delete on, so what was rewritten is zeroed where it
+        // lay; the write-ahead logs still hold the pages as they were until they start over.
+        self.admin(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+            .await?;
+        let index = self.index.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut indexer = index.lock().expect("indexer lock is never poisoned");
+            indexer.backend().truncate_wal()
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("checkpoint failed: {e}")))?
+        .map_err(db_error)?;
+        Ok(appended)
+    }
+
     async fn shutdown(&self) {
         // The indexer stops after its current transaction; what it has not indexed yet is
         // indexed at the next start.

@@ -70,6 +70,38 @@ pub(crate) fn load_end(conn: &Connection, tenant: &Tenant) -> rusqlite::Result<L
 /// (key, id, digest, leaf hash) and the `recorded_at` a retry's answer needs; its entry,
 /// personal values and legacy columns are emptied. Fails, changing nothing, if one of them is
 /// not in the log any more (another removal took it first): its receipt would not add up.
+/// Anonymisation's job (run through the sanctioned path): writes each row's new personal
+/// values (or, for a row from before entries, its new JSON), and deletes the subject keys of
+/// `subjects` (rows of entry version 1 had them). A row no longer there (removed by retention
+/// meanwhile) is left as it is.
+pub(crate) fn rewrite_personal(
+    conn: &Connection,
+    tenant: &Tenant,
+    rewrites: &[sealtrail_store::anonymize::RowRewrite],
+    subjects: &[String],
+) -> rusqlite::Result<()> {
+    use sealtrail_store::anonymize::Rewrite;
+    let mut values = conn.prepare_cached(
+        "UPDATE log SET personal_values = ?3 WHERE tenant = ?1 AND seq = ?2 AND entry IS NOT NULL",
+    )?;
+    let mut legacy = conn.prepare_cached(
+        "UPDATE log SET legacy_body = ?3 WHERE tenant = ?1 AND seq = ?2 AND legacy_body IS NOT NULL",
+    )?;
+    for r in rewrites {
+        let seq = i64::try_from(r.seq).unwrap_or(i64::MAX);
+        match &r.rewrite {
+            Rewrite::Values(bytes) => values.execute(params![tenant.as_str(), seq, bytes])?,
+            Rewrite::LegacyBody(json) => legacy.execute(params![tenant.as_str(), seq, json])?,
+        };
+    }
+    let mut keys =
+        conn.prepare_cached("DELETE FROM subject_keys WHERE tenant = ?1 AND subject = ?2")?;
+    for subject in subjects {
+        keys.execute(params![tenant.as_str(), subject])?;
+    }
+    Ok(())
+}
+
 pub(crate) fn remove_events(
     conn: &Connection,
     tenant: &Tenant,

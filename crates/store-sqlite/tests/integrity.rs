@@ -199,6 +199,23 @@ impl Harness for SqliteHarness {
             .await
     }
 
+    async fn traces(&self, needle: &str) -> Vec<String> {
+        let lower = needle.to_lowercase();
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).expect("data dir") {
+            let path = entry.expect("entry").path();
+            if !path.is_file() {
+                continue;
+            }
+            let bytes = std::fs::read(&path).expect("read");
+            let lowered = bytes.to_ascii_lowercase();
+            if lowered.windows(lower.len()).any(|w| w == lower.as_bytes()) {
+                found.push(path.display().to_string());
+            }
+        }
+        found
+    }
+
     async fn personal_values(&self, seq: u64) -> Option<Vec<u8>> {
         rusqlite::Connection::open(self.path())
             .expect("open")

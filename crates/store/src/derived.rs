@@ -652,7 +652,7 @@ pub fn unindex<B: IndexBackend>(
         indexer.backend.rollback();
         return Ok(Unindex::Behind { watermark });
     }
-    let result = unindex_update(&mut indexer.backend, tenant, watermark, seqs);
+    let result = unindex_update(&mut indexer.backend, tenant, watermark, seqs, Mode::Remove);
     match result {
         Ok((update, removed)) => {
             let written = indexer
@@ -724,13 +724,96 @@ pub async fn unindex_blocking<B: IndexBackend + 'static>(
         .map_err(|e| StoreError::Database(format!("unindexing failed: {e}")))?
 }
 
-/// The update that takes `seqs` out of the derived data, and how many it takes out.
+/// Derives the positions `seq` of `tenant` again from the log, in one transaction, after the
+/// sanctioned path rewrote their personal values (anonymisation): each is cleared from every
+/// posting of its chunk and its counts taken out of the rollups, as [`unindex`] does, then what
+/// its event holds now is posted and counted again. Nothing of the values it held before stays
+/// in the derived data. Positions beyond the watermark are left to the indexer, which reads
+/// them as they are now; positions gone are left as they are. Returns how many it derived.
+pub fn rederive<B: IndexBackend>(
+    indexer: &mut Indexer<B>,
+    tenant: &Tenant,
+    seqs: &[u64],
+) -> Result<Option<u64>, B::Error> {
+    indexer.newest.remove(tenant);
+    let Some(watermark) = indexer.backend.begin(tenant)? else {
+        return Ok(None);
+    };
+    let indexed: Vec<u64> = seqs.iter().copied().filter(|&s| s <= watermark).collect();
+    let result = unindex_update(
+        &mut indexer.backend,
+        tenant,
+        watermark,
+        &indexed,
+        Mode::Again,
+    );
+    match result {
+        Ok((update, derived)) => {
+            let written = indexer
+                .backend
+                .write(tenant, &update)
+                .and_then(|()| indexer.backend.commit())
+                .and_then(|()| indexer.backend.sync());
+            if let Err(err) = written {
+                indexer.backend.rollback();
+                return Err(err);
+            }
+            Ok(Some(derived))
+        }
+        Err(err) => {
+            indexer.backend.rollback();
+            Err(err)
+        }
+    }
+}
+
+/// [`rederive`] for a store, on a blocking thread, through the indexer it shares with its
+/// background thread, waiting while another process's indexer holds the tenant.
+pub async fn rederive_blocking<B: IndexBackend + 'static>(
+    indexer: Arc<Mutex<Indexer<B>>>,
+    tenant: Tenant,
+    seqs: Vec<u64>,
+) -> StoreResult<u64> {
+    tokio::task::spawn_blocking(move || {
+        for attempt in 0u32..200 {
+            let outcome = {
+                let mut indexer = indexer.lock().expect("the indexer lock is never poisoned");
+                rederive(&mut indexer, &tenant, &seqs)
+                    .map_err(|e| StoreError::Database(e.to_string()))?
+            };
+            match outcome {
+                Some(derived) => return Ok(derived),
+                None if attempt < 199 => std::thread::sleep(Duration::from_millis(25)),
+                None => break,
+            }
+        }
+        Err(StoreError::Database(
+            "another indexer kept the tenant for too long".into(),
+        ))
+    })
+    .await
+    .map_err(|e| StoreError::Database(format!("deriving again failed: {e}")))?
+}
+
+/// What [`unindex_update`] does with the positions it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Take them out for good: retention.
+    Remove,
+    /// Take out what they held, then post what their events hold now: anonymisation.
+    Again,
+}
+
+/// The update that takes `seqs` out of the derived data (and, [`Mode::Again`], puts what their
+/// events hold now back in), and how many it takes out.
 fn unindex_update<B: IndexBackend>(
     backend: &mut B,
     tenant: &Tenant,
     watermark: u64,
     seqs: &[u64],
+    mode: Mode,
 ) -> Result<(Update, u64), B::Error> {
+    let again = mode == Mode::Again;
     let mut update = Update {
         watermark,
         ..Update::default()
@@ -744,8 +827,9 @@ fn unindex_update<B: IndexBackend>(
     }
     let gone_term = gone();
     let mut removed = 0;
-    // Counts to take out of the summaries of folded chunks, per (span, period).
-    let mut folded: BTreeMap<(Span, i64), Rollup> = BTreeMap::new();
+    // Counts to take out of the summaries of folded chunks (and, deriving again, to put back
+    // in), per (span, period).
+    let mut folded: BTreeMap<(Span, i64), (Rollup, Rollup)> = BTreeMap::new();
     for (chunk, wanted) in by_chunk {
         let first = chunk << CHUNK_BITS;
         let last = (first + CHUNK).min(watermark);
@@ -801,11 +885,7 @@ fn unindex_update<B: IndexBackend>(
         // Their minutes, from the time blocks.
         let mut minutes: HashMap<i64, Rollup> = HashMap::new();
         let mut blocks: HashMap<u64, Option<TimeBlock>> = HashMap::new();
-        for (&offset, (failed, keys)) in &counts {
-            if keys.is_empty() {
-                continue;
-            }
-            let seq = seq_at(chunk, offset);
+        let mut minute_of = |backend: &mut B, seq: u64| -> Result<Option<i64>, B::Error> {
             let block = block_of(seq);
             let stored = match blocks.entry(block) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -813,15 +893,65 @@ fn unindex_update<B: IndexBackend>(
                     e.insert(backend.time_block(tenant, block)?)
                 }
             };
-            let at = stored
+            Ok(stored
                 .as_ref()
                 .and_then(|b| b.values.get((seq - 1 - (block << BLOCK_BITS)) as usize))
-                .copied();
-            let Some(at) = at else { continue };
+                .copied()
+                .map(|at| Span::Minute.period_of(at)))
+        };
+        for (&offset, (failed, keys)) in &counts {
+            if keys.is_empty() {
+                continue;
+            }
+            let Some(minute) = minute_of(backend, seq_at(chunk, offset))? else {
+                continue;
+            };
             minutes
-                .entry(Span::Minute.period_of(at))
+                .entry(minute)
                 .or_default()
                 .count(*failed, keys.iter().map(|t| &*t.0));
+        }
+        // Deriving again: the terms of the events as they are now, and their counts.
+        let mut now: TermMap<RoaringBitmap> = TermMap::default();
+        let mut added: HashMap<i64, Rollup> = HashMap::new();
+        if again {
+            let lo = seq_at(chunk, fresh.min().unwrap_or(0));
+            let hi = seq_at(chunk, fresh.max().unwrap_or(0));
+            for row in backend.log_rows(tenant, lo, hi)? {
+                let offset = offset_in_chunk(row.seq);
+                if !fresh.contains(offset) {
+                    continue;
+                }
+                let mut keys: Vec<Vec<u8>> = Vec::new();
+                let mut failed = false;
+                let read = row.with_source(|source| {
+                    terms_of(source, |term| {
+                        if is_key(term) {
+                            keys.push(term.to_vec());
+                        } else if is_failure(term) {
+                            failed = true;
+                        }
+                        match now.get_mut(term) {
+                            Some(bits) => {
+                                bits.insert(offset);
+                            }
+                            None => {
+                                now.insert(Term(term.into()), std::iter::once(offset).collect());
+                            }
+                        }
+                    })
+                });
+                if let Err(err) = read {
+                    tracing::warn!(tenant = %tenant, error = %err, "an event could not be indexed");
+                    continue;
+                }
+                if let Some(minute) = minute_of(backend, row.seq)? {
+                    added
+                        .entry(minute)
+                        .or_default()
+                        .count(failed, keys.iter().map(Vec::as_slice));
+                }
+            }
         }
         if rebuild {
             // Every posting of the chunk goes; those of the events left are written again.
@@ -830,7 +960,7 @@ fn unindex_update<B: IndexBackend>(
             let mut kept: TermMap<RoaringBitmap> = TermMap::default();
             for row in rows
                 .iter()
-                .filter(|r| !fresh.contains(offset_in_chunk(r.seq)))
+                .filter(|r| again || !fresh.contains(offset_in_chunk(r.seq)))
             {
                 let offset = offset_in_chunk(row.seq);
                 let read = row.with_source(|source| {
@@ -855,14 +985,21 @@ fn unindex_update<B: IndexBackend>(
                     .map(|(term, bits)| (chunk, term, encode_bits(&bits))),
             );
         } else {
-            // Postings without the removed positions; the empty ones deleted.
+            // Postings without the removed positions (and, deriving again, with what their
+            // events hold now); the empty ones deleted.
             let mut changed: Vec<(Term, RoaringBitmap)> = Vec::new();
             for (term, bits) in postings {
-                if bits.is_disjoint(&fresh) {
+                let posted_now = now.remove(&term);
+                if bits.is_disjoint(&fresh) && posted_now.is_none() {
                     continue;
                 }
-                changed.push((term, bits - &fresh));
+                let mut bits = bits - &fresh;
+                if let Some(posted) = posted_now {
+                    bits |= posted;
+                }
+                changed.push((term, bits));
             }
+            changed.extend(now.drain());
             changed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             for (term, bits) in changed {
                 if bits.is_empty() {
@@ -872,10 +1009,12 @@ fn unindex_update<B: IndexBackend>(
                 }
             }
         }
-        gone_bits |= fresh;
-        update
-            .postings
-            .push((chunk, gone_term.clone(), encode_bits(&gone_bits)));
+        if !again {
+            gone_bits |= fresh;
+            update
+                .postings
+                .push((chunk, gone_term.clone(), encode_bits(&gone_bits)));
+        }
         // Rollups: a folded chunk's counts live in the summaries; an open chunk's in its open
         // minutes.
         if watermark >= (chunk + 1) << CHUNK_BITS {
@@ -885,6 +1024,17 @@ fn unindex_update<B: IndexBackend>(
                     folded
                         .entry((span, span.period_of(at)))
                         .or_default()
+                        .0
+                        .merge(&counts);
+                }
+            }
+            for (minute, counts) in added {
+                let at = minute.saturating_mul(Span::Minute.micros());
+                for span in Span::LONGEST_FIRST {
+                    folded
+                        .entry((span, span.period_of(at)))
+                        .or_default()
+                        .1
                         .merge(&counts);
                 }
             }
@@ -895,23 +1045,30 @@ fn unindex_update<B: IndexBackend>(
                 .filter(|(span, _, _)| *span == Span::Minute)
                 .map(|(_, period, stored)| (period, Rollup::from_stored(&stored)))
                 .collect();
-            let mut touched: Vec<i64> = minutes.keys().copied().collect();
+            let mut touched: Vec<i64> = minutes.keys().chain(added.keys()).copied().collect();
             touched.sort_unstable();
+            touched.dedup();
             for minute in touched {
                 let row = open.entry(minute).or_default();
-                row.subtract(&minutes[&minute]);
+                if let Some(old) = minutes.get(&minute) {
+                    row.subtract(old);
+                }
+                if let Some(new) = added.get(&minute) {
+                    row.merge(new);
+                }
                 update
                     .rollups
                     .push((Span::Minute, minute, chunk as i64, row.to_stored()));
             }
         }
     }
-    for ((span, period), counts) in folded {
+    for ((span, period), (out, back)) in folded {
         let mut summary = backend
             .folded_rollup(tenant, span, period)?
             .map(|s| Rollup::from_stored(&s))
             .unwrap_or_default();
-        summary.subtract(&counts);
+        summary.subtract(&out);
+        summary.merge(&back);
         update
             .rollups
             .push((span, period, FOLDED, summary.to_stored()));

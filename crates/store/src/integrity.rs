@@ -49,6 +49,12 @@ pub trait Harness: Send + Sync {
 
     /// The stored personal values of `seq` of tenant `t`.
     async fn personal_values(&self, seq: u64) -> Option<Vec<u8>>;
+
+    /// Where `needle` (as text, any case, or as its UTF-8 bytes) is found in what the backend
+    /// keeps: for SQLite every byte of every file of the data directory, free pages and
+    /// write-ahead logs included; for PostgreSQL every row of every table of the schema.
+    /// Empty when it is nowhere.
+    async fn traces(&self, needle: &str) -> Vec<String>;
 }
 
 /// A change an attacker makes to one tenant's log.
@@ -165,6 +171,7 @@ macro_rules! integrity_suite {
             a_full_queue_refuses_without_losing_an_acknowledged_event,
             events_after_the_newest_checkpoint_are_reported_as_uncovered,
             retention_archives_removes_and_the_rest_still_reads_and_verifies,
+            anonymisation_erases_a_person_everywhere_and_every_proof_still_holds,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -938,4 +945,189 @@ pub async fn retention_archives_removes_and_the_rest_still_reads_and_verifies(
         named.contains(&(last + 1, Kind::Altered)),
         "the receipt's count: {named:?}"
     );
+}
+
+/// What the anonymisation case erases: a person's id, name, e-mail, ip and user agent, as
+/// they are written and as full-text search keeps their words.
+const ERASABLE: [&str; 8] = [
+    "u-ann-erasable",
+    "Ann Erasable",
+    "ann.erasable@example.com",
+    "ann.new@example.com",
+    "203.0.113.77",
+    "ErasableAgent",
+    "erasable",
+    "erasableagent",
+];
+
+/// Anonymisation (SPEC §4.5, §12) erases a person — as the actor of some events, as the
+/// (person) target of another, in change values — from the log, the derived data (filters,
+/// full-text, rollups) and the bytes the backend keeps; leaves every other value, every hash
+/// and every proof as it was; gives a stable pseudonym; records itself; and does nothing the
+/// second time.
+pub async fn anonymisation_erases_a_person_everywhere_and_every_proof_still_holds(
+    harness: Arc<dyn Harness>,
+) {
+    let store = harness.store();
+    let ann = json!({"id": "u-ann-erasable", "type": "user", "name": "Ann Erasable",
+                     "email": "ann.erasable@example.com"});
+    let context =
+        json!({"ip": "203.0.113.77", "user_agent": "ErasableAgent/1.0", "method": "POST"});
+    let events = [
+        json!({"action": "asset.updated", "actor": ann, "context": context,
+               "target": {"type": "asset", "id": "a1", "name": "Laptop"},
+               "changes": [{"field": "owner", "old_value": "ann.erasable@example.com",
+                            "new_value": "it@example.com"}]}),
+        json!({"action": "user.updated", "actor": {"id": "u-bo", "name": "Bo Kept"},
+               "target": {"type": "user", "id": "u-ann-erasable", "name": "Ann Erasable"},
+               "changes": [{"field": "email", "old_value": "ann.erasable@example.com",
+                            "new_value": "ann.new@example.com"}]}),
+        json!({"action": "report.viewed", "actor": ann, "context": context}),
+        json!({"action": "asset.updated", "actor": {"id": "u-bo", "name": "Bo Kept"},
+               "target": {"type": "asset", "id": "a2"}}),
+    ];
+    for e in events {
+        store.append(vec![prepared("t", e)]).await.expect("append");
+    }
+    // Indexed, then one more that is not yet: both paths of the derived data are scrubbed.
+    store.settle().await.expect("settle");
+    store
+        .append(vec![prepared(
+            "t",
+            json!({"action": "user.login", "actor": ann, "context": context}),
+        )])
+        .await
+        .expect("append");
+    // What the backend keeps holds the person now (so that finding nothing below means
+    // something).
+    for needle in ["Ann Erasable", "ann.erasable@example.com", "203.0.113.77"] {
+        assert_ne!(
+            harness.traces(needle).await,
+            Vec::<String>::new(),
+            "{needle}"
+        );
+    }
+    let t = crate::conformance::tenant("t");
+    let anonymize = |store: Arc<dyn Store>| async move {
+        crate::anonymize::anonymize(&*store, &crate::conformance::tenant("t"), "u-ann-erasable", |n, p| {
+            Ok(prepared(
+                "t",
+                json!({"action": "audit.anonymized", "actor": {"id": "admin", "type": "service"},
+                       "metadata": {"events_updated": n, "pseudonym": p}}),
+            ))
+        })
+        .await
+        .expect("anonymize")
+    };
+    let done = anonymize(store.clone()).await;
+    assert_eq!(done.events_updated, 4, "seq 1, 2, 3 and 5");
+    assert_eq!(done.audit.seq, 6, "the act is the next event");
+    assert!(sealtrail_ledger::personal::is_pseudonym(&done.pseudonym));
+    let again = anonymize(store.clone()).await;
+    assert_eq!(again.events_updated, 0, "nothing is left to erase");
+    assert_eq!(again.pseudonym, done.pseudonym, "the pseudonym is stable");
+
+    let seqs = |filter: EventFilter| {
+        let store = store.clone();
+        let t = t.clone();
+        async move {
+            let page = store
+                .list(ListQuery {
+                    tenant: t,
+                    filter,
+                    order: Order::Asc,
+                    limit: 100,
+                    cursor: None,
+                })
+                .await
+                .expect("list");
+            page.items.iter().map(|e| e.seq).collect::<Vec<u64>>()
+        }
+    };
+    let pseudonym = done.pseudonym.as_str();
+    for settled in [false, true] {
+        if settled {
+            store.settle().await.expect("settle");
+        }
+        let by = |field, value: &str| EventFilter::default().with(field, [value]);
+        assert_eq!(
+            seqs(by(crate::fields::ACTOR_ID, "u-ann-erasable")).await,
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            seqs(by(crate::fields::ACTOR_ID, pseudonym)).await,
+            vec![1, 3, 5]
+        );
+        assert_eq!(seqs(by(crate::fields::TARGET_ID, pseudonym)).await, vec![2]);
+        assert_eq!(seqs(by(crate::fields::ACTOR_ID, "u-bo")).await, vec![2, 4]);
+        let words = |w: &str| EventFilter {
+            words: vec![w.to_owned()],
+            ..EventFilter::default()
+        };
+        assert_eq!(
+            seqs(words("erasable")).await,
+            Vec::<u64>::new(),
+            "settled: {settled}"
+        );
+        assert_eq!(seqs(words("laptop")).await, vec![1]);
+    }
+    let shown = |seq: u64| {
+        let store = store.clone();
+        let t = t.clone();
+        async move {
+            let page = store
+                .list(ListQuery {
+                    tenant: t,
+                    filter: EventFilter::default(),
+                    order: Order::Asc,
+                    limit: 100,
+                    cursor: None,
+                })
+                .await
+                .expect("list");
+            let event = page
+                .items
+                .into_iter()
+                .find(|e| e.seq == seq)
+                .expect("event");
+            serde_json::from_str::<serde_json::Value>(event.body.get()).expect("json")
+        }
+    };
+    let first = shown(1).await;
+    assert_eq!(
+        first["actor"],
+        json!({"id": pseudonym, "type": "user", "name": null, "email": null})
+    );
+    assert_eq!(
+        (&first["context"]["ip"], &first["context"]["user_agent"]),
+        (&json!(null), &json!(null))
+    );
+    assert_eq!(first["context"]["method"], "POST");
+    assert_eq!(first["target"]["name"], "Laptop");
+    assert_eq!(first["changes"][0]["old_value"], "[REDACTED]");
+    assert_eq!(first["changes"][0]["new_value"], "it@example.com");
+    assert_eq!(first["changes"][0]["changed_by"], pseudonym);
+    let second = shown(2).await;
+    assert_eq!(
+        second["actor"]["name"], "Bo Kept",
+        "only the subject's data goes"
+    );
+    assert_eq!(
+        second["target"],
+        json!({"type": "user", "id": pseudonym, "name": null})
+    );
+    assert_eq!(second["changes"][0]["new_value"], "[REDACTED]");
+    store.shutdown().await;
+    // Nothing of the person is left anywhere the backend keeps data.
+    for needle in ERASABLE {
+        assert_eq!(
+            harness.traces(needle).await,
+            Vec::<String>::new(),
+            "{needle}"
+        );
+    }
+    // Every seal holds: the walk finds nothing, before and after a new checkpoint.
+    let report = harness.verify(keys(), options()).await;
+    assert_eq!(report.findings, vec![], "{report:?}");
+    assert_eq!(report.events, 7);
 }

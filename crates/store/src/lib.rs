@@ -4,6 +4,7 @@
 //! **Architecture Invariant:** a store assigns `seq` gap-free per tenant in append order, and
 //! acknowledges an append only after it is durable.
 
+pub mod anonymize;
 pub mod conformance;
 mod cursor;
 pub mod derived;
@@ -319,6 +320,20 @@ pub trait Store: Send + Sync + 'static {
         tenant: &Tenant,
         seqs: Vec<u64>,
         receipt: PreparedEvent,
+    ) -> StoreResult<Appended>;
+
+    /// Anonymisation's rewrite ([`anonymize`]): through the sanctioned path, writes each row's
+    /// new personal values (or new JSON, for a row from before entries), deletes the subject
+    /// keys of `subjects`, and appends `audit` (`audit.anonymized`) in the same transaction;
+    /// then derives those events again, so that no posting or rollup keeps what they held, and
+    /// scrubs what was rewritten (SQLite: secure delete and truncated write-ahead logs;
+    /// PostgreSQL: VACUUM of the tables touched). Entries, hashes and the chain are not touched.
+    async fn rewrite_personal(
+        &self,
+        tenant: &Tenant,
+        rewrites: Vec<anonymize::RowRewrite>,
+        subjects: Vec<String>,
+        audit: PreparedEvent,
     ) -> StoreResult<Appended>;
 
     /// Stops taking writes, writes everything queued, and closes.

@@ -1,0 +1,238 @@
+//! Anonymisation (SPEC §4.5, §12): erasing a person from a tenant's log while every hash,
+//! chain link, checkpoint and proof stays valid. Planned here once for both backends; each
+//! backend's [`crate::Store::rewrite_personal`] carries the plan out through its sanctioned path.
+//!
+//! Every event where the subject is the actor (`actor.id`), or the target when the target is a
+//! person, is rewritten beside its entry, never in it:
+//! - **entries of version 2** hold every personal value as a digest under an opening kept with
+//!   the value (`docs/integrity.md` §3.2): the subject's values and openings are erased, its ids
+//!   replaced by a stable pseudonym (`anon_` and 16 hex digits), and a change value of its own
+//!   served as `[REDACTED]`;
+//! - **entries of version 1** hold the ids and change values in the clear, inside the sealed
+//!   bytes: their names, e-mails, ips and user agents are erased (and the subject's key with
+//!   them), the id stays;
+//! - **rows from before entries** keep their event as JSON: the same values are taken out of it
+//!   (they enter the leaf as digests, so the leaf is unchanged).
+//!
+//! The pseudonym is keyed by a secret the tenant keeps in its settings, so the same person gets
+//! the same pseudonym every time (counts by actor stay meaningful) and nobody without the
+//! secret can tell whose it is. A second call finds nothing left to erase and changes nothing.
+
+use std::collections::BTreeMap;
+
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sealtrail_ledger::entry::{DEFAULT_PERSON_TYPES, is_person_type};
+use sealtrail_ledger::personal::{Held, Owner, Slot, rewrite};
+use sealtrail_ledger::view::{EntryView, Ident, PersonalValues, TargetName};
+use sealtrail_model::{Event, Tenant};
+use sha2::Sha256;
+
+use crate::fields::{ACTOR_ID, EventFilter, TARGET_ID};
+use crate::rows::{LogRow, RowBody};
+use crate::{Appended, ListQuery, Order, PreparedEvent, Store, StoreError, StoreResult};
+
+/// The tenant setting that holds the secret pseudonyms are keyed by (hex), made at the first
+/// anonymisation.
+pub const PSEUDONYM_SETTING: &str = "pseudonym-key";
+
+/// What anonymisation writes for one stored row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rewrite {
+    /// The new stored form of the personal values beside an entry.
+    Values(Vec<u8>),
+    /// The new JSON of a row from before entries.
+    LegacyBody(String),
+}
+
+/// One row to rewrite: its position and what it becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowRewrite {
+    /// The position.
+    pub seq: u64,
+    /// What is written.
+    pub rewrite: Rewrite,
+}
+
+/// What anonymising a subject did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anonymized {
+    /// How many events were rewritten (0 when nothing of the subject was left).
+    pub events_updated: u64,
+    /// The subject's pseudonym.
+    pub pseudonym: String,
+    /// The `audit.anonymized` event that records the act.
+    pub audit: Appended,
+}
+
+/// The pseudonym of `subject` under the tenant's secret: `anon_` and the first 8 bytes of
+/// HMAC-SHA-256 over the subject's id, in hex.
+pub fn pseudonym(secret: &[u8], subject: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(b"pseudonym\0");
+    mac.update(subject.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    format!("anon_{}", hex::encode(&digest[..8]))
+}
+
+/// The tenant's pseudonym secret, made and kept in its settings the first time.
+pub async fn pseudonym_secret(store: &dyn Store, tenant: &Tenant) -> StoreResult<Vec<u8>> {
+    let stored = |setting: Option<crate::Setting>| {
+        setting.and_then(|s| s.value.as_str().and_then(|h| hex::decode(h).ok()))
+    };
+    if let Some(secret) = stored(store.setting(tenant, PSEUDONYM_SETTING).await?) {
+        return Ok(secret);
+    }
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    store
+        .put_setting(
+            tenant,
+            PSEUDONYM_SETTING,
+            Some(serde_json::Value::String(hex::encode(secret))),
+        )
+        .await?;
+    // Read back: of two first anonymisations at once, both use what was stored last.
+    stored(store.setting(tenant, PSEUDONYM_SETTING).await?)
+        .ok_or_else(|| StoreError::Database("the pseudonym secret was not kept".into()))
+}
+
+/// What anonymising `subject` writes for `row`, or `None` when nothing of the subject is left
+/// in it (it was never there, or was erased before).
+pub fn rewrite_row(row: &LogRow, subject: &str, pseudonym: &str) -> Option<Rewrite> {
+    match &row.body {
+        RowBody::Entry { entry, values } => {
+            let view = EntryView::parse(entry).ok()?;
+            let current = match values {
+                Some(bytes) => PersonalValues::from_bytes(bytes)?,
+                None => PersonalValues::default(),
+            };
+            let actor = view.actor_id(&current) == subject;
+            let target = match view.target {
+                Some(_) if view.target_is_person() => view.target_id(&current) == Some(subject),
+                Some(t) => t.name == TargetName::Digest && t.id == Ident::Plain(subject),
+                None => false,
+            };
+            if !actor && !target {
+                return None;
+            }
+            let next = match current.held {
+                Some(bytes) => {
+                    let person = view.target_is_person();
+                    rewrite(bytes, |slot, held| {
+                        let mine = match slot.owner(person) {
+                            Owner::Actor => actor,
+                            Owner::Target => target,
+                        };
+                        match (mine, slot) {
+                            (false, _) => held,
+                            (true, Slot::ActorId | Slot::TargetId) => Held::Replaced(pseudonym),
+                            (true, _) => Held::Erased,
+                        }
+                    })?
+                }
+                None => {
+                    let mut kept = current;
+                    if actor {
+                        kept.actor_name = None;
+                        kept.actor_email = None;
+                        kept.ip = None;
+                        kept.user_agent = None;
+                    }
+                    if target {
+                        kept.target_name = None;
+                    }
+                    kept.to_bytes()
+                }
+            };
+            let before = values.clone().unwrap_or_else(|| current.to_bytes());
+            (next != before).then_some(Rewrite::Values(next))
+        }
+        RowBody::Legacy { json, .. } => {
+            let mut event: Event = serde_json::from_str(json).ok()?;
+            let actor = event.actor.id == subject;
+            let target = event.target.as_ref().is_some_and(|t| {
+                t.id == subject && is_person_type(&t.target_type, &DEFAULT_PERSON_TYPES)
+            });
+            if actor {
+                event.actor.name = None;
+                event.actor.email = None;
+                if let Some(c) = event.context.as_mut() {
+                    c.ip = None;
+                    c.user_agent = None;
+                }
+            }
+            if target && let Some(t) = event.target.as_mut() {
+                t.name = None;
+            }
+            let next = serde_json::to_string(&event).ok()?;
+            let before: Event = serde_json::from_str(json).ok()?;
+            (serde_json::to_string(&before).ok()? != next).then_some(Rewrite::LegacyBody(next))
+        }
+        RowBody::Gone => None,
+    }
+}
+
+/// Every stored row of `tenant` that names `subject` as its actor or its target, by position.
+async fn rows_naming(
+    store: &dyn Store,
+    tenant: &Tenant,
+    subject: &str,
+) -> StoreResult<BTreeMap<u64, LogRow>> {
+    let mut found = BTreeMap::new();
+    for field in [ACTOR_ID, TARGET_ID] {
+        let mut cursor = None;
+        loop {
+            let page = store
+                .list_rows(ListQuery {
+                    tenant: tenant.clone(),
+                    filter: EventFilter::default().with(field, [subject]),
+                    order: Order::Asc,
+                    limit: 1000,
+                    cursor,
+                })
+                .await?;
+            for row in page.rows {
+                found.insert(row.seq, row);
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Anonymises `subject` in `tenant`: plans the rewrite of every row that still holds something
+/// of it, and has the store carry it out through its sanctioned path with the audit event
+/// `audit(events_updated, pseudonym)` makes, in the same transaction.
+pub async fn anonymize(
+    store: &dyn Store,
+    tenant: &Tenant,
+    subject: &str,
+    audit: impl FnOnce(u64, &str) -> StoreResult<PreparedEvent>,
+) -> StoreResult<Anonymized> {
+    let secret = pseudonym_secret(store, tenant).await?;
+    let pseudonym = pseudonym(&secret, subject);
+    let rows = rows_naming(store, tenant, subject).await?;
+    let rewrites: Vec<RowRewrite> = rows
+        .values()
+        .filter_map(|row| {
+            rewrite_row(row, subject, &pseudonym).map(|rewrite| RowRewrite {
+                seq: row.seq,
+                rewrite,
+            })
+        })
+        .collect();
+    let events_updated = rewrites.len() as u64;
+    let audit = audit(events_updated, &pseudonym)?;
+    let appended = store
+        .rewrite_personal(tenant, rewrites, vec![subject.to_owned()], audit)
+        .await?;
+    Ok(Anonymized {
+        events_updated,
+        pseudonym,
+        audit: appended,
+    })
+}
