@@ -10,6 +10,7 @@
 //! ./target/release/bench metrics     # GET /metrics with 1 000 tenants vs GET /healthz
 //! ./target/release/bench auth        # what API-key and JWT authentication add per request
 //! ./target/release/bench retention   # SQLite: archive + remove 1M expired events; then the walk
+//! ./target/release/bench anonymize   # erase a person with 10 000 events among 1M, ingest going on
 //! ./target/release/bench pg-retention # PostgreSQL: a monthly partition drop by size; whole removals
 //! ./target/release/bench pg-ingest   # PostgreSQL: HTTP batch ingest curve vs a raw COPY of the same rows
 //! ./target/release/bench pg-scale    # PostgreSQL: one server process vs two
@@ -23,6 +24,7 @@
 
 #![allow(clippy::print_stdout)] // A benchmark's output is its report.
 
+mod anonymize;
 mod auth;
 mod client;
 mod export;
@@ -223,6 +225,19 @@ enum Suite {
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
     },
+    /// Anonymising a person with `--events / --every` events among `--events` (SQLite, or
+    /// PostgreSQL with `--database-url`), while clients keep ingesting.
+    Anonymize {
+        /// Events in the store.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// One event in this many is the person's.
+        #[arg(long, default_value_t = 100)]
+        every: u64,
+        /// PostgreSQL instead of SQLite (a schema of its own, dropped after).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// PostgreSQL: the partition drop on its own at each of `--sizes`, then whole removals
     /// through the store of a month of `--store-sizes` events.
     PgRetention {
@@ -303,6 +318,34 @@ fn main() -> anyhow::Result<()> {
                 feed_clients,
             } => pg::query(&url, events, requests, schema, feed_clients).await,
             Suite::Retention { events } => retention::sqlite(events).await,
+            Suite::Anonymize {
+                events,
+                every,
+                database_url,
+            } => {
+                let dir = tempfile::tempdir()?;
+                let schema = format!("bench_anonymize_{}", std::process::id());
+                let store: std::sync::Arc<dyn sealtrail_store::Store> = match &database_url {
+                    None => std::sync::Arc::new(sealtrail_store_sqlite::SqliteStore::open(
+                        &sealtrail_store_sqlite::SqliteConfig::new(dir.path()),
+                    )?),
+                    Some(url) => {
+                        let mut config = sealtrail_store_postgres::PgConfig::new(url.clone());
+                        config.schema = schema.clone();
+                        std::sync::Arc::new(sealtrail_store_postgres::PgStore::open(&config).await?)
+                    }
+                };
+                let outcome = anonymize::run(store, events, every).await;
+                if let Some(url) = &database_url {
+                    let (client, connection) =
+                        tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+                    tokio::spawn(connection);
+                    client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        .await?;
+                }
+                outcome
+            }
             Suite::PgRetention {
                 url,
                 sizes,

@@ -827,12 +827,16 @@ impl Store for PgStore {
     async fn rewrite_personal(
         &self,
         tenant: &Tenant,
-        rewrites: Vec<sealtrail_store::anonymize::RowRewrite>,
-        subjects: Vec<String>,
+        plan: sealtrail_store::anonymize::Plan,
         audit: PreparedEvent,
     ) -> StoreResult<Appended> {
+        let sealtrail_store::anonymize::Plan {
+            rewrites,
+            terms,
+            stale,
+            subjects,
+        } = plan;
         use sealtrail_store::anonymize::Rewrite;
-        let seqs: Vec<u64> = rewrites.iter().map(|r| r.seq).collect();
         let owner = tenant.as_str().to_owned();
         let mut value_seqs: Vec<i64> = Vec::new();
         let mut values: Vec<Vec<u8>> = Vec::new();
@@ -884,8 +888,16 @@ impl Store for PgStore {
                 }),
             )
             .await?;
-        sealtrail_store::derived::rederive_blocking(self.index.clone(), tenant.clone(), seqs)
-            .await?;
+        sealtrail_store::derived::rederive_changes_blocking(
+            self.index.clone(),
+            tenant.clone(),
+            terms,
+        )
+        .await?;
+        if !stale.is_empty() {
+            sealtrail_store::derived::rederive_blocking(self.index.clone(), tenant.clone(), stale)
+                .await?;
+        }
         // The rows rewritten leave dead versions behind: vacuumed now rather than whenever
         // autovacuum comes by, so their space is marked free and reused.
         let client = self

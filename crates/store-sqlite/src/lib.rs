@@ -519,19 +519,31 @@ impl Store for SqliteStore {
     async fn rewrite_personal(
         &self,
         tenant: &Tenant,
-        rewrites: Vec<sealtrail_store::anonymize::RowRewrite>,
-        subjects: Vec<String>,
+        plan: sealtrail_store::anonymize::Plan,
         audit: PreparedEvent,
     ) -> StoreResult<Appended> {
-        let seqs: Vec<u64> = rewrites.iter().map(|r| r.seq).collect();
+        let sealtrail_store::anonymize::Plan {
+            rewrites,
+            terms,
+            stale,
+            subjects,
+        } = plan;
         let owner = tenant.clone();
         let appended = self
             .sanctioned("anonymisation", audit, move |conn| {
                 seal::rewrite_personal(conn, &owner, &rewrites, &subjects)
             })
             .await?;
-        sealtrail_store::derived::rederive_blocking(self.index.clone(), tenant.clone(), seqs)
-            .await?;
+        sealtrail_store::derived::rederive_changes_blocking(
+            self.index.clone(),
+            tenant.clone(),
+            terms,
+        )
+        .await?;
+        if !stale.is_empty() {
+            sealtrail_store::derived::rederive_blocking(self.index.clone(), tenant.clone(), stale)
+                .await?;
+        }
         // Both files are written with secure_delete on, so what was rewritten is zeroed where it
         // lay; the write-ahead logs still hold the pages as they were until they start over.
         self.admin(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))

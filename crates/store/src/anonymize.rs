@@ -54,6 +54,21 @@ pub struct RowRewrite {
     pub rewrite: Rewrite,
 }
 
+/// What a backend's [`Store::rewrite_personal`] carries out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The rows to rewrite.
+    pub rewrites: Vec<RowRewrite>,
+    /// What each rewritten event's terms were and will be, for the derived data.
+    pub terms: Vec<crate::derived::TermChange>,
+    /// Events that no longer name the subject yet were found by it: the derived data still
+    /// holds what they held (an anonymisation cut short after its log was rewritten). Derived
+    /// again from the log.
+    pub stale: Vec<u64>,
+    /// The subjects whose keys (rows of entry version 1) are deleted.
+    pub subjects: Vec<String>,
+}
+
 /// What anonymising a subject did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Anonymized {
@@ -173,6 +188,67 @@ pub fn rewrite_row(row: &LogRow, subject: &str, pseudonym: &str) -> Option<Rewri
     }
 }
 
+/// Whether `row` names `subject` as it is served: as its actor, or its target.
+pub fn names(row: &LogRow, subject: &str) -> bool {
+    row.with_source(|s| s.actor_id() == subject || s.target_id() == Some(subject))
+        .unwrap_or(false)
+}
+
+/// The terms of `row` as the derived data holds them (none when it cannot be read).
+fn terms(row: &LogRow) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let _ = row.with_source(|s| crate::fields::terms_of(s, |t| out.push(t.to_vec())));
+    out
+}
+
+/// `row` as it is once `rewrite` is written.
+fn rewritten(row: &LogRow, rewrite: &Rewrite) -> LogRow {
+    let body = match (&row.body, rewrite) {
+        (RowBody::Entry { entry, .. }, Rewrite::Values(values)) => RowBody::Entry {
+            entry: entry.clone(),
+            values: Some(values.clone()),
+        },
+        (RowBody::Legacy { digests, prev, .. }, Rewrite::LegacyBody(json)) => RowBody::Legacy {
+            json: json.clone(),
+            digests: digests.clone(),
+            prev: prev.clone(),
+        },
+        (body, _) => body.clone(),
+    };
+    LogRow {
+        seq: row.seq,
+        hash: row.hash,
+        body,
+    }
+}
+
+/// What anonymising `subject` with `pseudonym` does to `rows` (those that name it, by
+/// position).
+pub fn plan(rows: &BTreeMap<u64, LogRow>, subject: &str, pseudonym: &str) -> Plan {
+    let mut plan = Plan {
+        subjects: vec![subject.to_owned()],
+        ..Plan::default()
+    };
+    for row in rows.values() {
+        match rewrite_row(row, subject, pseudonym) {
+            Some(rewrite) => {
+                plan.terms.push(crate::derived::TermChange {
+                    seq: row.seq,
+                    before: terms(row),
+                    after: terms(&rewritten(row, &rewrite)),
+                });
+                plan.rewrites.push(RowRewrite {
+                    seq: row.seq,
+                    rewrite,
+                });
+            }
+            None if !names(row, subject) => plan.stale.push(row.seq),
+            None => {}
+        }
+    }
+    plan
+}
+
 /// Every stored row of `tenant` that names `subject` as its actor or its target, by position.
 async fn rows_naming(
     store: &dyn Store,
@@ -216,20 +292,10 @@ pub async fn anonymize(
     let secret = pseudonym_secret(store, tenant).await?;
     let pseudonym = pseudonym(&secret, subject);
     let rows = rows_naming(store, tenant, subject).await?;
-    let rewrites: Vec<RowRewrite> = rows
-        .values()
-        .filter_map(|row| {
-            rewrite_row(row, subject, &pseudonym).map(|rewrite| RowRewrite {
-                seq: row.seq,
-                rewrite,
-            })
-        })
-        .collect();
-    let events_updated = rewrites.len() as u64;
+    let plan = plan(&rows, subject, &pseudonym);
+    let events_updated = plan.rewrites.len() as u64;
     let audit = audit(events_updated, &pseudonym)?;
-    let appended = store
-        .rewrite_personal(tenant, rewrites, vec![subject.to_owned()], audit)
-        .await?;
+    let appended = store.rewrite_personal(tenant, plan, audit).await?;
     Ok(Anonymized {
         events_updated,
         pseudonym,

@@ -774,15 +774,35 @@ pub async fn rederive_blocking<B: IndexBackend + 'static>(
     tenant: Tenant,
     seqs: Vec<u64>,
 ) -> StoreResult<u64> {
+    held_blocking(indexer, move |indexer| rederive(indexer, &tenant, &seqs)).await
+}
+
+/// [`rederive_changes`] for a store, as [`rederive_blocking`] runs [`rederive`].
+pub async fn rederive_changes_blocking<B: IndexBackend + 'static>(
+    indexer: Arc<Mutex<Indexer<B>>>,
+    tenant: Tenant,
+    changes: Vec<TermChange>,
+) -> StoreResult<u64> {
+    held_blocking(indexer, move |indexer| {
+        rederive_changes(indexer, &tenant, &changes)
+    })
+    .await
+}
+
+/// Runs `work` on a blocking thread with the shared indexer until it gets its tenant (`work`
+/// answers `None` while another process's indexer holds it), for up to five seconds.
+async fn held_blocking<B: IndexBackend + 'static, T: Send + 'static>(
+    indexer: Arc<Mutex<Indexer<B>>>,
+    mut work: impl FnMut(&mut Indexer<B>) -> Result<Option<T>, B::Error> + Send + 'static,
+) -> StoreResult<T> {
     tokio::task::spawn_blocking(move || {
         for attempt in 0u32..200 {
             let outcome = {
                 let mut indexer = indexer.lock().expect("the indexer lock is never poisoned");
-                rederive(&mut indexer, &tenant, &seqs)
-                    .map_err(|e| StoreError::Database(e.to_string()))?
+                work(&mut indexer).map_err(|e| StoreError::Database(e.to_string()))?
             };
             match outcome {
-                Some(derived) => return Ok(derived),
+                Some(done) => return Ok(done),
                 None if attempt < 199 => std::thread::sleep(Duration::from_millis(25)),
                 None => break,
             }
@@ -829,7 +849,7 @@ fn unindex_update<B: IndexBackend>(
     let mut removed = 0;
     // Counts to take out of the summaries of folded chunks (and, deriving again, to put back
     // in), per (span, period).
-    let mut folded: BTreeMap<(Span, i64), (Rollup, Rollup)> = BTreeMap::new();
+    let mut folded = Folded::new();
     for (chunk, wanted) in by_chunk {
         let first = chunk << CHUNK_BITS;
         let last = (first + CHUNK).min(watermark);
@@ -885,25 +905,12 @@ fn unindex_update<B: IndexBackend>(
         // Their minutes, from the time blocks.
         let mut minutes: HashMap<i64, Rollup> = HashMap::new();
         let mut blocks: HashMap<u64, Option<TimeBlock>> = HashMap::new();
-        let mut minute_of = |backend: &mut B, seq: u64| -> Result<Option<i64>, B::Error> {
-            let block = block_of(seq);
-            let stored = match blocks.entry(block) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(backend.time_block(tenant, block)?)
-                }
-            };
-            Ok(stored
-                .as_ref()
-                .and_then(|b| b.values.get((seq - 1 - (block << BLOCK_BITS)) as usize))
-                .copied()
-                .map(|at| Span::Minute.period_of(at)))
-        };
         for (&offset, (failed, keys)) in &counts {
             if keys.is_empty() {
                 continue;
             }
-            let Some(minute) = minute_of(backend, seq_at(chunk, offset))? else {
+            let Some(minute) = minute_of(backend, tenant, &mut blocks, seq_at(chunk, offset))?
+            else {
                 continue;
             };
             minutes
@@ -945,7 +952,7 @@ fn unindex_update<B: IndexBackend>(
                     tracing::warn!(tenant = %tenant, error = %err, "an event could not be indexed");
                     continue;
                 }
-                if let Some(minute) = minute_of(backend, row.seq)? {
+                if let Some(minute) = minute_of(backend, tenant, &mut blocks, row.seq)? {
                     added
                         .entry(minute)
                         .or_default()
@@ -1015,53 +1022,79 @@ fn unindex_update<B: IndexBackend>(
                 .postings
                 .push((chunk, gone_term.clone(), encode_bits(&gone_bits)));
         }
-        // Rollups: a folded chunk's counts live in the summaries; an open chunk's in its open
-        // minutes.
-        if watermark >= (chunk + 1) << CHUNK_BITS {
-            for (minute, counts) in minutes {
+        adjust_rollups(
+            backend,
+            tenant,
+            chunk,
+            watermark,
+            (&minutes, &added),
+            &mut folded,
+            &mut update,
+        )?;
+    }
+    fold_summaries(backend, tenant, folded, &mut update)?;
+    Ok((update, removed))
+}
+
+/// Counts to take out of the summaries of folded chunks, and to put back in, per
+/// `(span, period)`.
+type Folded = BTreeMap<(Span, i64), (Rollup, Rollup)>;
+
+/// Takes the counts `out` (per minute) out of a chunk's rollups and puts `back` in: an open
+/// chunk's minutes are rewritten in `update`; a folded chunk's counts are gathered in `folded`
+/// for its summaries ([`fold_summaries`]).
+fn adjust_rollups<B: IndexBackend>(
+    backend: &mut B,
+    tenant: &Tenant,
+    chunk: u64,
+    watermark: u64,
+    (out, back): (&HashMap<i64, Rollup>, &HashMap<i64, Rollup>),
+    folded: &mut Folded,
+    update: &mut Update,
+) -> Result<(), B::Error> {
+    if watermark >= (chunk + 1) << CHUNK_BITS {
+        for (minutes, into_back) in [(out, false), (back, true)] {
+            for (&minute, counts) in minutes {
                 let at = minute.saturating_mul(Span::Minute.micros());
                 for span in Span::LONGEST_FIRST {
-                    folded
-                        .entry((span, span.period_of(at)))
-                        .or_default()
-                        .0
-                        .merge(&counts);
+                    let pair = folded.entry((span, span.period_of(at))).or_default();
+                    if into_back { &mut pair.1 } else { &mut pair.0 }.merge(counts);
                 }
-            }
-            for (minute, counts) in added {
-                let at = minute.saturating_mul(Span::Minute.micros());
-                for span in Span::LONGEST_FIRST {
-                    folded
-                        .entry((span, span.period_of(at)))
-                        .or_default()
-                        .1
-                        .merge(&counts);
-                }
-            }
-        } else {
-            let mut open: HashMap<i64, Rollup> = backend
-                .chunk_rollups(tenant, chunk)?
-                .into_iter()
-                .filter(|(span, _, _)| *span == Span::Minute)
-                .map(|(_, period, stored)| (period, Rollup::from_stored(&stored)))
-                .collect();
-            let mut touched: Vec<i64> = minutes.keys().chain(added.keys()).copied().collect();
-            touched.sort_unstable();
-            touched.dedup();
-            for minute in touched {
-                let row = open.entry(minute).or_default();
-                if let Some(old) = minutes.get(&minute) {
-                    row.subtract(old);
-                }
-                if let Some(new) = added.get(&minute) {
-                    row.merge(new);
-                }
-                update
-                    .rollups
-                    .push((Span::Minute, minute, chunk as i64, row.to_stored()));
             }
         }
+        return Ok(());
     }
+    let mut open: HashMap<i64, Rollup> = backend
+        .chunk_rollups(tenant, chunk)?
+        .into_iter()
+        .filter(|(span, _, _)| *span == Span::Minute)
+        .map(|(_, period, stored)| (period, Rollup::from_stored(&stored)))
+        .collect();
+    let mut touched: Vec<i64> = out.keys().chain(back.keys()).copied().collect();
+    touched.sort_unstable();
+    touched.dedup();
+    for minute in touched {
+        let row = open.entry(minute).or_default();
+        if let Some(old) = out.get(&minute) {
+            row.subtract(old);
+        }
+        if let Some(new) = back.get(&minute) {
+            row.merge(new);
+        }
+        update
+            .rollups
+            .push((Span::Minute, minute, chunk as i64, row.to_stored()));
+    }
+    Ok(())
+}
+
+/// Rewrites the summaries [`adjust_rollups`] gathered counts for.
+fn fold_summaries<B: IndexBackend>(
+    backend: &mut B,
+    tenant: &Tenant,
+    folded: Folded,
+    update: &mut Update,
+) -> Result<(), B::Error> {
     for ((span, period), (out, back)) in folded {
         let mut summary = backend
             .folded_rollup(tenant, span, period)?
@@ -1073,7 +1106,165 @@ fn unindex_update<B: IndexBackend>(
             .rollups
             .push((span, period, FOLDED, summary.to_stored()));
     }
-    Ok((update, removed))
+    Ok(())
+}
+
+/// The minute of position `seq`, from its time block (read once per block into `blocks`).
+fn minute_of<B: IndexBackend>(
+    backend: &mut B,
+    tenant: &Tenant,
+    blocks: &mut HashMap<u64, Option<TimeBlock>>,
+    seq: u64,
+) -> Result<Option<i64>, B::Error> {
+    let block = block_of(seq);
+    let stored = match blocks.entry(block) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(backend.time_block(tenant, block)?)
+        }
+    };
+    Ok(stored
+        .as_ref()
+        .and_then(|b| b.values.get((seq - 1 - (block << BLOCK_BITS)) as usize))
+        .copied()
+        .map(|at| Span::Minute.period_of(at)))
+}
+
+/// What one event's terms were and are: what [`rederive_changes`] applies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TermChange {
+    /// The position.
+    pub seq: u64,
+    /// Its terms before (each a [`Term`]'s bytes).
+    pub before: Vec<Vec<u8>>,
+    /// Its terms now.
+    pub after: Vec<Vec<u8>>,
+}
+
+/// Applies what changed of events' terms (anonymisation rewrote their personal values), in one
+/// transaction: each term an event lost is cleared from its posting (a posting left empty is
+/// deleted), each it gained is set, and its counts move in the rollups. Only the postings of
+/// changed terms are read and written. Positions beyond the watermark are left to the indexer
+/// (which reads them as they are now), positions gone are left as they are. `None` when
+/// another indexer holds the tenant (nothing was done); else how many events changed.
+pub fn rederive_changes<B: IndexBackend>(
+    indexer: &mut Indexer<B>,
+    tenant: &Tenant,
+    changes: &[TermChange],
+) -> Result<Option<u64>, B::Error> {
+    indexer.newest.remove(tenant);
+    let Some(watermark) = indexer.backend.begin(tenant)? else {
+        return Ok(None);
+    };
+    let result = changes_update(&mut indexer.backend, tenant, watermark, changes);
+    match result {
+        Ok((update, changed)) => {
+            let written = indexer
+                .backend
+                .write(tenant, &update)
+                .and_then(|()| indexer.backend.commit())
+                .and_then(|()| indexer.backend.sync());
+            if let Err(err) = written {
+                indexer.backend.rollback();
+                return Err(err);
+            }
+            Ok(Some(changed))
+        }
+        Err(err) => {
+            indexer.backend.rollback();
+            Err(err)
+        }
+    }
+}
+
+fn changes_update<B: IndexBackend>(
+    backend: &mut B,
+    tenant: &Tenant,
+    watermark: u64,
+    changes: &[TermChange],
+) -> Result<(Update, u64), B::Error> {
+    let mut update = Update {
+        watermark,
+        ..Update::default()
+    };
+    let mut by_chunk: BTreeMap<u64, Vec<&TermChange>> = BTreeMap::new();
+    for c in changes.iter().filter(|c| c.seq >= 1 && c.seq <= watermark) {
+        by_chunk.entry(chunk_of(c.seq)).or_default().push(c);
+    }
+    let mut folded = Folded::new();
+    let mut blocks: HashMap<u64, Option<TimeBlock>> = HashMap::new();
+    let mut changed = 0;
+    for (chunk, events) in by_chunk {
+        let gone_bits = backend
+            .posting(tenant, chunk, &gone())?
+            .map(|b| decode_bits(&b))
+            .unwrap_or_default();
+        // Per term, the positions that lost it and those that gained it.
+        let mut moves: BTreeMap<&[u8], (RoaringBitmap, RoaringBitmap)> = BTreeMap::new();
+        let mut out: HashMap<i64, Rollup> = HashMap::new();
+        let mut back: HashMap<i64, Rollup> = HashMap::new();
+        for c in events {
+            let offset = offset_in_chunk(c.seq);
+            if gone_bits.contains(offset) {
+                continue;
+            }
+            changed += 1;
+            let before: std::collections::BTreeSet<&[u8]> =
+                c.before.iter().map(Vec::as_slice).collect();
+            let after: std::collections::BTreeSet<&[u8]> =
+                c.after.iter().map(Vec::as_slice).collect();
+            for &term in before.difference(&after) {
+                moves.entry(term).or_default().0.insert(offset);
+            }
+            for &term in after.difference(&before) {
+                moves.entry(term).or_default().1.insert(offset);
+            }
+            fn counted<'t>(terms: &std::collections::BTreeSet<&'t [u8]>) -> (bool, Vec<&'t [u8]>) {
+                let keys = terms.iter().copied().filter(|t| is_key(t)).collect();
+                (terms.iter().any(|t| is_failure(t)), keys)
+            }
+            let (old, new) = (counted(&before), counted(&after));
+            if old == new {
+                continue;
+            }
+            if let Some(minute) = minute_of(backend, tenant, &mut blocks, c.seq)? {
+                // An event is counted once per minute whatever its keys: what moves is the key.
+                out.entry(minute)
+                    .or_default()
+                    .count(old.0, old.1.iter().copied());
+                back.entry(minute)
+                    .or_default()
+                    .count(new.0, new.1.iter().copied());
+            }
+        }
+        for (term, (lost, gained)) in moves {
+            let term = Term(term.into());
+            let stored = backend
+                .posting(tenant, chunk, &term)?
+                .map(|b| decode_bits(&b))
+                .unwrap_or_default();
+            let now = &(&stored - &lost) | &gained;
+            if now == stored {
+                continue;
+            }
+            if now.is_empty() {
+                update.removed.push((chunk, term));
+            } else {
+                update.postings.push((chunk, term, encode_bits(&now)));
+            }
+        }
+        adjust_rollups(
+            backend,
+            tenant,
+            chunk,
+            watermark,
+            (&out, &back),
+            &mut folded,
+            &mut update,
+        )?;
+    }
+    fold_summaries(backend, tenant, folded, &mut update)?;
+    Ok((update, changed))
 }
 
 /// Runs indexing passes until every tenant is indexed: for `sealtrail reindex` and tests.

@@ -324,15 +324,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Anonymisation's rewrite ([`anonymize`]): through the sanctioned path, writes each row's
     /// new personal values (or new JSON, for a row from before entries), deletes the subject
-    /// keys of `subjects`, and appends `audit` (`audit.anonymized`) in the same transaction;
-    /// then derives those events again, so that no posting or rollup keeps what they held, and
+    /// keys of the plan's subjects, and appends `audit` (`audit.anonymized`) in the same
+    /// transaction; then moves those events' changed terms in the derived data
+    /// ([`derived::rederive_changes`], and [`derived::rederive`] for stale ones), so that no
+    /// posting or rollup keeps what they held, and
     /// scrubs what was rewritten (SQLite: secure delete and truncated write-ahead logs;
     /// PostgreSQL: VACUUM of the tables touched). Entries, hashes and the chain are not touched.
     async fn rewrite_personal(
         &self,
         tenant: &Tenant,
-        rewrites: Vec<anonymize::RowRewrite>,
-        subjects: Vec<String>,
+        plan: anonymize::Plan,
         audit: PreparedEvent,
     ) -> StoreResult<Appended>;
 
