@@ -241,6 +241,8 @@ pub struct PgStore {
     /// The channel this schema's changes of keys and settings are announced on.
     change_channel: String,
     change_listener: AbortOnDrop,
+    /// Vacuums started after anonymisations, awaited by [`Store::shutdown`].
+    vacuums: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// A task that ends with its owner.
@@ -332,6 +334,7 @@ impl PgStore {
             cache,
             change_channel: cache::channel(&config.schema),
             change_listener,
+            vacuums: Mutex::default(),
         })
     }
 
@@ -898,30 +901,44 @@ impl Store for PgStore {
             sealtrail_store::derived::rederive_blocking(self.index.clone(), tenant.clone(), stale)
                 .await?;
         }
-        // The rows rewritten leave dead versions behind: vacuumed now rather than whenever
-        // autovacuum comes by, so their space is marked free and reused.
-        let client = self
-            .write_pool()
-            .get()
-            .await
-            .map_err(|e| StoreError::Database(e.to_string()))?;
-        // One statement each: VACUUM refuses to run inside a multi-statement string.
-        for table in ["events", "subject_keys", "postings", "rollups"] {
-            client
-                .batch_execute(&format!("VACUUM {table}"))
-                .await
-                .map_err(|e| {
-                    StoreError::Database(format!(
-                        "vacuuming {table} failed: {}",
-                        e.as_db_error()
-                            .map_or(e.to_string(), |d| d.message().to_owned())
-                    ))
-                })?;
-        }
+        // The rows rewritten leave dead versions behind: vacuumed right after (not in the
+        // call: a vacuum scans whole tables, seconds at millions of events), rather than
+        // whenever autovacuum comes by. Shutting the store down waits for it.
+        let pool = self.write_pool().clone();
+        let vacuum = tokio::spawn(async move {
+            let Ok(client) = pool.get().await else {
+                tracing::warn!("no connection to vacuum after anonymisation");
+                return;
+            };
+            // One statement each: VACUUM refuses to run inside a multi-statement string.
+            for table in ["events", "subject_keys", "postings", "rollups"] {
+                if let Err(err) = client.batch_execute(&format!("VACUUM {table}")).await {
+                    let detail = err
+                        .as_db_error()
+                        .map_or(err.to_string(), |d| d.message().to_owned());
+                    tracing::warn!(table, error = %detail, "vacuum after anonymisation failed");
+                }
+            }
+        });
+        let mut vacuums = self
+            .vacuums
+            .lock()
+            .expect("vacuum list lock is never poisoned");
+        vacuums.retain(|v| !v.is_finished());
+        vacuums.push(vacuum);
         Ok(appended)
     }
 
     async fn shutdown(&self) {
+        let vacuums = std::mem::take(
+            &mut *self
+                .vacuums
+                .lock()
+                .expect("vacuum list lock is never poisoned"),
+        );
+        for vacuum in vacuums {
+            let _ = vacuum.await;
+        }
         self.gate.stop();
         let indexer = self
             .indexer

@@ -264,7 +264,8 @@ async fn rows_naming(
                     tenant: tenant.clone(),
                     filter: EventFilter::default().with(field, [subject]),
                     order: Order::Asc,
-                    limit: 1000,
+                    // Large pages: each reads the unindexed tail once.
+                    limit: 10_000,
                     cursor,
                 })
                 .await?;
