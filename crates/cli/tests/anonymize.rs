@@ -8,7 +8,7 @@ mod common;
 use std::ffi::OsString;
 use std::path::Path;
 
-use common::{BIN, all_events};
+use common::{all_events, public_key_of, run, text};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "st_anonymizeanonymizeanonymizeanonymizetes01";
@@ -19,36 +19,6 @@ const SECRETS: [&str; 4] = [
     "192.0.2.55",
     "ErasableBrowser",
 ];
-
-fn public_key() -> String {
-    use base64::Engine;
-    let secret: [u8; 32] = base64::engine::general_purpose::STANDARD
-        .decode(KEY)
-        .expect("base64")
-        .try_into()
-        .expect("32 bytes");
-    base64::engine::general_purpose::STANDARD.encode(
-        ed25519_dalek::SigningKey::from_bytes(&secret)
-            .verifying_key()
-            .as_bytes(),
-    )
-}
-
-fn run(args: &[OsString]) -> std::process::Output {
-    std::process::Command::new(BIN)
-        .args(args)
-        .env_remove("SEALTRAIL_DATABASE_URL")
-        .output()
-        .expect("run sealtrail")
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// Which of [`SECRETS`] some file under `dir` holds, as bytes.
 fn traces(dir: &Path) -> Vec<String> {
@@ -137,7 +107,7 @@ async fn anonymize_from_the_command_line(root: &Path, store: Vec<OsString>, embe
         assert_eq!(traces(&root.join("data")), Vec::<String>::new());
     }
     let public = root.join("public.b64");
-    std::fs::write(&public, public_key()).expect("write");
+    std::fs::write(&public, public_key_of(KEY)).expect("write");
     let mut verify: Vec<OsString> = vec!["verify".into()];
     verify.extend(store.clone());
     verify.extend(["--public-key".into(), public.into_os_string()]);

@@ -7,42 +7,11 @@ mod common;
 use std::ffi::OsString;
 use std::path::Path;
 
-use common::{BIN, all_events};
+use common::{all_events, public_key_of, run, text};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "st_retentionretentionretentionretentiontes01";
 const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
-
-/// The public key of [`KEY`], as `/integrity/public-keys` lists it.
-fn public_key() -> String {
-    use base64::Engine;
-    let secret: [u8; 32] = base64::engine::general_purpose::STANDARD
-        .decode(KEY)
-        .expect("base64")
-        .try_into()
-        .expect("32 bytes");
-    base64::engine::general_purpose::STANDARD.encode(
-        ed25519_dalek::SigningKey::from_bytes(&secret)
-            .verifying_key()
-            .as_bytes(),
-    )
-}
-
-fn run(args: &[OsString]) -> std::process::Output {
-    std::process::Command::new(BIN)
-        .args(args)
-        .env_remove("SEALTRAIL_DATABASE_URL")
-        .output()
-        .expect("run sealtrail")
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// Sets rules, ingests 40 events of which 20 are older than their rule keeps, runs retention
 /// from the command line with `store` (the server stopped first for the embedded store) and
@@ -155,7 +124,7 @@ async fn retention_from_the_command_line(root: &Path, store: Vec<OsString>, embe
 
     // The archive verifies offline with the public key alone; the store verifies whole.
     let public = root.join("public.b64");
-    std::fs::write(&public, public_key()).expect("write");
+    std::fs::write(&public, public_key_of(KEY)).expect("write");
     let out = run(&[
         "verify".into(),
         "--export".into(),

@@ -201,6 +201,21 @@
   const CATEGORIES = ["create", "read", "update", "delete", "auth", "other"];
   const ACTOR_TYPES = ["user", "service", "system", "anonymous"];
 
+  /** Fields 1–11 of an entry (§4), the same in every version: the version byte up to `error`. */
+  function writeHead(w, e, version) {
+    w.u8(version);
+    w.str(str(get(e, "tenant")));
+    w.u64(get(e, "seq").number);
+    w.bytes(fromHex(str(get(e, "id")).replace(/-/g, "")));
+    w.i64(micros(str(get(e, "recorded_at"))));
+    w.i64(micros(str(get(e, "occurred_at"))));
+    w.str(str(get(e, "action")));
+    w.u8(CATEGORIES.indexOf(str(get(e, "category"))));
+    w.opt(get(e, "event_type"), (n) => w.str(str(n)));
+    w.u8(str(get(e, "outcome")) === "failure" ? 1 : 0);
+    w.opt(get(e, "error"), (n) => w.str(str(n)));
+  }
+
   /** The entry (§4) of an event's JSON text with its seal `{prev, personal}` (hex). */
   function encodeEntry(eventText, seal) {
     const e = parseJson(eventText);
@@ -215,17 +230,7 @@
     }
     const digest = (bit) => (digests[bit] ? { digest: digests[bit] } : undefined);
     const w = new Writer();
-    w.u8(1);
-    w.str(str(get(e, "tenant")));
-    w.u64(get(e, "seq").number);
-    w.bytes(fromHex(str(get(e, "id")).replace(/-/g, "")));
-    w.i64(micros(str(get(e, "recorded_at"))));
-    w.i64(micros(str(get(e, "occurred_at"))));
-    w.str(str(get(e, "action")));
-    w.u8(CATEGORIES.indexOf(str(get(e, "category"))));
-    w.opt(get(e, "event_type"), (n) => w.str(str(n)));
-    w.u8(str(get(e, "outcome")) === "failure" ? 1 : 0);
-    w.opt(get(e, "error"), (n) => w.str(str(n)));
+    writeHead(w, e, 1);
     const actor = get(e, "actor");
     w.str(str(get(actor, "id")));
     w.u8(ACTOR_TYPES.indexOf(str(get(actor, "type"))));
@@ -347,17 +352,7 @@
       return erasedShows ? slot.digest : undefined;
     };
     const w = new Writer();
-    w.u8(2);
-    w.str(str(get(e, "tenant")));
-    w.u64(get(e, "seq").number);
-    w.bytes(fromHex(str(get(e, "id")).replace(/-/g, "")));
-    w.i64(micros(str(get(e, "recorded_at"))));
-    w.i64(micros(str(get(e, "occurred_at"))));
-    w.str(str(get(e, "action")));
-    w.u8(CATEGORIES.indexOf(str(get(e, "category"))));
-    w.opt(get(e, "event_type"), (n) => w.str(str(n)));
-    w.u8(str(get(e, "outcome")) === "failure" ? 1 : 0);
-    w.opt(get(e, "error"), (n) => w.str(str(n)));
+    writeHead(w, e, 2);
     const actor = get(e, "actor");
     const actorId = await digestOf(0, undefined, text(get(actor, "id")));
     if (!actorId) throw new Error("the seal does not cover the actor's id");

@@ -653,24 +653,28 @@ pub fn unindex<B: IndexBackend>(
         return Ok(Unindex::Behind { watermark });
     }
     let result = unindex_update(&mut indexer.backend, tenant, watermark, seqs, Mode::Remove);
-    match result {
-        Ok((update, removed)) => {
-            let written = indexer
-                .backend
-                .write(tenant, &update)
-                .and_then(|()| indexer.backend.commit())
-                .and_then(|()| indexer.backend.sync());
-            if let Err(err) = written {
-                indexer.backend.rollback();
-                return Err(err);
-            }
-            Ok(Unindex::Done { removed })
-        }
-        Err(err) => {
-            indexer.backend.rollback();
-            Err(err)
-        }
+    let removed = write_synced(&mut indexer.backend, tenant, result)?;
+    Ok(Unindex::Done { removed })
+}
+
+/// Writes an update made in the tenant's open transaction, commits and syncs it; on any error
+/// (making the update included) rolls back. Returns what came with the update.
+fn write_synced<B: IndexBackend, T>(
+    backend: &mut B,
+    tenant: &Tenant,
+    made: Result<(Update, T), B::Error>,
+) -> Result<T, B::Error> {
+    let written = made.and_then(|(update, done)| {
+        backend
+            .write(tenant, &update)
+            .and_then(|()| backend.commit())
+            .and_then(|()| backend.sync())
+            .map(|()| done)
+    });
+    if written.is_err() {
+        backend.rollback();
     }
+    written
 }
 
 /// [`unindex`] for a store: through the indexer it shares with its background thread (so
@@ -747,24 +751,7 @@ pub fn rederive<B: IndexBackend>(
         &indexed,
         Mode::Again,
     );
-    match result {
-        Ok((update, derived)) => {
-            let written = indexer
-                .backend
-                .write(tenant, &update)
-                .and_then(|()| indexer.backend.commit())
-                .and_then(|()| indexer.backend.sync());
-            if let Err(err) = written {
-                indexer.backend.rollback();
-                return Err(err);
-            }
-            Ok(Some(derived))
-        }
-        Err(err) => {
-            indexer.backend.rollback();
-            Err(err)
-        }
-    }
+    write_synced(&mut indexer.backend, tenant, result).map(Some)
 }
 
 /// [`rederive`] for a store, on a blocking thread, through the indexer it shares with its
@@ -1157,24 +1144,7 @@ pub fn rederive_changes<B: IndexBackend>(
         return Ok(None);
     };
     let result = changes_update(&mut indexer.backend, tenant, watermark, changes);
-    match result {
-        Ok((update, changed)) => {
-            let written = indexer
-                .backend
-                .write(tenant, &update)
-                .and_then(|()| indexer.backend.commit())
-                .and_then(|()| indexer.backend.sync());
-            if let Err(err) = written {
-                indexer.backend.rollback();
-                return Err(err);
-            }
-            Ok(Some(changed))
-        }
-        Err(err) => {
-            indexer.backend.rollback();
-            Err(err)
-        }
-    }
+    write_synced(&mut indexer.backend, tenant, result).map(Some)
 }
 
 fn changes_update<B: IndexBackend>(

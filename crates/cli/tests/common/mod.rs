@@ -104,3 +104,36 @@ pub(crate) async fn all_events(
         }
     }
 }
+
+/// Runs the binary with `args` (never against a PostgreSQL URL from the environment).
+pub(crate) fn run(args: &[OsString]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .env_remove("SEALTRAIL_DATABASE_URL")
+        .output()
+        .expect("run sealtrail")
+}
+
+/// What a finished command wrote, standard output then standard error.
+pub(crate) fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The public key (base64, as `/integrity/public-keys` lists it) of a base64 signing secret.
+pub(crate) fn public_key_of(secret: &str) -> String {
+    use base64::Engine;
+    let secret: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(secret)
+        .expect("base64")
+        .try_into()
+        .expect("32 bytes");
+    base64::engine::general_purpose::STANDARD.encode(
+        ed25519_dalek::SigningKey::from_bytes(&secret)
+            .verifying_key()
+            .as_bytes(),
+    )
+}
