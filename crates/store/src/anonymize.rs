@@ -122,9 +122,15 @@ pub fn rewrite_row(row: &LogRow, subject: &str, pseudonym: &str) -> Option<Rewri
                 Some(bytes) => PersonalValues::from_bytes(bytes)?,
                 None => PersonalValues::default(),
             };
-            let actor = view.actor_id(&current) == subject;
+            // A version-2 id counts only while it is held: a pseudonym is never a subject of
+            // its own (anonymising `anon_…` leaves what it stands for as it is).
+            let held_is = |slot: Slot| matches!(current.held_for(slot), Some(Held::Open { value, .. }) if value == subject.as_bytes());
+            let actor = match view.actor_id {
+                Ident::Plain(id) => id == subject,
+                Ident::Personal => held_is(Slot::ActorId),
+            };
             let target = match view.target {
-                Some(_) if view.target_is_person() => view.target_id(&current) == Some(subject),
+                Some(_) if view.target_is_person() => held_is(Slot::TargetId),
                 Some(t) => t.name == TargetName::Digest && t.id == Ident::Plain(subject),
                 None => false,
             };
