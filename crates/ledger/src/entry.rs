@@ -347,6 +347,26 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Fields 1–11 (§4), the same in every version: the version byte up to `error`.
+    fn head(&mut self, version: u8, event: &EntryParts<'_>) {
+        self.u8(version);
+        self.str(event.tenant);
+        self.u64(event.seq);
+        self.bytes(event.id.as_bytes());
+        self.i64(event.recorded_at.micros());
+        self.i64(event.occurred_at.micros());
+        self.str(event.action);
+        self.u8(category_code(event.category));
+        self.opt(event.event_type, |w, v| w.str(v));
+        self.u8(match event.outcome {
+            Outcome::Success => 0,
+            Outcome::Failure => 1,
+        });
+        self.opt(event.error, |w, v| w.str(v));
+    }
+}
+
 pub(crate) fn category_code(c: Category) -> u8 {
     match c {
         Category::Create => 0,
@@ -377,20 +397,7 @@ pub fn encode_entry(event: &Event, digests: &PersonalDigests, prev: &Hash) -> Ve
 /// [`encode_entry`] of an event's [`EntryParts`]: the same bytes.
 pub fn encode_parts(event: &EntryParts<'_>, digests: &PersonalDigests, prev: &Hash) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(1024));
-    w.u8(ENTRY_VERSION);
-    w.str(event.tenant);
-    w.u64(event.seq);
-    w.bytes(event.id.as_bytes());
-    w.i64(event.recorded_at.micros());
-    w.i64(event.occurred_at.micros());
-    w.str(event.action);
-    w.u8(category_code(event.category));
-    w.opt(event.event_type, |w, v| w.str(v));
-    w.u8(match event.outcome {
-        Outcome::Success => 0,
-        Outcome::Failure => 1,
-    });
-    w.opt(event.error, |w, v| w.str(v));
+    w.head(ENTRY_VERSION, event);
     w.str(&event.actor.id);
     w.u8(actor_type_code(event.actor.actor_type));
     w.opt(digests.actor_name.as_ref(), |w, d| w.bytes(d));
@@ -525,20 +532,7 @@ pub fn encode_v2(
     digest: &mut DigestOf<'_>,
 ) -> Option<Vec<u8>> {
     let mut w = Writer(Vec::with_capacity(1024));
-    w.u8(ENTRY_VERSION_2);
-    w.str(event.tenant);
-    w.u64(event.seq);
-    w.bytes(event.id.as_bytes());
-    w.i64(event.recorded_at.micros());
-    w.i64(event.occurred_at.micros());
-    w.str(event.action);
-    w.u8(category_code(event.category));
-    w.opt(event.event_type, |w, v| w.str(v));
-    w.u8(match event.outcome {
-        Outcome::Success => 0,
-        Outcome::Failure => 1,
-    });
-    w.opt(event.error, |w, v| w.str(v));
+    w.head(ENTRY_VERSION_2, event);
     w.bytes(&digest(Slot::ActorId, Some(event.actor.id.as_bytes()))?);
     w.u8(actor_type_code(event.actor.actor_type));
     fn text(v: Option<&String>) -> Option<&[u8]> {

@@ -891,16 +891,8 @@ impl Store for PgStore {
                 }),
             )
             .await?;
-        sealtrail_store::derived::rederive_changes_blocking(
-            self.index.clone(),
-            tenant.clone(),
-            terms,
-        )
-        .await?;
-        if !stale.is_empty() {
-            sealtrail_store::derived::rederive_blocking(self.index.clone(), tenant.clone(), stale)
-                .await?;
-        }
+        sealtrail_store::derived::follow_rewrite(self.index.clone(), tenant.clone(), terms, stale)
+            .await?;
         // The rows rewritten leave dead versions behind: vacuumed right after (not in the
         // call: a vacuum scans whole tables, seconds at millions of events), rather than
         // whenever autovacuum comes by. Shutting the store down waits for it.

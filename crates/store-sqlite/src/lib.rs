@@ -534,16 +534,8 @@ impl Store for SqliteStore {
                 seal::rewrite_personal(conn, &owner, &rewrites, &subjects)
             })
             .await?;
-        sealtrail_store::derived::rederive_changes_blocking(
-            self.index.clone(),
-            tenant.clone(),
-            terms,
-        )
-        .await?;
-        if !stale.is_empty() {
-            sealtrail_store::derived::rederive_blocking(self.index.clone(), tenant.clone(), stale)
-                .await?;
-        }
+        sealtrail_store::derived::follow_rewrite(self.index.clone(), tenant.clone(), terms, stale)
+            .await?;
         // Both files are written with secure_delete on, so what was rewritten is zeroed where it
         // lay; the write-ahead logs still hold the pages as they were until they start over.
         self.admin(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))

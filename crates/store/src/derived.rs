@@ -776,6 +776,22 @@ pub async fn rederive_changes_blocking<B: IndexBackend + 'static>(
     .await
 }
 
+/// What anonymisation asks of the derived data once its log rewrite committed: `changes` moved
+/// ([`rederive_changes`]), and `stale` events (found by the subject but no longer naming it)
+/// derived again from the log ([`rederive`]). Each backend's `rewrite_personal` calls this.
+pub async fn follow_rewrite<B: IndexBackend + 'static>(
+    indexer: Arc<Mutex<Indexer<B>>>,
+    tenant: Tenant,
+    changes: Vec<TermChange>,
+    stale: Vec<u64>,
+) -> StoreResult<()> {
+    rederive_changes_blocking(indexer.clone(), tenant.clone(), changes).await?;
+    if !stale.is_empty() {
+        rederive_blocking(indexer, tenant, stale).await?;
+    }
+    Ok(())
+}
+
 /// Runs `work` on a blocking thread with the shared indexer until it gets its tenant (`work`
 /// answers `None` while another process's indexer holds it), for up to five seconds.
 async fn held_blocking<B: IndexBackend + 'static, T: Send + 'static>(

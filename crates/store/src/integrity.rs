@@ -653,6 +653,21 @@ fn aged_events(now: Timestamp) -> Vec<(serde_json::Value, i64)> {
         .collect()
 }
 
+/// The positions a list of `tenant` with `filter` answers, oldest first (up to 100).
+async fn seqs_listed(store: &dyn Store, tenant: &crate::Tenant, filter: EventFilter) -> Vec<u64> {
+    let page = store
+        .list(ListQuery {
+            tenant: tenant.clone(),
+            filter,
+            order: Order::Asc,
+            limit: 100,
+            cursor: None,
+        })
+        .await
+        .expect("list");
+    page.items.iter().map(|e| e.seq).collect()
+}
+
 /// The ids a list of everything in `r` answers, oldest first.
 async fn ids_listed(store: &dyn Store, filter: crate::fields::EventFilter) -> Vec<Uuid> {
     let page = store
@@ -1028,23 +1043,7 @@ pub async fn anonymisation_erases_a_person_everywhere_and_every_proof_still_hold
     assert_eq!(again.events_updated, 0, "nothing is left to erase");
     assert_eq!(again.pseudonym, done.pseudonym, "the pseudonym is stable");
 
-    let seqs = |filter: EventFilter| {
-        let store = store.clone();
-        let t = t.clone();
-        async move {
-            let page = store
-                .list(ListQuery {
-                    tenant: t,
-                    filter,
-                    order: Order::Asc,
-                    limit: 100,
-                    cursor: None,
-                })
-                .await
-                .expect("list");
-            page.items.iter().map(|e| e.seq).collect::<Vec<u64>>()
-        }
-    };
+    let seqs = |filter: EventFilter| seqs_listed(&*store, &t, filter);
     let pseudonym = done.pseudonym.as_str();
     for settled in [false, true] {
         if settled {
@@ -1073,8 +1072,7 @@ pub async fn anonymisation_erases_a_person_everywhere_and_every_proof_still_hold
         assert_eq!(seqs(words("laptop")).await, vec![1]);
     }
     let shown = |seq: u64| {
-        let store = store.clone();
-        let t = t.clone();
+        let (store, t) = (store.clone(), t.clone());
         async move {
             let page = store
                 .list(ListQuery {
@@ -1188,23 +1186,7 @@ pub async fn an_anonymisation_cut_short_is_completed_by_the_next_call(harness: A
         .rewrite_personal(&t, half, audit(2, &pseudonym))
         .await
         .expect("the log's half");
-    let found = |filter: EventFilter| {
-        let store = store.clone();
-        let t = t.clone();
-        async move {
-            let page = store
-                .list(ListQuery {
-                    tenant: t,
-                    filter,
-                    order: Order::Asc,
-                    limit: 100,
-                    cursor: None,
-                })
-                .await
-                .expect("list");
-            page.items.iter().map(|e| e.seq).collect::<Vec<u64>>()
-        }
-    };
+    let found = |filter: EventFilter| seqs_listed(&*store, &t, filter);
     let by_id = || EventFilter::default().with(crate::fields::ACTOR_ID, ["u-cut"]);
     assert_eq!(
         found(by_id()).await,
