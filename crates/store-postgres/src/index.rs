@@ -11,8 +11,6 @@
 //! twice. The indexer commits without waiting for the WAL flush: a crash may lose its last
 //! batches, together with their watermark, never one without the other.
 
-use std::sync::Arc;
-
 use deadpool_postgres::{Object, Pool};
 use sealtrail_model::Tenant;
 use sealtrail_store::derived::{IndexBackend, Lag, TimeBlock, Update};
@@ -23,7 +21,7 @@ use tokio::runtime::Handle;
 use tokio_postgres::types::ToSql;
 
 use crate::PgError;
-use crate::read::{ROW_COLUMNS, ROW_FROM, row_from};
+use crate::read::{ANY_JOINS, KEYED_JOINS, ROW_COLUMNS, ROW_FROM, row_from};
 
 /// The advisory lock namespace of indexers, apart from the writers' tenant locks.
 const INDEX_LOCK: &str =
@@ -230,6 +228,27 @@ impl IndexBackend for PgIndexer {
         Ok(rows.first().map(|r| r.get(0)))
     }
 
+    fn postings(
+        &mut self,
+        tenant: &Tenant,
+        chunk: u64,
+        terms: &[Term],
+    ) -> Result<Vec<(Term, Vec<u8>)>, PgError> {
+        let wanted: Vec<&[u8]> = terms.iter().map(|t| &*t.0).collect();
+        // Each term looked up by the primary key, whatever the planner believes of the
+        // table's size (a subquery with a LIMIT is never merged into the outer query).
+        let rows = self.query(
+            "SELECT w.term, p.bits FROM unnest($3::bytea[]) AS w(term) CROSS JOIN LATERAL \
+             (SELECT bits FROM postings WHERE tenant = $1 AND chunk = $2 AND term = w.term \
+              LIMIT 1) AS p",
+            &[&tenant.as_str(), &(chunk as i64), &wanted],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| (Term(r.get::<_, Vec<u8>>(0).into()), r.get(1)))
+            .collect())
+    }
+
     fn time_block(&mut self, tenant: &Tenant, block: u64) -> Result<Option<TimeBlock>, PgError> {
         let rows = self.query(
             "SELECT lo, hi, vals FROM event_times WHERE tenant = $1 AND block = $2",
@@ -295,11 +314,13 @@ impl IndexBackend for PgIndexer {
         if !update.removed.is_empty() {
             let chunks: Vec<i64> = update.removed.iter().map(|r| r.0 as i64).collect();
             let terms: Vec<&[u8]> = update.removed.iter().map(|r| &*r.1.0).collect();
+            self.execute(KEYED_JOINS, &[])?;
             self.execute(
                 "DELETE FROM postings p USING unnest($2::bigint[], $3::bytea[]) AS r(chunk, term) \
                  WHERE p.tenant = $1 AND p.chunk = r.chunk AND p.term = r.term",
                 &[&tenant.as_str(), &chunks, &terms],
             )?;
+            self.execute(ANY_JOINS, &[])?;
         }
         let blocks: Vec<i64> = update.times.iter().map(|t| t.0 as i64).collect();
         let los: Vec<i64> = update.times.iter().map(|t| t.1.lo).collect();
@@ -392,4 +413,4 @@ pub(crate) fn stored_rollup(r: &tokio_postgres::Row, at: usize) -> StoredRollup 
 }
 
 /// Shares an indexer between the background thread and `settle`.
-pub(crate) type SharedIndexer = Arc<std::sync::Mutex<sealtrail_store::derived::Indexer<PgIndexer>>>;
+pub(crate) type SharedIndexer = sealtrail_store::derived::SharedIndexer<PgIndexer>;

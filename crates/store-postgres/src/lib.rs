@@ -285,9 +285,9 @@ impl PgStore {
         let upkeep = tokio::spawn(partition_upkeep(write.clone()));
         // The indexer keeps a connection of its own, so it never takes one the writer waits for.
         let index_pool = pool(config.url.expose(), &config.schema, 1)?;
-        let index = std::sync::Arc::new(Mutex::new(sealtrail_store::derived::Indexer::new(
+        let index = sealtrail_store::derived::shared(sealtrail_store::derived::Indexer::new(
             index::PgIndexer::new(index_pool, tokio::runtime::Handle::current()),
-        )));
+        ));
         let gate = IndexGate::new(config.indexer.max_lag);
         let options = config.indexer;
         let indexer = if options.background {
@@ -858,41 +858,47 @@ impl Store for PgStore {
                 }
             }
         }
-        let appended = self
-            .sanctioned(
-                "anonymisation",
-                audit,
-                Box::new(move |client| {
-                    Box::pin(async move {
-                        client
-                            .execute(
-                                "UPDATE events e SET personal_values = v.values \
+        let log = self.sanctioned(
+            "anonymisation",
+            audit,
+            Box::new(move |client| {
+                Box::pin(async move {
+                    client.execute(read::KEYED_JOINS, &[]).await?;
+                    client
+                        .execute(
+                            "UPDATE events e SET personal_values = v.values \
                                  FROM unnest($2::bigint[], $3::bytea[]) AS v(seq, values) \
                                  WHERE e.tenant = $1 AND e.seq = v.seq AND e.entry IS NOT NULL",
-                                &[&owner, &value_seqs, &values],
-                            )
-                            .await?;
-                        client
-                            .execute(
-                                "UPDATE events e SET body = v.body \
+                            &[&owner, &value_seqs, &values],
+                        )
+                        .await?;
+                    client
+                        .execute(
+                            "UPDATE events e SET body = v.body \
                                  FROM unnest($2::bigint[], $3::text[]) AS v(seq, body) \
                                  WHERE e.tenant = $1 AND e.seq = v.seq AND e.body IS NOT NULL",
-                                &[&owner, &body_seqs, &bodies],
-                            )
-                            .await?;
-                        client
-                            .execute(
-                                "DELETE FROM subject_keys WHERE tenant = $1 AND subject = ANY($2)",
-                                &[&owner, &subjects],
-                            )
-                            .await?;
-                        Ok(())
-                    })
-                }),
-            )
-            .await?;
-        sealtrail_store::derived::follow_rewrite(self.index.clone(), tenant.clone(), terms, stale)
-            .await?;
+                            &[&owner, &body_seqs, &bodies],
+                        )
+                        .await?;
+                    client.execute(read::ANY_JOINS, &[]).await?;
+                    client
+                        .execute(
+                            "DELETE FROM subject_keys WHERE tenant = $1 AND subject = ANY($2)",
+                            &[&owner, &subjects],
+                        )
+                        .await?;
+                    Ok(())
+                })
+            }),
+        );
+        let appended = sealtrail_store::derived::rewrite_then_follow(
+            self.index.clone(),
+            tenant.clone(),
+            terms,
+            stale,
+            log,
+        )
+        .await?;
         // The rows rewritten leave dead versions behind: vacuumed right after (not in the
         // call: a vacuum scans whole tables, seconds at millions of events), rather than
         // whenever autovacuum comes by. Shutting the store down waits for it.

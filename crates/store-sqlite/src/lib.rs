@@ -101,7 +101,7 @@ pub struct SqliteStore {
     readers: read::Pool,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     gate: Arc<IndexGate>,
-    index: Arc<Mutex<sealtrail_store::derived::Indexer<index::SqliteIndexer>>>,
+    index: sealtrail_store::derived::SharedIndexer<index::SqliteIndexer>,
     batch: u64,
     indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// What reads learnt of the unindexed tails.
@@ -140,7 +140,8 @@ impl SqliteStore {
             .map_err(OpenError::Thread)?;
         let gate = IndexGate::new(config.indexer.max_lag);
         let options = config.indexer;
-        let index = Arc::new(Mutex::new(sealtrail_store::derived::Indexer::new(indexer)));
+        let index =
+            sealtrail_store::derived::shared(sealtrail_store::derived::Indexer::new(indexer));
         let indexer = if options.background {
             let (index, gate) = (index.clone(), gate.clone());
             Some(
@@ -529,25 +530,26 @@ impl Store for SqliteStore {
             subjects,
         } = plan;
         let owner = tenant.clone();
-        let appended = self
-            .sanctioned("anonymisation", audit, move |conn| {
-                seal::rewrite_personal(conn, &owner, &rewrites, &subjects)
-            })
-            .await?;
-        sealtrail_store::derived::follow_rewrite(self.index.clone(), tenant.clone(), terms, stale)
-            .await?;
+        let log = self.sanctioned("anonymisation", audit, move |conn| {
+            seal::rewrite_personal(conn, &owner, &rewrites, &subjects)
+        });
+        let appended = sealtrail_store::derived::rewrite_then_follow(
+            self.index.clone(),
+            tenant.clone(),
+            terms,
+            stale,
+            log,
+        )
+        .await?;
         // Both files are written with secure_delete on, so what was rewritten is zeroed where it
         // lay; the write-ahead logs still hold the pages as they were until they start over.
         self.admin(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
             .await?;
         let index = self.index.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut indexer = index.lock().expect("indexer lock is never poisoned");
-            indexer.backend().truncate_wal()
-        })
-        .await
-        .map_err(|e| StoreError::Database(format!("checkpoint failed: {e}")))?
-        .map_err(db_error)?;
+        tokio::task::spawn_blocking(move || index.lock().backend().truncate_wal())
+            .await
+            .map_err(|e| StoreError::Database(format!("checkpoint failed: {e}")))?
+            .map_err(db_error)?;
         Ok(appended)
     }
 

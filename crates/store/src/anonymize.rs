@@ -255,36 +255,47 @@ pub fn plan(rows: &BTreeMap<u64, LogRow>, subject: &str, pseudonym: &str) -> Pla
     plan
 }
 
-/// Every stored row of `tenant` that names `subject` as its actor or its target, by position.
+/// Every stored row of `tenant` that names `subject` as its actor or its target, by position:
+/// both reads at once (each reads the unindexed tail once per page).
 async fn rows_naming(
     store: &dyn Store,
     tenant: &Tenant,
     subject: &str,
 ) -> StoreResult<BTreeMap<u64, LogRow>> {
+    let (mut found, by_target) = futures::try_join!(
+        rows_with(store, tenant, ACTOR_ID, subject),
+        rows_with(store, tenant, TARGET_ID, subject),
+    )?;
+    found.extend(by_target);
+    Ok(found)
+}
+
+/// Every stored row of `tenant` whose `field` holds `value`, by position.
+async fn rows_with(
+    store: &dyn Store,
+    tenant: &Tenant,
+    field: crate::fields::Field,
+    value: &str,
+) -> StoreResult<BTreeMap<u64, LogRow>> {
     let mut found = BTreeMap::new();
-    for field in [ACTOR_ID, TARGET_ID] {
-        let mut cursor = None;
-        loop {
-            let page = store
-                .list_rows(ListQuery {
-                    tenant: tenant.clone(),
-                    filter: EventFilter::default().with(field, [subject]),
-                    order: Order::Asc,
-                    // Large pages: each reads the unindexed tail once.
-                    limit: 10_000,
-                    cursor,
-                })
-                .await?;
-            for row in page.rows {
-                found.insert(row.seq, row);
-            }
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_rows(ListQuery {
+                tenant: tenant.clone(),
+                filter: EventFilter::default().with(field, [value]),
+                order: Order::Asc,
+                // Large pages: each reads the unindexed tail once.
+                limit: 10_000,
+                cursor,
+            })
+            .await?;
+        found.extend(page.rows.into_iter().map(|row| (row.seq, row)));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(found),
         }
     }
-    Ok(found)
 }
 
 /// Anonymises `subject` in `tenant`: plans the rewrite of every row that still holds something

@@ -50,6 +50,7 @@ macro_rules! conformance_suite {
             full_text_finds_what_a_brute_force_search_finds,
             statistics_equal_counts_made_from_the_events,
             statistics_stay_exact_across_chunks_and_reindex,
+            a_page_of_many_matches_holds_every_one,
         );
     };
     (@cases $mode:ident $make:expr; $($case:ident),* $(,)?) => {
@@ -1724,6 +1725,77 @@ pub async fn statistics_stay_exact_across_chunks_and_reindex(store: Arc<dyn Stor
                 }
             }
             assert_eq!(seen, kept.len(), "{when}: {filter:?}");
+        }
+    }
+}
+
+/// A page of many matches (a backend may read them by another path than a page of 50: the
+/// PostgreSQL one looks each up by its key) holds every one, in order, in full: indexed and in
+/// the tail, both orders, by a filter and by a word.
+pub async fn a_page_of_many_matches_holds_every_one(store: Arc<dyn Store>) {
+    let mut wanted = Vec::new();
+    let mut batch = Vec::new();
+    for n in 1..=600u64 {
+        let mine = n % 3 == 0;
+        if mine {
+            wanted.push(n);
+        }
+        let actor = if mine { "many" } else { "other" };
+        let value = json!({"action": format!("doc.read{}", n % 7), "actor": {"id": actor},
+                           "metadata": {"n": n, "word": if mine { "plentiful" } else { "rare" }}});
+        batch.push(prepared("t", value));
+        if n % 50 == 0 {
+            store
+                .append(std::mem::take(&mut batch))
+                .await
+                .expect("append");
+        }
+        // The first 450 indexed, the rest in the tail.
+        if n == 450 {
+            store.settle().await.expect("settle");
+        }
+    }
+    let by_actor = EventFilter::default().with(fields::ACTOR_ID, ["many"]);
+    let by_word = EventFilter {
+        words: vec!["plentiful".to_owned()],
+        ..EventFilter::default()
+    };
+    for filter in [by_actor, by_word] {
+        for order in [Order::Asc, Order::Desc] {
+            let page = store
+                .list(ListQuery {
+                    tenant: tenant("t"),
+                    filter: filter.clone(),
+                    order,
+                    limit: 1000,
+                    cursor: None,
+                })
+                .await
+                .expect("list");
+            let mut expected = wanted.clone();
+            if order == Order::Desc {
+                expected.reverse();
+            }
+            let got: Vec<u64> = page.items.iter().map(|e| e.seq).collect();
+            assert_eq!(got, expected, "{filter:?} {order:?}");
+            assert!(page.next_cursor.is_none());
+            for item in &page.items {
+                let b = body(item);
+                assert_eq!(b["actor"]["id"], "many", "seq {}", item.seq);
+                assert_eq!(b["metadata"]["n"], item.seq, "seq {}", item.seq);
+            }
+            let rows = store
+                .list_rows(ListQuery {
+                    tenant: tenant("t"),
+                    filter: filter.clone(),
+                    order,
+                    limit: 1000,
+                    cursor: None,
+                })
+                .await
+                .expect("list rows");
+            let got: Vec<u64> = rows.rows.iter().map(|r| r.seq).collect();
+            assert_eq!(got, expected, "rows: {filter:?} {order:?}");
         }
     }
 }

@@ -241,6 +241,23 @@ pub trait IndexBackend: Send {
         term: &Term,
     ) -> Result<Option<Vec<u8>>, Self::Error>;
 
+    /// The stored postings of `chunk` for `terms`, in stored form (terms without one left
+    /// out). One [`IndexBackend::posting`] after another unless the backend reads them at once.
+    fn postings(
+        &mut self,
+        tenant: &Tenant,
+        chunk: u64,
+        terms: &[Term],
+    ) -> Result<Vec<(Term, Vec<u8>)>, Self::Error> {
+        let mut found = Vec::with_capacity(terms.len());
+        for term in terms {
+            if let Some(bits) = self.posting(tenant, chunk, term)? {
+                found.push((term.clone(), bits));
+            }
+        }
+        Ok(found)
+    }
+
     /// Every open rollup row of `chunk` (the rows of a chunk not yet folded).
     fn chunk_rollups(
         &mut self,
@@ -283,6 +300,17 @@ pub trait IndexBackend: Send {
 pub struct Indexer<B> {
     backend: B,
     newest: HashMap<Tenant, Newest>,
+}
+
+/// An indexer shared by a store's background thread and its one-off updates (settling,
+/// removal, anonymisation). The background thread hands the lock over fairly after each pass
+/// (`unlock_fair`): under full-speed ingest it would otherwise take the lock straight back,
+/// and a one-off update could wait for many passes.
+pub type SharedIndexer<B> = Arc<parking_lot::Mutex<Indexer<B>>>;
+
+/// Shares `indexer` between a background thread and one-off updates.
+pub fn shared<B>(indexer: Indexer<B>) -> SharedIndexer<B> {
+    Arc::new(parking_lot::Mutex::new(indexer))
 }
 
 /// Most tenants whose newest chunk an indexer remembers.
@@ -681,13 +709,13 @@ fn write_synced<B: IndexBackend, T>(
 /// what that thread remembers is forgotten too), waiting while another process's indexer holds
 /// the tenant. Returns how many positions it took out.
 pub fn unindex_shared<B: IndexBackend>(
-    indexer: &Mutex<Indexer<B>>,
+    indexer: &parking_lot::Mutex<Indexer<B>>,
     tenant: &Tenant,
     seqs: &[u64],
 ) -> StoreResult<u64> {
     for attempt in 0u32.. {
         let outcome = {
-            let mut indexer = indexer.lock().expect("the indexer lock is never poisoned");
+            let mut indexer = indexer.lock();
             unindex(&mut indexer, tenant, seqs).map_err(|e| StoreError::Database(e.to_string()))?
         };
         match outcome {
@@ -719,7 +747,7 @@ const ROLLUP_TAGS: [u8; 4] = [
 /// [`unindex_shared`] on a blocking thread: what each backend's [`crate::Store::purge`] does
 /// before it removes the events from the log.
 pub async fn unindex_blocking<B: IndexBackend + 'static>(
-    indexer: Arc<Mutex<Indexer<B>>>,
+    indexer: SharedIndexer<B>,
     tenant: Tenant,
     seqs: Vec<u64>,
 ) -> StoreResult<u64> {
@@ -757,51 +785,81 @@ pub fn rederive<B: IndexBackend>(
 /// [`rederive`] for a store, on a blocking thread, through the indexer it shares with its
 /// background thread, waiting while another process's indexer holds the tenant.
 pub async fn rederive_blocking<B: IndexBackend + 'static>(
-    indexer: Arc<Mutex<Indexer<B>>>,
+    indexer: SharedIndexer<B>,
     tenant: Tenant,
     seqs: Vec<u64>,
 ) -> StoreResult<u64> {
     held_blocking(indexer, move |indexer| rederive(indexer, &tenant, &seqs)).await
 }
 
-/// [`rederive_changes`] for a store, as [`rederive_blocking`] runs [`rederive`].
-pub async fn rederive_changes_blocking<B: IndexBackend + 'static>(
-    indexer: Arc<Mutex<Indexer<B>>>,
-    tenant: Tenant,
-    changes: Vec<TermChange>,
-) -> StoreResult<u64> {
-    held_blocking(indexer, move |indexer| {
-        rederive_changes(indexer, &tenant, &changes)
-    })
-    .await
-}
-
-/// What anonymisation asks of the derived data once its log rewrite committed: `changes` moved
+/// Carries out an anonymisation: `log`, the backend's sanctioned rewrite of the log, then,
+/// once it committed, what it changed in the derived data: `changes` moved
 /// ([`rederive_changes`]), and `stale` events (found by the subject but no longer naming it)
-/// derived again from the log ([`rederive`]). Each backend's `rewrite_personal` calls this.
-pub async fn follow_rewrite<B: IndexBackend + 'static>(
-    indexer: Arc<Mutex<Indexer<B>>>,
+/// derived again from the log ([`rederive`]). The indexer is taken while the log is rewritten,
+/// so that waiting for a background pass that holds it (up to a whole batch under full-speed
+/// ingest) overlaps the log's own work. Each backend's `rewrite_personal` calls this.
+pub async fn rewrite_then_follow<B, F>(
+    indexer: SharedIndexer<B>,
     tenant: Tenant,
     changes: Vec<TermChange>,
     stale: Vec<u64>,
-) -> StoreResult<()> {
-    rederive_changes_blocking(indexer.clone(), tenant.clone(), changes).await?;
+    log: F,
+) -> StoreResult<crate::Appended>
+where
+    B: IndexBackend + 'static,
+    F: std::future::Future<Output = StoreResult<crate::Appended>>,
+{
+    if changes.is_empty() && stale.is_empty() {
+        return log.await;
+    }
+    let (committed, told) = std::sync::mpsc::channel::<bool>();
+    let (shared, owner) = (indexer.clone(), tenant.clone());
+    let moved = tokio::task::spawn_blocking(move || -> StoreResult<()> {
+        let mut held = shared.lock();
+        // Nothing to do unless the log's rewrite committed (a failed or abandoned call tells
+        // nothing, or false).
+        if !told.recv().unwrap_or(false) {
+            return Ok(());
+        }
+        for attempt in 0u32..200 {
+            let done = rederive_changes(&mut held, &owner, &changes)
+                .map_err(|e| StoreError::Database(e.to_string()))?;
+            match done {
+                Some(_) => return Ok(()),
+                // Another process's indexer has the tenant: let it finish.
+                None if attempt < 199 => parking_lot::MutexGuard::unlocked(&mut held, || {
+                    std::thread::sleep(Duration::from_millis(25))
+                }),
+                None => break,
+            }
+        }
+        Err(StoreError::Database(
+            "another indexer kept the tenant for too long".into(),
+        ))
+    });
+    let appended = log.await;
+    let _ = committed.send(appended.is_ok());
+    let moved = moved
+        .await
+        .map_err(|e| StoreError::Database(format!("deriving again failed: {e}")))?;
+    let appended = appended?;
+    moved?;
     if !stale.is_empty() {
         rederive_blocking(indexer, tenant, stale).await?;
     }
-    Ok(())
+    Ok(appended)
 }
 
 /// Runs `work` on a blocking thread with the shared indexer until it gets its tenant (`work`
 /// answers `None` while another process's indexer holds it), for up to five seconds.
 async fn held_blocking<B: IndexBackend + 'static, T: Send + 'static>(
-    indexer: Arc<Mutex<Indexer<B>>>,
+    indexer: SharedIndexer<B>,
     mut work: impl FnMut(&mut Indexer<B>) -> Result<Option<T>, B::Error> + Send + 'static,
 ) -> StoreResult<T> {
     tokio::task::spawn_blocking(move || {
         for attempt in 0u32..200 {
             let outcome = {
-                let mut indexer = indexer.lock().expect("the indexer lock is never poisoned");
+                let mut indexer = indexer.lock();
                 work(&mut indexer).map_err(|e| StoreError::Database(e.to_string()))?
             };
             match outcome {
@@ -1223,10 +1281,15 @@ fn changes_update<B: IndexBackend>(
                     .count(new.0, new.1.iter().copied());
             }
         }
+        let terms: Vec<Term> = moves.keys().map(|&t| Term(t.into())).collect();
+        let mut stored: TermMap<Vec<u8>> = backend
+            .postings(tenant, chunk, &terms)?
+            .into_iter()
+            .collect();
         for (term, (lost, gained)) in moves {
             let term = Term(term.into());
-            let stored = backend
-                .posting(tenant, chunk, &term)?
+            let stored = stored
+                .remove(&term)
                 .map(|b| decode_bits(&b))
                 .unwrap_or_default();
             let now = &(&stored - &lost) | &gained;
@@ -1463,7 +1526,7 @@ impl IndexGate {
 /// `options.poll`), until the gate stops. Failures are logged and tried again after a pause;
 /// they never touch the log. The backend is shared with [`settle`], one user at a time.
 pub fn run_indexer<B: IndexBackend>(
-    backend: Arc<Mutex<Indexer<B>>>,
+    backend: SharedIndexer<B>,
     gate: Arc<IndexGate>,
     options: IndexerOptions,
 ) {
@@ -1485,9 +1548,9 @@ pub fn run_indexer<B: IndexBackend>(
             tracing::info!("the indexer has caught up with the log");
             behind = false;
         }
+        let mut guard = backend.lock();
         let pass = (|| -> Result<u64, B::Error> {
-            let mut backend = backend.lock().expect("the indexer lock is never poisoned");
-            let backend = &mut *backend;
+            let backend = &mut *guard;
             let mut indexed = 0;
             for lag in backend.backend.lagging()? {
                 gate.observed(&lag.tenant, lag.indexed, lag.size);
@@ -1503,6 +1566,8 @@ pub fn run_indexer<B: IndexBackend>(
             }
             Ok(indexed)
         })();
+        // A one-off update waiting for the lock gets it now, before the next pass.
+        parking_lot::MutexGuard::unlock_fair(guard);
         match pass {
             Ok(n) if n > 0 => {
                 failures = 0;
@@ -1532,12 +1597,12 @@ pub fn run_indexer<B: IndexBackend>(
 /// Indexes every tenant up to the end of its log now, on the calling thread, and records what
 /// it did in the gate: `Store::settle` and `sealtrail reindex`.
 pub fn settle<B: IndexBackend>(
-    backend: &Mutex<Indexer<B>>,
+    backend: &parking_lot::Mutex<Indexer<B>>,
     gate: &IndexGate,
     batch: u64,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, B::Error> {
-    let mut backend = backend.lock().expect("the indexer lock is never poisoned");
+    let mut backend = backend.lock();
     let done = index_all(&mut backend, batch, progress)?;
     for lag in backend.backend.lagging()? {
         gate.observed(&lag.tenant, lag.indexed, lag.size);
@@ -1548,13 +1613,13 @@ pub fn settle<B: IndexBackend>(
 /// Drops every piece of derived data and builds it again from the log, now, on the calling
 /// thread (`sealtrail reindex`). `progress` gets the events indexed so far and the total.
 pub fn rebuild<B: IndexBackend>(
-    backend: &Mutex<Indexer<B>>,
+    backend: &parking_lot::Mutex<Indexer<B>>,
     gate: &IndexGate,
     batch: u64,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, B::Error> {
     {
-        let mut backend = backend.lock().expect("the indexer lock is never poisoned");
+        let mut backend = backend.lock();
         backend.forget();
         backend.backend.reset()?;
     }
