@@ -1762,16 +1762,14 @@ pub async fn a_page_of_many_matches_holds_every_one(store: Arc<dyn Store>) {
     };
     for filter in [by_actor, by_word] {
         for order in [Order::Asc, Order::Desc] {
-            let page = store
-                .list(ListQuery {
-                    tenant: tenant("t"),
-                    filter: filter.clone(),
-                    order,
-                    limit: 1000,
-                    cursor: None,
-                })
-                .await
-                .expect("list");
+            let query = ListQuery {
+                tenant: tenant("t"),
+                filter: filter.clone(),
+                order,
+                limit: 1000,
+                cursor: None,
+            };
+            let page = store.list(query.clone()).await.expect("list");
             let mut expected = wanted.clone();
             if order == Order::Desc {
                 expected.reverse();
@@ -1784,16 +1782,7 @@ pub async fn a_page_of_many_matches_holds_every_one(store: Arc<dyn Store>) {
                 assert_eq!(b["actor"]["id"], "many", "seq {}", item.seq);
                 assert_eq!(b["metadata"]["n"], item.seq, "seq {}", item.seq);
             }
-            let rows = store
-                .list_rows(ListQuery {
-                    tenant: tenant("t"),
-                    filter: filter.clone(),
-                    order,
-                    limit: 1000,
-                    cursor: None,
-                })
-                .await
-                .expect("list rows");
+            let rows = store.list_rows(query).await.expect("list rows");
             let got: Vec<u64> = rows.rows.iter().map(|r| r.seq).collect();
             assert_eq!(got, expected, "rows: {filter:?} {order:?}");
         }
