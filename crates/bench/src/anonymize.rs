@@ -105,12 +105,7 @@ pub(crate) async fn run(store: Arc<dyn Store>, total: u64, every: u64) -> anyhow
     let alone = feeder.await??;
     store.settle().await?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let feeder = tokio::spawn(feed(store.clone(), stop.clone(), total + 10_000_000));
-    // Let ingest get going before the call.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let at = Instant::now();
-    let done =
+    let erase = |store: Arc<dyn Store>| async move {
         sealtrail_store::anonymize::anonymize(store.as_ref(), &tenant("t"), "person-0", |n, p| {
             Ok(prepared(
                 "t",
@@ -118,7 +113,14 @@ pub(crate) async fn run(store: Arc<dyn Store>, total: u64, every: u64) -> anyhow
                    "metadata": {"events_updated": n, "pseudonym": p}}),
             ))
         })
-        .await?;
+        .await
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = tokio::spawn(feed(store.clone(), stop.clone(), total + 10_000_000));
+    // Let ingest get going before the call.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at = Instant::now();
+    let done = erase(store.clone()).await?;
     let took = at.elapsed();
     stop.store(true, Ordering::Relaxed);
     let beside = feeder.await??;
@@ -142,15 +144,7 @@ pub(crate) async fn run(store: Arc<dyn Store>, total: u64, every: u64) -> anyhow
         beside.events
     );
     let again = Instant::now();
-    let second =
-        sealtrail_store::anonymize::anonymize(store.as_ref(), &tenant("t"), "person-0", |n, p| {
-            Ok(prepared(
-                "t",
-                json!({"action": "audit.anonymized", "actor": {"id": "bench", "type": "system"},
-                   "metadata": {"events_updated": n, "pseudonym": p}}),
-            ))
-        })
-        .await?;
+    let second = erase(store.clone()).await?;
     anyhow::ensure!(
         second.events_updated == 0,
         "the second call rewrote {}",

@@ -274,11 +274,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run_retention(args: &RetentionRunArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    tool_runtime()?.block_on(async {
         let store = args.store.open().await?;
         let archive_dir = args.archive_dir.clone().unwrap_or_else(|| {
             args.store
@@ -287,30 +283,18 @@ fn run_retention(args: &RetentionRunArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|| std::path::PathBuf::from("sealtrail-data"))
                 .join("archive")
         });
-        let actor = sealtrail_model::Actor {
-            id: "sealtrail-cli".into(),
-            actor_type: sealtrail_model::ActorType::System,
-            name: None,
-            email: None,
-        };
         let answer = sealtrail_server::lifecycle::run_tenant(
             store.as_ref(),
             &sealtrail_server::lifecycle::Locks::default(),
             &args.tenant,
             &archive_dir,
             args.dry_run,
-            actor,
+            cli_actor(),
             "cli",
         )
         .await;
         store.shutdown().await;
-        let answer = answer
-            .map_err(|e| anyhow::anyhow!(sealtrail_server::lifecycle::describe(&e)))
-            .context("retention failed")?;
-        let mut out = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &answer).context("cannot print the answer")?;
-        std::io::Write::write_all(&mut out, b"\n").context("cannot print the answer")?;
-        Ok(())
+        print_answer(answer, "retention failed", true)
     })
 }
 
@@ -318,36 +302,50 @@ fn run_anonymize(args: &AnonymizeArgs) -> anyhow::Result<()> {
     if args.subject.trim().is_empty() {
         anyhow::bail!("--subject must name an actor id");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    tool_runtime()?.block_on(async {
         let store = args.store.open().await?;
-        let actor = sealtrail_model::Actor {
-            id: "sealtrail-cli".into(),
-            actor_type: sealtrail_model::ActorType::System,
-            name: None,
-            email: None,
-        };
         let answer = sealtrail_server::lifecycle::anonymize_subject(
             store.as_ref(),
             &sealtrail_server::lifecycle::Locks::default(),
             &args.tenant,
             &args.subject,
-            actor,
+            cli_actor(),
             "cli",
         )
         .await;
         store.shutdown().await;
-        let answer = answer
-            .map_err(|e| anyhow::anyhow!(sealtrail_server::lifecycle::describe(&e)))
-            .context("anonymisation failed")?;
-        let mut out = std::io::stdout().lock();
-        serde_json::to_writer(&mut out, &answer).context("cannot print the answer")?;
-        std::io::Write::write_all(&mut out, b"\n").context("cannot print the answer")?;
-        Ok(())
+        print_answer(answer, "anonymisation failed", false)
     })
+}
+
+/// Who the lifecycle commands record as acting: the command line, a system actor.
+fn cli_actor() -> sealtrail_model::Actor {
+    sealtrail_model::Actor {
+        id: "sealtrail-cli".into(),
+        actor_type: sealtrail_model::ActorType::System,
+        name: None,
+        email: None,
+    }
+}
+
+/// Prints a lifecycle command's answer as JSON on standard output (`pretty`: indented), or
+/// fails with the problem described and `failed` as context.
+fn print_answer<T: serde::Serialize>(
+    answer: Result<T, sealtrail_server::error::ApiError>,
+    failed: &'static str,
+    pretty: bool,
+) -> anyhow::Result<()> {
+    let answer = answer
+        .map_err(|e| anyhow::anyhow!(sealtrail_server::lifecycle::describe(&e)))
+        .context(failed)?;
+    let mut out = std::io::stdout().lock();
+    if pretty {
+        serde_json::to_writer_pretty(&mut out, &answer)
+    } else {
+        serde_json::to_writer(&mut out, &answer)
+    }
+    .context("cannot print the answer")?;
+    std::io::Write::write_all(&mut out, b"\n").context("cannot print the answer")
 }
 
 fn run_serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -150,14 +150,5 @@ async fn keys_on_postgres() {
         return;
     };
     let root = tempfile::tempdir().expect("dir");
-    keys_beside_a_running_server(
-        root.path(),
-        vec![
-            "--database-url".into(),
-            url.into(),
-            "--database-schema".into(),
-            schema.into(),
-        ],
-    )
-    .await;
+    keys_beside_a_running_server(root.path(), common::postgres_args(url, schema)).await;
 }

@@ -178,15 +178,5 @@ async fn retention_runs_from_the_command_line_on_postgres() {
         return;
     };
     let root = tempfile::tempdir().expect("dir");
-    retention_from_the_command_line(
-        root.path(),
-        vec![
-            "--database-url".into(),
-            url.into(),
-            "--database-schema".into(),
-            schema.into(),
-        ],
-        false,
-    )
-    .await;
+    retention_from_the_command_line(root.path(), common::postgres_args(url, schema), false).await;
 }

@@ -14,6 +14,19 @@ use tokio::process::{Child, Command};
 /// The binary under test.
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_sealtrail");
 
+/// The arguments that point a command at a PostgreSQL schema.
+pub(crate) fn postgres_args(
+    url: impl Into<OsString>,
+    schema: impl Into<OsString>,
+) -> Vec<OsString> {
+    vec![
+        "--database-url".into(),
+        url.into(),
+        "--database-schema".into(),
+        schema.into(),
+    ]
+}
+
 /// A running server.
 pub(crate) struct Running {
     /// The process.
