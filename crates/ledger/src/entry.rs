@@ -18,7 +18,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::merkle::{Hash, leaf_hash};
-use crate::personal::{Held, HeldWriter, Opening, Slot, opened_digest};
+use crate::personal::{Held, HeldWriter, Opening, Sealed, Slot, opened_digest};
 
 /// The encoding version this module writes.
 pub const ENTRY_VERSION: u8 = 1;
@@ -620,13 +620,13 @@ pub fn reencode_v2(
 ) -> Option<Vec<u8>> {
     let redacted = json_bytes(&Value::String(crate::view::REDACTED.to_owned()));
     encode_v2(event, prev, &mut |slot, value| {
-        let (_, digest, opening) = seal.iter().find(|(s, _, _)| *s == slot)?;
-        match (opening, value) {
-            (Some(o), Some(v)) => Some(opened_digest(o, slot.field(), v)),
+        let (_, sealed) = seal.iter().find(|(s, _)| *s == slot)?;
+        match (sealed, value) {
+            (Sealed::Open(o), Some(v)) => Some(opened_digest(o, slot.field(), v)),
             // An opening with nothing served: a value was taken out of what is shown.
-            (Some(_), None) => None,
-            (None, None) => Some(*digest),
-            (None, Some(v)) => {
+            (Sealed::Open(_), None) => None,
+            (Sealed::Erased(digest), None) => Some(*digest),
+            (Sealed::Erased(digest), Some(v)) => {
                 let erased_shows = match slot {
                     Slot::ActorId | Slot::TargetId => {
                         std::str::from_utf8(v).is_ok_and(crate::personal::is_pseudonym)

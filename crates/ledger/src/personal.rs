@@ -305,40 +305,68 @@ pub fn rewrite<'a>(
     Some(out.finish())
 }
 
-/// One personal slot as seal material gives it to a verifier: its digest, and its opening
-/// while the value is held.
-pub type SealedSlot = (Slot, Hash, Option<Opening>);
+/// What seal material gives a verifier for one personal slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sealed {
+    /// The value is held: the opening its digest was made under, so that the verifier digests
+    /// the value it is shown (an altered value changes the entry's bytes).
+    Open(Opening),
+    /// The value was erased: the digest that stays in the entry.
+    Erased(Hash),
+}
+
+/// One personal slot as seal material gives it to a verifier.
+pub type SealedSlot = (Slot, Sealed);
+
+/// The first byte of [`seal_material`] as written today: a held value's slot carries only its
+/// opening (its digest is made again from the value and the opening).
+pub const SEAL_MARK: u8 = 0x81;
+
+/// The first byte of the first form of seal material (written until 2026-12), which carries
+/// every slot's digest, the opening beside it while the value is held. Still read: archives
+/// and exports written in that form verify for as long as they are kept.
+pub const SEAL_MARK_WITH_DIGESTS: u8 = MARK;
+
+/// Whether `bytes` are version-2 seal material (either form) rather than the version-1
+/// digests, whose first byte (a bit mask) never has its top bit set.
+pub fn is_seal_material(bytes: &[u8]) -> bool {
+    matches!(bytes.first(), Some(&(SEAL_MARK | SEAL_MARK_WITH_DIGESTS)))
+}
 
 /// The seal material of a version-2 entry's personal values, as exports and the API give it
-/// beside the event (hex, in `seal.personal`): [`MARK`], then for each slot in entry order its
-/// code (a change value's with its index, as in the stored form), its digest, and `1` and the
-/// opening while the value is held, else `0`.
+/// beside the event (hex, in `seal.personal`): [`SEAL_MARK`], then for each slot in entry
+/// order its code (a change value's with its index, as in the stored form), then `1` and the
+/// opening while the value is held, else `0` and the digest.
 pub fn seal_material(slots: &[SealedSlot]) -> Vec<u8> {
-    let mut out = vec![MARK];
-    for (slot, digest, opening) in slots {
+    let mut out = vec![SEAL_MARK];
+    for (slot, sealed) in slots {
         let (code, index) = slot.code();
         out.push(code);
         if let Some(i) = index {
             out.extend_from_slice(&i.to_be_bytes());
         }
-        out.extend_from_slice(digest);
-        match opening {
-            Some(o) => {
+        match sealed {
+            Sealed::Open(o) => {
                 out.push(1);
                 out.extend_from_slice(o);
             }
-            None => out.push(0),
+            Sealed::Erased(d) => {
+                out.push(0);
+                out.extend_from_slice(d);
+            }
         }
     }
     out
 }
 
-/// Parses [`seal_material`]; `None` when it is malformed.
+/// Parses [`seal_material`], in either form ([`SEAL_MARK`], [`SEAL_MARK_WITH_DIGESTS`]);
+/// `None` when it is malformed.
 pub fn parse_seal_material(bytes: &[u8]) -> Option<Vec<SealedSlot>> {
-    let (&MARK, mut rest) = bytes.split_first()? else {
+    let (&mark, mut rest) = bytes.split_first()?;
+    if mark != SEAL_MARK && mark != SEAL_MARK_WITH_DIGESTS {
         return None;
-    };
-    let mut out = Vec::new();
+    }
+    let mut out: Vec<SealedSlot> = Vec::new();
     while let Some((&code, tail)) = rest.split_first() {
         rest = tail;
         let mut index = || -> Option<u32> {
@@ -358,22 +386,33 @@ pub fn parse_seal_material(bytes: &[u8]) -> Option<Vec<SealedSlot>> {
             8 => Slot::ChangeNew(index()?),
             _ => return None,
         };
-        let (digest, tail) = rest.split_first_chunk::<32>()?;
-        let (&has, tail) = tail.split_first()?;
+        // The first form gives the digest first, whether or not the value is held.
+        let mut digest = None;
+        if mark == SEAL_MARK_WITH_DIGESTS {
+            let (d, tail) = rest.split_first_chunk::<32>()?;
+            rest = tail;
+            digest = Some(*d);
+        }
+        let (&has, tail) = rest.split_first()?;
         rest = tail;
-        let opening = match has {
-            0 => None,
-            1 => {
+        let sealed = match (has, digest) {
+            (0, Some(d)) => Sealed::Erased(d),
+            (0, None) => {
+                let (d, tail) = rest.split_first_chunk::<32>()?;
+                rest = tail;
+                Sealed::Erased(*d)
+            }
+            (1, _) => {
                 let (o, tail) = rest.split_first_chunk::<16>()?;
                 rest = tail;
-                Some(*o)
+                Sealed::Open(*o)
             }
             _ => return None,
         };
-        if out.iter().any(|(s, _, _)| *s == slot) {
+        if out.iter().any(|(s, _)| *s == slot) {
             return None;
         }
-        out.push((slot, *digest, opening));
+        out.push((slot, sealed));
     }
     Some(out)
 }

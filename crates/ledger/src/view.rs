@@ -700,17 +700,17 @@ impl<'a> EntryView<'a> {
         None
     }
 
-    /// The personal slots of a version-2 entry as a verifier is given them: each digest, with
-    /// its opening while `values` holds the value ([`crate::personal::seal_material`]).
+    /// The personal slots of a version-2 entry as a verifier is given them: the opening of each
+    /// value `values` holds, the digest of each erased one ([`crate::personal::seal_material`]).
     pub fn sealed_slots(&self, values: &PersonalValues<'_>) -> Vec<crate::personal::SealedSlot> {
         self.personal_digests()
             .into_iter()
             .map(|(slot, digest)| {
-                let opening = match values.held_for(slot) {
-                    Some(Held::Open { opening, .. }) => Some(opening),
-                    _ => None,
+                let sealed = match values.held_for(slot) {
+                    Some(Held::Open { opening, .. }) => crate::personal::Sealed::Open(opening),
+                    _ => crate::personal::Sealed::Erased(digest),
                 };
-                (slot, digest, opening)
+                (slot, sealed)
             })
             .collect()
     }

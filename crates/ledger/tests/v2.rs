@@ -9,7 +9,8 @@ use sealtrail_ledger::entry::{
 };
 use sealtrail_ledger::leaf_hash;
 use sealtrail_ledger::personal::{
-    Held, Opening, Slot, held, parse_seal_material, rewrite, seal_material,
+    Held, Opening, SEAL_MARK, SEAL_MARK_WITH_DIGESTS, Slot, held, is_seal_material,
+    parse_seal_material, rewrite, seal_material,
 };
 use sealtrail_ledger::view::{EntryView, Ident, PersonalValues, REDACTED};
 use sealtrail_model::{Event, Redactor, Timestamp, parse_event};
@@ -94,12 +95,15 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 }
 
 fn check_golden(name: &str, bytes: &[u8]) {
+    check_golden_text(name, &format!("{}\n", hex::encode(bytes)));
+}
+
+fn check_golden_text(name: &str, text: &str) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(name);
-    let text = format!("{}\n", hex::encode(bytes));
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &text).expect("write golden");
+        std::fs::write(&path, text).expect("write golden");
     }
     let golden = std::fs::read_to_string(&path)
         .unwrap_or_else(|_| panic!("missing golden file {}", path.display()));
@@ -349,6 +353,106 @@ fn a_verifier_encodes_the_same_bytes_from_the_event_and_its_seal() {
     }
     assert!(parse_seal_material(&[0x80, 9]).is_none());
     assert!(parse_seal_material(&[0x00]).is_none());
+}
+
+/// The first form of seal material (mark `0x80`, written until 2026-12): every slot's code,
+/// its digest, then `1` and the opening or `0`. Built here from the entry's digests, as the
+/// first form's writer did.
+fn material_with_digests(entry: &[u8], stored: &[u8]) -> Vec<u8> {
+    let view = EntryView::parse(entry).expect("parse");
+    let values = PersonalValues::from_bytes(stored).expect("held");
+    let mut out = vec![SEAL_MARK_WITH_DIGESTS];
+    for (slot, digest) in view.personal_digests() {
+        let code = slot_code(slot);
+        out.push(code.0);
+        if let Some(i) = code.1 {
+            out.extend_from_slice(&i.to_be_bytes());
+        }
+        out.extend_from_slice(&digest);
+        match values.held_for(slot) {
+            Some(Held::Open { opening, .. }) => {
+                out.push(1);
+                out.extend_from_slice(&opening);
+            }
+            _ => out.push(0),
+        }
+    }
+    out
+}
+
+fn slot_code(slot: Slot) -> (u8, Option<u32>) {
+    match slot {
+        Slot::ActorId => (0, None),
+        Slot::ActorName => (1, None),
+        Slot::ActorEmail => (2, None),
+        Slot::TargetId => (3, None),
+        Slot::TargetName => (4, None),
+        Slot::Ip => (5, None),
+        Slot::UserAgent => (6, None),
+        Slot::ChangeOld(i) => (7, Some(i)),
+        Slot::ChangeNew(i) => (8, Some(i)),
+    }
+}
+
+#[test]
+fn seal_material_gives_openings_alone_and_its_first_form_still_verifies() {
+    let prev = [0x5a; 32];
+    let (entry, stored) = seal(&about_a_person(), &prev);
+    let erased = anonymise(&entry, &stored, true, "anon_0000000000000001");
+    for (held, shown) in [
+        (stored.clone(), about_a_person()),
+        (erased.clone(), render(&entry, &erased)),
+    ] {
+        let compact = material(&entry, &held);
+        let first = material_with_digests(&entry, &held);
+        assert_eq!(compact[0], SEAL_MARK);
+        assert!(compact.len() < first.len());
+        for form in [&compact, &first] {
+            assert!(is_seal_material(form));
+            assert_eq!(
+                reencode(&shown, &prev, form).as_deref(),
+                Some(&entry[..]),
+                "{}",
+                hex::encode(form)
+            );
+        }
+        // Both forms name the same slots: an opening where the value is held, else a digest.
+        assert_eq!(
+            parse_seal_material(&compact),
+            parse_seal_material(&first),
+            "the two forms differ"
+        );
+    }
+    // A held value's slot is its code (a change value's with its index), a flag and the
+    // opening: no digest.
+    let view = EntryView::parse(&entry).expect("parse");
+    let slots = view.personal_digests();
+    let changes = slots
+        .iter()
+        .filter(|(s, _)| matches!(s, Slot::ChangeOld(_) | Slot::ChangeNew(_)))
+        .count();
+    assert!(changes > 0);
+    let slots = slots.len();
+    assert_eq!(
+        material(&entry, &stored).len(),
+        1 + slots * (1 + 1 + 16) + changes * 4
+    );
+    // The first form as the web UI's verifier reads it too (crates/server/ui/tests/verify.test.mjs).
+    let fixture = json!({
+        "event": serde_json::to_value(about_a_person()).expect("json"),
+        "seal": {"prev": hex::encode(prev), "personal": hex::encode(material_with_digests(&entry, &stored))},
+        "leaf_hash": hex::encode(leaf_hash(&entry)),
+    });
+    check_golden_text(
+        "seal-first-form.json",
+        &format!(
+            "{}\n",
+            serde_json::to_string_pretty(&fixture).expect("json")
+        ),
+    );
+    assert!(parse_seal_material(&[SEAL_MARK, 1, 2]).is_none());
+    assert!(parse_seal_material(&[SEAL_MARK, 1, 0, 0]).is_none());
+    assert!(!is_seal_material(&[0x1f]));
 }
 
 #[test]

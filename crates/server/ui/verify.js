@@ -280,30 +280,38 @@
     return w.done();
   }
 
-  /** The seal material of a version-2 entry (docs/integrity.md §5): per slot, digest and opening. */
+  /**
+   * The seal material of a version-2 entry (docs/integrity.md §5): per slot, the opening of a
+   * held value or the digest of an erased one. Mark 0x81 is today's form; mark 0x80, the first
+   * one, gave every slot's digest before its flag and is still read.
+   */
   function sealSlots(bytes) {
     const slots = new Map();
+    const withDigests = bytes[0] === 0x80;
     let at = 1;
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const take = (n) => {
+      if (at + n > bytes.length) throw new Error("malformed seal material");
+      const out = bytes.slice(at, at + n);
+      at += n;
+      return out;
+    };
     while (at < bytes.length) {
       const code = bytes[at++];
       if (code > 8) throw new Error("malformed seal material");
       let key = String(code);
       if (code >= 7) {
-        if (at + 4 > bytes.length) throw new Error("malformed seal material");
-        key += `:${view.getUint32(at)}`;
-        at += 4;
+        take(4);
+        key += `:${view.getUint32(at - 4)}`;
       }
-      if (at + 33 > bytes.length) throw new Error("malformed seal material");
-      const digest = bytes.slice(at, at + 32);
-      const has = bytes[at + 32];
-      at += 33;
+      let digest = withDigests ? take(32) : null;
+      const has = take(1)[0];
       let opening = null;
       if (has === 1) {
-        if (at + 16 > bytes.length) throw new Error("malformed seal material");
-        opening = bytes.slice(at, at + 16);
-        at += 16;
-      } else if (has !== 0) {
+        opening = take(16);
+      } else if (has === 0) {
+        if (!digest) digest = take(32);
+      } else {
         throw new Error("malformed seal material");
       }
       if (slots.has(key)) throw new Error("malformed seal material");
@@ -436,7 +444,7 @@
 
   /** The entry of an event's JSON text with its seal, of the version its seal material names. */
   async function entryOf(eventText, seal) {
-    return seal.personal.startsWith("80") ? encodeEntryV2(eventText, seal) : encodeEntry(eventText, seal);
+    return /^8[01]/.test(seal.personal) ? encodeEntryV2(eventText, seal) : encodeEntry(eventText, seal);
   }
 
   async function sha256(...parts) {

@@ -531,9 +531,7 @@ impl<R: WalkReader> Worker<R> {
                 // An exported event of a version-2 entry carries its seal material instead.
                 if let (Some(event), Some(material)) = (
                     &event,
-                    digests
-                        .as_deref()
-                        .filter(|d| d.first() == Some(&personal::MARK)),
+                    digests.as_deref().filter(|d| personal::is_seal_material(d)),
                 ) {
                     let entry = personal::parse_seal_material(material).and_then(|slots| {
                         reencode_v2(
