@@ -504,17 +504,37 @@ impl Store for SqliteStore {
         seqs: Vec<u64>,
         receipt: PreparedEvent,
     ) -> StoreResult<Appended> {
-        sealtrail_store::derived::unindex_blocking(
+        // The derived data is a file of its own with its own writer, so the events leave it
+        // while the log's transaction empties their rows, on the other core; that transaction
+        // commits only once they have left it, as when one ran after the other. (PostgreSQL
+        // keeps the two in order: there a partition's detach, whose lock lasts until the
+        // commit, would stop the very reads of the unindexing that the commit waits for.)
+        let (told, unindexed) = std::sync::mpsc::sync_channel::<bool>(1);
+        let unindex = sealtrail_store::derived::unindex_blocking(
             self.index.clone(),
             tenant.clone(),
             seqs.clone(),
-        )
-        .await?;
-        let tenant = tenant.clone();
-        self.sanctioned("retention", receipt, move |conn| {
-            seal::remove_events(conn, &tenant, &seqs)
-        })
-        .await
+        );
+        let unindex = async move {
+            let done = unindex.await;
+            let _ = told.send(done.is_ok());
+            done
+        };
+        let owner = tenant.clone();
+        let log = self.sanctioned("retention", receipt, move |conn| {
+            seal::remove_events(conn, &owner, &seqs)?;
+            if unindexed.recv().unwrap_or(false) {
+                Ok(())
+            } else {
+                // Its own error is what the caller is told (below); this one rolls back.
+                Err(rusqlite::Error::ToSqlConversionFailure(Box::new(
+                    std::io::Error::other("the events could not leave the derived data"),
+                )))
+            }
+        });
+        let (unindexed, appended) = tokio::join!(unindex, log);
+        unindexed?;
+        appended
     }
 
     async fn rewrite_personal(
