@@ -646,17 +646,37 @@ pub async fn run(
             _ => return Err(ApiError::invalid("$", "must be a JSON object")),
         }
     };
-    let answer = run_tenant(
-        state.store.as_ref(),
-        &state.lifecycle,
-        &tenant,
-        &state.archive_dir,
-        dry_run,
-        principal.actor(),
-        "api",
-    )
+    let (store, locks, archive_dir) = (
+        state.store.clone(),
+        state.lifecycle.clone(),
+        state.archive_dir.clone(),
+    );
+    let actor = principal.actor();
+    let answer = to_the_end(async move {
+        run_tenant(
+            store.as_ref(),
+            &locks,
+            &tenant,
+            &archive_dir,
+            dry_run,
+            actor,
+            "api",
+        )
+        .await
+    })
     .await?;
     Ok(Json(answer))
+}
+
+/// Runs a lifecycle change on a task of its own and waits for it: a client that goes away
+/// (which drops its handler's future) does not cut the change short between the log's part
+/// and the derived data's, or between an archive and the removal it was written for.
+async fn to_the_end<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the change stopped: {e}")))?
 }
 
 /// The answer of an anonymisation.
@@ -754,14 +774,14 @@ pub async fn anonymize(
             ),
         ));
     }
-    let answer = anonymize_subject(
-        state.store.as_ref(),
-        &state.lifecycle,
-        &tenant,
-        &actor_id,
+    let (store, locks, actor) = (
+        state.store.clone(),
+        state.lifecycle.clone(),
         principal.actor(),
-        "api",
-    )
+    );
+    let answer = to_the_end(async move {
+        anonymize_subject(store.as_ref(), &locks, &tenant, &actor_id, actor, "api").await
+    })
     .await?;
     Ok(Json(answer))
 }
@@ -982,6 +1002,24 @@ pub fn describe(err: &ApiError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_change_runs_to_its_end_when_its_caller_goes_away() {
+        let (go, going) = tokio::sync::oneshot::channel::<()>();
+        let (finished, done) = tokio::sync::oneshot::channel::<()>();
+        let call = to_the_end(async move {
+            let _ = going.await;
+            let _ = finished.send(());
+            Ok(())
+        });
+        // Polled once (the change starts), then dropped, as axum drops the handler of a
+        // client that went away.
+        let cut = tokio::time::timeout(Duration::ZERO, call).await;
+        assert!(cut.is_err(), "the change was still under way");
+        go.send(())
+            .expect("the change is still there to be let go on");
+        done.await.expect("the change ran to its end");
+    }
 
     #[test]
     fn rules_name_every_problem() {
