@@ -15,9 +15,7 @@ use deadpool_postgres::{Object, Pool};
 use futures::future::BoxFuture;
 use sealtrail_ledger::LeafHash;
 use sealtrail_model::{Tenant, Timestamp};
-use sealtrail_store::pipeline::{
-    KnownId, Loaded, LogBackend, LogEnd, SealedBatch, SubjectKey, Want,
-};
+use sealtrail_store::pipeline::{KnownId, Loaded, LogBackend, LogEnd, SealedBatch, Want};
 use time::OffsetDateTime;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -109,16 +107,8 @@ impl LogBackend for PgLog {
         let begun = self.begun;
         let client = self.object()?;
         let tenants: Vec<&str> = want.tenants.iter().map(Tenant::as_str).collect();
-        // Tenants and subjects as two arrays the primary key probes pair by pair (a join with
-        // unnest() of the pairs is planned as a scan of every subject key); the pairs that were
-        // not asked for are dropped below.
-        let mut subject_tenants: Vec<&str> =
-            want.subjects.iter().map(|(t, _)| t.as_str()).collect();
-        subject_tenants.sort_unstable();
-        subject_tenants.dedup();
-        let subjects: Vec<&str> = want.subjects.iter().map(|(_, s)| s.as_str()).collect();
         // Statements are prepared once per connection; then BEGIN, the lock and (once it is
-        // held) the log ends, ids and keys go out together, one round trip.
+        // held) the log ends and ids go out together, one round trip.
         let lock_stmt = client.prepare_cached(LOCK_TENANTS).await?;
         let ends_stmt = client
             .prepare_cached(
@@ -128,12 +118,6 @@ impl LogBackend for PgLog {
         let ids_stmt = client
             .prepare_cached(
                 "SELECT id, tenant, digest, seq, recorded_at, hash FROM leaves WHERE id = ANY($1)",
-            )
-            .await?;
-        let keys_stmt = client
-            .prepare_cached(
-                "SELECT tenant, subject, key FROM subject_keys \
-                 WHERE tenant = ANY($1) AND subject = ANY($2) AND key IS NOT NULL",
             )
             .await?;
         let tenants_param: [&(dyn ToSql + Sync); 1] = [&tenants];
@@ -146,17 +130,7 @@ impl LogBackend for PgLog {
             }
             Ok::<_, PgError>(client.query(&ids_stmt, &[&want.ids]).await?)
         };
-        let keys = async {
-            if subjects.is_empty() {
-                return Ok(Vec::new());
-            }
-            Ok::<_, PgError>(
-                client
-                    .query(&keys_stmt, &[&subject_tenants, &subjects])
-                    .await?,
-            )
-        };
-        let (_, _, ends, ids, keys) = futures::try_join!(begin, lock, ends, ids, keys)?;
+        let (_, _, ends, ids) = futures::try_join!(begin, lock, ends, ids)?;
         self.begun = true;
         let mut loaded = Loaded::default();
         for row in ends {
@@ -193,23 +167,6 @@ impl LogBackend for PgLog {
                     hash: LeafHash::from_slice(&row.get::<_, Vec<u8>>(5)).unwrap_or_default(),
                 },
             );
-        }
-        let asked: std::collections::HashSet<(&str, &str)> = want
-            .subjects
-            .iter()
-            .map(|(t, s)| (t.as_str(), s.as_str()))
-            .collect();
-        for row in keys {
-            let (tenant, subject): (&str, &str) = (row.get(0), row.get(1));
-            if !asked.contains(&(tenant, subject)) {
-                continue;
-            }
-            if let Ok(key) = <[u8; 32]>::try_from(row.get::<_, Vec<u8>>(2)) {
-                loaded.keys.insert(
-                    (Tenant::from_store(tenant), subject.to_owned()),
-                    SubjectKey(key),
-                );
-            }
         }
         Ok(loaded)
     }
@@ -311,14 +268,13 @@ impl LogBackend for PgLog {
 }
 
 /// Writes a sealed batch in one pipelined flight (after `BEGIN` unless `begun`): events,
-/// leaves, nodes, new subject keys and log ends, each one multi-row `INSERT … SELECT
+/// leaves, nodes and log ends, each one multi-row `INSERT … SELECT
 /// unnest(…)` of prepared statements. One round trip whatever the batch's size; a binary COPY
 /// would need three per table, which is what a group of a few single events cannot afford.
 struct WriteStatements {
     events: tokio_postgres::Statement,
     leaves: tokio_postgres::Statement,
     nodes: tokio_postgres::Statement,
-    keys: tokio_postgres::Statement,
     ends: tokio_postgres::Statement,
 }
 
@@ -328,9 +284,6 @@ impl WriteStatements {
     async fn prepare(client: &Object) -> Result<Self, PgError> {
         const NODES: &str = "INSERT INTO tree_nodes (tenant, level, idx, hash) \
              SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bytea[])";
-        const KEYS: &str = "INSERT INTO subject_keys (tenant, subject, key) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) \
-             ON CONFLICT (tenant, subject) DO UPDATE SET key = excluded.key";
         const ENDS: &str = "INSERT INTO tenant_logs (tenant, size, last_hash, frontier, root, last_recorded_at) \
              SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::bytea[], $5::bytea[], $6::timestamptz[]) \
              ON CONFLICT (tenant) DO UPDATE SET size = excluded.size, last_hash = excluded.last_hash, \
@@ -346,13 +299,11 @@ impl WriteStatements {
             .await?;
         let leaves_stmt = client.prepare_cached(&rows("leaves", LEAF_COLUMNS)).await?;
         let nodes_stmt = client.prepare_cached(NODES).await?;
-        let keys_stmt = client.prepare_cached(KEYS).await?;
         let ends_stmt = client.prepare_cached(ENDS).await?;
         Ok(Self {
             events: events_stmt,
             leaves: leaves_stmt,
             nodes: nodes_stmt,
-            keys: keys_stmt,
             ends: ends_stmt,
         })
     }
@@ -383,11 +334,6 @@ async fn write_batch(
     let node_idx: Vec<i64> = batch.nodes.iter().map(|n| n.index as i64).collect();
     let node_hash: Vec<&[u8]> = batch.nodes.iter().map(|n| n.hash.as_slice()).collect();
     let node_params: [&(dyn ToSql + Sync); 4] = [&node_tenant, &node_level, &node_idx, &node_hash];
-
-    let key_tenant: Vec<&str> = batch.new_keys.iter().map(|k| k.0.as_str()).collect();
-    let key_subject: Vec<&str> = batch.new_keys.iter().map(|k| k.1.as_str()).collect();
-    let key_bytes: Vec<&[u8]> = batch.new_keys.iter().map(|k| k.2.0.as_slice()).collect();
-    let key_params: [&(dyn ToSql + Sync); 3] = [&key_tenant, &key_subject, &key_bytes];
 
     let end_tenant: Vec<&str> = batch.ends.iter().map(|(t, _)| t.as_str()).collect();
     let end_size: Vec<i64> = batch.ends.iter().map(|(_, e)| e.size as i64).collect();
@@ -431,7 +377,6 @@ async fn write_batch(
         execute_unless(client, &statements.events, &event_params, ev.is_empty()),
         execute_unless(client, &statements.leaves, &leaf_params, ev.is_empty()),
         execute_unless(client, &statements.nodes, &node_params, node_idx.is_empty()),
-        execute_unless(client, &statements.keys, &key_params, key_tenant.is_empty()),
         execute_unless(client, &statements.ends, &end_params, end_tenant.is_empty()),
     )?;
     Ok(())

@@ -1,7 +1,7 @@
 //! The SQLite side of the write path ([`sealtrail_store::pipeline`]): one connection, owned by
 //! one dedicated thread, the only one that ever writes to the database.
 //!
-//! The backend keeps every tenant's log end and the subject keys it has seen in memory between
+//! The backend keeps every tenant's log end it has seen in memory between
 //! transactions; what a transaction learns is kept only once it commits, and everything is
 //! forgotten after a sanctioned job, which may change anything. Another process may write too
 //! (`sealtrail keys` beside a running server): each transaction, once it holds the write lock,
@@ -13,9 +13,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use sealtrail_model::{Tenant, Timestamp};
-use sealtrail_store::pipeline::{
-    KnownId, Loaded, LogBackend, LogEnd, SealedBatch, SubjectKey, Want,
-};
+use sealtrail_store::pipeline::{KnownId, Loaded, LogBackend, LogEnd, SealedBatch, Want};
 
 use crate::read::{ROW_COLUMNS, damaged, row_at};
 use crate::seal;
@@ -30,12 +28,8 @@ pub(crate) struct SqliteLog {
     in_transaction: bool,
     /// Log ends as of the last commit, for tenants seen so far.
     ends: HashMap<Tenant, LogEnd>,
-    /// Subject keys as of the last commit, for subjects seen so far.
-    keys: HashMap<(Tenant, String), SubjectKey>,
     /// The log ends the open transaction wrote, kept once it commits.
     pending_ends: Vec<(Tenant, LogEnd)>,
-    /// The subject keys the open transaction made, kept once it commits.
-    pending_keys: Vec<(Tenant, String, SubjectKey)>,
     /// `PRAGMA data_version` as of this connection's last transaction: it changes only when
     /// another connection commits.
     data_version: Option<i64>,
@@ -48,10 +42,8 @@ impl SqliteLog {
             conn,
             in_transaction: false,
             ends: HashMap::new(),
-            keys: HashMap::new(),
             pending_ends: Vec::new(),
             data_version: None,
-            pending_keys: Vec::new(),
         })
     }
 
@@ -62,9 +54,7 @@ impl SqliteLog {
 
     fn forget(&mut self) {
         self.ends.clear();
-        self.keys.clear();
         self.pending_ends.clear();
-        self.pending_keys.clear();
     }
 }
 
@@ -85,9 +75,8 @@ impl LogBackend for SqliteLog {
             .conn
             .query_row("PRAGMA data_version", [], |r| r.get(0))?;
         if self.data_version != Some(version) {
-            // Another connection committed since: log ends and keys may have moved on.
+            // Another connection committed since: log ends may have moved on.
             self.ends.clear();
-            self.keys.clear();
             self.data_version = Some(version);
         }
         Ok(())
@@ -140,22 +129,6 @@ impl LogBackend for SqliteLog {
                 }
             }
         }
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT key FROM subject_keys WHERE tenant = ?1 AND subject = ?2")?;
-        for pair in &want.subjects {
-            if let Some(key) = self.keys.get(pair) {
-                loaded.keys.insert(pair.clone(), *key);
-                continue;
-            }
-            let stored: Option<Option<Vec<u8>>> = stmt
-                .query_row(params![pair.0.as_str(), pair.1], |r| r.get(0))
-                .optional()?;
-            if let Some(key) = stored.flatten().and_then(|b| <[u8; 32]>::try_from(b).ok()) {
-                self.keys.insert(pair.clone(), SubjectKey(key));
-                loaded.keys.insert(pair.clone(), SubjectKey(key));
-            }
-        }
         Ok(loaded)
     }
 
@@ -187,13 +160,6 @@ impl LogBackend for SqliteLog {
                 n.hash.as_slice()
             ])?;
         }
-        let mut key = conn.prepare_cached(
-            "INSERT INTO subject_keys (tenant, subject, key) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (tenant, subject) DO UPDATE SET key = excluded.key",
-        )?;
-        for (tenant, subject, k) in &batch.new_keys {
-            key.execute(params![tenant.as_str(), subject, k.0.as_slice()])?;
-        }
         // Keep each tenant's tree head current for the checkpointer.
         let mut head = conn.prepare_cached(
             "INSERT INTO tree_heads (tenant, size, root) VALUES (?1, ?2, ?3) \
@@ -207,7 +173,6 @@ impl LogBackend for SqliteLog {
             ])?;
         }
         self.pending_ends.clone_from(&batch.ends);
-        self.pending_keys.clone_from(&batch.new_keys);
         Ok(())
     }
 
@@ -217,9 +182,6 @@ impl LogBackend for SqliteLog {
         self.wal
             .after_commit(&self.conn, std::time::Duration::from_millis(50));
         self.ends.extend(self.pending_ends.drain(..));
-        for (tenant, subject, key) in self.pending_keys.drain(..) {
-            self.keys.insert((tenant, subject), key);
-        }
         Ok(())
     }
 
@@ -240,7 +202,7 @@ impl LogBackend for SqliteLog {
         reason: &str,
         job: SanctionedJob,
     ) -> rusqlite::Result<()> {
-        // The job may change anything: load log ends and keys afresh from here on.
+        // The job may change anything: load log ends afresh from here on.
         self.forget();
         self.conn
             .execute("INSERT INTO sanction (id, reason) VALUES (1, ?1)", [reason])?;

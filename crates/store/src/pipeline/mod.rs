@@ -1,8 +1,8 @@
 //! The one write path: group commit, duplicates and conflicts, sequencing, the clock rule,
-//! sealing, subject keys and the sanctioned path, for every backend.
+//! sealing and the sanctioned path, for every backend.
 //!
 //! A backend implements [`LogBackend`], the narrow part that really differs: how a write
-//! transaction starts and ends, how the log ends, stored ids and subject keys are loaded (and
+//! transaction starts and ends, how the log ends and stored ids are loaded (and
 //! locked, where several processes write), and how a [`SealedBatch`] is written. Everything
 //! else happens here, once.
 //!
@@ -25,16 +25,6 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::{Appended, PreparedEvent, QueueStatus, StoreError, StoreResult, WriteQueue};
-
-/// A subject's key for personal digests. Never printed.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct SubjectKey(pub [u8; 32]);
-
-impl std::fmt::Debug for SubjectKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SubjectKey(..)")
-    }
-}
 
 /// Where one tenant's log ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,8 +73,6 @@ pub struct Want {
     pub tenants: Vec<Tenant>,
     /// Client-chosen ids, sorted: which are stored already?
     pub ids: Vec<Uuid>,
-    /// `(tenant, subject)` pairs that carry personal values, sorted: their keys.
-    pub subjects: Vec<(Tenant, String)>,
 }
 
 /// What the backend loaded for a [`Want`].
@@ -94,8 +82,6 @@ pub struct Loaded {
     pub ends: HashMap<Tenant, LogEnd>,
     /// The wanted ids that are stored.
     pub known: HashMap<Uuid, KnownId>,
-    /// The keys of wanted subjects that have one (an erased key is absent: a new one is made).
-    pub keys: HashMap<(Tenant, String), SubjectKey>,
 }
 
 /// One sealed event, ready to be written.
@@ -141,8 +127,6 @@ pub struct SealedBatch {
     pub events: Vec<SealedEvent>,
     /// Merkle nodes completed by them.
     pub nodes: Vec<Node>,
-    /// Subject keys made for them: `(tenant, subject, key)`.
-    pub new_keys: Vec<(Tenant, String, SubjectKey)>,
     /// The new log end of every tenant appended to.
     pub ends: Vec<(Tenant, LogEnd)>,
 }
@@ -165,8 +149,7 @@ pub trait LogBackend: Send + 'static {
     async fn begin(&mut self) -> Result<(), Self::Error>;
 
     /// Inside the transaction: the log ends of `want.tenants` (taking whatever lock keeps other
-    /// writers of those tenants out until commit), the stored ids among `want.ids`, and the
-    /// subject keys of `want.subjects`.
+    /// writers of those tenants out until commit) and the stored ids among `want.ids`.
     async fn load(&mut self, want: &Want) -> Result<Loaded, Self::Error>;
 
     /// Writes a sealed batch inside the transaction.
