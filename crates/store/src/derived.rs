@@ -692,12 +692,27 @@ fn write_synced<B: IndexBackend, T>(
     tenant: &Tenant,
     made: Result<(Update, T), B::Error>,
 ) -> Result<T, B::Error> {
+    let written = write_gated(backend, tenant, made, &mut || true)?;
+    Ok(written.expect("an open gate commits"))
+}
+
+/// [`write_synced`], asking `go` between writing the update and committing it: when it says
+/// no, rolls back and returns `None`.
+fn write_gated<B: IndexBackend, T>(
+    backend: &mut B,
+    tenant: &Tenant,
+    made: Result<(Update, T), B::Error>,
+    go: &mut dyn FnMut() -> bool,
+) -> Result<Option<T>, B::Error> {
     let written = made.and_then(|(update, done)| {
-        backend
-            .write(tenant, &update)
-            .and_then(|()| backend.commit())
-            .and_then(|()| backend.sync())
-            .map(|()| done)
+        backend.write(tenant, &update)?;
+        if !go() {
+            backend.rollback();
+            return Ok(None);
+        }
+        backend.commit()?;
+        backend.sync()?;
+        Ok(Some(done))
     });
     if written.is_err() {
         backend.rollback();
@@ -792,12 +807,14 @@ pub async fn rederive_blocking<B: IndexBackend + 'static>(
     held_blocking(indexer, move |indexer| rederive(indexer, &tenant, &seqs)).await
 }
 
-/// Carries out an anonymisation: `log`, the backend's sanctioned rewrite of the log, then,
-/// once it committed, what it changed in the derived data: `changes` moved
-/// ([`rederive_changes`]), and `stale` events (found by the subject but no longer naming it)
-/// derived again from the log ([`rederive`]). The indexer is taken while the log is rewritten,
-/// so that waiting for a background pass that holds it (up to a whole batch under full-speed
-/// ingest) overlaps the log's own work. Each backend's `rewrite_personal` calls this.
+/// Carries out an anonymisation: `log`, the backend's sanctioned rewrite of the log, and what
+/// it changes in the derived data: `changes` moved ([`rederive_changes`]) in a transaction
+/// made and written while the log is rewritten and committed only once the log's has (rolled
+/// back if it failed), then `stale` events (found by the subject but no longer naming it)
+/// derived again from the log ([`rederive`]). The indexer is held from the start, so that
+/// waiting for a background pass that holds it (up to a whole batch under full-speed ingest)
+/// overlaps the log's own work, and no pass reads the log between the two commits. Each
+/// backend's `rewrite_personal` calls this.
 pub async fn rewrite_then_follow<B, F>(
     indexer: SharedIndexer<B>,
     tenant: Tenant,
@@ -816,13 +833,11 @@ where
     let (shared, owner) = (indexer.clone(), tenant.clone());
     let moved = tokio::task::spawn_blocking(move || -> StoreResult<()> {
         let mut held = shared.lock();
-        // Nothing to do unless the log's rewrite committed (a failed or abandoned call tells
-        // nothing, or false).
-        if !told.recv().unwrap_or(false) {
-            return Ok(());
-        }
+        // Committed only if the log's rewrite did (a failed or abandoned call tells nothing,
+        // or false).
+        let mut go = || told.recv().unwrap_or(false);
         for attempt in 0u32..200 {
-            let done = rederive_changes(&mut held, &owner, &changes)
+            let done = rederive_changes_when(&mut held, &owner, &changes, &mut go)
                 .map_err(|e| StoreError::Database(e.to_string()))?;
             match done {
                 Some(_) => return Ok(()),
@@ -1213,12 +1228,25 @@ pub fn rederive_changes<B: IndexBackend>(
     tenant: &Tenant,
     changes: &[TermChange],
 ) -> Result<Option<u64>, B::Error> {
+    rederive_changes_when(indexer, tenant, changes, &mut || true)
+}
+
+/// [`rederive_changes`], committing only if `go`, asked once the update is written, says yes
+/// (else nothing changes, and it answers `Some(0)`).
+fn rederive_changes_when<B: IndexBackend>(
+    indexer: &mut Indexer<B>,
+    tenant: &Tenant,
+    changes: &[TermChange],
+    go: &mut dyn FnMut() -> bool,
+) -> Result<Option<u64>, B::Error> {
     indexer.newest.remove(tenant);
     let Some(watermark) = indexer.backend.begin(tenant)? else {
         return Ok(None);
     };
     let result = changes_update(&mut indexer.backend, tenant, watermark, changes);
-    write_synced(&mut indexer.backend, tenant, result).map(Some)
+    Ok(Some(
+        write_gated(&mut indexer.backend, tenant, result, go)?.unwrap_or(0),
+    ))
 }
 
 fn changes_update<B: IndexBackend>(
