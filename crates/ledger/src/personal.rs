@@ -110,7 +110,8 @@ impl Slot {
         }
     }
 
-    fn code(self) -> (u8, Option<u32>) {
+    /// Its code in the stored form and in seal material, with a change value's index.
+    pub fn code(self) -> (u8, Option<u32>) {
         match self {
             Self::ActorId => (0, None),
             Self::ActorName => (1, None),

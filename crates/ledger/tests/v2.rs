@@ -363,7 +363,7 @@ fn material_with_digests(entry: &[u8], stored: &[u8]) -> Vec<u8> {
     let values = PersonalValues::from_bytes(stored).expect("held");
     let mut out = vec![SEAL_MARK_WITH_DIGESTS];
     for (slot, digest) in view.personal_digests() {
-        let code = slot_code(slot);
+        let code = slot.code();
         out.push(code.0);
         if let Some(i) = code.1 {
             out.extend_from_slice(&i.to_be_bytes());
@@ -378,20 +378,6 @@ fn material_with_digests(entry: &[u8], stored: &[u8]) -> Vec<u8> {
         }
     }
     out
-}
-
-fn slot_code(slot: Slot) -> (u8, Option<u32>) {
-    match slot {
-        Slot::ActorId => (0, None),
-        Slot::ActorName => (1, None),
-        Slot::ActorEmail => (2, None),
-        Slot::TargetId => (3, None),
-        Slot::TargetName => (4, None),
-        Slot::Ip => (5, None),
-        Slot::UserAgent => (6, None),
-        Slot::ChangeOld(i) => (7, Some(i)),
-        Slot::ChangeNew(i) => (8, Some(i)),
-    }
 }
 
 #[test]
