@@ -214,9 +214,12 @@ enum Suite {
         /// Seed into (and keep) this schema; when it already holds the events, only query.
         #[arg(long)]
         schema: Option<String>,
-        /// HTTP clients ingesting beside the queries.
+        /// HTTP clients ingesting beside the queries (0: idle only).
         #[arg(long, default_value_t = 4)]
         feed_clients: usize,
+        /// Only the query shapes whose name holds this.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// SQLite: retention of `--events` expired events (100 days old) among one in eleven more
     /// a day old: a dry run, the run (archive, derived data, log), then the verify walk.
@@ -316,7 +319,18 @@ fn main() -> anyhow::Result<()> {
                 requests,
                 schema,
                 feed_clients,
-            } => pg::query(&url, events, requests, schema, feed_clients).await,
+                only,
+            } => {
+                pg::query(
+                    &url,
+                    events,
+                    requests,
+                    schema,
+                    feed_clients,
+                    only.as_deref(),
+                )
+                .await
+            }
             Suite::Retention { events } => retention::sqlite(events).await,
             Suite::Anonymize {
                 events,
@@ -549,6 +563,13 @@ fn query_shapes(
         Timestamp::from_micros(day * DAY).to_rfc3339(),
         Timestamp::from_micros((day + 1) * DAY).to_rfc3339(),
     );
+    // 28 days from noon to noon inside the events' 30: twelve hours of events at each end,
+    // the most hours a window's days hold.
+    let noon = (now.micros() - DAY / 2).div_euclid(DAY) * DAY - DAY / 2;
+    let (noon_from, noon_to) = (
+        Timestamp::from_micros(noon - 28 * DAY).to_rfc3339(),
+        Timestamp::from_micros(noon).to_rfc3339(),
+    );
     let (busy_actor, rare_actor) = (&pools.actors[0].0, &pools.actors[1_999].0);
     let (ttype, tid, _) = &pools.targets[0];
     let list = |q: String| format!("/api/v1/audit-logs?limit=50&{q}");
@@ -613,6 +634,10 @@ fn query_shapes(
         (
             "stats 30 days, hours".into(),
             "/api/v1/audit-logs/statistics?bucket=hour".into(),
+        ),
+        (
+            "stats 28 days, noon to noon".into(),
+            format!("/api/v1/audit-logs/statistics?from={noon_from}&to={noon_to}"),
         ),
         (
             "stats 7 days, odd edges".into(),
@@ -689,6 +714,7 @@ async fn query_bench(
     events: u64,
     requests: usize,
     feed_clients: usize,
+    only: Option<&str>,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let pools = Pools::new(SEED);
@@ -725,10 +751,17 @@ async fn query_bench(
     }
     // A store reused from an earlier run may still be rebuilding its derived data.
     server.wait_indexed(&http).await?;
-    let shapes = query_shapes(&pools, &source, events, now);
+    let mut shapes = query_shapes(&pools, &source, events, now);
+    if let Some(only) = only {
+        shapes.retain(|(name, _)| name.contains(only));
+    }
     // Warm-up: one pass, not counted.
     time_queries(&http, &server.base, &server.key, &shapes, 5).await?;
     let idle = time_queries(&http, &server.base, &server.key, &shapes, requests).await?;
+    if feed_clients == 0 {
+        print_queries(&shapes, &idle, None);
+        return Ok(());
+    }
 
     // The same queries while 4 clients ingest batches of 500 as fast as they can, from a
     // separate pool of events (times at `now`).

@@ -258,6 +258,7 @@ pub(crate) async fn query(
     requests: usize,
     schema: Option<String>,
     feed_clients: usize,
+    only: Option<&str>,
 ) -> anyhow::Result<()> {
     println!(
         "pg-query: {events} stored events, {requests} requests per shape, pages of 50, over HTTP, {url}"
@@ -283,7 +284,7 @@ pub(crate) async fn query(
         schema: schema.clone(),
     };
     let server = Server::start(&backend, dir.path(), &[]).await?;
-    let outcome = crate::query_bench(&server, have, events, requests, feed_clients).await;
+    let outcome = crate::query_bench(&server, have, events, requests, feed_clients, only).await;
     server.stop().await?;
     println!("  {:.1} GiB in the schema", schema_gib(url, &schema).await?);
     if keep {

@@ -155,7 +155,7 @@ pub(crate) async fn query(events: u64, requests: usize, feed_clients: usize) -> 
     );
     let dir = tempfile::tempdir()?;
     let server = Server::start(&Backend::Sqlite, dir.path(), &[]).await?;
-    crate::query_bench(&server, 0, events, requests, feed_clients).await?;
+    crate::query_bench(&server, 0, events, requests, feed_clients, None).await?;
     server.stop().await
 }
 
