@@ -830,72 +830,68 @@ impl Store for PgStore {
     async fn rewrite_personal(
         &self,
         tenant: &Tenant,
-        plan: sealtrail_store::anonymize::Plan,
-        audit: PreparedEvent,
+        planned: sealtrail_store::anonymize::Planned<'_>,
     ) -> StoreResult<Appended> {
-        let sealtrail_store::anonymize::Plan {
-            rewrites,
-            terms,
-            stale,
-            subjects,
-        } = plan;
         use sealtrail_store::anonymize::Rewrite;
         let owner = tenant.as_str().to_owned();
-        let mut value_seqs: Vec<i64> = Vec::new();
-        let mut values: Vec<Vec<u8>> = Vec::new();
-        let mut body_seqs: Vec<i64> = Vec::new();
-        let mut bodies: Vec<String> = Vec::new();
-        for r in rewrites {
-            let seq = i64::try_from(r.seq).unwrap_or(i64::MAX);
-            match r.rewrite {
-                Rewrite::Values(bytes) => {
-                    value_seqs.push(seq);
-                    values.push(bytes);
-                }
-                Rewrite::LegacyBody(json) => {
-                    body_seqs.push(seq);
-                    bodies.push(json);
+        let log = move |rewrites: Vec<sealtrail_store::anonymize::RowRewrite>,
+                        subjects: Vec<String>,
+                        audit| {
+            let mut value_seqs: Vec<i64> = Vec::new();
+            let mut values: Vec<Vec<u8>> = Vec::new();
+            let mut body_seqs: Vec<i64> = Vec::new();
+            let mut bodies: Vec<String> = Vec::new();
+            for r in rewrites {
+                let seq = i64::try_from(r.seq).unwrap_or(i64::MAX);
+                match r.rewrite {
+                    Rewrite::Values(bytes) => {
+                        value_seqs.push(seq);
+                        values.push(bytes);
+                    }
+                    Rewrite::LegacyBody(json) => {
+                        body_seqs.push(seq);
+                        bodies.push(json);
+                    }
                 }
             }
-        }
-        let log = self.sanctioned(
-            "anonymisation",
-            audit,
-            Box::new(move |client| {
-                Box::pin(async move {
-                    client.execute(read::KEYED_JOINS, &[]).await?;
-                    client
-                        .execute(
-                            "UPDATE events e SET personal_values = v.values \
+            self.sanctioned(
+                "anonymisation",
+                audit,
+                Box::new(move |client| {
+                    Box::pin(async move {
+                        client.execute(read::KEYED_JOINS, &[]).await?;
+                        client
+                            .execute(
+                                "UPDATE events e SET personal_values = v.values \
                                  FROM unnest($2::bigint[], $3::bytea[]) AS v(seq, values) \
                                  WHERE e.tenant = $1 AND e.seq = v.seq AND e.entry IS NOT NULL",
-                            &[&owner, &value_seqs, &values],
-                        )
-                        .await?;
-                    client
-                        .execute(
-                            "UPDATE events e SET body = v.body \
+                                &[&owner, &value_seqs, &values],
+                            )
+                            .await?;
+                        client
+                            .execute(
+                                "UPDATE events e SET body = v.body \
                                  FROM unnest($2::bigint[], $3::text[]) AS v(seq, body) \
                                  WHERE e.tenant = $1 AND e.seq = v.seq AND e.body IS NOT NULL",
-                            &[&owner, &body_seqs, &bodies],
-                        )
-                        .await?;
-                    client.execute(read::ANY_JOINS, &[]).await?;
-                    client
-                        .execute(
-                            "DELETE FROM subject_keys WHERE tenant = $1 AND subject = ANY($2)",
-                            &[&owner, &subjects],
-                        )
-                        .await?;
-                    Ok(())
-                })
-            }),
-        );
+                                &[&owner, &body_seqs, &bodies],
+                            )
+                            .await?;
+                        client.execute(read::ANY_JOINS, &[]).await?;
+                        client
+                            .execute(
+                                "DELETE FROM subject_keys WHERE tenant = $1 AND subject = ANY($2)",
+                                &[&owner, &subjects],
+                            )
+                            .await?;
+                        Ok(())
+                    })
+                }),
+            )
+        };
         let appended = sealtrail_store::derived::rewrite_then_follow(
             self.index.clone(),
             tenant.clone(),
-            terms,
-            stale,
+            planned,
             log,
         )
         .await?;

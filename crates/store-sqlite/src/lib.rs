@@ -540,24 +540,18 @@ impl Store for SqliteStore {
     async fn rewrite_personal(
         &self,
         tenant: &Tenant,
-        plan: sealtrail_store::anonymize::Plan,
-        audit: PreparedEvent,
+        planned: sealtrail_store::anonymize::Planned<'_>,
     ) -> StoreResult<Appended> {
-        let sealtrail_store::anonymize::Plan {
-            rewrites,
-            terms,
-            stale,
-            subjects,
-        } = plan;
         let owner = tenant.clone();
-        let log = self.sanctioned("anonymisation", audit, move |conn| {
-            seal::rewrite_personal(conn, &owner, &rewrites, &subjects)
-        });
+        let log = |rewrites: Vec<_>, subjects: Vec<String>, audit| {
+            self.sanctioned("anonymisation", audit, move |conn| {
+                seal::rewrite_personal(conn, &owner, &rewrites, &subjects)
+            })
+        };
         let appended = sealtrail_store::derived::rewrite_then_follow(
             self.index.clone(),
             tenant.clone(),
-            terms,
-            stale,
+            planned,
             log,
         )
         .await?;

@@ -69,6 +69,15 @@ pub struct Plan {
     pub subjects: Vec<String>,
 }
 
+/// An anonymisation's plan and its `audit.anonymized` event, once the rows are read: what
+/// [`Store::rewrite_personal`] awaits.
+pub type Planned<'a> = futures::future::BoxFuture<'a, StoreResult<(Plan, PreparedEvent)>>;
+
+/// A plan made already, as [`Planned`].
+pub fn planned(plan: Plan, audit: PreparedEvent) -> Planned<'static> {
+    Box::pin(std::future::ready(Ok((plan, audit))))
+}
+
 /// What anonymising a subject did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Anonymized {
@@ -305,15 +314,19 @@ pub async fn anonymize(
     store: &dyn Store,
     tenant: &Tenant,
     subject: &str,
-    audit: impl FnOnce(u64, &str) -> StoreResult<PreparedEvent>,
+    audit: impl FnOnce(u64, &str) -> StoreResult<PreparedEvent> + Send,
 ) -> StoreResult<Anonymized> {
     let secret = pseudonym_secret(store, tenant).await?;
     let pseudonym = pseudonym(&secret, subject);
-    let rows = rows_naming(store, tenant, subject).await?;
-    let plan = plan(&rows, subject, &pseudonym);
-    let events_updated = plan.rewrites.len() as u64;
-    let audit = audit(events_updated, &pseudonym)?;
-    let appended = store.rewrite_personal(tenant, plan, audit).await?;
+    let mut events_updated = 0;
+    let planned = Box::pin(async {
+        let rows = rows_naming(store, tenant, subject).await?;
+        let plan = plan(&rows, subject, &pseudonym);
+        events_updated = plan.rewrites.len() as u64;
+        let audit = audit(events_updated, &pseudonym)?;
+        Ok((plan, audit))
+    });
+    let appended = store.rewrite_personal(tenant, planned).await?;
     Ok(Anonymized {
         events_updated,
         pseudonym,

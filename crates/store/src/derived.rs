@@ -807,32 +807,37 @@ pub async fn rederive_blocking<B: IndexBackend + 'static>(
     held_blocking(indexer, move |indexer| rederive(indexer, &tenant, &seqs)).await
 }
 
-/// Carries out an anonymisation: `log`, the backend's sanctioned rewrite of the log, and what
-/// it changes in the derived data: `changes` moved ([`rederive_changes`]) in a transaction
-/// made and written while the log is rewritten and committed only once the log's has (rolled
-/// back if it failed), then `stale` events (found by the subject but no longer naming it)
-/// derived again from the log ([`rederive`]). The indexer is held from the start, so that
-/// waiting for a background pass that holds it (up to a whole batch under full-speed ingest)
-/// overlaps the log's own work, and no pass reads the log between the two commits. Each
-/// backend's `rewrite_personal` calls this.
-pub async fn rewrite_then_follow<B, F>(
+/// Carries out an anonymisation: awaits `planned`, then `log` (the backend's sanctioned
+/// rewrite of the log: the plan's row rewrites, the subjects whose keys go, and the audit
+/// event), and what it changes in the derived data: the plan's term changes moved
+/// ([`rederive_changes`]) in a transaction made and written while the log is rewritten and
+/// committed only once the log's has (rolled back if it failed), then its stale events (found
+/// by the subject but no longer naming it) derived again from the log ([`rederive`]). The
+/// indexer is held from the start, before the plan's rows are read: waiting for a background
+/// pass that holds it (up to a whole batch under full-speed ingest) overlaps the read and the
+/// log's own work, the watermark the plan was read under stays put, and no pass reads the log
+/// between the two commits. Each backend's `rewrite_personal` calls this.
+pub async fn rewrite_then_follow<B, L, F>(
     indexer: SharedIndexer<B>,
     tenant: Tenant,
-    changes: Vec<TermChange>,
-    stale: Vec<u64>,
-    log: F,
+    planned: crate::anonymize::Planned<'_>,
+    log: L,
 ) -> StoreResult<crate::Appended>
 where
     B: IndexBackend + 'static,
+    L: FnOnce(Vec<crate::anonymize::RowRewrite>, Vec<String>, crate::PreparedEvent) -> F,
     F: std::future::Future<Output = StoreResult<crate::Appended>>,
 {
-    if changes.is_empty() && stale.is_empty() {
-        return log.await;
-    }
+    let (plan_sent, plan_told) = std::sync::mpsc::channel::<Vec<TermChange>>();
     let (committed, told) = std::sync::mpsc::channel::<bool>();
     let (shared, owner) = (indexer.clone(), tenant.clone());
     let moved = tokio::task::spawn_blocking(move || -> StoreResult<()> {
         let mut held = shared.lock();
+        // No plan (its read failed, or the call was abandoned), or nothing to move: let go.
+        let changes = match plan_told.recv() {
+            Ok(changes) if !changes.is_empty() => changes,
+            _ => return Ok(()),
+        };
         // Committed only if the log's rewrite did (a failed or abandoned call tells nothing,
         // or false).
         let mut go = || told.recv().unwrap_or(false);
@@ -852,13 +857,35 @@ where
             "another indexer kept the tenant for too long".into(),
         ))
     });
-    let appended = log.await;
-    let _ = committed.send(appended.is_ok());
-    let moved = moved
-        .await
-        .map_err(|e| StoreError::Database(format!("deriving again failed: {e}")))?;
-    let appended = appended?;
-    moved?;
+    let (plan, audit) = match planned.await {
+        Ok(planned) => planned,
+        Err(err) => {
+            drop(plan_sent);
+            let _ = moved.await;
+            return Err(err);
+        }
+    };
+    let crate::anonymize::Plan {
+        rewrites,
+        terms,
+        stale,
+        subjects,
+    } = plan;
+    let appended = if terms.is_empty() {
+        // Nothing to move: the indexer is let go as soon as the task gets it, unwaited for.
+        drop(plan_sent);
+        log(rewrites, subjects, audit).await?
+    } else {
+        let _ = plan_sent.send(terms);
+        let appended = log(rewrites, subjects, audit).await;
+        let _ = committed.send(appended.is_ok());
+        let moved = moved
+            .await
+            .map_err(|e| StoreError::Database(format!("deriving again failed: {e}")))?;
+        let appended = appended?;
+        moved?;
+        appended
+    };
     if !stale.is_empty() {
         rederive_blocking(indexer, tenant, stale).await?;
     }

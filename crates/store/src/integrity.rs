@@ -173,6 +173,7 @@ macro_rules! integrity_suite {
             retention_archives_removes_and_the_rest_still_reads_and_verifies,
             anonymisation_erases_a_person_everywhere_and_every_proof_still_holds,
             an_anonymisation_cut_short_is_completed_by_the_next_call,
+            an_anonymisation_whose_plan_fails_changes_nothing_and_lets_the_indexer_go,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1183,7 +1184,7 @@ pub async fn an_anonymisation_cut_short_is_completed_by_the_next_call(harness: A
     assert_eq!(half.rewrites.len(), 2);
     half.terms.clear();
     store
-        .rewrite_personal(&t, half, audit(2, &pseudonym))
+        .rewrite_personal(&t, crate::anonymize::planned(half, audit(2, &pseudonym)))
         .await
         .expect("the log's half");
     let found = |filter: EventFilter| seqs_listed(&*store, &t, filter);
@@ -1219,4 +1220,55 @@ pub async fn an_anonymisation_cut_short_is_completed_by_the_next_call(harness: A
             "{needle}"
         );
     }
+}
+
+/// The store holds its indexer while an anonymisation's rows are read; a plan that fails
+/// leaves the log and the derived data as they were, appends no audit event, and lets the
+/// indexer go (new events are still indexed).
+pub async fn an_anonymisation_whose_plan_fails_changes_nothing_and_lets_the_indexer_go(
+    harness: Arc<dyn Harness>,
+) {
+    let store = harness.store();
+    let t = crate::conformance::tenant("t");
+    let event = || prepared("t", json!({"action": "doc.read", "actor": {"id": "u-x"}}));
+    store.append(vec![event(), event()]).await.expect("append");
+    store.settle().await.expect("settle");
+    let failed = store
+        .rewrite_personal(
+            &t,
+            Box::pin(async {
+                // Read while the indexer is held: the tail is still served.
+                let rows = store
+                    .list_rows(ListQuery {
+                        tenant: t.clone(),
+                        filter: EventFilter::default(),
+                        order: Order::Asc,
+                        limit: 10,
+                        cursor: None,
+                    })
+                    .await?;
+                assert_eq!(rows.rows.len(), 2);
+                Err(crate::StoreError::Database(
+                    "the plan could not be made".into(),
+                ))
+            }),
+        )
+        .await;
+    assert!(
+        matches!(&failed, Err(crate::StoreError::Database(m)) if m == "the plan could not be made"),
+        "{failed:?}"
+    );
+    store.append(vec![event()]).await.expect("append");
+    tokio::time::timeout(std::time::Duration::from_secs(60), store.settle())
+        .await
+        .expect("the indexer was let go")
+        .expect("settle");
+    let by_id = EventFilter::default().with(crate::fields::ACTOR_ID, ["u-x"]);
+    assert_eq!(seqs_listed(&*store, &t, by_id).await, vec![1, 2, 3]);
+    let audits = EventFilter::default().with(crate::fields::ACTION, ["audit.anonymized"]);
+    assert_eq!(seqs_listed(&*store, &t, audits).await, Vec::<u64>::new());
+    store.shutdown().await;
+    let report = harness.verify(keys(), options()).await;
+    assert_eq!(report.findings, vec![], "{report:?}");
+    assert_eq!(report.events, 3);
 }

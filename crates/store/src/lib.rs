@@ -322,7 +322,9 @@ pub trait Store: Send + Sync + 'static {
         receipt: PreparedEvent,
     ) -> StoreResult<Appended>;
 
-    /// Anonymisation's rewrite ([`anonymize`]): through the sanctioned path, writes each row's
+    /// Anonymisation's rewrite ([`anonymize`]): awaits `planned` (the plan and its audit event,
+    /// read and made while the store already holds its indexer, so that waiting for a
+    /// background pass overlaps the read), then, through the sanctioned path, writes each row's
     /// new personal values (or new JSON, for a row from before entries), deletes the subject
     /// keys of the plan's subjects, and appends `audit` (`audit.anonymized`) in the same
     /// transaction; then moves those events' changed terms in the derived data
@@ -333,8 +335,7 @@ pub trait Store: Send + Sync + 'static {
     async fn rewrite_personal(
         &self,
         tenant: &Tenant,
-        plan: anonymize::Plan,
-        audit: PreparedEvent,
+        planned: anonymize::Planned<'_>,
     ) -> StoreResult<Appended>;
 
     /// Stops taking writes, writes everything queued, and closes.
