@@ -434,13 +434,8 @@ mod tests {
 
     #[test]
     fn key_sums_equal_counts_added_and_taken_one_by_one() {
-        let mut state = 0xa11ce_u64;
-        let mut next = move |n: u64| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1);
-            (state >> 33) % n
-        };
+        let mut mix = crate::conformance::Mix(0xa11ce);
+        let mut next = move |n: u64| mix.next() % n;
         for round in 0..200 {
             let mut sums = KeySums::default();
             let mut want: HashMap<Vec<u8>, i64> = HashMap::new();

@@ -670,13 +670,8 @@ mod tests {
     #[test]
     fn partial_days_and_weeks_are_read_as_the_whole_less_the_rest_when_that_is_fewer() {
         // Every window counts each of its hours once, whichever way it is read.
-        let mut state = 0x5eed_u64;
-        let mut next = move |n: i64| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1);
-            ((state >> 33) as i64).rem_euclid(n)
-        };
+        let mut mix = crate::conformance::Mix(0x5eed);
+        let mut next = move |n: i64| (mix.next() % n as u64) as i64;
         for _ in 0..2_000 {
             let lo = next(60 * D) - 20 * D + next(2) * next(M);
             let span = [H, D, 9 * D, 40 * D][next(4) as usize];
