@@ -124,9 +124,9 @@ pub(crate) async fn sqlite(expired: u64) -> anyhow::Result<()> {
         dry.purged
     );
     run.dry_run = false;
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_seconds());
     let done = sealtrail_store::retention::run(store.as_ref(), &run, &receipt).await?;
-    let took = started.elapsed();
+    let (took, cpu) = (started.elapsed(), cpu_seconds() - cpu);
     anyhow::ensure!(
         done.purged == old,
         "the run removed {} of {old}",
@@ -144,6 +144,10 @@ pub(crate) async fn sqlite(expired: u64) -> anyhow::Result<()> {
         size as f64 / (1 << 20) as f64,
         took.as_secs_f64(),
         old as f64 / took.as_secs_f64()
+    );
+    println!(
+        "  CPU of the run (every thread of this process): {cpu:.2} s, {:.2} cores busy on average",
+        cpu / took.as_secs_f64()
     );
     store.shutdown().await;
     drop(store);
@@ -274,4 +278,20 @@ pub(crate) async fn pg(url: &str, sizes: &[u64], store_sizes: &[u64]) -> anyhow:
             .await?;
     }
     Ok(())
+}
+
+/// CPU seconds this process has used, user and system, every thread (`/proc/self/stat`, in
+/// ticks of 1/100 s, Linux's `USER_HZ`); 0 where that cannot be read.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // After the command name's closing parenthesis: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / 100.0
 }
