@@ -857,14 +857,8 @@ where
             "another indexer kept the tenant for too long".into(),
         ))
     });
-    let (plan, audit) = match planned.await {
-        Ok(planned) => planned,
-        Err(err) => {
-            drop(plan_sent);
-            let _ = moved.await;
-            return Err(err);
-        }
-    };
+    // A plan that fails drops `plan_sent` on the way out: the task lets the indexer go.
+    let (plan, audit) = planned.await?;
     let crate::anonymize::Plan {
         rewrites,
         terms,
