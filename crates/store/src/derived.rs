@@ -842,7 +842,7 @@ where
         // or false).
         let mut go = || told.recv().unwrap_or(false);
         for attempt in 0u32..200 {
-            let done = rederive_changes_when(&mut held, &owner, &changes, &mut go)
+            let done = rederive_changes(&mut held, &owner, &changes, &mut go)
                 .map_err(|e| StoreError::Database(e.to_string()))?;
             match done {
                 Some(_) => return Ok(()),
@@ -1242,19 +1242,11 @@ pub struct TermChange {
 /// transaction: each term an event lost is cleared from its posting (a posting left empty is
 /// deleted), each it gained is set, and its counts move in the rollups. Only the postings of
 /// changed terms are read and written. Positions beyond the watermark are left to the indexer
-/// (which reads them as they are now), positions gone are left as they are. `None` when
-/// another indexer holds the tenant (nothing was done); else how many events changed.
+/// (which reads them as they are now), positions gone are left as they are. The update is
+/// committed only if `go`, asked once it is written, says yes (else nothing changes, and it
+/// answers `Some(0)`). `None` when another indexer holds the tenant (nothing was done); else
+/// how many events changed.
 pub fn rederive_changes<B: IndexBackend>(
-    indexer: &mut Indexer<B>,
-    tenant: &Tenant,
-    changes: &[TermChange],
-) -> Result<Option<u64>, B::Error> {
-    rederive_changes_when(indexer, tenant, changes, &mut || true)
-}
-
-/// [`rederive_changes`], committing only if `go`, asked once the update is written, says yes
-/// (else nothing changes, and it answers `Some(0)`).
-fn rederive_changes_when<B: IndexBackend>(
     indexer: &mut Indexer<B>,
     tenant: &Tenant,
     changes: &[TermChange],

@@ -179,10 +179,11 @@ pub struct KeySums {
 
 impl KeySums {
     /// Adds (or, with `negative`, takes away) every key of stored keys `bytes`; `false` when
-    /// they are damaged (nothing of them is counted then).
+    /// they are damaged (nothing of them is counted then, and a warning says so).
     pub fn merge_stored(&mut self, bytes: &[u8], negative: bool) -> bool {
         let mut decoded: Vec<(&[u8], u64)> = Vec::new();
         if !decode_keys(bytes, |term, n| decoded.push((term, n))) {
+            tracing::warn!("a stored statistics rollup is damaged; run sealtrail reindex");
             return false;
         }
         if !decoded.is_sorted_by(|a, b| a.0 < b.0) {

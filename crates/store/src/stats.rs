@@ -283,9 +283,7 @@ fn indexed_part<S: ReadSnapshot>(
     tile(from, to, 0, &mut whole, &mut edges);
     for (span, a, b, negative) in fewer_rows(&whole) {
         for (_, stored) in whole_rows(snap, tenant, (span, a, b), true)? {
-            if !tally.keys.merge_stored(&stored.keys, negative) {
-                tracing::warn!("a stored statistics rollup is damaged; run sealtrail reindex");
-            }
+            tally.keys.merge_stored(&stored.keys, negative);
         }
     }
     // Buckets: each bucket tiled on its own (its whole periods lie inside it); adjacent
@@ -347,9 +345,7 @@ fn indexed_part<S: ReadSnapshot>(
                 slot.0 += stored.total;
                 slot.1 += stored.failures;
             }
-            if !tally.keys.merge_stored(&stored.keys, false) {
-                tracing::warn!("a stored statistics rollup is damaged; run sealtrail reindex");
-            }
+            tally.keys.merge_stored(&stored.keys, false);
         }
         for part in back.chunks(1_024) {
             for row in snap.rows(tenant, part).map_err(PlanError::Backend)? {
