@@ -205,37 +205,65 @@ impl HeldWriter {
 /// the order written. Stops at the first malformed item; [`held_is_valid`] says whether there
 /// was one.
 pub fn held(bytes: &[u8]) -> impl Iterator<Item = (Slot, Held<'_>)> {
+    walk(bytes, true)
+}
+
+/// [`held`] over a form already found valid ([`PersonalValues::from_bytes`] checks it), without
+/// checking the text of each value again.
+///
+/// [`PersonalValues::from_bytes`]: crate::view::PersonalValues::from_bytes
+pub(crate) fn held_valid(bytes: &[u8]) -> impl Iterator<Item = (Slot, Held<'_>)> {
+    walk(bytes, false)
+}
+
+fn walk(bytes: &[u8], check_text: bool) -> impl Iterator<Item = (Slot, Held<'_>)> {
     let mut rest = match bytes.split_first() {
         Some((&MARK, rest)) => rest,
         _ => &[][..],
     };
     std::iter::from_fn(move || {
-        let (item, tail) = read_item(rest)?;
+        let (item, _, tail) = read_item_text(rest, check_text)?;
         rest = tail;
         Some(item)
     })
 }
 
-/// Whether `bytes` is a well-formed version-2 form, every slot at most once.
-pub fn held_is_valid(bytes: &[u8]) -> bool {
-    let Some((&MARK, mut rest)) = bytes.split_first() else {
-        return false;
+/// Walks a whole version-2 form, calling `f` with each item and, for a text slot's open value,
+/// its text; `None` as soon as an item is malformed, a slot comes twice or `f` says `None`.
+/// One walk checks the form and reads it ([`held_is_valid`] then [`held`] would take two).
+pub(crate) fn each_valid<'a>(
+    bytes: &'a [u8],
+    mut f: impl FnMut(Slot, Held<'a>, Option<&'a str>) -> Option<()>,
+) -> Option<()> {
+    let (&MARK, mut rest) = bytes.split_first()? else {
+        return None;
     };
     let mut seen = Vec::new();
     while !rest.is_empty() {
-        let Some(((slot, _), tail)) = read_item(rest) else {
-            return false;
-        };
+        let ((slot, held), text, tail) = read_item_text(rest, true)?;
         if seen.contains(&slot) {
-            return false;
+            return None;
         }
         seen.push(slot);
+        f(slot, held, text)?;
         rest = tail;
     }
-    true
+    Some(())
 }
 
-fn read_item(bytes: &[u8]) -> Option<((Slot, Held<'_>), &[u8])> {
+/// Whether `bytes` is a well-formed version-2 form, every slot at most once.
+pub fn held_is_valid(bytes: &[u8]) -> bool {
+    each_valid(bytes, |_, _, _| Some(())).is_some()
+}
+
+/// One item of the form, a text slot's open value as text (see [`read_item_text`]), and the
+/// bytes after it.
+type ItemRead<'a> = ((Slot, Held<'a>), Option<&'a str>, &'a [u8]);
+
+/// One item of the form and the bytes after it. With `check_text`, a text slot's open value
+/// must be UTF-8 (else `None`) and comes back as text too; without, no text is checked or
+/// given (for a form already checked).
+fn read_item_text(bytes: &[u8], check_text: bool) -> Option<ItemRead<'_>> {
     let (&code, mut rest) = bytes.split_first()?;
     let mut index = || -> Option<u32> {
         let (i, tail) = rest.split_first_chunk::<4>()?;
@@ -275,13 +303,14 @@ fn read_item(bytes: &[u8]) -> Option<((Slot, Held<'_>), &[u8])> {
         _ => return None,
     };
     // Text slots hold UTF-8; change values hold canonical JSON, checked where it is decoded.
+    let mut text = None;
     if let Held::Open { value, .. } = held
+        && check_text
         && !matches!(slot, Slot::ChangeOld(_) | Slot::ChangeNew(_))
-        && std::str::from_utf8(value).is_err()
     {
-        return None;
+        text = Some(std::str::from_utf8(value).ok()?);
     }
-    Some(((slot, held), rest))
+    Some(((slot, held), text, rest))
 }
 
 /// A 4-byte big-endian length, then that many bytes.

@@ -18,7 +18,10 @@ use uuid::Uuid;
 
 use crate::entry::{ENTRY_VERSION, ENTRY_VERSION_2, PERSONAL_CHANGE, PersonalDigests};
 use crate::merkle::Hash;
-use crate::personal::{Held, MARK, Slot, held, held_is_valid};
+use crate::personal::{Held, MARK, Slot, each_valid, held, held_valid};
+
+mod served;
+pub use served::{EncodedJson, Served, ServedChanges};
 
 /// How deep JSON values inside an entry may nest; deeper ones are refused, not recursed into.
 pub const MAX_DEPTH: usize = 128;
@@ -80,6 +83,19 @@ pub struct ContextView<'a> {
     pub status_code: Option<u16>,
     /// `context.duration_ms`, still encoded (tag and value).
     duration: Option<&'a [u8]>,
+}
+
+impl ContextView<'_> {
+    /// `context.duration_ms`, the number it holds.
+    pub fn duration_ms(&self) -> Option<Number> {
+        match json_value(&mut Reader {
+            bytes: self.duration?,
+            at: 0,
+        }) {
+            Value::Number(n) => Some(n),
+            _ => None,
+        }
+    }
 }
 
 /// A validated canonical entry, borrowing its bytes. Building one checks the whole entry.
@@ -248,16 +264,14 @@ impl<'a> PersonalValues<'a> {
     }
 
     fn from_held(bytes: &'a [u8]) -> Option<Self> {
-        if !held_is_valid(bytes) {
-            return None;
-        }
         let mut values = Self {
             held: Some(bytes),
             ..Self::default()
         };
-        for (slot, h) in held(bytes) {
+        // One walk checks the form and reads it.
+        each_valid(bytes, |slot, h, open_text| {
             let text = match h {
-                Held::Open { value, .. } => std::str::from_utf8(value).ok(),
+                Held::Open { .. } => open_text,
                 Held::Replaced(shown) => Some(shown),
                 Held::Erased => None,
             };
@@ -284,7 +298,8 @@ impl<'a> PersonalValues<'a> {
                     }
                 }
             }
-        }
+            Some(())
+        })?;
         Some(values)
     }
 }
@@ -445,6 +460,16 @@ impl<'a> EntryView<'a> {
     /// [`ENTRY_VERSION_2`].
     pub fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         Self::parse_with(bytes, &mut |_, _| {})
+    }
+
+    /// [`EntryView::parse`], also pushing a version-2 entry's personal digests onto `digests`
+    /// in entry order (what [`EntryView::personal_digests`] would read again), for a caller
+    /// that needs both, such as an export writing each event's seal material.
+    pub fn parse_with_digests(
+        bytes: &'a [u8],
+        digests: &mut Vec<(Slot, Hash)>,
+    ) -> Result<Self, DecodeError> {
+        Self::parse_with(bytes, &mut |slot, d| digests.push((slot, d)))
     }
 
     /// The personal digests of a version-2 entry, in entry order, each with its slot (empty for
@@ -645,6 +670,15 @@ impl<'a> EntryView<'a> {
         })
     }
 
+    /// The target's name as served: plain, a person's name `values` still hold, or none.
+    pub fn target_name<'x>(&'x self, values: &PersonalValues<'x>) -> Option<&'x str> {
+        self.target.and_then(|t| match t.name {
+            TargetName::None => None,
+            TargetName::Plain(name) => Some(name),
+            TargetName::Digest => values.target_name,
+        })
+    }
+
     /// Checks the version-2 personal values kept beside this entry against the digests it
     /// seals: every held value must open its digest, every digest must have its value (or the
     /// mark that it was erased), and only ids may be replaced by a pseudonym. Says what is wrong
@@ -703,16 +737,19 @@ impl<'a> EntryView<'a> {
     /// The personal slots of a version-2 entry as a verifier is given them: the opening of each
     /// value `values` holds, the digest of each erased one ([`crate::personal::seal_material`]).
     pub fn sealed_slots(&self, values: &PersonalValues<'_>) -> Vec<crate::personal::SealedSlot> {
-        self.personal_digests()
-            .into_iter()
-            .map(|(slot, digest)| {
-                let sealed = match values.held_for(slot) {
-                    Some(Held::Open { opening, .. }) => crate::personal::Sealed::Open(opening),
-                    _ => crate::personal::Sealed::Erased(digest),
-                };
-                (slot, sealed)
-            })
-            .collect()
+        sealed_slots_of(&self.personal_digests(), values)
+    }
+
+    /// What offline verification needs beside the served event to encode this entry again
+    /// (docs/integrity.md §5): a version-1 entry's stored digests, or a version-2 entry's
+    /// [`crate::personal::seal_material`]. `digests` are the entry's personal digests, as
+    /// [`EntryView::parse_with_digests`] gave them.
+    pub fn seal_material(&self, digests: &[(Slot, Hash)], values: &PersonalValues<'_>) -> Vec<u8> {
+        if self.version == ENTRY_VERSION {
+            self.digests.to_bytes()
+        } else {
+            crate::personal::seal_material(&sealed_slots_of(digests, values))
+        }
     }
 
     /// Whether the target is a person whose id is personal (version 2).
@@ -738,6 +775,16 @@ impl<'a> EntryView<'a> {
             let new = change_value(&mut r, values, Slot::ChangeNew(index));
             f(field, old, new);
         }
+    }
+
+    /// How many changes the entry holds.
+    fn change_count(&self) -> usize {
+        Reader {
+            bytes: self.changes,
+            at: 0,
+        }
+        .u32()
+        .unwrap_or(0) as usize
     }
 
     /// The `field` of every change, in order.
@@ -843,15 +890,8 @@ impl<'a> EntryView<'a> {
             },
             target: self.target.map(|t| Target {
                 target_type: own(t.target_type),
-                id: own(match t.id {
-                    Ident::Plain(id) => id,
-                    Ident::Personal => values.target_id.unwrap_or(REDACTED),
-                }),
-                name: match t.name {
-                    TargetName::None => None,
-                    TargetName::Plain(name) => Some(own(name)),
-                    TargetName::Digest => values.target_name.map(own),
-                },
+                id: own(self.target_id(values).unwrap_or(REDACTED)),
+                name: self.target_name(values).map(own),
             }),
             organization: self.organization.map(|(id, name)| Organization {
                 id: own(id),
@@ -865,10 +905,7 @@ impl<'a> EntryView<'a> {
                 endpoint: c.endpoint.map(own),
                 method: c.method.map(own),
                 status_code: c.status_code,
-                duration_ms: c.duration.map(decode).and_then(|v| match v {
-                    Value::Number(n) => Some(n),
-                    _ => None,
-                }),
+                duration_ms: c.duration_ms(),
             }),
             changes,
             related,
@@ -876,6 +913,30 @@ impl<'a> EntryView<'a> {
             hash,
         }
     }
+}
+
+/// Each digest with its opening, when `values` still hold it. Held values are kept in the
+/// entry's order, each slot at most once, so they are met walking along; a slot out of that
+/// order is looked up.
+fn sealed_slots_of(
+    digests: &[(Slot, Hash)],
+    values: &PersonalValues<'_>,
+) -> Vec<crate::personal::SealedSlot> {
+    let mut items = values.held.map(held_valid).into_iter().flatten().peekable();
+    digests
+        .iter()
+        .map(|&(slot, digest)| {
+            let found = match items.peek() {
+                Some((next, _)) if *next == slot => items.next().map(|(_, h)| h),
+                _ => values.held_for(slot),
+            };
+            let sealed = match found {
+                Some(Held::Open { opening, .. }) => crate::personal::Sealed::Open(opening),
+                _ => crate::personal::Sealed::Erased(digest),
+            };
+            (slot, sealed)
+        })
+        .collect()
 }
 
 /// A change value as served: its canonical JSON encoding, or erased.

@@ -480,7 +480,11 @@ proptest! {
         changed[at] = byte;
         if let Ok(view) = EntryView::parse(&changed) {
             let values = PersonalValues::from_bytes(&stored).expect("held");
-            let _ = view.to_event(&values, String::new());
+            let built = view.to_event(&values, String::new());
+            prop_assert_eq!(
+                serde_json::to_string(&view.served(&values, "")).expect("served"),
+                serde_json::to_string(&built).expect("built")
+            );
             let _ = view.held_mismatch(&values);
         }
         let mut held_changed = stored.clone();
@@ -488,7 +492,11 @@ proptest! {
         held_changed[at] = byte;
         if let Some(values) = PersonalValues::from_bytes(&held_changed) {
             let view = EntryView::parse(&entry).expect("parse");
-            let _ = view.to_event(&values, String::new());
+            let built = view.to_event(&values, String::new());
+            prop_assert_eq!(
+                serde_json::to_string(&view.served(&values, "")).expect("served"),
+                serde_json::to_string(&built).expect("built")
+            );
             let _ = view.held_mismatch(&values);
         }
     }

@@ -203,6 +203,10 @@ proptest! {
         if let Ok(view) = EntryView::parse(&changed) {
             let names = PersonalValues::default();
             let back = view.to_event(&names, String::new());
+            prop_assert_eq!(
+                serde_json::to_string(&view.served(&names, "")).expect("served"),
+                serde_json::to_string(&back).expect("built")
+            );
             prop_assert_eq!(encode_entry(&back, &view.digests, &view.prev), changed);
         }
     }

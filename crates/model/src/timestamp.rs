@@ -48,6 +48,38 @@ impl Timestamp {
 
     /// RFC 3339 in UTC with six fractional digits, e.g. `2026-11-23T10:00:00.000000Z`.
     pub fn to_rfc3339(self) -> String {
+        match self.rfc3339_digits() {
+            Some(text) => std::str::from_utf8(&text)
+                .expect("digits are ASCII")
+                .to_owned(),
+            None => self.rfc3339_formatted(),
+        }
+    }
+
+    /// [`Timestamp::to_rfc3339`] into a fixed buffer, for the years 0 to 9999 (`None` for
+    /// the others): served events print two timestamps per event and one per change, and
+    /// exports print millions.
+    fn rfc3339_digits(self) -> Option<[u8; 27]> {
+        let dt = self.to_datetime();
+        let year = u32::try_from(dt.year()).ok().filter(|y| *y <= 9999)?;
+        let mut text = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |at: usize, width: usize, mut n: u32| {
+            for digit in text[at..at + width].iter_mut().rev() {
+                *digit = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        put(0, 4, year);
+        put(5, 2, u32::from(u8::from(dt.month())));
+        put(8, 2, u32::from(dt.day()));
+        put(11, 2, u32::from(dt.hour()));
+        put(14, 2, u32::from(dt.minute()));
+        put(17, 2, u32::from(dt.second()));
+        put(20, 6, dt.microsecond());
+        Some(text)
+    }
+
+    fn rfc3339_formatted(self) -> String {
         let dt = self.to_datetime();
         format!(
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
@@ -64,7 +96,12 @@ impl Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_rfc3339())
+        match self.rfc3339_digits() {
+            Some(text) => {
+                serializer.serialize_str(std::str::from_utf8(&text).expect("digits are ASCII"))
+            }
+            None => serializer.serialize_str(&self.rfc3339_formatted()),
+        }
     }
 }
 
@@ -87,6 +124,18 @@ mod tests {
         let t = Timestamp::parse_rfc3339("2026-01-02T03:04:05Z").expect("valid");
         assert_eq!(t.to_rfc3339(), "2026-01-02T03:04:05.000000Z");
         assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
+    }
+
+    proptest::proptest! {
+        /// The digits written by hand are what the formatter prints, at every microsecond
+        /// of years 0 to 9999 and beyond them (where the formatter is used).
+        #[test]
+        fn the_fast_digits_are_the_formatted_text(micros in -63_000_000_000_000_000i64..254_000_000_000_000_000) {
+            let t = Timestamp::from_micros(micros);
+            let formatted = t.rfc3339_formatted();
+            proptest::prop_assert_eq!(t.to_rfc3339(), formatted.clone());
+            proptest::prop_assert_eq!(serde_json::to_string(&t).expect("json"), format!("\"{formatted}\""));
+        }
     }
 
     #[test]

@@ -15,10 +15,11 @@
 //! root and compares it with the signed checkpoint: a multiproof whose size is that of the gaps
 //! (O(k log(n/k)) nodes for k events of n), nothing for an unfiltered export.
 
+use sealtrail_model::Timestamp;
 use tokio::sync::mpsc;
 
 use crate::fields::EventFilter;
-use crate::rows::{LogRow, RowError};
+use crate::rows::{LogRow, RowBody, RowError, push_hex};
 use crate::{Checkpoint, ListQuery, Order, Store, StoreError, Tenant};
 
 /// The version written in an NDJSON export's header.
@@ -255,17 +256,19 @@ pub async fn run_selected(
         };
         let leading_comma = !first && !steps.is_empty();
         first &= steps.is_empty();
-        let render = render_parallel(format, steps, leading_comma);
+        let render = render_parallel(format, steps, leading_comma).finish();
         let next = async {
             match (&page.next_cursor, done) {
                 (Some(cursor), false) => list(Some(*cursor)).await.map(Some),
                 _ => Ok(None),
             }
         };
-        let (chunk, next) = tokio::join!(render, next);
-        let chunk = chunk?;
+        let (parts, next) = tokio::join!(render, next);
+        let parts = parts?;
         fetched = next?;
-        send(out, chunk).await?;
+        for part in parts {
+            send(out, part).await?;
+        }
         progress(summary.rows);
     }
     if format == Format::Json {
@@ -337,69 +340,88 @@ fn csv_error(e: csv::Error) -> ExportError {
 }
 
 /// Appends one event as a CSV row: null is an empty cell, `changes` and `metadata` JSON text.
-fn csv_row(out: &mut Vec<u8>, row: &LogRow) -> Result<(), ExportError> {
-    let e = row.event()?;
+/// Written field by field from the entry, borrowing its text; `scratch` holds what is printed
+/// (numbers, times, JSON) one field at a time.
+fn csv_row(
+    w: &mut csv::Writer<&mut Vec<u8>>,
+    row: &LogRow,
+    scratch: &mut Vec<u8>,
+) -> Result<(), ExportError> {
+    use std::io::Write as _;
     let fail = |err: &dyn std::fmt::Display| ExportError::Render {
         seq: row.seq,
         detail: err.to_string(),
     };
-    let text = |v: &Option<String>| v.clone().unwrap_or_default();
-    let ctx = e.context.as_ref();
-    let from_ctx = |f: fn(&sealtrail_model::Context) -> &Option<String>| {
-        ctx.and_then(|c| f(c).clone()).unwrap_or_default()
+    let hash = match &row.body {
+        RowBody::Legacy { .. } => row.event()?.hash,
+        _ => row.hash.map(|h| h.to_hex()).unwrap_or_default(),
     };
-    let changes = serde_json::to_string(&e.changes).map_err(|err| fail(&err))?;
-    let metadata = match &e.metadata {
-        None | Some(serde_json::Value::Null) => String::new(),
-        Some(m) => m.to_string(),
-    };
-    let record: [String; 27] = [
-        e.id.to_string(),
-        e.seq.to_string(),
-        e.recorded_at.to_rfc3339(),
-        e.occurred_at.to_rfc3339(),
-        e.tenant,
-        e.action,
-        e.category.as_str().to_owned(),
-        text(&e.event_type),
-        e.outcome.as_str().to_owned(),
-        text(&e.error),
-        e.actor.id,
-        e.actor.actor_type.as_str().to_owned(),
-        text(&e.actor.name),
-        e.target
-            .as_ref()
-            .map(|t| t.target_type.clone())
-            .unwrap_or_default(),
-        e.target.as_ref().map(|t| t.id.clone()).unwrap_or_default(),
-        e.target
-            .as_ref()
-            .and_then(|t| t.name.clone())
-            .unwrap_or_default(),
-        e.organization
-            .as_ref()
-            .map(|o| o.id.clone())
-            .unwrap_or_default(),
-        from_ctx(|c| &c.ip),
-        from_ctx(|c| &c.user_agent),
-        from_ctx(|c| &c.correlation_id),
-        from_ctx(|c| &c.endpoint),
-        from_ctx(|c| &c.method),
-        ctx.and_then(|c| c.status_code)
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
-        ctx.and_then(|c| c.duration_ms.as_ref())
-            .map(|d| d.to_string())
-            .unwrap_or_default(),
-        changes,
-        metadata,
-        e.hash,
-    ];
-    let mut w = csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(out);
-    w.write_record(&record).map_err(|err| fail(&err))?;
-    w.flush().map_err(|err| fail(&err))
+    row.with_source(|s| -> Result<(), ExportError> {
+        let (v, values) = (s.view, s.personal);
+        let ctx = v.context.as_ref();
+        let field = |w: &mut csv::Writer<&mut Vec<u8>>, text: Option<&str>| {
+            w.write_field(text.unwrap_or_default())
+                .map_err(|err| fail(&err))
+        };
+        let mut printed =
+            |w: &mut csv::Writer<&mut Vec<u8>>,
+             print: &mut dyn FnMut(&mut Vec<u8>) -> std::io::Result<()>| {
+                scratch.clear();
+                print(scratch).map_err(|err| fail(&err))?;
+                w.write_field(&scratch[..]).map_err(|err| fail(&err))
+            };
+        printed(w, &mut |b| write!(b, "{}", v.id.hyphenated()))?;
+        printed(w, &mut |b| write!(b, "{}", v.seq))?;
+        printed(w, &mut |b| {
+            b.write_all(
+                Timestamp::from_micros(v.recorded_at)
+                    .to_rfc3339()
+                    .as_bytes(),
+            )
+        })?;
+        printed(w, &mut |b| {
+            b.write_all(
+                Timestamp::from_micros(v.occurred_at)
+                    .to_rfc3339()
+                    .as_bytes(),
+            )
+        })?;
+        field(w, Some(v.tenant))?;
+        field(w, Some(v.action))?;
+        field(w, Some(v.category.as_str()))?;
+        field(w, v.event_type)?;
+        field(w, Some(v.outcome.as_str()))?;
+        field(w, v.error)?;
+        field(w, Some(v.actor_id(values)))?;
+        field(w, Some(v.actor_type.as_str()))?;
+        field(w, values.actor_name)?;
+        field(w, v.target.map(|t| t.target_type))?;
+        field(w, v.target_id(values))?;
+        field(w, v.target_name(values))?;
+        field(w, v.organization.map(|(id, _)| id))?;
+        field(w, ctx.and(values.ip))?;
+        field(w, ctx.and(values.user_agent))?;
+        field(w, ctx.and_then(|c| c.correlation_id))?;
+        field(w, ctx.and_then(|c| c.endpoint))?;
+        field(w, ctx.and_then(|c| c.method))?;
+        printed(w, &mut |b| match ctx.and_then(|c| c.status_code) {
+            Some(code) => write!(b, "{code}"),
+            None => Ok(()),
+        })?;
+        printed(w, &mut |b| match ctx.and_then(|c| c.duration_ms()) {
+            Some(ms) => write!(b, "{ms}"),
+            None => Ok(()),
+        })?;
+        printed(w, &mut |b| {
+            serde_json::to_writer(b, &v.served_changes(values)).map_err(std::io::Error::other)
+        })?;
+        printed(w, &mut |b| match v.served_metadata() {
+            Some(m) if !m.is_null() => serde_json::to_writer(b, &m).map_err(std::io::Error::other),
+            _ => Ok(()),
+        })?;
+        field(w, Some(hash.as_str()))?;
+        w.write_record(None::<&[u8]>).map_err(|err| fail(&err))
+    })?
 }
 
 /// One line of a verifiable export, in order.
@@ -516,13 +538,12 @@ async fn resolve_nodes(
     Ok((steps, count))
 }
 
-/// Renders a page's lines on blocking threads, one part per core (rendering events is most
-/// of an export's work), and joins the parts in order.
-async fn render_parallel(
-    format: Format,
-    mut steps: Vec<Step>,
-    leading_comma: bool,
-) -> Result<Vec<u8>, ExportError> {
+/// A page's lines being rendered on blocking threads, one part per core.
+struct Rendering(Vec<tokio::task::JoinHandle<Result<Vec<u8>, ExportError>>>);
+
+/// Starts rendering a page's lines on blocking threads, one part per core (rendering events
+/// is most of an export's work).
+fn render_parallel(format: Format, mut steps: Vec<Step>, leading_comma: bool) -> Rendering {
     let parts = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
@@ -538,59 +559,63 @@ async fn render_parallel(
             render(format, part, lead)
         }));
     }
-    let mut out = Vec::new();
-    for task in tasks {
-        let part = task.await.map_err(|e| ExportError::Render {
-            seq: 0,
-            detail: format!("the rendering task failed: {e}"),
-        })??;
-        if out.is_empty() {
-            out = part;
-        } else {
-            out.extend_from_slice(&part);
-        }
-    }
-    Ok(out)
+    Rendering(tasks)
 }
 
-/// Appends lowercase hex.
-fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    let at = out.len();
-    out.resize(at + bytes.len() * 2, 0);
-    hex::encode_to_slice(bytes, &mut out[at..]).expect("two digits per byte");
+impl Rendering {
+    /// The rendered parts in order, each to be written as it is (joining them would copy
+    /// half a page again).
+    async fn finish(self) -> Result<Vec<Vec<u8>>, ExportError> {
+        let mut parts = Vec::with_capacity(self.0.len());
+        for task in self.0 {
+            parts.push(task.await.map_err(|e| ExportError::Render {
+                seq: 0,
+                detail: format!("the rendering task failed: {e}"),
+            })??);
+        }
+        Ok(parts)
+    }
 }
 
 /// Renders a page's lines in the format; `leading_comma` when JSON items came before.
 fn render(format: Format, steps: Vec<Step>, leading_comma: bool) -> Result<Vec<u8>, ExportError> {
-    let mut out = Vec::with_capacity(steps.len() * 1200);
+    // Room for a typical line, so that the buffer rarely grows (and moves) while it fills.
+    let per_line = match format {
+        Format::Ndjson => 2048,
+        _ => 1280,
+    };
+    let mut out = Vec::with_capacity(steps.len() * per_line);
+    if format == Format::Csv {
+        let mut scratch = Vec::with_capacity(1024);
+        let mut w = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(&mut out);
+        for step in &steps {
+            if let Step::Event(row) = step {
+                csv_row(&mut w, row, &mut scratch)?;
+            }
+        }
+        w.flush().map_err(|e| csv_error(e.into()))?;
+        drop(w);
+        return Ok(out);
+    }
     let mut comma = leading_comma;
+    let mut digests = Vec::new();
     for step in steps {
         match (format, step) {
             (_, Step::Node(level, index, hash)) => {
                 out.extend_from_slice(
-                    format!(
-                        "{{\"node\":{{\"level\":{level},\"index\":{index},\"hash\":\"{}\"}}}}\n",
-                        hex::encode(hash)
-                    )
-                    .as_bytes(),
+                    format!("{{\"node\":{{\"level\":{level},\"index\":{index},\"hash\":\"")
+                        .as_bytes(),
                 );
+                push_hex(&mut out, &hash);
+                out.extend_from_slice(b"\"}}\n");
             }
-            (Format::Csv, Step::Event(row)) => csv_row(&mut out, &row)?,
-            (Format::Json, Step::Event(row)) => {
+            (Format::Ndjson, Step::Event(row)) => row.render_sealed_into(&mut out, &mut digests)?,
+            (_, Step::Event(row)) => {
                 out.extend_from_slice(if comma { b",\n" } else { b"\n" });
                 comma = true;
-                out.extend_from_slice(row.render()?.as_bytes());
-            }
-            (Format::Ndjson, Step::Event(row)) => {
-                let body = row.render()?;
-                let (prev, personal) = row.seal()?;
-                let open = body.trim_end().strip_suffix('}').unwrap_or(&body);
-                out.extend_from_slice(open.as_bytes());
-                out.extend_from_slice(b",\"seal\":{\"prev\":\"");
-                push_hex(&mut out, &prev);
-                out.extend_from_slice(b"\",\"personal\":\"");
-                push_hex(&mut out, &personal);
-                out.extend_from_slice(b"\"}}\n");
+                row.render_into(&mut out)?;
             }
         }
     }

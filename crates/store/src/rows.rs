@@ -4,6 +4,8 @@
 
 use sealtrail_ledger::LeafHash;
 use sealtrail_ledger::entry::{GENESIS, PersonalDigests, encode_entry};
+use sealtrail_ledger::merkle::Hash;
+use sealtrail_ledger::personal::Slot;
 use sealtrail_ledger::view::{EntryView, PersonalValues};
 use sealtrail_model::Event;
 
@@ -69,11 +71,7 @@ impl LogRow {
         match &self.body {
             RowBody::Entry { entry, values } => {
                 let view = EntryView::parse(entry).map_err(|e| self.error(e))?;
-                let personal = match values {
-                    None => PersonalValues::default(),
-                    Some(bytes) => PersonalValues::from_bytes(bytes)
-                        .ok_or_else(|| self.error("malformed personal values"))?,
-                };
+                let personal = self.personal(values.as_deref())?;
                 Ok(f(Source {
                     view: &view,
                     personal: &personal,
@@ -105,19 +103,98 @@ impl LogRow {
         }
     }
 
+    /// The personal values kept beside an entry, in their stored form.
+    fn personal<'v>(&self, values: Option<&'v [u8]>) -> Result<PersonalValues<'v>, RowError> {
+        match values {
+            None => Ok(PersonalValues::default()),
+            Some(bytes) => PersonalValues::from_bytes(bytes)
+                .ok_or_else(|| self.error("malformed personal values")),
+        }
+    }
+
     /// The event's JSON as served: rendered from its entry and personal values (so nothing
     /// served can differ from what was sealed), or, for a row written before entries, as
     /// written.
     pub fn render(&self) -> Result<String, RowError> {
         match &self.body {
-            RowBody::Entry { .. } => {
-                let hash = self.hash.map(|h| h.to_hex()).unwrap_or_default();
-                let event = self.with_source(|s| s.view.to_event(s.personal, hash))?;
-                Ok(serde_json::to_string(&event).expect("events serialise to JSON"))
-            }
             RowBody::Legacy { json, .. } => Ok(json.clone()),
+            _ => {
+                let mut out = Vec::with_capacity(1024);
+                self.render_into(&mut out)?;
+                String::from_utf8(out).map_err(|e| self.error(e))
+            }
+        }
+    }
+
+    /// Appends [`LogRow::render`]'s JSON to `out`, serialised straight from the entry.
+    pub fn render_into(&self, out: &mut Vec<u8>) -> Result<(), RowError> {
+        match &self.body {
+            RowBody::Entry { .. } => {
+                let hash = self.hash_hex();
+                self.with_source(|s| {
+                    serde_json::to_writer(&mut *out, &s.view.served(s.personal, hash.as_str()))
+                })?
+                .map_err(|e| self.error(e))
+            }
+            RowBody::Legacy { json, .. } => {
+                out.extend_from_slice(json.as_bytes());
+                Ok(())
+            }
             RowBody::Gone => Err(self.error("the event was removed by retention")),
         }
+    }
+
+    /// Appends the event's line of a verifiable export (`docs/integrity.md` §10): its JSON as
+    /// served with `"seal"` as its last member (the predecessor's leaf hash and the personal
+    /// seal material, as [`LogRow::seal`] gives them, in hex), then a newline. One parse of
+    /// the entry serves both; `digests` is scratch space kept between calls.
+    pub fn render_sealed_into(
+        &self,
+        out: &mut Vec<u8>,
+        digests: &mut Vec<(Slot, Hash)>,
+    ) -> Result<(), RowError> {
+        let (prev, material) = match &self.body {
+            RowBody::Entry { entry, values } => {
+                digests.clear();
+                let view =
+                    EntryView::parse_with_digests(entry, digests).map_err(|e| self.error(e))?;
+                let personal = self.personal(values.as_deref())?;
+                let hash = self.hash_hex();
+                serde_json::to_writer(&mut *out, &view.served(&personal, hash.as_str()))
+                    .map_err(|e| self.error(e))?;
+                out.pop(); // The closing brace: the seal goes inside.
+                (view.prev.to_vec(), view.seal_material(digests, &personal))
+            }
+            RowBody::Legacy {
+                json,
+                digests,
+                prev,
+            } => {
+                let json = json.trim_end();
+                out.extend_from_slice(json.strip_suffix('}').unwrap_or(json).as_bytes());
+                (
+                    prev.clone().unwrap_or_default(),
+                    digests.clone().unwrap_or_default(),
+                )
+            }
+            RowBody::Gone => return Err(self.error("the event was removed by retention")),
+        };
+        out.extend_from_slice(b",\"seal\":{\"prev\":\"");
+        push_hex(out, &prev);
+        out.extend_from_slice(b"\",\"personal\":\"");
+        push_hex(out, &material);
+        out.extend_from_slice(b"\"}}\n");
+        Ok(())
+    }
+
+    /// The leaf hash stored beside the event, in hex (empty if none is).
+    fn hash_hex(&self) -> HexHash {
+        let mut hex = HexHash([0; 64], 0);
+        if let Some(h) = self.hash {
+            hex::encode_to_slice(h.0, &mut hex.0).expect("64 digits for 32 bytes");
+            hex.1 = 64;
+        }
+        hex
     }
 
     /// The event as served, as a value (what [`LogRow::render`] serialises).
@@ -137,16 +214,15 @@ impl LogRow {
     /// 2: with the openings of the values still held).
     pub fn seal(&self) -> Result<(Vec<u8>, Vec<u8>), RowError> {
         match &self.body {
-            RowBody::Entry { .. } => self.with_source(|s| {
-                let personal = if s.view.version == sealtrail_ledger::entry::ENTRY_VERSION {
-                    s.view.digests.to_bytes()
-                } else {
-                    // Version 2: the digests with their openings, so a verifier checks the
-                    // personal values it is shown (docs/integrity.md §5).
-                    sealtrail_ledger::personal::seal_material(&s.view.sealed_slots(s.personal))
-                };
-                (s.view.prev.to_vec(), personal)
-            }),
+            RowBody::Entry { entry, values } => {
+                // Version 2: the digests with their openings, so a verifier checks the
+                // personal values it is shown (docs/integrity.md §5).
+                let mut digests = Vec::new();
+                let view = EntryView::parse_with_digests(entry, &mut digests)
+                    .map_err(|e| self.error(e))?;
+                let personal = self.personal(values.as_deref())?;
+                Ok((view.prev.to_vec(), view.seal_material(&digests, &personal)))
+            }
             RowBody::Legacy { digests, prev, .. } => Ok((
                 prev.clone().unwrap_or_default(),
                 digests.clone().unwrap_or_default(),
@@ -154,4 +230,20 @@ impl LogRow {
             RowBody::Gone => Err(self.error("the event was removed by retention")),
         }
     }
+}
+
+/// A leaf hash in hex, on the stack: its digits and how many there are (64, or 0 for none).
+struct HexHash([u8; 64], usize);
+
+impl HexHash {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0[..self.1]).expect("hex digits are ASCII")
+    }
+}
+
+/// Appends lowercase hex.
+pub(crate) fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    let at = out.len();
+    out.resize(at + bytes.len() * 2, 0);
+    hex::encode_to_slice(bytes, &mut out[at..]).expect("two digits per byte");
 }
