@@ -165,17 +165,10 @@ impl LogRow {
                 out.pop(); // The closing brace: the seal goes inside.
                 (view.prev.to_vec(), view.seal_material(digests, &personal))
             }
-            RowBody::Legacy {
-                json,
-                digests,
-                prev,
-            } => {
+            RowBody::Legacy { json, .. } => {
                 let json = json.trim_end();
                 out.extend_from_slice(json.strip_suffix('}').unwrap_or(json).as_bytes());
-                (
-                    prev.clone().unwrap_or_default(),
-                    digests.clone().unwrap_or_default(),
-                )
+                self.seal()?
             }
             RowBody::Gone => return Err(self.error("the event was removed by retention")),
         };
@@ -246,4 +239,72 @@ pub(crate) fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     let at = out.len();
     out.resize(at + bytes.len() * 2, 0);
     hex::encode_to_slice(bytes, &mut out[at..]).expect("two digits per byte");
+}
+
+#[cfg(test)]
+mod tests {
+    use sealtrail_ledger::entry::digests_for;
+
+    use super::*;
+
+    /// An event stored as a version-1 entry and the same event stored as a row from before
+    /// entries render the same JSON and the same line of a verifiable export.
+    #[test]
+    fn an_entry_and_a_row_from_before_entries_render_the_same_lines() {
+        let mut event = crate::conformance::event(serde_json::json!({
+            "action": "doc.read", "actor": {"id": "u-1", "name": "Zoë", "email": "z@example.com"},
+            "target": {"type": "user", "id": "u-2", "name": "Bo"},
+            "context": {"ip": "2001:db8::1", "user_agent": "curl/8"},
+            "metadata": {"note": "a \"quoted\" line\n"},
+        }))
+        .into_event(
+            uuid::Uuid::now_v7(),
+            &crate::conformance::tenant("t"),
+            7,
+            sealtrail_model::Timestamp::now(),
+        );
+        let digests = digests_for(&event, &[7; 32], Some(&[9; 32]));
+        let prev = [0xab; 32];
+        let entry = encode_entry(&event, &digests, &prev);
+        let hash = LeafHash::from(sealtrail_ledger::leaf_hash(&entry));
+        event.hash = hash.to_hex();
+        let entry_row = LogRow {
+            seq: 7,
+            hash: Some(hash),
+            body: RowBody::Entry {
+                values: Some(PersonalValues::of(&event, &digests).to_bytes()),
+                entry,
+            },
+        };
+        let legacy_row = LogRow {
+            seq: 7,
+            hash: Some(hash),
+            body: RowBody::Legacy {
+                json: serde_json::to_string(&event).expect("json"),
+                digests: Some(digests.to_bytes()),
+                prev: Some(prev.to_vec()),
+            },
+        };
+        let lines = |row: &LogRow| {
+            let mut sealed = Vec::new();
+            row.render_sealed_into(&mut sealed, &mut Vec::new())
+                .expect("sealed line");
+            (
+                row.render().expect("render"),
+                String::from_utf8(sealed).expect("utf-8"),
+            )
+        };
+        let (json, sealed) = lines(&entry_row);
+        assert_eq!(lines(&legacy_row), (json.clone(), sealed.clone()));
+        assert_eq!(
+            json,
+            serde_json::to_string(&event).expect("json"),
+            "served as the event"
+        );
+        let line: serde_json::Value = serde_json::from_str(&sealed).expect("a JSON line");
+        let (prev_seen, material) = entry_row.seal().expect("seal");
+        assert_eq!(line["seal"]["prev"], hex::encode(prev_seen));
+        assert_eq!(line["seal"]["personal"], hex::encode(material));
+        assert!(sealed.ends_with("}}\n"));
+    }
 }
