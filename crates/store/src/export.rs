@@ -256,7 +256,7 @@ pub async fn run_selected(
         };
         let leading_comma = !first && !steps.is_empty();
         first &= steps.is_empty();
-        let render = render_parallel(format, steps, leading_comma).finish();
+        let render = render_parallel(format, steps, leading_comma);
         let next = async {
             match (&page.next_cursor, done) {
                 (Some(cursor), false) => list(Some(*cursor)).await.map(Some),
@@ -372,20 +372,9 @@ fn csv_row(
             };
         printed(w, &mut |b| write!(b, "{}", v.id.hyphenated()))?;
         printed(w, &mut |b| write!(b, "{}", v.seq))?;
-        printed(w, &mut |b| {
-            b.write_all(
-                Timestamp::from_micros(v.recorded_at)
-                    .to_rfc3339()
-                    .as_bytes(),
-            )
-        })?;
-        printed(w, &mut |b| {
-            b.write_all(
-                Timestamp::from_micros(v.occurred_at)
-                    .to_rfc3339()
-                    .as_bytes(),
-            )
-        })?;
+        for micros in [v.recorded_at, v.occurred_at] {
+            field(w, Some(&Timestamp::from_micros(micros).to_rfc3339()))?;
+        }
         field(w, Some(v.tenant))?;
         field(w, Some(v.action))?;
         field(w, Some(v.category.as_str()))?;
@@ -538,12 +527,14 @@ async fn resolve_nodes(
     Ok((steps, count))
 }
 
-/// A page's lines being rendered on blocking threads, one part per core.
-struct Rendering(Vec<tokio::task::JoinHandle<Result<Vec<u8>, ExportError>>>);
-
-/// Starts rendering a page's lines on blocking threads, one part per core (rendering events
-/// is most of an export's work).
-fn render_parallel(format: Format, mut steps: Vec<Step>, leading_comma: bool) -> Rendering {
+/// Renders a page's lines on blocking threads, one part per core (rendering events is most
+/// of an export's work); the parts come back in order, each to be written as it is (joining
+/// them would copy half a page again).
+async fn render_parallel(
+    format: Format,
+    mut steps: Vec<Step>,
+    leading_comma: bool,
+) -> Result<Vec<Vec<u8>>, ExportError> {
     let parts = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
@@ -559,22 +550,14 @@ fn render_parallel(format: Format, mut steps: Vec<Step>, leading_comma: bool) ->
             render(format, part, lead)
         }));
     }
-    Rendering(tasks)
-}
-
-impl Rendering {
-    /// The rendered parts in order, each to be written as it is (joining them would copy
-    /// half a page again).
-    async fn finish(self) -> Result<Vec<Vec<u8>>, ExportError> {
-        let mut parts = Vec::with_capacity(self.0.len());
-        for task in self.0 {
-            parts.push(task.await.map_err(|e| ExportError::Render {
-                seq: 0,
-                detail: format!("the rendering task failed: {e}"),
-            })??);
-        }
-        Ok(parts)
+    let mut rendered = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        rendered.push(task.await.map_err(|e| ExportError::Render {
+            seq: 0,
+            detail: format!("the rendering task failed: {e}"),
+        })??);
     }
+    Ok(rendered)
 }
 
 /// Renders a page's lines in the format; `leading_comma` when JSON items came before.
