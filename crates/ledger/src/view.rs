@@ -345,10 +345,14 @@ impl<'a> Reader<'a> {
     fn i64(&mut self) -> Read<i64> {
         Ok(i64::from_be_bytes(self.array()?))
     }
-    fn str(&mut self) -> Read<&'a str> {
+    /// A string's bytes, not yet checked to be UTF-8.
+    fn text(&mut self) -> Read<&'a [u8]> {
         let len = self.u32()? as usize;
-        let at = self.at;
-        let bytes = self.take(len)?;
+        self.take(len)
+    }
+    fn str(&mut self) -> Read<&'a str> {
+        let at = self.at + 4;
+        let bytes = self.text()?;
         std::str::from_utf8(bytes).map_err(|_| DecodeError {
             what: "a string is not UTF-8",
             at,
@@ -775,16 +779,6 @@ impl<'a> EntryView<'a> {
             let new = change_value(&mut r, values, Slot::ChangeNew(index));
             f(field, old, new);
         }
-    }
-
-    /// How many changes the entry holds.
-    fn change_count(&self) -> usize {
-        Reader {
-            bytes: self.changes,
-            at: 0,
-        }
-        .u32()
-        .unwrap_or(0) as usize
     }
 
     /// The `field` of every change, in order.

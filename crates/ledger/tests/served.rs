@@ -132,12 +132,24 @@ fn parsed(value: Value) -> Option<sealtrail_model::Event> {
     ))
 }
 
+/// What `write` appends to an empty buffer, as text.
+fn written(
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), sealtrail_ledger::view::DecodeError>,
+) -> String {
+    let mut out = Vec::new();
+    write(&mut out).expect("written");
+    String::from_utf8(out).expect("UTF-8")
+}
+
 /// Both renderings of one stored event.
 fn both(entry: &[u8], held: &[u8]) -> (String, String) {
     let view = EntryView::parse(entry).expect("a fresh entry parses");
     let values = PersonalValues::from_bytes(held).expect("held values parse");
     let built = view.to_event(&values, "ab".repeat(32));
-    let served = serde_json::to_string(&view.served(&values, &"ab".repeat(32))).expect("served");
+    let served = view
+        .served(&values, &"ab".repeat(32))
+        .to_json()
+        .expect("served");
     (serde_json::to_string(&built).expect("built"), served)
 }
 
@@ -194,13 +206,13 @@ fn changes_and_metadata_serve_alone_as_inside_the_event() {
     let values = PersonalValues::from_bytes(&held).expect("held");
     let built = view.to_event(&values, String::new());
     assert_eq!(
-        serde_json::to_string(&view.served_changes(&values)).expect("changes"),
+        written(|out| view.served_changes(&values).write_json(out)),
         serde_json::to_string(&built.changes).expect("changes")
     );
     let metadata = view.served_metadata().expect("metadata");
     assert!(!metadata.is_null());
     assert_eq!(
-        serde_json::to_string(&metadata).expect("metadata"),
+        written(|out| metadata.write_json(out)),
         r#"{"a":-1,"z":"\u0001"}"#
     );
     let none = EntryView::parse(&encode_entry(

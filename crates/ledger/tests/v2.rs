@@ -482,7 +482,7 @@ proptest! {
             let values = PersonalValues::from_bytes(&stored).expect("held");
             let built = view.to_event(&values, String::new());
             prop_assert_eq!(
-                serde_json::to_string(&view.served(&values, "")).expect("served"),
+                view.served(&values, "").to_json().expect("served"),
                 serde_json::to_string(&built).expect("built")
             );
             let _ = view.held_mismatch(&values);
@@ -494,7 +494,7 @@ proptest! {
             let view = EntryView::parse(&entry).expect("parse");
             let built = view.to_event(&values, String::new());
             prop_assert_eq!(
-                serde_json::to_string(&view.served(&values, "")).expect("served"),
+                view.served(&values, "").to_json().expect("served"),
                 serde_json::to_string(&built).expect("built")
             );
             let _ = view.held_mismatch(&values);

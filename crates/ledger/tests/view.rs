@@ -204,7 +204,7 @@ proptest! {
             let names = PersonalValues::default();
             let back = view.to_event(&names, String::new());
             prop_assert_eq!(
-                serde_json::to_string(&view.served(&names, "")).expect("served"),
+                view.served(&names, "").to_json().expect("served"),
                 serde_json::to_string(&back).expect("built")
             );
             prop_assert_eq!(encode_entry(&back, &view.digests, &view.prev), changed);

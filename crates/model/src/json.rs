@@ -141,3 +141,141 @@ mod whole_number_tests {
         assert_eq!(n("1e300"), None);
     }
 }
+
+/// Appends `text` to `out` as a JSON string, quotes included, escaped byte for byte as
+/// `serde_json` escapes it: `\"`, `\\`, the short escapes `\b \t \n \f \r`, `\u00xx` for the
+/// other control characters, everything else as it is. Exports write millions of strings; this
+/// skips eight bytes at a time past text that needs no escape.
+pub fn push_str(out: &mut Vec<u8>, text: &str) {
+    escape_into(out, text.as_bytes());
+}
+
+/// [`push_str`] for bytes not yet known to be UTF-8, checked on the way: `false` (and `out`
+/// holding a partial string) when they are not. ASCII text, known valid from the scan that
+/// escapes it, is not checked a second time.
+pub fn push_utf8(out: &mut Vec<u8>, bytes: &[u8]) -> bool {
+    !escape_into(out, bytes) || std::str::from_utf8(bytes).is_ok()
+}
+
+/// Eight copies of a byte.
+const fn lanes(byte: u8) -> u64 {
+    u64::from_ne_bytes([byte; 8])
+}
+
+/// The high bit of each byte of `w` that is a control character, a quote or a backslash. A
+/// byte's high bit can be set wrongly only above a byte that is truly set, so "none" is exact.
+fn specials(w: u64) -> u64 {
+    const HIGH: u64 = lanes(0x80);
+    let has_zero = |x: u64| x.wrapping_sub(lanes(1)) & !x;
+    let below_space = w.wrapping_sub(lanes(0x20)) & !w;
+    (below_space | has_zero(w ^ lanes(b'"')) | has_zero(w ^ lanes(b'\\'))) & HIGH
+}
+
+/// Writes the quoted, escaped string; says whether any byte was outside ASCII. Eight bytes are
+/// looked at together while eight are left, one by one where a word holds something to escape
+/// and at the end.
+fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) -> bool {
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut wide = 0u64;
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        if let Some(word) = bytes.get(i..i + 8) {
+            let w = u64::from_ne_bytes(word.try_into().expect("eight bytes"));
+            wide |= w;
+            if specials(w) == 0 {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
+        wide |= u64::from(b);
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            0x09 => b't',
+            0x0a => b'n',
+            0x0c => b'f',
+            0x0d => b'r',
+            0..0x20 => b'u',
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if short == b'u' {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
+        } else {
+            out.extend_from_slice(&[b'\\', short]);
+        }
+        i += 1;
+        start = i;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+    wide & lanes(0x80) != 0
+}
+
+#[cfg(test)]
+mod push_str_tests {
+    use super::*;
+
+    fn pushed(text: &str) -> String {
+        let mut out = b"x".to_vec();
+        push_str(&mut out, text);
+        String::from_utf8(out).expect("UTF-8 in, UTF-8 out")
+    }
+
+    #[test]
+    fn escapes_as_serde_json_does_at_every_offset() {
+        for special in [
+            "\"", "\\", "\n", "\u{1}", "\u{1f}", "\t", "\u{7f}", "é", "\u{8}",
+        ] {
+            for before in 0..17 {
+                let text = format!("{}{special}{}", "a".repeat(before), "b".repeat(9));
+                let want = serde_json::to_string(&text).expect("a string");
+                assert_eq!(pushed(&text), format!("x{want}"), "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_refused_and_ascii_is_not_checked_twice() {
+        let mut out = Vec::new();
+        assert!(push_utf8(&mut out, b"plain ascii, longer than eight"));
+        assert_eq!(out, b"\"plain ascii, longer than eight\"");
+        for bad in [&b"abcdefgh\xff"[..], b"\xc3", b"0123456789\xe2\x82"] {
+            assert!(!push_utf8(&mut Vec::new(), bad), "{bad:?}");
+        }
+        out.clear();
+        assert!(push_utf8(&mut out, "Zoë \"q\"\n".as_bytes()));
+        assert_eq!(
+            out,
+            serde_json::to_string("Zoë \"q\"\n")
+                .expect("a string")
+                .as_bytes()
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_string_is_written_as_serde_json_writes_it(text in "(?s).{0,40}", ctl in proptest::collection::vec(0u8..0x80, 0..40)) {
+            let ascii = String::from_utf8(ctl).expect("ASCII");
+            for t in [text.as_str(), ascii.as_str()] {
+                let mut out = Vec::new();
+                proptest::prop_assert!(push_utf8(&mut out, t.as_bytes()));
+                proptest::prop_assert_eq!(String::from_utf8(out).expect("UTF-8"), serde_json::to_string(t).expect("a string"));
+            }
+        }
+    }
+}

@@ -56,6 +56,15 @@ impl Timestamp {
         }
     }
 
+    /// Appends [`Timestamp::to_rfc3339`]'s text to `out`, without allocating for the years 0
+    /// to 9999.
+    pub fn push_rfc3339(self, out: &mut Vec<u8>) {
+        match self.rfc3339_digits() {
+            Some(text) => out.extend_from_slice(&text),
+            None => out.extend_from_slice(self.rfc3339_formatted().as_bytes()),
+        }
+    }
+
     /// [`Timestamp::to_rfc3339`] into a fixed buffer, for the years 0 to 9999 (`None` for
     /// the others): served events print two timestamps per event and one per change, and
     /// exports print millions.

@@ -402,10 +402,12 @@ fn csv_row(
             None => Ok(()),
         })?;
         printed(w, &mut |b| {
-            serde_json::to_writer(b, &v.served_changes(values)).map_err(std::io::Error::other)
+            v.served_changes(values)
+                .write_json(b)
+                .map_err(std::io::Error::other)
         })?;
         printed(w, &mut |b| match v.served_metadata() {
-            Some(m) if !m.is_null() => serde_json::to_writer(b, &m).map_err(std::io::Error::other),
+            Some(m) if !m.is_null() => m.write_json(b).map_err(std::io::Error::other),
             _ => Ok(()),
         })?;
         field(w, Some(hash.as_str()))?;

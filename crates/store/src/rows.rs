@@ -131,10 +131,8 @@ impl LogRow {
         match &self.body {
             RowBody::Entry { .. } => {
                 let hash = self.hash_hex();
-                self.with_source(|s| {
-                    serde_json::to_writer(&mut *out, &s.view.served(s.personal, hash.as_str()))
-                })?
-                .map_err(|e| self.error(e))
+                self.with_source(|s| s.view.served(s.personal, hash.as_str()).write_json(out))?
+                    .map_err(|e| self.error(e))
             }
             RowBody::Legacy { json, .. } => {
                 out.extend_from_slice(json.as_bytes());
@@ -160,7 +158,8 @@ impl LogRow {
                     EntryView::parse_with_digests(entry, digests).map_err(|e| self.error(e))?;
                 let personal = self.personal(values.as_deref())?;
                 let hash = self.hash_hex();
-                serde_json::to_writer(&mut *out, &view.served(&personal, hash.as_str()))
+                view.served(&personal, hash.as_str())
+                    .write_json(out)
                     .map_err(|e| self.error(e))?;
                 out.pop(); // The closing brace: the seal goes inside.
                 (view.prev.to_vec(), view.seal_material(digests, &personal))

@@ -1,20 +1,23 @@
-//! The event an entry seals, serialised straight from the entry's bytes: the same JSON as
-//! [`EntryView::to_event`]'s event, without building it. Exports and archives render millions
-//! of events; building each as owned strings and JSON values only to serialise it at once was
-//! most of their work.
+//! The event an entry seals, written as JSON straight from the entry's bytes: the same text
+//! `serde_json` writes for [`EntryView::to_event`]'s event, without building it. Exports and
+//! archives render millions of events; building each as owned strings and JSON values only to
+//! serialise it at once was most of their work, and serialising through serde's generic
+//! machinery most of the rest (a call per fragment of every string, each byte of it looked up
+//! to see whether it needs escaping).
 //!
-//! Every type here serialises field for field as its counterpart in `sealtrail_model` does
-//! (same names, same order, the same `null`s), so no reader can tell the two apart; the
-//! crate's tests compare both renderings over random events.
+//! Every part is written field for field as its counterpart in `sealtrail_model` serialises
+//! (same names, same order, the same `null`s, strings escaped as `serde_json` escapes them), so
+//! no reader can tell the two apart; the crate's tests compare both renderings over random
+//! events.
 
-use std::cell::Cell;
+use std::io::Write as _;
 
-use sealtrail_model::{ActorType, Timestamp};
-use serde::ser::{Error as _, SerializeMap, SerializeSeq, SerializeStruct};
-use serde::{Serialize, Serializer};
+use sealtrail_model::Timestamp;
+use sealtrail_model::json::{push_str, push_utf8};
 use serde_json::Number;
+use uuid::Uuid;
 
-use super::{ChangeValue, EntryView, PersonalValues, REDACTED, Reader};
+use super::{ChangeValue, DecodeError, EntryView, MAX_DEPTH, PersonalValues, REDACTED, Reader};
 
 /// The event an entry seals, as served; see [`EntryView::served`].
 #[derive(Debug, Clone, Copy)]
@@ -31,32 +34,34 @@ pub struct ServedChanges<'v, 'a> {
     values: &'v PersonalValues<'v>,
 }
 
-/// One JSON value still in its canonical encoding, serialised as it is read.
-#[derive(Debug)]
+/// One JSON value still in its canonical encoding, written as it is read.
+#[derive(Debug, Clone, Copy)]
 pub struct EncodedJson<'b> {
     bytes: &'b [u8],
-    /// Where the next value starts: containers serialise their items through the same
-    /// reader, each moving it past itself.
-    at: Cell<usize>,
 }
 
-impl<'b> EncodedJson<'b> {
-    fn new(bytes: &'b [u8]) -> Self {
-        Self {
-            bytes,
-            at: Cell::new(0),
-        }
-    }
-
+impl EncodedJson<'_> {
     /// Whether the value is JSON `null`.
     pub fn is_null(&self) -> bool {
-        matches!(self.bytes.get(self.at.get()), None | Some(0))
+        matches!(self.bytes.first(), None | Some(0))
+    }
+
+    /// Appends the value's JSON text to `out`, as `serde_json` writes the value.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+        write_value(
+            &mut Reader {
+                bytes: self.bytes,
+                at: 0,
+            },
+            out,
+            0,
+        )
     }
 }
 
 impl<'a> EntryView<'a> {
     /// The event this entry seals as served, with `values` put back where they belong and
-    /// `hash` as its leaf hash: it serialises to exactly the JSON of
+    /// `hash` as its leaf hash: [`Served::write_json`] writes exactly the JSON of
     /// [`EntryView::to_event`]'s event, borrowing instead of copying.
     pub fn served<'v>(&'v self, values: &'v PersonalValues<'v>, hash: &'v str) -> Served<'v, 'a> {
         Served {
@@ -73,243 +78,258 @@ impl<'a> EntryView<'a> {
 
     /// The event's `metadata` as served, if it has any.
     pub fn served_metadata(&self) -> Option<EncodedJson<'a>> {
-        self.metadata.map(EncodedJson::new)
+        self.metadata.map(|bytes| EncodedJson { bytes })
     }
 }
 
-#[derive(Serialize)]
-struct ActorOut<'x> {
-    id: &'x str,
-    #[serde(rename = "type")]
-    actor_type: ActorType,
-    name: Option<&'x str>,
-    email: Option<&'x str>,
+impl Served<'_, '_> {
+    /// The event's JSON as a string ([`Served::write_json`]).
+    pub fn to_json(&self) -> Result<String, DecodeError> {
+        let mut out = Vec::with_capacity(1024);
+        self.write_json(&mut out)?;
+        Ok(String::from_utf8(out).expect("every string written was checked to be UTF-8"))
+    }
+
+    /// Appends the event's JSON to `out`. An error means a value kept beside the entry is not
+    /// what it must be (an entry's own values were checked when it was parsed); `out` then
+    /// holds part of the event.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+        let (v, values) = (self.view, self.values);
+        out.extend_from_slice(b"{\"id\":\"");
+        let mut id = Uuid::encode_buffer();
+        out.extend_from_slice(v.id.hyphenated().encode_lower(&mut id).as_bytes());
+        out.extend_from_slice(b"\",\"tenant\":");
+        push_str(out, v.tenant);
+        out.extend_from_slice(b",\"seq\":");
+        out.extend_from_slice(itoa::Buffer::new().format(v.seq).as_bytes());
+        out.extend_from_slice(b",\"recorded_at\":");
+        time(out, v.recorded_at);
+        out.extend_from_slice(b",\"occurred_at\":");
+        time(out, v.occurred_at);
+        out.extend_from_slice(b",\"action\":");
+        push_str(out, v.action);
+        out.extend_from_slice(b",\"category\":\"");
+        out.extend_from_slice(v.category.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"event_type\":");
+        opt_str(out, v.event_type);
+        out.extend_from_slice(b",\"outcome\":\"");
+        out.extend_from_slice(v.outcome.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"error\":");
+        opt_str(out, v.error);
+        out.extend_from_slice(b",\"actor\":{\"id\":");
+        push_str(out, v.actor_id(values));
+        out.extend_from_slice(b",\"type\":\"");
+        out.extend_from_slice(v.actor_type.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"name\":");
+        opt_str(out, values.actor_name);
+        out.extend_from_slice(b",\"email\":");
+        opt_str(out, values.actor_email);
+        out.extend_from_slice(b"},\"target\":");
+        match v.target {
+            None => out.extend_from_slice(b"null"),
+            Some(t) => {
+                out.extend_from_slice(b"{\"type\":");
+                push_str(out, t.target_type);
+                out.extend_from_slice(b",\"id\":");
+                push_str(out, v.target_id(values).unwrap_or(REDACTED));
+                out.extend_from_slice(b",\"name\":");
+                opt_str(out, v.target_name(values));
+                out.push(b'}');
+            }
+        }
+        out.extend_from_slice(b",\"organization\":");
+        match v.organization {
+            None => out.extend_from_slice(b"null"),
+            Some((id, name)) => {
+                out.extend_from_slice(b"{\"id\":");
+                push_str(out, id);
+                out.extend_from_slice(b",\"name\":");
+                opt_str(out, name);
+                out.push(b'}');
+            }
+        }
+        out.extend_from_slice(b",\"context\":");
+        match v.context {
+            None => out.extend_from_slice(b"null"),
+            Some(c) => {
+                let fields = [
+                    ("{\"ip\":", values.ip),
+                    (",\"user_agent\":", values.user_agent),
+                    (",\"session_id\":", c.session_id),
+                    (",\"correlation_id\":", c.correlation_id),
+                    (",\"endpoint\":", c.endpoint),
+                    (",\"method\":", c.method),
+                ];
+                for (name, value) in fields {
+                    out.extend_from_slice(name.as_bytes());
+                    opt_str(out, value);
+                }
+                out.extend_from_slice(b",\"status_code\":");
+                match c.status_code {
+                    Some(code) => {
+                        out.extend_from_slice(itoa::Buffer::new().format(code).as_bytes())
+                    }
+                    None => out.extend_from_slice(b"null"),
+                }
+                out.extend_from_slice(b",\"duration_ms\":");
+                match c.duration.filter(|d| matches!(d.first(), Some(3..=5))) {
+                    Some(bytes) => EncodedJson { bytes }.write_json(out)?,
+                    None => out.extend_from_slice(b"null"),
+                }
+                out.push(b'}');
+            }
+        }
+        out.extend_from_slice(b",\"changes\":");
+        v.served_changes(values).write_json(out)?;
+        out.extend_from_slice(b",\"related\":");
+        related(out, v.related)?;
+        out.extend_from_slice(b",\"metadata\":");
+        match v.served_metadata() {
+            Some(metadata) => metadata.write_json(out)?,
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"hash\":");
+        push_str(out, self.hash);
+        out.push(b'}');
+        Ok(())
+    }
 }
 
-#[derive(Serialize)]
-struct TargetOut<'x> {
-    #[serde(rename = "type")]
-    target_type: &'x str,
-    id: &'x str,
-    name: Option<&'x str>,
+impl ServedChanges<'_, '_> {
+    /// Appends the changes' JSON array to `out`; see [`Served::write_json`] for errors.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+        let view = self.view;
+        let changed_by = view.actor_id(self.values);
+        let (mut result, mut first) = (Ok(()), true);
+        out.push(b'[');
+        view.each_change(self.values, |field, old, new| {
+            if result.is_err() {
+                return;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(b"{\"field\":");
+            push_str(out, field);
+            out.extend_from_slice(b",\"old_value\":");
+            result = change_value(out, old);
+            out.extend_from_slice(b",\"new_value\":");
+            if result.is_ok() {
+                result = change_value(out, new);
+            }
+            out.extend_from_slice(b",\"changed_at\":");
+            time(out, view.occurred_at);
+            out.extend_from_slice(b",\"changed_by\":");
+            push_str(out, changed_by);
+            out.push(b'}');
+        });
+        out.push(b']');
+        result
+    }
 }
 
-#[derive(Serialize)]
-struct OrganizationOut<'x> {
-    id: &'x str,
-    name: Option<&'x str>,
+/// A timestamp (microseconds since the epoch) as a JSON string.
+fn time(out: &mut Vec<u8>, micros: i64) {
+    out.push(b'"');
+    Timestamp::from_micros(micros).push_rfc3339(out);
+    out.push(b'"');
 }
 
-#[derive(Serialize)]
-struct ContextOut<'x> {
-    ip: Option<&'x str>,
-    user_agent: Option<&'x str>,
-    session_id: Option<&'x str>,
-    correlation_id: Option<&'x str>,
-    endpoint: Option<&'x str>,
-    method: Option<&'x str>,
-    status_code: Option<u16>,
-    duration_ms: Option<Number>,
-}
-
-#[derive(Serialize)]
-struct RelatedOut<'x> {
-    #[serde(rename = "type")]
-    related_type: &'x str,
-    id: &'x str,
-}
-
-#[derive(Serialize)]
-struct ChangeOut<'x> {
-    field: &'x str,
-    old_value: ValueOut<'x>,
-    new_value: ValueOut<'x>,
-    changed_at: Timestamp,
-    changed_by: &'x str,
+/// A string, or `null`.
+fn opt_str(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(text) => push_str(out, text),
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 /// A change value: encoded, or erased (served as [`REDACTED`]).
-struct ValueOut<'b>(ChangeValue<'b>);
-
-impl Serialize for ValueOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            ChangeValue::Encoded(bytes) => EncodedJson::new(bytes).serialize(s),
-            ChangeValue::Redacted => s.serialize_str(REDACTED),
+fn change_value(out: &mut Vec<u8>, value: ChangeValue<'_>) -> Result<(), DecodeError> {
+    match value {
+        ChangeValue::Encoded(bytes) => EncodedJson { bytes }.write_json(out),
+        ChangeValue::Redacted => {
+            push_str(out, REDACTED);
+            Ok(())
         }
     }
 }
 
-/// The entry's `related` section.
-struct RelatedList<'b>(&'b [u8]);
-
-impl Serialize for RelatedList<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut r = Reader {
-            bytes: self.0,
-            at: 0,
-        };
-        let count = r.u32().unwrap_or(0);
-        let mut seq = s.serialize_seq(Some(count as usize))?;
-        for _ in 0..count {
-            seq.serialize_element(&RelatedOut {
-                related_type: r.str().unwrap_or_default(),
-                id: r.str().unwrap_or_default(),
-            })?;
+/// The entry's `related` section, as an array of `{"type", "id"}`.
+fn related(out: &mut Vec<u8>, section: &[u8]) -> Result<(), DecodeError> {
+    let mut r = Reader {
+        bytes: section,
+        at: 0,
+    };
+    out.push(b'[');
+    for index in 0..r.u32()? {
+        if index > 0 {
+            out.push(b',');
         }
-        seq.end()
+        out.extend_from_slice(b"{\"type\":");
+        text(&mut r, out)?;
+        out.extend_from_slice(b",\"id\":");
+        text(&mut r, out)?;
+        out.push(b'}');
+    }
+    out.push(b']');
+    Ok(())
+}
+
+/// Reads a string and writes it as JSON, checking it is UTF-8 (ASCII, nearly all text, is
+/// known valid from the scan that escapes it).
+fn text(r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+    let at = r.at;
+    if push_utf8(out, r.text()?) {
+        Ok(())
+    } else {
+        Err(DecodeError {
+            what: "a string is not UTF-8",
+            at,
+        })
     }
 }
 
-impl Serialize for ServedChanges<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let view = self.view;
-        let changed_at = Timestamp::from_micros(view.occurred_at);
-        let changed_by = view.actor_id(self.values);
-        let mut seq = s.serialize_seq(Some(view.change_count()))?;
-        let mut failed = None;
-        view.each_change(self.values, |field, old, new| {
-            if failed.is_none() {
-                let change = ChangeOut {
-                    field,
-                    old_value: ValueOut(old),
-                    new_value: ValueOut(new),
-                    changed_at,
-                    changed_by,
-                };
-                failed = seq.serialize_element(&change).err();
-            }
-        });
-        match failed {
-            Some(e) => Err(e),
-            None => seq.end(),
-        }
+/// Reads one encoded JSON value and writes it. Values a personal form holds were not checked
+/// when the entry was parsed, so everything is checked here: tags, lengths, UTF-8, depth.
+fn write_value(r: &mut Reader<'_>, out: &mut Vec<u8>, depth: usize) -> Result<(), DecodeError> {
+    if depth > MAX_DEPTH {
+        return r.fail("JSON nests too deep");
     }
-}
-
-impl Serialize for Served<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let (v, values) = (self.view, self.values);
-        let mut st = s.serialize_struct("Event", 17)?;
-        st.serialize_field("id", &v.id)?;
-        st.serialize_field("tenant", v.tenant)?;
-        st.serialize_field("seq", &v.seq)?;
-        st.serialize_field("recorded_at", &Timestamp::from_micros(v.recorded_at))?;
-        st.serialize_field("occurred_at", &Timestamp::from_micros(v.occurred_at))?;
-        st.serialize_field("action", v.action)?;
-        st.serialize_field("category", &v.category)?;
-        st.serialize_field("event_type", &v.event_type)?;
-        st.serialize_field("outcome", &v.outcome)?;
-        st.serialize_field("error", &v.error)?;
-        st.serialize_field(
-            "actor",
-            &ActorOut {
-                id: v.actor_id(values),
-                actor_type: v.actor_type,
-                name: values.actor_name,
-                email: values.actor_email,
-            },
-        )?;
-        st.serialize_field(
-            "target",
-            &v.target.map(|t| TargetOut {
-                target_type: t.target_type,
-                id: v.target_id(values).unwrap_or(REDACTED),
-                name: v.target_name(values),
-            }),
-        )?;
-        st.serialize_field(
-            "organization",
-            &v.organization
-                .map(|(id, name)| OrganizationOut { id, name }),
-        )?;
-        st.serialize_field(
-            "context",
-            &v.context.map(|c| ContextOut {
-                ip: values.ip,
-                user_agent: values.user_agent,
-                session_id: c.session_id,
-                correlation_id: c.correlation_id,
-                endpoint: c.endpoint,
-                method: c.method,
-                status_code: c.status_code,
-                duration_ms: c.duration_ms(),
-            }),
-        )?;
-        st.serialize_field("changes", &v.served_changes(values))?;
-        st.serialize_field("related", &RelatedList(v.related))?;
-        st.serialize_field("metadata", &v.served_metadata())?;
-        st.serialize_field("hash", self.hash)?;
-        st.end()
-    }
-}
-
-impl Serialize for EncodedJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut r = Reader {
-            bytes: self.bytes,
-            at: self.at.get(),
-        };
-        // The value was validated when the entry was parsed: tags, lengths and UTF-8 hold,
-        // numbers are finite and object keys ascend (the order a JSON map keeps them in).
-        let tag = r.u8().map_err(S::Error::custom)?;
-        let step = |r: &Reader<'_>| self.at.set(r.at);
-        match tag {
-            1 | 2 => {
-                step(&r);
-                s.serialize_bool(tag == 2)
-            }
-            3 => {
-                let n = r.i64().map_err(S::Error::custom)?;
-                step(&r);
-                s.serialize_i64(n)
-            }
-            4 => {
-                let n = r.u64().map_err(S::Error::custom)?;
-                step(&r);
-                s.serialize_u64(n)
-            }
-            5 => {
-                let bits = r.u64().map_err(S::Error::custom)?;
-                step(&r);
-                match Number::from_f64(f64::from_bits(bits)) {
-                    Some(n) => n.serialize(s),
-                    None => s.serialize_unit(),
+    match r.u8()? {
+        1 => out.extend_from_slice(b"false"),
+        2 => out.extend_from_slice(b"true"),
+        3 => out.extend_from_slice(itoa::Buffer::new().format(r.i64()?).as_bytes()),
+        4 => out.extend_from_slice(itoa::Buffer::new().format(r.u64()?).as_bytes()),
+        5 => match Number::from_f64(f64::from_bits(r.u64()?)) {
+            // serde_json prints a float's shortest round-trip digits, as `Number` displays.
+            Some(n) => write!(out, "{n}").expect("writing to memory"),
+            None => out.extend_from_slice(b"null"),
+        },
+        6 => text(r, out)?,
+        7 => {
+            out.push(b'[');
+            for index in 0..r.u32()? {
+                if index > 0 {
+                    out.push(b',');
                 }
+                write_value(r, out, depth + 1)?;
             }
-            6 => {
-                let text = r.str().map_err(S::Error::custom)?;
-                step(&r);
-                s.serialize_str(text)
-            }
-            7 => {
-                let count = r.u32().map_err(S::Error::custom)?;
-                step(&r);
-                let mut seq = s.serialize_seq(Some(count as usize))?;
-                for _ in 0..count {
-                    seq.serialize_element(self)?;
-                }
-                seq.end()
-            }
-            8 => {
-                let count = r.u32().map_err(S::Error::custom)?;
-                step(&r);
-                let mut map = s.serialize_map(Some(count as usize))?;
-                for _ in 0..count {
-                    let mut r = Reader {
-                        bytes: self.bytes,
-                        at: self.at.get(),
-                    };
-                    let key = r.str().map_err(S::Error::custom)?;
-                    step(&r);
-                    map.serialize_entry(key, self)?;
-                }
-                map.end()
-            }
-            _ => {
-                step(&r);
-                s.serialize_unit()
-            }
+            out.push(b']');
         }
+        8 => {
+            out.push(b'{');
+            for index in 0..r.u32()? {
+                if index > 0 {
+                    out.push(b',');
+                }
+                text(r, out)?;
+                out.push(b':');
+                write_value(r, out, depth + 1)?;
+            }
+            out.push(b'}');
+        }
+        _ => out.extend_from_slice(b"null"),
     }
+    Ok(())
 }
