@@ -167,16 +167,7 @@ pub async fn run(
     out: &mpsc::Sender<Vec<u8>>,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<ExportSummary, ExportError> {
-    run_selected(
-        store,
-        format,
-        query,
-        &|_| Ok(true),
-        out,
-        progress,
-        &mut Vec::new(),
-    )
-    .await
+    run_selected(store, format, query, &|_| Ok(true), out, progress, None).await
 }
 
 /// Decides, for each event the filter matched, whether it is exported.
@@ -184,7 +175,8 @@ pub type Select<'a> = dyn Fn(&LogRow) -> Result<bool, RowError> + Sync + 'a;
 
 /// [`run`], exporting only the matching events `select` keeps (a retention archive: the expired
 /// events no legal hold keeps); in NDJSON the others are covered by nodes like any event the
-/// filter left out. The positions exported are added to `selected`, in the export's order.
+/// filter left out. The positions exported are added to `selected`, if given, in the export's
+/// order (an export of any size holds no list of them: its memory stays flat).
 pub async fn run_selected(
     store: &dyn Store,
     format: Format,
@@ -192,7 +184,7 @@ pub async fn run_selected(
     select: &Select<'_>,
     out: &mpsc::Sender<Vec<u8>>,
     progress: &mut (dyn FnMut(u64) + Send),
-    selected: &mut Vec<u64>,
+    mut selected: Option<&mut Vec<u64>>,
 ) -> Result<ExportSummary, ExportError> {
     let upto = match format {
         Format::Ndjson => query.checkpoint.as_ref().map_or(0, |c| c.size),
@@ -234,7 +226,9 @@ pub async fn run_selected(
             if !select(&row)? {
                 continue;
             }
-            selected.push(row.seq);
+            if let Some(selected) = selected.as_deref_mut() {
+                selected.push(row.seq);
+            }
             rows.push(row);
         }
         summary.rows += rows.len() as u64;

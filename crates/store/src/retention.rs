@@ -278,8 +278,16 @@ async fn write_archive(
             file.sync_all()?;
             Ok((file, hex::encode(hashing.digest.finalize())))
         });
-    let summary =
-        export::run_selected(store, Format::Ndjson, query, select, &tx, &mut |_| {}, seqs).await;
+    let summary = export::run_selected(
+        store,
+        Format::Ndjson,
+        query,
+        select,
+        &tx,
+        &mut |_| {},
+        Some(&mut *seqs),
+    )
+    .await;
     drop(tx);
     let written = writer
         .await
