@@ -390,6 +390,11 @@ impl Server {
         self.child.id()
     }
 
+    /// CPU seconds the process has used so far, user and system, every thread.
+    pub(crate) fn cpu_seconds(&self) -> Option<f64> {
+        cpu_seconds_of(&format!("/proc/{}/stat", self.child.id()?))
+    }
+
     /// The process's peak resident memory, in MiB.
     pub(crate) fn peak_rss_mib(&self) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
@@ -632,4 +637,14 @@ pub(crate) fn disk_gib(path: &std::path::Path) -> f64 {
         }
     }
     walk(path) as f64 / (1u64 << 30) as f64
+}
+
+/// CPU seconds a process has used, user and system, every thread, from its `stat` file (in
+/// ticks of 1/100 s, Linux's `USER_HZ`); `None` where that cannot be read.
+pub(crate) fn cpu_seconds_of(stat: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(stat).ok()?;
+    // After the command name's closing parenthesis: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
 }

@@ -404,6 +404,8 @@ struct Step {
     refused: u64,
     /// The raw baseline over the same rows, events per second.
     raw_rate: Option<f64>,
+    /// CPU seconds the server process used (every thread) until the step was indexed.
+    server_cpu: Option<f64>,
 }
 
 fn print_step_header() {
@@ -442,6 +444,7 @@ async fn ingest_step(
 ) -> anyhow::Result<Step> {
     let n = (range.end - range.start) as f64;
     let last = range.end - 1;
+    let cpu_before = server.cpu_seconds();
     let started = Instant::now();
     let sent = load::ingest(
         http,
@@ -457,6 +460,10 @@ async fn ingest_step(
     let found = started.elapsed();
     server.wait_indexed(http).await?;
     let indexed = started.elapsed();
+    let server_cpu = server
+        .cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let _ = sent.acked;
     Ok(Step {
         stored: range.end,
@@ -464,6 +471,7 @@ async fn ingest_step(
         indexed_rate: n / indexed.as_secs_f64(),
         refused: sent.refused,
         raw_rate: None,
+        server_cpu,
     })
 }
 
@@ -504,7 +512,7 @@ async fn derived_cost(
         baseline.display()
     );
     println!(
-        "  {:>10} {:>12} {:>12} {:>12} {:>12} {:>8} {:>8} {:>9} {:>9}",
+        "  {:>10} {:>12} {:>12} {:>12} {:>12} {:>8} {:>8} {:>9} {:>9} {:>11} {:>11} {:>7}",
         "stored",
         "this found",
         "this idx",
@@ -513,7 +521,10 @@ async fn derived_cost(
         "found %",
         "idx %",
         "this GiB",
-        "base GiB"
+        "base GiB",
+        "this ms/1k",
+        "base ms/1k",
+        "cpu %"
     );
     let http = reqwest::Client::new();
     let mut at = 0;
@@ -528,8 +539,13 @@ async fn derived_cost(
                 format!("{:.2}", load::disk_gib(d))
             }
         };
+        // The server's CPU per thousand events of the step (every thread, until indexed):
+        // steadier than rates on a machine whose speed drifts, and what the words cost.
+        let per_k = |cpu: Option<f64>| cpu.map(|c| 1000.0 * 1000.0 * c / (end - at) as f64);
+        let (a_cpu, b_cpu) = (per_k(a.server_cpu), per_k(b.server_cpu));
+        let show = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
         println!(
-            "  {:>10} {:>12.0} {:>12.0} {:>12.0} {:>12.0} {:>7.1}% {:>7.1}% {:>9} {:>9}",
+            "  {:>10} {:>12.0} {:>12.0} {:>12.0} {:>12.0} {:>7.1}% {:>7.1}% {:>9} {:>9} {:>11} {:>11} {:>6}%",
             end,
             a.found_rate,
             a.indexed_rate,
@@ -539,6 +555,9 @@ async fn derived_cost(
             100.0 * a.indexed_rate / b.indexed_rate,
             disk(&this_dir),
             disk(&base_dir),
+            show(a_cpu),
+            show(b_cpu),
+            show(a_cpu.zip(b_cpu).map(|(a, b)| 100.0 * a / b)),
         );
         at = end;
     }

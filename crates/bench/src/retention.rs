@@ -280,23 +280,7 @@ pub(crate) async fn pg(url: &str, sizes: &[u64], store_sizes: &[u64]) -> anyhow:
     Ok(())
 }
 
-/// CPU seconds this process has used, user and system, every thread (`/proc/self/stat`, in
-/// ticks of 1/100 s, Linux's `USER_HZ`); 0 where that cannot be read.
+/// CPU seconds this process has used, every thread; 0 where that cannot be read.
 fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // After the command name's closing parenthesis: state is field 3, utime 14, stime 15.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (ticks(11) + ticks(12)) as f64 / 100.0
+    crate::load::cpu_seconds_of("/proc/self/stat").unwrap_or(0.0)
 }
