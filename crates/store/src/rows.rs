@@ -126,7 +126,8 @@ impl LogRow {
         }
     }
 
-    /// Appends [`LogRow::render`]'s JSON to `out`, serialised straight from the entry.
+    /// Appends [`LogRow::render`]'s JSON to `out`, written straight from the entry
+    /// ([`sealtrail_ledger::view::Served::write_json`]).
     pub fn render_into(&self, out: &mut Vec<u8>) -> Result<(), RowError> {
         match &self.body {
             RowBody::Entry { .. } => {
@@ -189,7 +190,7 @@ impl LogRow {
         hex
     }
 
-    /// The event as served, as a value (what [`LogRow::render`] serialises).
+    /// The event as served, as a value (what [`LogRow::render`] writes).
     pub fn event(&self) -> Result<Event, RowError> {
         match &self.body {
             RowBody::Entry { .. } => {
