@@ -14,17 +14,29 @@ use crate::load::{Backend, EventIds, EventSource, Pools, Server};
 /// The action the filtered export keeps (about one event in twelve).
 const FILTERED_ACTION: &str = "asset.created";
 
-/// `bench export`.
-pub(crate) async fn export(steps: &[u64]) -> anyhow::Result<()> {
+/// `bench export`, on SQLite or, given `database_url`, on PostgreSQL.
+pub(crate) async fn export(steps: &[u64], database_url: Option<&str>) -> anyhow::Result<()> {
     let last = steps.iter().copied().max().unwrap_or(0);
     println!(
-        "export (SQLite): events of ~1 KB, sizes {steps:?}; rows/s = rows / wall time from request to last byte"
+        "export ({}): events of ~1 KB, sizes {steps:?}; rows/s = rows / wall time from request to last byte",
+        if database_url.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
     );
     let dir = tempfile::tempdir()?;
     // BENCH_EXPORT_DIR keeps the store (to profile an export of it afterwards).
     let kept = std::env::var_os("BENCH_EXPORT_DIR").map(std::path::PathBuf::from);
     let data = kept.clone().unwrap_or_else(|| dir.path().to_owned());
-    let server = Server::start(&Backend::Sqlite, &data, &[]).await?;
+    let backend = match database_url {
+        Some(url) => Backend::Postgres {
+            url: url.to_owned(),
+            schema: format!("bench_export_{}", std::process::id()),
+        },
+        None => Backend::Sqlite,
+    };
+    let server = Server::start(&backend, &data, &[]).await?;
     let pools = Pools::new(crate::SEED);
     let source = Arc::new(EventSource::new(
         &pools,
@@ -70,7 +82,7 @@ pub(crate) async fn export(steps: &[u64]) -> anyhow::Result<()> {
             ("CLI csv", vec!["--format", "csv"]),
             ("CLI ndjson", vec!["--format", "ndjson"]),
         ] {
-            let (rows, bytes, seconds, (anon, file)) = cli(&data, &args).await?;
+            let (rows, bytes, seconds, (anon, file)) = cli(&data, &backend, &args).await?;
             println!(
                 "{size:>10}  {name:<26} {rows:>10} {:>12.0} {:>10.1}  process heap {anon:.0} MiB, mapped file {file:.0} MiB",
                 rows as f64 / seconds,
@@ -79,7 +91,15 @@ pub(crate) async fn export(steps: &[u64]) -> anyhow::Result<()> {
         }
     }
     anyhow::ensure!(stored == last, "every step ran");
-    server.stop().await
+    server.stop().await?;
+    if let Backend::Postgres { url, schema } = &backend {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await?;
+    }
+    Ok(())
 }
 
 /// One HTTP export downloaded and counted: rows (event lines), bytes, seconds, and how far the
@@ -163,13 +183,20 @@ async fn count_events(
 /// which the kernel may take back), sampled until it exits.
 async fn cli(
     data_dir: &std::path::Path,
+    backend: &Backend,
     args: &[&str],
 ) -> anyhow::Result<(u64, u64, f64, (f64, f64))> {
     let out = data_dir.join("bench-export.out");
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(crate::client::sibling("sealtrail")?)
-        .args(["export", "--data-dir"])
-        .arg(data_dir)
+    let mut command = tokio::process::Command::new(crate::client::sibling("sealtrail")?);
+    command.arg("export");
+    match backend {
+        Backend::Sqlite => command.arg("--data-dir").arg(data_dir),
+        Backend::Postgres { url, schema } => {
+            command.args(["--database-url", url, "--database-schema", schema])
+        }
+    };
+    let mut child = command
         .args(["--tenant", "bench", "--out"])
         .arg(&out)
         .args(args)

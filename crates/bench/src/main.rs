@@ -136,6 +136,9 @@ enum Suite {
         /// Store sizes at which the exports run, ascending.
         #[arg(long, value_delimiter = ',', default_values_t = [100_000u64, 1_000_000, 10_000_000])]
         steps: Vec<u64>,
+        /// PostgreSQL instead of SQLite (a schema of its own, dropped after).
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// What authentication (API key, JWT HS256/RS256/ES256) adds to a request, against the
     /// same router's route without it.
@@ -298,7 +301,10 @@ fn main() -> anyhow::Result<()> {
                 feed_clients,
             } => sqlite::query(events, requests, feed_clients).await,
             Suite::Verify { events, walks } => sqlite::verify_walk(events, walks).await,
-            Suite::Export { steps } => export::export(&steps).await,
+            Suite::Export {
+                steps,
+                database_url,
+            } => export::export(&steps, database_url.as_deref()).await,
             Suite::Metrics { tenants, requests } => export::scrape(tenants, requests).await,
             Suite::Auth {
                 requests,
