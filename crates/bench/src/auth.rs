@@ -174,11 +174,7 @@ pub(crate) async fn auth(requests: usize, database_url: Option<&str>) -> anyhow:
     }
     store.shutdown().await;
     if let Some(url) = database_url {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-            .await?;
+        crate::pg::drop_schema(url, &schema).await?;
     }
     Ok(())
 }

@@ -93,11 +93,7 @@ pub(crate) async fn export(steps: &[u64], database_url: Option<&str>) -> anyhow:
     anyhow::ensure!(stored == last, "every step ran");
     server.stop().await?;
     if let Backend::Postgres { url, schema } = &backend {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            .await?;
+        crate::pg::drop_schema(url, schema).await?;
     }
     Ok(())
 }

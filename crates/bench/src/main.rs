@@ -357,12 +357,7 @@ fn main() -> anyhow::Result<()> {
                 };
                 let outcome = anonymize::run(store, events, every).await;
                 if let Some(url) = &database_url {
-                    let (client, connection) =
-                        tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-                    tokio::spawn(connection);
-                    client
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                        .await?;
+                    pg::drop_schema(url, &schema).await?;
                 }
                 outcome
             }

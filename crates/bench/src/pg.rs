@@ -25,7 +25,8 @@ async fn client(url: &str, schema: &str) -> anyhow::Result<deadpool_postgres::Ob
         .await?)
 }
 
-async fn drop_schema(url: &str, schema: &str) -> anyhow::Result<()> {
+/// Drops a bench's schema and everything in it.
+pub(crate) async fn drop_schema(url: &str, schema: &str) -> anyhow::Result<()> {
     client(url, schema)
         .await?
         .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
