@@ -367,7 +367,10 @@ fn csv_row(
         printed(w, &mut |b| write!(b, "{}", v.id.hyphenated()))?;
         printed(w, &mut |b| write!(b, "{}", v.seq))?;
         for micros in [v.recorded_at, v.occurred_at] {
-            field(w, Some(&Timestamp::from_micros(micros).to_rfc3339()))?;
+            printed(w, &mut |b| {
+                Timestamp::from_micros(micros).push_rfc3339(b);
+                Ok(())
+            })?;
         }
         field(w, Some(v.tenant))?;
         field(w, Some(v.action))?;
