@@ -32,7 +32,10 @@ pub(crate) async fn export(steps: &[u64], database_url: Option<&str>) -> anyhow:
     let backend = match database_url {
         Some(url) => Backend::Postgres {
             url: url.to_owned(),
-            schema: format!("bench_export_{}", std::process::id()),
+            // BENCH_EXPORT_SCHEMA names the schema and keeps it, as BENCH_EXPORT_DIR keeps a
+            // SQLite store.
+            schema: std::env::var("BENCH_EXPORT_SCHEMA")
+                .unwrap_or_else(|_| format!("bench_export_{}", std::process::id())),
         },
         None => Backend::Sqlite,
     };
@@ -92,7 +95,9 @@ pub(crate) async fn export(steps: &[u64], database_url: Option<&str>) -> anyhow:
     }
     anyhow::ensure!(stored == last, "every step ran");
     server.stop().await?;
-    if let Backend::Postgres { url, schema } = &backend {
+    if let Backend::Postgres { url, schema } = &backend
+        && std::env::var_os("BENCH_EXPORT_SCHEMA").is_none()
+    {
         crate::pg::drop_schema(url, schema).await?;
     }
     Ok(())

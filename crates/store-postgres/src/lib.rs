@@ -107,6 +107,9 @@ pub enum PgError {
     /// The sealing task failed (it panicked).
     #[error("sealing failed: {0}")]
     Seal(String),
+    /// The task reading an answer's rows failed (it panicked or the runtime shut down).
+    #[error("reading an answer failed: {0}")]
+    Read(String),
     /// A Merkle node a proof needs is not stored.
     #[error("proof: {0}")]
     Proof(#[from] sealtrail_ledger::merkle::ProofError),

@@ -3,6 +3,7 @@
 
 use std::ops::RangeInclusive;
 
+use futures::TryStreamExt;
 use sealtrail_model::{Tenant, Timestamp};
 use sealtrail_store::derived::{Posting, TimeBlock};
 use sealtrail_store::fields::Term;
@@ -92,11 +93,25 @@ impl<'c> Snapshot<'c> {
         })
     }
 
+    /// Runs a statement and collects its rows. The statement is bound and sent from this
+    /// thread; its rows are drained by a task on the runtime, beside the connection's task
+    /// that receives them: a large answer arrives in many socket reads, and a reader parked
+    /// on this blocking thread would be woken across threads for each (an export of 300 000
+    /// events cost 120 000 context switches that way).
     fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, PgError> {
-        self.runtime.block_on(async {
+        let stream = self.runtime.block_on(async {
             let stmt = self.client.prepare_cached(sql).await?;
-            Ok(self.client.query(&stmt, params).await?)
-        })
+            self.client
+                .query_raw(&stmt, params.iter().map(|p| *p as &dyn ToSql))
+                .await
+        })?;
+        let drained = self
+            .runtime
+            .spawn(async move { stream.try_collect::<Vec<Row>>().await });
+        Ok(self
+            .runtime
+            .block_on(drained)
+            .map_err(|e| PgError::Read(e.to_string()))??)
     }
 }
 
@@ -274,12 +289,15 @@ impl ReadSnapshot for Snapshot<'_> {
         desc: bool,
         limit: usize,
     ) -> Result<Vec<LogRow>, PgError> {
+        // The events by their own key, then their leaf hashes over the positions they span:
+        // two range scans. Joining each event to its leaf instead looks up every event by key
+        // (the leaf names its partition): three times the database's work for an export page.
         let sql = format!(
-            "SELECT {ROW_COLUMNS} FROM {ROW_FROM} WHERE l.tenant = $1 AND l.seq BETWEEN $2 AND $3 \
-             ORDER BY l.seq {} LIMIT $4",
+            "SELECT seq, NULL::bytea, entry, personal_values, body, personal, prev_hash \
+             FROM events WHERE tenant = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq {} LIMIT $4",
             if desc { "DESC" } else { "ASC" }
         );
-        let rows = self.query(
+        let events = self.query(
             &sql,
             &[
                 &tenant.as_str(),
@@ -288,7 +306,40 @@ impl ReadSnapshot for Snapshot<'_> {
                 &(limit as i64),
             ],
         )?;
-        Ok(rows.iter().map(row_from).collect())
+        let mut rows: Vec<LogRow> = events.iter().map(row_from).collect();
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+            return Ok(rows);
+        };
+        let (lo, hi) = (first.seq.min(last.seq), first.seq.max(last.seq));
+        let leaves = self.query(
+            "SELECT seq, hash FROM leaves WHERE tenant = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq",
+            &[&tenant.as_str(), &clamp(lo), &clamp(hi)],
+        )?;
+        let mut hashes = leaves
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, i64>(0).max(0) as u64,
+                    r.get::<_, Option<&[u8]>>(1)
+                        .and_then(sealtrail_store::LeafHash::from_slice),
+                )
+            })
+            .peekable();
+        // Both ascending from here (retention keeps the leaves of the events it removes, so
+        // leaves come between them), each walked once.
+        if desc {
+            rows.reverse();
+        }
+        for row in &mut rows {
+            while hashes.next_if(|(seq, _)| *seq < row.seq).is_some() {}
+            row.hash = hashes
+                .next_if(|(seq, _)| *seq == row.seq)
+                .and_then(|(_, hash)| hash);
+        }
+        if desc {
+            rows.reverse();
+        }
+        Ok(rows)
     }
 
     fn by_id(&mut self, tenant: &Tenant, id: Uuid) -> Result<Option<LogRow>, PgError> {

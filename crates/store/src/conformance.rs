@@ -1856,11 +1856,12 @@ pub async fn a_removal_the_derived_data_refuses_leaves_the_log_whole(store: Arc<
     );
 }
 
-/// The `seq` column of a CSV export of `query`, and what the export said it wrote.
+/// The `seq` and `hash` columns of a CSV export of `query`, and what the export said it
+/// wrote.
 async fn exported_seqs(
     store: &dyn Store,
     query: &crate::export::ExportQuery,
-) -> (Vec<u64>, crate::export::ExportSummary) {
+) -> (Vec<(u64, String)>, crate::export::ExportSummary) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     let export = async move {
         crate::export::run(store, crate::export::Format::Csv, query, &tx, &mut |_| {}).await
@@ -1877,16 +1878,21 @@ async fn exported_seqs(
     let mut reader = csv::Reader::from_reader(bytes.as_slice());
     let seqs = reader
         .records()
-        .map(|r| r.expect("a CSV record")[1].parse().expect("a seq"))
+        .map(|r| {
+            let r = r.expect("a CSV record");
+            (r[1].parse().expect("a seq"), r[26].to_owned())
+        })
         .collect();
     (seqs, summary)
 }
 
 /// In both orders an export holds exactly the events a list pages through, once each and in
-/// order, up to its bound: across many pages, the indexed part and the tail, and events
-/// removed by retention (a page's worth of positions at once, a few around a page's edge).
+/// order with the hash the list serves, up to its bound: across many pages, the indexed part
+/// and the tail, and events removed by retention (a page's worth of positions at once, a few
+/// around a page's edge).
 pub async fn an_export_holds_every_listed_event_once_in_order_across_pages(store: Arc<dyn Store>) {
-    let total = 3_200u64;
+    let page = crate::export::PAGE as u64;
+    let total = 2 * page + 1_200;
     let mut batch = Vec::new();
     for n in 1..=total {
         let action = if n % 5 == 0 { "doc.shared" } else { "doc.read" };
@@ -1905,15 +1911,15 @@ pub async fn an_export_holds_every_listed_event_once_in_order_across_pages(store
                 .await
                 .expect("append");
         }
-        if n == 2_800 {
+        if n == total - 400 {
             store.settle().await.expect("settle");
         }
     }
     // Removed: a page's worth of positions, a few more just after them, and one in three of
     // a stretch.
-    let mut removed: Vec<u64> = (999..=1_997).collect();
-    removed.extend(1_995 + 3..=2_003);
-    removed.extend((2_100..2_400).filter(|n| n % 3 == 0));
+    let mut removed: Vec<u64> = (page - 1..=2 * page - 3).collect();
+    removed.extend(2 * page - 2..=2 * page + 3);
+    removed.extend((2 * page + 100..2 * page + 400).filter(|n| n % 3 == 0));
     removed.sort_unstable();
     removed.dedup();
     let receipt = prepared(
@@ -1925,9 +1931,22 @@ pub async fn an_export_holds_every_listed_event_once_in_order_across_pages(store
         .await
         .expect("purge");
     let size = total + 1;
+    let mut hashes = std::collections::HashMap::new();
+    let mut query = list_all_query("t");
+    loop {
+        let listed = store.list(query.clone()).await.expect("list");
+        for event in &listed.items {
+            let hash = body(event)["hash"].as_str().expect("a hash").to_owned();
+            hashes.insert(event.seq, hash);
+        }
+        match listed.next_cursor {
+            Some(c) => query.cursor = Some(c),
+            None => break,
+        }
+    }
     for (filter, upto) in [
         (EventFilter::default(), size),
-        (EventFilter::default(), 2_501),
+        (EventFilter::default(), 2 * page + 501),
         (
             EventFilter::default().with(fields::ACTION, ["doc.shared"]),
             size,
@@ -1944,7 +1963,8 @@ pub async fn an_export_holds_every_listed_event_once_in_order_across_pages(store
                 checkpoint: None,
             };
             let (got, summary) = exported_seqs(&*store, &query).await;
-            let mut want = expected.clone();
+            let mut want: Vec<(u64, String)> =
+                expected.iter().map(|s| (*s, hashes[s].clone())).collect();
             if order == Order::Desc {
                 want.reverse();
             }
