@@ -1892,7 +1892,9 @@ async fn exported_seqs(
 /// around a page's edge).
 pub async fn an_export_holds_every_listed_event_once_in_order_across_pages(store: Arc<dyn Store>) {
     let page = crate::export::PAGE as u64;
-    let total = 2 * page + 1_200;
+    // Enough pages that an export reading two at once meets removed positions between
+    // pages, with pages after them, in both orders.
+    let total = 5 * page + 1_200;
     let mut batch = Vec::new();
     for n in 1..=total {
         let action = if n % 5 == 0 { "doc.shared" } else { "doc.read" };

@@ -15,9 +15,12 @@
 //! root and compares it with the signed checkpoint: a multiproof whose size is that of the gaps
 //! (O(k log(n/k)) nodes for k events of n), nothing for an unfiltered export.
 
+use std::collections::VecDeque;
+
 use sealtrail_model::Timestamp;
 use tokio::sync::mpsc;
 
+use crate::cursor::Cursor;
 use crate::fields::EventFilter;
 use crate::rows::{LogRow, RowBody, RowError, push_hex};
 use crate::{Checkpoint, ListQuery, Order, Store, StoreError, Tenant};
@@ -160,7 +163,9 @@ pub enum ExportError {
 
 /// Writes the export into `out` one chunk per page, calling `progress` with the number of
 /// events written so far after each. Reading a page and rendering the one before overlap: the
-/// store reads on its threads while a blocking task renders.
+/// store reads on its threads while blocking tasks render; an export of every event reads two
+/// pages at once (on PostgreSQL, two connections: one backend's reading is a page's critical
+/// path).
 pub async fn run(
     store: &dyn Store,
     format: Format,
@@ -207,13 +212,16 @@ pub async fn run_selected(
             cursor,
         })
     };
+    // An export of every event reads pages of consecutive positions while nothing was removed
+    // between them: the page after the next is read at the same time, from the position it
+    // would start at, and kept only if the next page ends just before it (else read again).
+    let plain = query.filter.is_empty();
     let mut first = true;
-    let mut fetched = if upto == 0 {
-        None
-    } else {
-        Some(list(None).await?)
-    };
-    while let Some(page) = fetched.take() {
+    let mut fetched = VecDeque::new();
+    if upto > 0 {
+        fetched.push_back(list(None).await?);
+    }
+    while let Some(page) = fetched.pop_front() {
         let mut done = page.next_cursor.is_none();
         let mut rows = Vec::with_capacity(page.rows.len());
         for row in page.rows {
@@ -252,15 +260,32 @@ pub async fn run_selected(
         let leading_comma = !first && !steps.is_empty();
         first &= steps.is_empty();
         let render = render_parallel(format, steps, leading_comma);
+        // Read ahead from the last page held, while this one renders: one page, or two at
+        // once for an export of every event.
+        let ahead = match fetched.back() {
+            None if done => None,
+            None => page.next_cursor,
+            Some(last) if fetched.len() < 2 && !ends(last, query.order, upto) => last.next_cursor,
+            Some(_) => None,
+        };
         let next = async {
-            match (&page.next_cursor, done) {
-                (Some(cursor), false) => list(Some(*cursor)).await.map(Some),
-                _ => Ok(None),
+            let Some(cursor) = ahead else {
+                return Ok::<_, StoreError>(Vec::new());
+            };
+            let Some(guess) = plain.then(|| cursor_after(cursor, query.order)).flatten() else {
+                return Ok(vec![list(Some(cursor)).await?]);
+            };
+            let (next, after) = tokio::join!(list(Some(cursor)), list(Some(guess)));
+            let next = next?;
+            if next.next_cursor == Some(guess) && !ends(&next, query.order, upto) {
+                Ok(vec![next, after?])
+            } else {
+                Ok(vec![next])
             }
         };
         let (parts, next) = tokio::join!(render, next);
         let parts = parts?;
-        fetched = next?;
+        fetched.extend(next?);
         for part in parts {
             send(out, part).await?;
         }
@@ -279,6 +304,25 @@ pub async fn run_selected(
     }
     progress(summary.rows);
     Ok(summary)
+}
+
+/// Whether no page follows `page` in an export bounded at `upto`.
+fn ends(page: &crate::RowPage, order: Order, upto: u64) -> bool {
+    page.next_cursor.is_none()
+        || (order == Order::Asc && page.rows.last().is_some_and(|r| r.seq >= upto))
+}
+
+/// Where the page after the one that starts at `cursor` starts, if that page holds [`PAGE`]
+/// consecutive positions.
+fn cursor_after(cursor: Cursor, order: Order) -> Option<Cursor> {
+    let Cursor::Seq(seq) = cursor else {
+        return None;
+    };
+    let step = PAGE as u64;
+    match order {
+        Order::Asc => seq.checked_add(step).map(Cursor::Seq),
+        Order::Desc => seq.checked_sub(step).filter(|s| *s > 0).map(Cursor::Seq),
+    }
 }
 
 async fn send(out: &mpsc::Sender<Vec<u8>>, chunk: Vec<u8>) -> Result<(), ExportError> {
