@@ -460,18 +460,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<Option<[u8; 32]>>> {
         let tenant = tenant.clone();
         self.readers
-            .run(move |conn| {
-                let nodes = seal::DbNodes {
-                    conn,
-                    tenant: tenant.as_str(),
-                };
-                Ok(wanted
-                    .iter()
-                    .map(|&(level, index)| {
-                        sealtrail_ledger::merkle::NodeSource::node(&nodes, level, index).ok()
-                    })
-                    .collect())
-            })
+            .run(move |conn| seal::nodes_of(conn, tenant.as_str(), &wanted))
             .await
     }
 

@@ -39,6 +39,72 @@ impl NodeSource for DbNodes<'_> {
     }
 }
 
+/// The hashes of the perfect nodes `wanted` (level, index) of one tenant's tree, in order,
+/// `None` for one not stored. Each level's nodes are read by one range scan when they are
+/// dense enough among the positions they span (a filtered export's gaps: thousands of nodes a
+/// page, most of them on the lowest levels), else each by its key; level 0 lives in the wide
+/// rows of `log`, so it asks for more density before it scans.
+pub(crate) fn nodes_of(
+    conn: &Connection,
+    tenant: &str,
+    wanted: &[(u32, u64)],
+) -> rusqlite::Result<Vec<Option<Hash>>> {
+    let mut out = vec![None; wanted.len()];
+    let mut by_level: std::collections::BTreeMap<u32, Vec<(u64, usize)>> = Default::default();
+    for (at, &(level, index)) in wanted.iter().enumerate() {
+        by_level.entry(level).or_default().push((index, at));
+    }
+    for (level, mut items) in by_level {
+        items.sort_unstable();
+        let (lo, hi) = (items[0].0, items[items.len() - 1].0);
+        let n = items.len() as u64;
+        let dense = if level == 0 {
+            hi - lo < 2 * n
+        } else {
+            hi - lo < 16 * n
+        };
+        if !dense {
+            let nodes = DbNodes { conn, tenant };
+            for (index, at) in items {
+                out[at] = nodes.node(level, index).ok();
+            }
+            continue;
+        }
+        let (mut stmt, from, to) = if level == 0 {
+            (
+                conn.prepare_cached(
+                    "SELECT seq - 1, hash FROM log WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3 \
+                     ORDER BY seq",
+                )?,
+                lo as i64 + 1,
+                hi as i64 + 1,
+            )
+        } else {
+            (
+                conn.prepare_cached(&format!(
+                    "SELECT idx, hash FROM tree_nodes WHERE tenant = ?1 AND level = {level} \
+                     AND idx BETWEEN ?2 AND ?3 ORDER BY idx"
+                ))?,
+                lo as i64,
+                hi as i64,
+            )
+        };
+        let mut rows = stmt.query(params![tenant, from, to])?;
+        let mut items = items.into_iter().peekable();
+        while let Some(row) = rows.next()? {
+            let index = row.get::<_, i64>(0)?.max(0) as u64;
+            while items.next_if(|(i, _)| *i < index).is_some() {}
+            while let Some((_, at)) = items.next_if(|(i, _)| *i == index) {
+                out[at] = row
+                    .get::<_, Vec<u8>>(1)
+                    .ok()
+                    .and_then(|b| <Hash>::try_from(b).ok());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Loads where a tenant's log ends.
 pub(crate) fn load_end(conn: &Connection, tenant: &Tenant) -> rusqlite::Result<LogEnd> {
     let last = conn

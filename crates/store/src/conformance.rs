@@ -859,6 +859,28 @@ pub async fn the_log_is_a_merkle_tree_with_proofs(store: Arc<dyn Store>) {
             .expect("proof"),
         None
     );
+    // Stored perfect nodes, every one of each level at once (read by ranges), the two ends of
+    // the leaves alone (each by its key), and positions past the tree (not there).
+    let mut wanted: Vec<(u32, u64)> = (0..5u32)
+        .flat_map(|level| (0..n >> level).map(move |index| (level, index)))
+        .collect();
+    wanted.extend([(0, n), (2, n >> 2), (1, 3)]);
+    let sparse = [(0, 0), (0, n - 1), (0, n + 7)];
+    for asked in [wanted, sparse.to_vec()] {
+        let got = store
+            .tree_nodes(&tenant("t"), asked.clone())
+            .await
+            .expect("nodes");
+        let expected: Vec<Option<[u8; 32]>> = asked
+            .iter()
+            .map(|&(level, index)| {
+                ((index + 1) << level <= n).then(|| {
+                    sealtrail_ledger::merkle::NodeSource::node(&tree, level, index).expect("node")
+                })
+            })
+            .collect();
+        assert_eq!(got, expected, "nodes {asked:?}");
+    }
     assert_eq!(
         store.leaf_of(&tenant("t"), ids[4]).await.expect("leaf"),
         Some((5, crate::LeafHash(leaves[4])))
