@@ -325,19 +325,18 @@ impl ReadSnapshot for Snapshot<'_> {
                 )
             })
             .peekable();
-        // Both ascending from here (retention keeps the leaves of the events it removes, so
-        // leaves come between them), each walked once.
-        if desc {
-            rows.reverse();
-        }
-        for row in &mut rows {
+        // Both walked once in ascending order (retention keeps the leaves of the events it
+        // removes, so leaves come between them).
+        let mut attach = |row: &mut LogRow| {
             while hashes.next_if(|(seq, _)| *seq < row.seq).is_some() {}
             row.hash = hashes
                 .next_if(|(seq, _)| *seq == row.seq)
                 .and_then(|(_, hash)| hash);
-        }
+        };
         if desc {
-            rows.reverse();
+            rows.iter_mut().rev().for_each(&mut attach);
+        } else {
+            rows.iter_mut().for_each(&mut attach);
         }
         Ok(rows)
     }

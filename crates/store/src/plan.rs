@@ -137,26 +137,24 @@ fn page_rows<S: ReadSnapshot>(
         .copied()
         .filter(|s| !have.contains_key(s))
         .collect();
-    let (lo, hi) = missing
-        .iter()
-        .fold((u64::MAX, 0), |(lo, hi), &s| (lo.min(s), hi.max(s)));
-    if missing.is_empty() {
-        // Every row was read on the way.
-    } else if hi - lo < 2 * missing.len() as u64 {
-        // At least half of the positions between the first and the last are wanted (a time
-        // window of a busy log, a retention run's expired events): one range scan reads them,
-        // where a lookup each costs a descent of the log's index. What is read beside them is
-        // dropped with `have` below.
-        let span = (hi - lo + 1) as usize;
-        for row in snap
-            .scan(tenant, lo..=hi, false, span)
-            .map_err(PlanError::Backend)?
-        {
-            have.entry(row.seq).or_insert(row);
-        }
-    } else {
-        for row in snap.rows(tenant, &missing).map_err(PlanError::Backend)? {
-            have.insert(row.seq, row);
+    // Rows read on the way (a scan's) are not read again.
+    if let (Some(&lo), Some(&hi)) = (missing.iter().min(), missing.iter().max()) {
+        if hi - lo < 2 * missing.len() as u64 {
+            // At least half of the positions between the first and the last are wanted (a
+            // time window of a busy log, a retention run's expired events): one range scan
+            // reads them, where a lookup each costs a descent of the log's index. What is read
+            // beside them is dropped with `have` below.
+            let span = (hi - lo + 1) as usize;
+            for row in snap
+                .scan(tenant, lo..=hi, false, span)
+                .map_err(PlanError::Backend)?
+            {
+                have.entry(row.seq).or_insert(row);
+            }
+        } else {
+            for row in snap.rows(tenant, &missing).map_err(PlanError::Backend)? {
+                have.insert(row.seq, row);
+            }
         }
     }
     Ok(seqs.iter().filter_map(|s| have.remove(s)).collect())
