@@ -178,8 +178,8 @@ pub(crate) fn remove_events(
     const EMPTY: &str = "UPDATE log SET gone_recorded_at = substr(entry, 30 + length(CAST(tenant AS BLOB)), 8), \
          entry = NULL, personal_values = NULL WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3 AND entry IS NOT NULL";
     let mut empty = conn.prepare_cached(EMPTY)?;
-    let mut with_entry = conn.prepare_cached(
-        "SELECT count(*) FROM log WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3 AND entry IS NOT NULL",
+    let mut legacy = conn.prepare_cached(
+        "SELECT seq FROM log WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3 AND legacy_body IS NOT NULL",
     )?;
     let mut read = conn.prepare_cached(&format!(
         "SELECT {ROW_COLUMNS} FROM log WHERE tenant = ?1 AND seq = ?2 AND {PRESENT}"
@@ -191,37 +191,36 @@ pub(crate) fn remove_events(
     let clamp = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
     let mut at = 0;
     while at < seqs.len() {
-        // A run of consecutive positions whose rows all hold an entry: one statement.
+        // A run of consecutive positions: one statement empties the rows of it that hold an
+        // entry; when that is not all of them, the rest must be rows from before entries.
         let mut end = at;
         while end + 1 < seqs.len() && seqs[end + 1] == seqs[end] + 1 {
             end += 1;
         }
         let (lo, hi) = (clamp(seqs[at]), clamp(seqs[end]));
-        let entries: i64 =
-            with_entry.query_row(rusqlite::params![tenant.as_str(), lo, hi], |r| r.get(0))?;
-        if entries == hi - lo + 1 {
-            empty.execute(rusqlite::params![tenant.as_str(), lo, hi])?;
-            at = end + 1;
-            continue;
-        }
-        // Otherwise row by row: a row from before entries keeps its event as JSON; a row not
-        // there fails the whole removal.
-        for &seq in &seqs[at..=end] {
-            let pos = clamp(seq);
-            if empty.execute(rusqlite::params![tenant.as_str(), pos, pos])? == 1 {
-                continue;
+        let emptied = empty.execute(rusqlite::params![tenant.as_str(), lo, hi])?;
+        let mut left = (end - at + 1).saturating_sub(emptied);
+        if left > 0 {
+            // A row from before entries keeps its event as JSON, its `recorded_at` read from
+            // it; a row in neither form (not in the log, or removed already) fails the whole
+            // removal.
+            let old: Vec<i64> = legacy
+                .query_map(rusqlite::params![tenant.as_str(), lo, hi], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for pos in old {
+                let row = read.query_row(rusqlite::params![tenant.as_str(), pos], row_from)?;
+                let recorded = row.with_source(|s| s.view.recorded_at).map_err(damaged)?;
+                legacy_row.execute(rusqlite::params![tenant.as_str(), pos, recorded])?;
+                left -= 1;
             }
-            let row = read
-                .query_row(rusqlite::params![tenant.as_str(), pos], row_from)
-                .optional()?
-                .ok_or_else(|| {
-                    damaged(sealtrail_store::rows::RowError {
-                        seq,
-                        what: "it is not in the log (removed already?)".into(),
-                    })
-                })?;
-            let recorded = row.with_source(|s| s.view.recorded_at).map_err(damaged)?;
-            legacy_row.execute(rusqlite::params![tenant.as_str(), pos, recorded])?;
+        }
+        if left > 0 {
+            return Err(damaged(sealtrail_store::rows::RowError {
+                seq: seqs[at],
+                what: format!(
+                    "{left} of the events {lo}..={hi} to remove are not in the log (removed already?)"
+                ),
+            }));
         }
         at = end + 1;
     }
