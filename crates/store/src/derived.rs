@@ -39,7 +39,10 @@ use roaring::RoaringBitmap;
 use sealtrail_model::Tenant;
 
 use crate::fields::{Term, terms_of};
-use crate::rollup::{FOLDED, Rollup, RollupRow, Span, StoredRollup, is_failure, is_key};
+use crate::rollup::{
+    FOLDED, MinuteCounts, Rollup, RollupRow, Span, StoredRollup, TermIds, is_failure, is_key,
+    summary_changes,
+};
 use crate::rows::LogRow;
 use crate::{StoreError, StoreResult};
 
@@ -944,9 +947,11 @@ fn unindex_update<B: IndexBackend>(
     }
     let gone_term = gone();
     let mut removed = 0;
-    // Counts to take out of the summaries of folded chunks (and, deriving again, to put back
-    // in), per (span, period).
-    let mut folded = Folded::new();
+    // Counts to take out of the rollups (and, deriving again, to put back in): those of folded
+    // chunks for their summaries, gathered over every chunk; each open chunk's for its own
+    // minutes' rows.
+    let mut ids = TermIds::default();
+    let (mut folded_out, mut folded_back) = (MinuteCounts::default(), MinuteCounts::default());
     for (chunk, wanted) in by_chunk {
         let first = chunk << CHUNK_BITS;
         let last = (first + CHUNK).min(watermark);
@@ -955,9 +960,9 @@ fn unindex_update<B: IndexBackend>(
             .map(|b| decode_bits(&b))
             .unwrap_or_default();
         let fresh = &wanted - &gone_bits;
-        if fresh.is_empty() {
+        let (Some(lo), Some(hi)) = (fresh.min(), fresh.max()) else {
             continue;
-        }
+        };
         removed += fresh.len();
         let present = (last - first).saturating_sub(gone_bits.len());
         // Most of the chunk going: it is derived again from the events left (its postings
@@ -978,60 +983,61 @@ fn unindex_update<B: IndexBackend>(
             all.remove(&gone_term);
             all
         };
+        // The minute of each position from the first removed to the last, from the time
+        // blocks; a position with none is not counted.
+        let mut blocks = HashMap::new();
+        let minutes = (lo..=hi)
+            .map(|offset| minute_of(backend, tenant, &mut blocks, seq_at(chunk, offset)))
+            .collect::<Result<Vec<Option<i64>>, _>>()?;
+        let minute = |offset: u32| minutes[(offset - lo) as usize];
+        let folded = watermark >= (chunk + 1) << CHUNK_BITS;
+        let (mut open_out, mut open_back) = (MinuteCounts::default(), MinuteCounts::default());
+        let (out, back) = if folded {
+            (&mut folded_out, &mut folded_back)
+        } else {
+            (&mut open_out, &mut open_back)
+        };
         // Each removed position's counts, by the key and failure postings that hold it; a
         // position in no key posting (an event indexing could not read) was never counted.
-        let mut counts: HashMap<u32, (bool, Vec<&Term>)> = HashMap::new();
-        let mut terms: Vec<&Term> = postings.keys().collect();
-        terms.sort_unstable();
-        for term in terms {
-            let bits = &postings[term];
-            let hit = bits & &fresh;
-            if hit.is_empty() {
-                continue;
-            }
+        let (mut counted, mut failed) = (RoaringBitmap::new(), RoaringBitmap::new());
+        for (term, bits) in &postings {
             if is_key(&term.0) {
-                for offset in &hit {
-                    counts.entry(offset).or_default().1.push(term);
+                let hit = bits & &fresh;
+                if hit.is_empty() {
+                    continue;
                 }
+                let id = ids.id(&term.0);
+                for offset in &hit {
+                    if let Some(m) = minute(offset) {
+                        out.key(m, id);
+                    }
+                }
+                counted |= hit;
             } else if is_failure(&term.0) {
-                for offset in &hit {
-                    counts.entry(offset).or_default().0 = true;
-                }
+                failed |= bits & &fresh;
             }
         }
-        // Their minutes, from the time blocks.
-        let mut minutes: HashMap<i64, Rollup> = HashMap::new();
-        let mut blocks: HashMap<u64, Option<TimeBlock>> = HashMap::new();
-        for (&offset, (failed, keys)) in &counts {
-            if keys.is_empty() {
-                continue;
+        for offset in &counted {
+            if let Some(m) = minute(offset) {
+                out.event(m, failed.contains(offset));
             }
-            let Some(minute) = minute_of(backend, tenant, &mut blocks, seq_at(chunk, offset))?
-            else {
-                continue;
-            };
-            minutes
-                .entry(minute)
-                .or_default()
-                .count(*failed, keys.iter().map(|t| &*t.0));
         }
         // Deriving again: the terms of the events as they are now, and their counts.
         let mut now: TermMap<RoaringBitmap> = TermMap::default();
-        let mut added: HashMap<i64, Rollup> = HashMap::new();
         if again {
-            let lo = seq_at(chunk, fresh.min().unwrap_or(0));
-            let hi = seq_at(chunk, fresh.max().unwrap_or(0));
-            for row in backend.log_rows(tenant, lo, hi)? {
+            for row in backend.log_rows(tenant, seq_at(chunk, lo), seq_at(chunk, hi))? {
                 let offset = offset_in_chunk(row.seq);
                 if !fresh.contains(offset) {
                     continue;
                 }
-                let mut keys: Vec<Vec<u8>> = Vec::new();
+                let at = minute(offset);
                 let mut failed = false;
                 let read = row.with_source(|source| {
                     terms_of(source, |term| {
                         if is_key(term) {
-                            keys.push(term.to_vec());
+                            if let Some(m) = at {
+                                back.key(m, ids.id(term));
+                            }
                         } else if is_failure(term) {
                             failed = true;
                         }
@@ -1049,17 +1055,13 @@ fn unindex_update<B: IndexBackend>(
                     tracing::warn!(tenant = %tenant, error = %err, "an event could not be indexed");
                     continue;
                 }
-                if let Some(minute) = minute_of(backend, tenant, &mut blocks, row.seq)? {
-                    added
-                        .entry(minute)
-                        .or_default()
-                        .count(failed, keys.iter().map(Vec::as_slice));
+                if let Some(m) = at {
+                    back.event(m, failed);
                 }
             }
         }
         if rebuild {
             // Every posting of the chunk goes; those of the events left are written again.
-            drop(counts);
             let rows = backend.log_rows(tenant, first + 1, last)?;
             let mut kept: TermMap<RoaringBitmap> = TermMap::default();
             for row in rows
@@ -1119,48 +1121,31 @@ fn unindex_update<B: IndexBackend>(
                 .postings
                 .push((chunk, gone_term.clone(), encode_bits(&gone_bits)));
         }
-        adjust_rollups(
-            backend,
-            tenant,
-            chunk,
-            watermark,
-            (&minutes, &added),
-            &mut folded,
-            &mut update,
-        )?;
+        if !folded {
+            let (out, back) = (open_out.per_minute(&ids), open_back.per_minute(&ids));
+            adjust_open_rollups(backend, tenant, chunk, (&out, &back), &mut update)?;
+        }
     }
-    fold_summaries(backend, tenant, folded, &mut update)?;
+    fold_summaries(
+        backend,
+        tenant,
+        &folded_out,
+        &folded_back,
+        &ids,
+        &mut update,
+    )?;
     Ok((update, removed))
 }
 
-/// Counts to take out of the summaries of folded chunks, and to put back in, per
-/// `(span, period)`.
-type Folded = BTreeMap<(Span, i64), (Rollup, Rollup)>;
-
-/// Takes the counts `out` (per minute) out of a chunk's rollups and puts `back` in: an open
-/// chunk's minutes are rewritten in `update`; a folded chunk's counts are gathered in `folded`
-/// for its summaries ([`fold_summaries`]).
-fn adjust_rollups<B: IndexBackend>(
+/// Takes the counts `out` (per minute) out of the open rows of a chunk still being indexed and
+/// puts `back` in: each minute touched is rewritten in `update`.
+fn adjust_open_rollups<B: IndexBackend>(
     backend: &mut B,
     tenant: &Tenant,
     chunk: u64,
-    watermark: u64,
     (out, back): (&HashMap<i64, Rollup>, &HashMap<i64, Rollup>),
-    folded: &mut Folded,
     update: &mut Update,
 ) -> Result<(), B::Error> {
-    if watermark >= (chunk + 1) << CHUNK_BITS {
-        for (minutes, into_back) in [(out, false), (back, true)] {
-            for (&minute, counts) in minutes {
-                let at = minute.saturating_mul(Span::Minute.micros());
-                for span in Span::LONGEST_FIRST {
-                    let pair = folded.entry((span, span.period_of(at))).or_default();
-                    if into_back { &mut pair.1 } else { &mut pair.0 }.merge(counts);
-                }
-            }
-        }
-        return Ok(());
-    }
     let mut open: HashMap<i64, Rollup> = backend
         .chunk_rollups(tenant, chunk)?
         .into_iter()
@@ -1185,23 +1170,23 @@ fn adjust_rollups<B: IndexBackend>(
     Ok(())
 }
 
-/// Rewrites the summaries [`adjust_rollups`] gathered counts for.
+/// Rewrites the summaries (minute, hour, day and week) of folded chunks that the counts `out`
+/// leave and `back` come into.
 fn fold_summaries<B: IndexBackend>(
     backend: &mut B,
     tenant: &Tenant,
-    folded: Folded,
+    out: &MinuteCounts,
+    back: &MinuteCounts,
+    ids: &TermIds,
     update: &mut Update,
 ) -> Result<(), B::Error> {
-    for ((span, period), (out, back)) in folded {
-        let mut summary = backend
+    for ((span, period), change) in summary_changes(out, back, ids) {
+        let summary = backend
             .folded_rollup(tenant, span, period)?
-            .map(|s| Rollup::from_stored(&s))
             .unwrap_or_default();
-        summary.subtract(&out);
-        summary.merge(&back);
         update
             .rollups
-            .push((span, period, FOLDED, summary.to_stored()));
+            .push((span, period, FOLDED, summary.changed(&change, ids)));
     }
     Ok(())
 }
@@ -1276,7 +1261,8 @@ fn changes_update<B: IndexBackend>(
     for c in changes.iter().filter(|c| c.seq >= 1 && c.seq <= watermark) {
         by_chunk.entry(chunk_of(c.seq)).or_default().push(c);
     }
-    let mut folded = Folded::new();
+    let mut ids = TermIds::default();
+    let (mut folded_out, mut folded_back) = (MinuteCounts::default(), MinuteCounts::default());
     let mut blocks: HashMap<u64, Option<TimeBlock>> = HashMap::new();
     let mut changed = 0;
     for (chunk, events) in by_chunk {
@@ -1286,8 +1272,13 @@ fn changes_update<B: IndexBackend>(
             .unwrap_or_default();
         // Per term, the positions that lost it and those that gained it.
         let mut moves: BTreeMap<&[u8], (RoaringBitmap, RoaringBitmap)> = BTreeMap::new();
-        let mut out: HashMap<i64, Rollup> = HashMap::new();
-        let mut back: HashMap<i64, Rollup> = HashMap::new();
+        let folded = watermark >= (chunk + 1) << CHUNK_BITS;
+        let (mut open_out, mut open_back) = (MinuteCounts::default(), MinuteCounts::default());
+        let (out, back) = if folded {
+            (&mut folded_out, &mut folded_back)
+        } else {
+            (&mut open_out, &mut open_back)
+        };
         for c in events {
             let offset = offset_in_chunk(c.seq);
             if gone_bits.contains(offset) {
@@ -1314,12 +1305,14 @@ fn changes_update<B: IndexBackend>(
             }
             if let Some(minute) = minute_of(backend, tenant, &mut blocks, c.seq)? {
                 // An event is counted once per minute whatever its keys: what moves is the key.
-                out.entry(minute)
-                    .or_default()
-                    .count(old.0, old.1.iter().copied());
-                back.entry(minute)
-                    .or_default()
-                    .count(new.0, new.1.iter().copied());
+                out.event(minute, old.0);
+                for key in old.1 {
+                    out.key(minute, ids.id(key));
+                }
+                back.event(minute, new.0);
+                for key in new.1 {
+                    back.key(minute, ids.id(key));
+                }
             }
         }
         let terms: Vec<Term> = moves.keys().map(|&t| Term(t.into())).collect();
@@ -1343,17 +1336,19 @@ fn changes_update<B: IndexBackend>(
                 update.postings.push((chunk, term, encode_bits(&now)));
             }
         }
-        adjust_rollups(
-            backend,
-            tenant,
-            chunk,
-            watermark,
-            (&out, &back),
-            &mut folded,
-            &mut update,
-        )?;
+        if !folded {
+            let (out, back) = (open_out.per_minute(&ids), open_back.per_minute(&ids));
+            adjust_open_rollups(backend, tenant, chunk, (&out, &back), &mut update)?;
+        }
     }
-    fold_summaries(backend, tenant, folded, &mut update)?;
+    fold_summaries(
+        backend,
+        tenant,
+        &folded_out,
+        &folded_back,
+        &ids,
+        &mut update,
+    )?;
     Ok((update, changed))
 }
 

@@ -379,6 +379,214 @@ impl Rollup {
     }
 }
 
+/// Terms numbered as they are first met: counts of many events are keyed by these small
+/// numbers while they are counted, and each term's bytes are hashed and copied once.
+#[derive(Debug, Default)]
+pub(crate) struct TermIds {
+    ids: HashMap<Box<[u8]>, u32, foldhash::fast::RandomState>,
+    terms: Vec<Box<[u8]>>,
+}
+
+impl TermIds {
+    /// The number of `term`, given it if it is new.
+    pub(crate) fn id(&mut self, term: &[u8]) -> u32 {
+        if let Some(&id) = self.ids.get(term) {
+            return id;
+        }
+        let id = u32::try_from(self.terms.len()).expect("fewer than 2^32 terms");
+        self.terms.push(term.into());
+        self.ids.insert(term.into(), id);
+        id
+    }
+
+    /// The term numbered `id`.
+    pub(crate) fn term(&self, id: u32) -> &[u8] {
+        &self.terms[id as usize]
+    }
+
+    /// Each number's place in term order.
+    fn ranks(&self) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.terms.len() as u32).collect();
+        order.sort_unstable_by(|a, b| self.terms[*a as usize].cmp(&self.terms[*b as usize]));
+        let mut ranks = vec![0; order.len()];
+        for (rank, id) in order.into_iter().enumerate() {
+            ranks[id as usize] = rank as u32;
+        }
+        ranks
+    }
+}
+
+/// Events counted per minute, their keys by [`TermIds`]: what leaves the rollups when events
+/// are removed (retention), or leaves and comes back when they are derived again
+/// (anonymisation). Integer keys while counting: a million removed events are three million
+/// key counts, each once per span of the summaries they change.
+#[derive(Debug, Default)]
+pub(crate) struct MinuteCounts {
+    /// Per minute: events, failures.
+    totals: HashMap<i64, (u64, u64), foldhash::fast::RandomState>,
+    /// Per `(minute, term)`: events naming it.
+    keys: HashMap<(i64, u32), u64, foldhash::fast::RandomState>,
+}
+
+impl MinuteCounts {
+    /// Counts one event of `minute`.
+    pub(crate) fn event(&mut self, minute: i64, failed: bool) {
+        let counts = self.totals.entry(minute).or_default();
+        counts.0 += 1;
+        counts.1 += u64::from(failed);
+    }
+
+    /// Counts one event of `minute` naming key `id`.
+    pub(crate) fn key(&mut self, minute: i64, id: u32) {
+        *self.keys.entry((minute, id)).or_default() += 1;
+    }
+
+    /// As one rollup per minute: what the open rows of a chunk still being indexed change by.
+    pub(crate) fn per_minute(&self, ids: &TermIds) -> HashMap<i64, Rollup> {
+        let mut minutes: HashMap<i64, Rollup> = HashMap::new();
+        for (&minute, &(total, failures)) in &self.totals {
+            let rollup = minutes.entry(minute).or_default();
+            rollup.total += total;
+            rollup.failures += failures;
+        }
+        for (&(minute, id), &n) in &self.keys {
+            minutes.entry(minute).or_default().add(ids.term(id), n);
+        }
+        minutes
+    }
+}
+
+/// What one summary row changes by: events taken out, and put back in.
+#[derive(Debug, Default)]
+pub(crate) struct Change {
+    /// Events out and back.
+    total: (u64, u64),
+    /// Failures out and back.
+    failures: (u64, u64),
+    /// Per key, in term order: its [`TermIds`] rank and number, the events out and back.
+    keys: Vec<(u32, u32, u64, u64)>,
+}
+
+/// The change each summary `(span, period)` undergoes when the minute counts `out` leave the
+/// rollups and `back` come into them, in `(span, period)` order.
+pub(crate) fn summary_changes(
+    out: &MinuteCounts,
+    back: &MinuteCounts,
+    ids: &TermIds,
+) -> Vec<((Span, i64), Change)> {
+    let ranks = ids.ranks();
+    let mut changes: HashMap<(Span, i64), Change, foldhash::fast::RandomState> = HashMap::default();
+    for (into_back, counts) in [(false, out), (true, back)] {
+        let side = |pair: &mut (u64, u64), n: u64| {
+            if into_back {
+                pair.1 += n;
+            } else {
+                pair.0 += n;
+            }
+        };
+        for (&minute, &(total, failures)) in &counts.totals {
+            let at = minute.saturating_mul(Span::Minute.micros());
+            for span in Span::LONGEST_FIRST {
+                let change = changes.entry((span, span.period_of(at))).or_default();
+                side(&mut change.total, total);
+                side(&mut change.failures, failures);
+            }
+        }
+        for (&(minute, id), &n) in &counts.keys {
+            let at = minute.saturating_mul(Span::Minute.micros());
+            let (o, b) = if into_back { (0, n) } else { (n, 0) };
+            for span in Span::LONGEST_FIRST {
+                let change = changes.entry((span, span.period_of(at))).or_default();
+                change.keys.push((ranks[id as usize], id, o, b));
+            }
+        }
+    }
+    let mut changes: Vec<((Span, i64), Change)> = changes.into_iter().collect();
+    changes.sort_unstable_by_key(|(at, _)| *at);
+    for (_, change) in &mut changes {
+        change.keys.sort_unstable_by_key(|k| k.0);
+        change.keys.dedup_by(|b, a| {
+            let same = a.0 == b.0;
+            if same {
+                a.2 += b.2;
+                a.3 += b.3;
+            }
+            same
+        });
+    }
+    changes
+}
+
+impl StoredRollup {
+    /// This rollup with `change` made: its events taken out (no count goes below zero, and a
+    /// key whose count reaches zero is dropped, so nothing of a removed event stays in the
+    /// keys), then put back in. A walk of the stored keys beside the change's, both in term
+    /// order, written straight into the stored form.
+    pub(crate) fn changed(&self, change: &Change, ids: &TermIds) -> StoredRollup {
+        let mut stored: Vec<(&[u8], u64)> = Vec::new();
+        if !decode_keys(&self.keys, |term, n| stored.push((term, n))) {
+            tracing::warn!("a stored statistics rollup is damaged; run sealtrail reindex");
+        }
+        if !stored.is_sorted_by(|a, b| a.0 < b.0) {
+            // Not in term order (damage): order it, each term once.
+            stored.sort_by(|a, b| a.0.cmp(b.0));
+            stored.dedup_by(|b, a| {
+                let same = a.0 == b.0;
+                if same {
+                    a.1 = a.1.saturating_add(b.1);
+                }
+                same
+            });
+        }
+        let mut keys = Vec::with_capacity(self.keys.len());
+        let mut put = |term: &[u8], n: u64| {
+            if n > 0 {
+                put_varint(&mut keys, term.len() as u64);
+                keys.extend_from_slice(term);
+                put_varint(&mut keys, n);
+            }
+        };
+        let (mut held, mut changed) =
+            (stored.into_iter().peekable(), change.keys.iter().peekable());
+        loop {
+            match (held.peek(), changed.peek()) {
+                (Some(&(term, n)), Some(&&(_, id, out, back))) => {
+                    let other = ids.term(id);
+                    match term.cmp(other) {
+                        std::cmp::Ordering::Less => {
+                            put(term, n);
+                            held.next();
+                        }
+                        std::cmp::Ordering::Equal => {
+                            put(term, n.saturating_sub(out) + back);
+                            held.next();
+                            changed.next();
+                        }
+                        std::cmp::Ordering::Greater => {
+                            put(other, back);
+                            changed.next();
+                        }
+                    }
+                }
+                (Some(&(term, n)), None) => {
+                    put(term, n);
+                    held.next();
+                }
+                (None, Some(&&(_, id, _, back))) => {
+                    put(ids.term(id), back);
+                    changed.next();
+                }
+                (None, None) => break,
+            }
+        }
+        StoredRollup {
+            total: self.total.saturating_sub(change.total.0) + change.total.1,
+            failures: self.failures.saturating_sub(change.failures.0) + change.failures.1,
+            keys,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,6 +707,89 @@ mod tests {
         let mut seen = 0;
         sums.for_each(|_, _| seen += 1);
         assert_eq!(seen, 0);
+    }
+
+    #[test]
+    fn summary_changes_equal_rollups_subtracted_and_merged_one_minute_at_a_time() {
+        let mut mix = crate::conformance::Mix(0x5eed);
+        let mut next = move |n: u64| mix.next() % n;
+        for round in 0..100 {
+            // Events over two days of minutes, keys from small sets so that they meet.
+            let event = |next: &mut dyn FnMut(u64) -> u64| {
+                let minute = 29_000_000 + next(2 * 1440) as i64;
+                let keys = vec![
+                    ACTOR_ID.term(&format!("a{}", next(7))).0.to_vec(),
+                    ACTION.term(&format!("x.{}", next(3))).0.to_vec(),
+                    TARGET.term(&format!("1:t{}", next(11))).0.to_vec(),
+                ];
+                (minute, next(4) == 0, keys)
+            };
+            let stored_events: Vec<_> = (0..next(60)).map(|_| event(&mut next)).collect();
+            // Out: some of the stored events (and, now and then, one never stored: damage the
+            // saturating counts absorb); back: new ones.
+            let mut out_events: Vec<_> = stored_events
+                .iter()
+                .filter(|_| next(2) == 0)
+                .cloned()
+                .collect();
+            if next(5) == 0 {
+                out_events.push(event(&mut next));
+            }
+            let back_events: Vec<_> = (0..next(10)).map(|_| event(&mut next)).collect();
+            let mut ids = TermIds::default();
+            let (mut out, mut back) = (MinuteCounts::default(), MinuteCounts::default());
+            for (counts, events) in [(&mut out, &out_events), (&mut back, &back_events)] {
+                for (minute, failed, keys) in events {
+                    counts.event(*minute, *failed);
+                    for key in keys {
+                        counts.key(*minute, ids.id(key));
+                    }
+                }
+            }
+            // The old way: one rollup per minute, merged into each span's period.
+            let span_rollups = |events: &[(i64, bool, Vec<Vec<u8>>)]| {
+                let mut by: HashMap<(Span, i64), Rollup> = HashMap::new();
+                for (minute, failed, keys) in events {
+                    let mut one = Rollup::default();
+                    one.count(*failed, keys.iter().map(Vec::as_slice));
+                    for span in Span::LONGEST_FIRST {
+                        let at = span.period_of(minute * Span::Minute.micros());
+                        by.entry((span, at)).or_default().merge(&one);
+                    }
+                }
+                by
+            };
+            let (held, gone, new) = (
+                span_rollups(&stored_events),
+                span_rollups(&out_events),
+                span_rollups(&back_events),
+            );
+            let changes = summary_changes(&out, &back, &ids);
+            assert!(changes.is_sorted_by(|a, b| a.0 < b.0), "round {round}");
+            let mut periods: Vec<(Span, i64)> = gone.keys().chain(new.keys()).copied().collect();
+            periods.sort_unstable();
+            periods.dedup();
+            assert_eq!(
+                changes.iter().map(|c| c.0).collect::<Vec<_>>(),
+                periods,
+                "round {round}"
+            );
+            for (at, change) in &changes {
+                let stored = held.get(at).map(Rollup::to_stored).unwrap_or_default();
+                let mut want = Rollup::from_stored(&stored);
+                if let Some(g) = gone.get(at) {
+                    want.subtract(g);
+                }
+                if let Some(n) = new.get(at) {
+                    want.merge(n);
+                }
+                assert_eq!(
+                    stored.changed(change, &ids),
+                    want.to_stored(),
+                    "round {round}, {at:?}"
+                );
+            }
+        }
     }
 
     #[test]
