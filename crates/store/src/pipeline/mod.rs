@@ -180,6 +180,10 @@ pub trait LogBackend: Send + 'static {
         job: Self::Job,
     ) -> Result<(), Self::Error>;
 
+    /// Upkeep after a group's commits were answered (a write-ahead log's checkpoint): what
+    /// need not hold up the answers. The default: nothing.
+    async fn after_replies(&mut self) {}
+
     /// Whether the group that failed with `err` may succeed if tried again (another writer
     /// stored one of its ids meanwhile, a deadlock, a missing partition), after doing what
     /// makes it so. The default: never.
@@ -389,6 +393,7 @@ impl<B: LogBackend> Writer<B> {
                 group.push(cmd);
             }
             self.process(group).await;
+            self.backend.after_replies().await;
         }
         tracing::debug!("write queue closed; writer stops");
     }
