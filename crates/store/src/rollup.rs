@@ -418,39 +418,47 @@ impl TermIds {
 
 /// Events counted per minute, their keys by [`TermIds`]: what leaves the rollups when events
 /// are removed (retention), or leaves and comes back when they are derived again
-/// (anonymisation). Integer keys while counting: a million removed events are three million
-/// key counts, each once per span of the summaries they change.
+/// (anonymisation). Each minute keeps the numbers of its events' keys as they come, unordered
+/// and repeated (a million removed events are three million key counts: a push each, where a
+/// map keyed by minute and term would miss the cache at every one), and [`summary_changes`]
+/// orders and adds them up once.
 #[derive(Debug, Default)]
 pub(crate) struct MinuteCounts {
-    /// Per minute: events, failures.
-    totals: HashMap<i64, (u64, u64), foldhash::fast::RandomState>,
-    /// Per `(minute, term)`: events naming it.
-    keys: HashMap<(i64, u32), u64, foldhash::fast::RandomState>,
+    minutes: HashMap<i64, Minute, foldhash::fast::RandomState>,
+}
+
+/// One minute of [`MinuteCounts`].
+#[derive(Debug, Default)]
+struct Minute {
+    total: u64,
+    failures: u64,
+    /// `(term number, events)`, unordered, a number possibly many times.
+    keys: Vec<(u32, u64)>,
 }
 
 impl MinuteCounts {
     /// Counts one event of `minute`.
     pub(crate) fn event(&mut self, minute: i64, failed: bool) {
-        let counts = self.totals.entry(minute).or_default();
-        counts.0 += 1;
-        counts.1 += u64::from(failed);
+        let counts = self.minutes.entry(minute).or_default();
+        counts.total += 1;
+        counts.failures += u64::from(failed);
     }
 
     /// Counts one event of `minute` naming key `id`.
     pub(crate) fn key(&mut self, minute: i64, id: u32) {
-        *self.keys.entry((minute, id)).or_default() += 1;
+        self.minutes.entry(minute).or_default().keys.push((id, 1));
     }
 
     /// As one rollup per minute: what the open rows of a chunk still being indexed change by.
     pub(crate) fn per_minute(&self, ids: &TermIds) -> HashMap<i64, Rollup> {
         let mut minutes: HashMap<i64, Rollup> = HashMap::new();
-        for (&minute, &(total, failures)) in &self.totals {
-            let rollup = minutes.entry(minute).or_default();
-            rollup.total += total;
-            rollup.failures += failures;
-        }
-        for (&(minute, id), &n) in &self.keys {
-            minutes.entry(minute).or_default().add(ids.term(id), n);
+        for (&at, minute) in &self.minutes {
+            let rollup = minutes.entry(at).or_default();
+            rollup.total += minute.total;
+            rollup.failures += minute.failures;
+            for &(id, n) in &minute.keys {
+                rollup.add(ids.term(id), n);
+            }
         }
         minutes
     }
@@ -463,49 +471,25 @@ pub(crate) struct Change {
     total: (u64, u64),
     /// Failures out and back.
     failures: (u64, u64),
-    /// Per key, in term order: its [`TermIds`] rank and number, the events out and back.
+    /// Per key, in term order (once [`Change::settle`]d): its [`TermIds`] rank and number, the
+    /// events out and back.
     keys: Vec<(u32, u32, u64, u64)>,
 }
 
-/// The change each summary `(span, period)` undergoes when the minute counts `out` leave the
-/// rollups and `back` come into them, in `(span, period)` order.
-pub(crate) fn summary_changes(
-    out: &MinuteCounts,
-    back: &MinuteCounts,
-    ids: &TermIds,
-) -> Vec<((Span, i64), Change)> {
-    let ranks = ids.ranks();
-    let mut changes: HashMap<(Span, i64), Change, foldhash::fast::RandomState> = HashMap::default();
-    for (into_back, counts) in [(false, out), (true, back)] {
-        let side = |pair: &mut (u64, u64), n: u64| {
-            if into_back {
-                pair.1 += n;
-            } else {
-                pair.0 += n;
-            }
-        };
-        for (&minute, &(total, failures)) in &counts.totals {
-            let at = minute.saturating_mul(Span::Minute.micros());
-            for span in Span::LONGEST_FIRST {
-                let change = changes.entry((span, span.period_of(at))).or_default();
-                side(&mut change.total, total);
-                side(&mut change.failures, failures);
-            }
-        }
-        for (&(minute, id), &n) in &counts.keys {
-            let at = minute.saturating_mul(Span::Minute.micros());
-            let (o, b) = if into_back { (0, n) } else { (n, 0) };
-            for span in Span::LONGEST_FIRST {
-                let change = changes.entry((span, span.period_of(at))).or_default();
-                change.keys.push((ranks[id as usize], id, o, b));
-            }
-        }
+impl Change {
+    /// Adds `other`'s counts to this one's.
+    fn absorb(&mut self, other: &Change) {
+        self.total.0 += other.total.0;
+        self.total.1 += other.total.1;
+        self.failures.0 += other.failures.0;
+        self.failures.1 += other.failures.1;
+        self.keys.extend_from_slice(&other.keys);
     }
-    let mut changes: Vec<((Span, i64), Change)> = changes.into_iter().collect();
-    changes.sort_unstable_by_key(|(at, _)| *at);
-    for (_, change) in &mut changes {
-        change.keys.sort_unstable_by_key(|k| k.0);
-        change.keys.dedup_by(|b, a| {
+
+    /// Orders the keys by rank, each once.
+    fn settle(&mut self) {
+        self.keys.sort_unstable_by_key(|k| k.0);
+        self.keys.dedup_by(|b, a| {
             let same = a.0 == b.0;
             if same {
                 a.2 += b.2;
@@ -514,6 +498,78 @@ pub(crate) fn summary_changes(
             same
         });
     }
+}
+
+/// The change each summary `(span, period)` undergoes when the minute counts `out` leave the
+/// rollups and `back` come into them, in `(span, period)` order: each minute's, then each
+/// hour's from its minutes', each day's from its hours', each week's from its days' (the
+/// spans nest: all are counted from the epoch).
+pub(crate) fn summary_changes(
+    out: &MinuteCounts,
+    back: &MinuteCounts,
+    ids: &TermIds,
+) -> Vec<((Span, i64), Change)> {
+    let ranks = ids.ranks();
+    let mut level: HashMap<i64, Change, foldhash::fast::RandomState> = HashMap::default();
+    for (into_back, counts) in [(false, out), (true, back)] {
+        for (&at, minute) in &counts.minutes {
+            let change = level.entry(at).or_default();
+            let pick = |(o, b): (u64, u64)| if into_back { (0, b) } else { (o, 0) };
+            let (total_out, total_back) = pick((minute.total, minute.total));
+            let (failed_out, failed_back) = pick((minute.failures, minute.failures));
+            change.total.0 += total_out;
+            change.total.1 += total_back;
+            change.failures.0 += failed_out;
+            change.failures.1 += failed_back;
+            change.keys.extend(minute.keys.iter().map(|&(id, n)| {
+                let (o, b) = pick((n, n));
+                (ranks[id as usize], id, o, b)
+            }));
+        }
+    }
+    let mut changes = Vec::new();
+    let mut span = Span::Minute;
+    loop {
+        let mut this: Vec<(i64, Change)> = level.into_iter().collect();
+        // Ordering each period's keys is most of the work: on two threads when there is much
+        // of it (retention's summaries run after the archive, when the other core is free).
+        let keys: usize = this.iter().map(|(_, c)| c.keys.len()).sum();
+        let half = this.len() / 2;
+        let (left, right) = this.split_at_mut(half);
+        let settle = |part: &mut [(i64, Change)]| part.iter_mut().for_each(|(_, c)| c.settle());
+        if keys > 100_000 {
+            std::thread::scope(|scope| {
+                scope.spawn(|| settle(left));
+                settle(right);
+            });
+        } else {
+            settle(left);
+            settle(right);
+        }
+        this.sort_unstable_by_key(|(period, _)| *period);
+        let coarser = match span {
+            Span::Minute => Some(Span::Hour),
+            Span::Hour => Some(Span::Day),
+            Span::Day => Some(Span::Week),
+            Span::Week => None,
+        };
+        level = HashMap::default();
+        if let Some(coarser) = coarser {
+            for (period, change) in &this {
+                let at = period.saturating_mul(span.micros());
+                level
+                    .entry(coarser.period_of(at))
+                    .or_default()
+                    .absorb(change);
+            }
+        }
+        changes.extend(this.into_iter().map(|(period, c)| ((span, period), c)));
+        match coarser {
+            Some(next) => span = next,
+            None => break,
+        }
+    }
+    changes.sort_unstable_by_key(|(at, _)| *at);
     changes
 }
 
