@@ -214,6 +214,28 @@ impl SqliteStore {
         done
     }
 
+    /// [`SqliteStore::sanctioned`], the record of the change made while its job runs: `audit`
+    /// (an event of `tenant`) is awaited once the job is done; if it never comes, nothing
+    /// changes.
+    async fn sanctioned_later<F>(
+        &self,
+        reason: &str,
+        tenant: &Tenant,
+        audit: tokio::sync::oneshot::Receiver<PreparedEvent>,
+        job: F,
+    ) -> StoreResult<Appended>
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
+    {
+        self.tail.clear();
+        let done = self
+            .write
+            .sanctioned_later(reason, tenant, audit, Box::new(job))
+            .await;
+        self.tail.clear();
+        done
+    }
+
     /// Runs a write on the writer thread, in queue order, and waits for its result.
     async fn admin<T, F>(&self, job: F) -> StoreResult<T>
     where
@@ -512,6 +534,7 @@ impl Store for SqliteStore {
         let owner = tenant.clone();
         let log = self.sanctioned("retention", receipt, move |conn| {
             seal::remove_events(conn, &owner, &seqs)?;
+            conn.cache_flush()?;
             if unindexed.recv().unwrap_or(false) {
                 Ok(())
             } else {
@@ -524,6 +547,89 @@ impl Store for SqliteStore {
         let (unindexed, appended) = tokio::join!(unindex, log);
         unindexed?;
         appended
+    }
+
+    async fn purge_streamed(
+        &self,
+        tenant: &Tenant,
+        mut seqs: tokio::sync::mpsc::UnboundedReceiver<Vec<u64>>,
+        receipt: tokio::sync::oneshot::Receiver<PreparedEvent>,
+    ) -> StoreResult<Option<Appended>> {
+        // As `purge`, but each batch leaves the derived data (on a blocking thread) and the log
+        // (in the writer's transaction) as it arrives, so both are done by the time the
+        // archive is: the derived data's transaction commits once the receipt has come, the
+        // log's once that commit is made. The writer is held from the first batch to the
+        // commit, as it is while `purge` removes.
+        let (to_index, index_batches) = std::sync::mpsc::channel::<Vec<u64>>();
+        let (to_log, log_batches) = std::sync::mpsc::channel::<Vec<u64>>();
+        let (record, recorded) = tokio::sync::oneshot::channel::<PreparedEvent>();
+        let (go, told_go) = std::sync::mpsc::sync_channel::<bool>(1);
+        let (unindexed, told_unindexed) = std::sync::mpsc::sync_channel::<bool>(1);
+        // The log's rows all emptied (a failure drops the sender): the derived data commits
+        // only then, so that it never lets go of events the log keeps.
+        let (log_ready, told_log_ready) = std::sync::mpsc::sync_channel::<()>(1);
+        let forward = async move {
+            let mut any = false;
+            while let Some(batch) = seqs.recv().await {
+                any |= !batch.is_empty();
+                let _ = to_index.send(batch.clone());
+                let _ = to_log.send(batch);
+            }
+            drop((to_index, to_log));
+            let receipt = receipt.await.ok().filter(|_| any);
+            let going = receipt.is_some();
+            if let Some(receipt) = receipt {
+                let _ = record.send(receipt);
+            }
+            let _ = go.send(going);
+            going
+        };
+        let (index, owner) = (self.index.clone(), tenant.clone());
+        let unindex = async move {
+            let done = tokio::task::spawn_blocking(move || {
+                sealtrail_store::derived::unindex_streamed(
+                    &index,
+                    &owner,
+                    &index_batches,
+                    &mut || told_go.recv().unwrap_or(false) && told_log_ready.recv().is_ok(),
+                )
+            })
+            .await
+            .map_err(|e| StoreError::Database(format!("unindexing failed: {e}")))
+            .and_then(|done| done);
+            let _ = unindexed.send(matches!(done, Ok(Some(_))));
+            done
+        };
+        let owner = tenant.clone();
+        let log = self.sanctioned_later("retention", tenant, recorded, move |conn| {
+            for batch in log_batches.iter() {
+                seal::remove_events(conn, &owner, &batch)?;
+            }
+            // The emptied pages go to the write-ahead log now, while the derived data
+            // commits, leaving the commit little more than its sync.
+            conn.cache_flush()?;
+            let _ = log_ready.send(());
+            if told_unindexed.recv().unwrap_or(false) {
+                Ok(())
+            } else {
+                // Abandoned, or the derived data failed (whose error is told): this one rolls
+                // back.
+                Err(rusqlite::Error::ToSqlConversionFailure(Box::new(
+                    std::io::Error::other("the events did not leave the derived data"),
+                )))
+            }
+        });
+        let (going, unindexed, appended) = tokio::join!(forward, unindex, log);
+        let unindexed = unindexed?;
+        if !going {
+            return Ok(None);
+        }
+        if unindexed.is_none() {
+            return Err(StoreError::Database(
+                "the derived data did not commit the removal".into(),
+            ));
+        }
+        appended.map(Some)
     }
 
     async fn rewrite_personal(

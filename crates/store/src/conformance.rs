@@ -52,6 +52,7 @@ macro_rules! conformance_suite {
             statistics_stay_exact_across_chunks_and_reindex,
             a_page_of_many_matches_holds_every_one,
             a_removal_the_derived_data_refuses_leaves_the_log_whole,
+            a_streamed_removal_commits_only_once_its_receipt_comes,
             an_export_holds_every_listed_event_once_in_order_across_pages,
         );
     };
@@ -1811,6 +1812,128 @@ pub async fn a_page_of_many_matches_holds_every_one(store: Arc<dyn Store>) {
             assert_eq!(got, expected, "rows: {filter:?} {order:?}");
         }
     }
+}
+
+/// Retention's removal as it streams ([`Store::purge_streamed`]): positions sent in batches
+/// change nothing until the receipt comes: abandoned (no receipt), or refused (positions out of
+/// order, or past the watermark), every event is still served, by its id, by a filter the
+/// derived data answers and in the statistics; with the receipt, exactly the positions sent go,
+/// and the receipt is appended.
+pub async fn a_streamed_removal_commits_only_once_its_receipt_comes(store: Arc<dyn Store>) {
+    let events: Vec<PreparedEvent> = (1..=40)
+        .map(|n| {
+            prepared(
+                "t",
+                json!({"action": "doc.read", "actor": {"id": "a"}, "metadata": {"n": n}}),
+            )
+        })
+        .collect();
+    let ids: Vec<Uuid> = store
+        .append(events)
+        .await
+        .expect("append")
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    store.settle().await.expect("settle");
+    let by_actor = || ListQuery {
+        tenant: tenant("t"),
+        filter: EventFilter::default().with(fields::ACTOR_ID, ["a"]),
+        order: Order::Asc,
+        limit: 100,
+        cursor: None,
+    };
+    let totals = || async {
+        let window = crate::stats::StatsQuery {
+            tenant: tenant("t"),
+            from: Timestamp::from_micros(0),
+            to: Timestamp::from_micros(Timestamp::now().micros() + 86_400_000_000),
+            bucket: crate::rollup::Span::Day,
+            top: 5,
+        };
+        let stats = store.statistics(window).await.expect("statistics");
+        (stats.total, stats.top_actors.first().map(|t| t.1))
+    };
+    let receipt = || {
+        prepared(
+            "t",
+            json!({"action": "audit.purged", "actor": {"id": "retention", "type": "system"}}),
+        )
+    };
+    let stream = |batches: Vec<Vec<u64>>, receipt: Option<PreparedEvent>| {
+        let store = store.clone();
+        async move {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let (made, told) = tokio::sync::oneshot::channel();
+            let sending = async move {
+                for batch in batches {
+                    tx.send(batch).expect("the removal takes batches");
+                    tokio::task::yield_now().await;
+                }
+                drop(tx);
+                if let Some(receipt) = receipt {
+                    made.send(receipt)
+                        .expect("the removal waits for its receipt");
+                }
+            };
+            let owner = tenant("t");
+            let (done, ()) = tokio::join!(store.purge_streamed(&owner, rx, told), sending);
+            done
+        }
+    };
+    let untouched = |when: &'static str| {
+        let (store, ids) = (store.clone(), ids.clone());
+        async move {
+            assert_eq!(
+                seqs(&*store, by_actor()).await,
+                (1..=40).collect::<Vec<u64>>(),
+                "{when}"
+            );
+            for id in &ids {
+                assert!(
+                    store.get(&tenant("t"), *id).await.expect("get").is_some(),
+                    "{when}: {id}"
+                );
+            }
+        }
+    };
+    assert_eq!(totals().await, (40, Some(40)));
+    let abandoned = stream(vec![vec![2, 3], vec![7, 30]], None).await;
+    assert!(matches!(abandoned, Ok(None)), "{abandoned:?}");
+    untouched("abandoned").await;
+    assert_eq!(totals().await, (40, Some(40)), "abandoned");
+    let unordered = stream(vec![vec![2, 3], vec![3, 30]], Some(receipt())).await;
+    assert!(unordered.is_err(), "positions out of order: {unordered:?}");
+    untouched("out of order").await;
+    let ahead = stream(vec![vec![2, 3], vec![41]], Some(receipt())).await;
+    assert!(ahead.is_err(), "a position past the log: {ahead:?}");
+    untouched("past the watermark").await;
+    assert_eq!(totals().await, (40, Some(40)), "refused");
+    let removed = [2u64, 3, 7, 30];
+    let done = stream(vec![vec![2, 3], vec![], vec![7, 30]], Some(receipt()))
+        .await
+        .expect("removal")
+        .expect("a receipt");
+    assert_eq!(done.seq, 41);
+    let left: Vec<u64> = (1..=40).filter(|s| !removed.contains(s)).collect();
+    assert_eq!(seqs(&*store, by_actor()).await, left);
+    assert!(
+        store
+            .get(&tenant("t"), ids[6])
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        store
+            .get(&tenant("t"), ids[7])
+            .await
+            .expect("get")
+            .is_some()
+    );
+    store.settle().await.expect("settle");
+    // The receipt's actor is another: the events' actor lost four.
+    assert_eq!(totals().await, (37, Some(36)));
 }
 
 /// Retention's removal takes events out of the derived data and the log together (on SQLite at

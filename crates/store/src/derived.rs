@@ -754,6 +754,93 @@ pub fn unindex_shared<B: IndexBackend>(
     ))
 }
 
+/// [`unindex_shared`], the positions arriving in ascending batches while they are still being
+/// chosen (retention reads and archives them meanwhile): each chunk is taken out as soon as a
+/// position past it arrives, so the work is done beside the choosing rather than after it. All
+/// of it is one transaction, committed only if `go`, asked once the batches have ended, says
+/// yes: `Some(positions taken out)`; `None` when it said no (nothing changed). Positions past
+/// the watermark, or not ascending, fail it.
+pub fn unindex_streamed<B: IndexBackend>(
+    indexer: &parking_lot::Mutex<Indexer<B>>,
+    tenant: &Tenant,
+    batches: &std::sync::mpsc::Receiver<Vec<u64>>,
+    go: &mut dyn FnMut() -> bool,
+) -> StoreResult<Option<u64>> {
+    let mut held = indexer.lock();
+    let mut attempt = 0u32;
+    let watermark = loop {
+        held.newest.remove(tenant);
+        match held.backend.begin(tenant) {
+            Ok(Some(watermark)) => break watermark,
+            Ok(None) if attempt < 200 => {
+                // Another process's indexer has the tenant: let it finish.
+                attempt += 1;
+                parking_lot::MutexGuard::unlocked(&mut held, || {
+                    std::thread::sleep(Duration::from_millis(25))
+                });
+            }
+            Ok(None) => {
+                return Err(StoreError::Database(
+                    "another indexer kept the tenant for too long".into(),
+                ));
+            }
+            Err(err) => return Err(StoreError::Database(err.to_string())),
+        }
+    };
+    let backend = &mut held.backend;
+    let made = (|| {
+        let mut unindexing = Unindexing::new(watermark, Mode::Remove);
+        let mut current: Option<(u64, RoaringBitmap)> = None;
+        let mut last = 0;
+        for batch in batches.iter() {
+            for seq in batch {
+                if seq <= last {
+                    return Ok(Err(format!(
+                        "positions to remove must ascend: {seq} came after {last}"
+                    )));
+                }
+                if seq > watermark {
+                    return Ok(Err(format!(
+                        "events past the derived data's watermark ({watermark}) cannot be removed yet"
+                    )));
+                }
+                last = seq;
+                let chunk = chunk_of(seq);
+                match &mut current {
+                    Some((at, bits)) if *at == chunk => {
+                        bits.insert(offset_in_chunk(seq));
+                    }
+                    _ => {
+                        if let Some((at, bits)) = current.take() {
+                            unindexing.chunk(backend, tenant, at, &bits)?;
+                            // Its postings written into the open transaction now, beside the
+                            // choosing, rather than all at the end.
+                            backend.write(tenant, &unindexing.written())?;
+                        }
+                        current = Some((chunk, std::iter::once(offset_in_chunk(seq)).collect()));
+                    }
+                }
+            }
+        }
+        if let Some((at, bits)) = current {
+            unindexing.chunk(backend, tenant, at, &bits)?;
+        }
+        unindexing.finish(backend, tenant).map(Ok)
+    })();
+    match made {
+        Ok(Err(refused)) => {
+            backend.rollback();
+            Err(StoreError::Database(refused))
+        }
+        Ok(Ok(update)) => write_gated(backend, tenant, Ok(update), go)
+            .map_err(|e| StoreError::Database(e.to_string())),
+        Err(err) => {
+            backend.rollback();
+            Err(StoreError::Database(err.to_string()))
+        }
+    }
+}
+
 /// The tags of the terms rollups count (actors, actions, targets) and of outcomes.
 const ROLLUP_TAGS: [u8; 4] = [
     crate::fields::ACTOR_ID.tag(),
@@ -933,11 +1020,6 @@ fn unindex_update<B: IndexBackend>(
     seqs: &[u64],
     mode: Mode,
 ) -> Result<(Update, u64), B::Error> {
-    let again = mode == Mode::Again;
-    let mut update = Update {
-        watermark,
-        ..Update::default()
-    };
     let mut by_chunk: BTreeMap<u64, RoaringBitmap> = BTreeMap::new();
     for &seq in seqs.iter().filter(|&&s| s >= 1) {
         by_chunk
@@ -945,25 +1027,65 @@ fn unindex_update<B: IndexBackend>(
             .or_default()
             .insert(offset_in_chunk(seq));
     }
-    let gone_term = gone();
-    let mut removed = 0;
-    // Counts to take out of the rollups (and, deriving again, to put back in): those of folded
-    // chunks for their summaries, gathered over every chunk; each open chunk's for its own
-    // minutes' rows.
-    let mut ids = TermIds::default();
-    let (mut folded_out, mut folded_back) = (MinuteCounts::default(), MinuteCounts::default());
+    let mut unindexing = Unindexing::new(watermark, mode);
     for (chunk, wanted) in by_chunk {
+        unindexing.chunk(backend, tenant, chunk, &wanted)?;
+    }
+    unindexing.finish(backend, tenant)
+}
+
+/// The update [`unindex_update`] makes, made one chunk at a time.
+struct Unindexing {
+    watermark: u64,
+    again: bool,
+    gone: Term,
+    update: Update,
+    removed: u64,
+    /// Counts to take out of the rollups (and, deriving again, to put back in) of folded
+    /// chunks, for their summaries, gathered over every chunk ([`fold_summaries`]); each open
+    /// chunk's go to its own minutes' rows at once.
+    ids: TermIds,
+    out: MinuteCounts,
+    back: MinuteCounts,
+}
+
+impl Unindexing {
+    fn new(watermark: u64, mode: Mode) -> Self {
+        Self {
+            watermark,
+            again: mode == Mode::Again,
+            gone: gone(),
+            update: Update {
+                watermark,
+                ..Update::default()
+            },
+            removed: 0,
+            ids: TermIds::default(),
+            out: MinuteCounts::default(),
+            back: MinuteCounts::default(),
+        }
+    }
+
+    /// Takes the positions `wanted` of `chunk` out (and, deriving again, puts what their
+    /// events hold now back in).
+    fn chunk<B: IndexBackend>(
+        &mut self,
+        backend: &mut B,
+        tenant: &Tenant,
+        chunk: u64,
+        wanted: &RoaringBitmap,
+    ) -> Result<(), B::Error> {
         let first = chunk << CHUNK_BITS;
-        let last = (first + CHUNK).min(watermark);
+        let last = (first + CHUNK).min(self.watermark);
         let mut gone_bits = backend
-            .posting(tenant, chunk, &gone_term)?
+            .posting(tenant, chunk, &self.gone)?
             .map(|b| decode_bits(&b))
             .unwrap_or_default();
-        let fresh = &wanted - &gone_bits;
+        let fresh = wanted - &gone_bits;
         let (Some(lo), Some(hi)) = (fresh.min(), fresh.max()) else {
-            continue;
+            return Ok(());
         };
-        removed += fresh.len();
+        self.removed += fresh.len();
         let present = (last - first).saturating_sub(gone_bits.len());
         // Most of the chunk going: it is derived again from the events left (its postings
         // cleared, theirs written), which reads the key postings alone rather than every one.
@@ -980,7 +1102,7 @@ fn unindex_update<B: IndexBackend>(
                 .into_iter()
                 .map(|(term, bits)| (term, decode_bits(&bits)))
                 .collect();
-            all.remove(&gone_term);
+            all.remove(&self.gone);
             all
         };
         // The minute of each position from the first removed to the last, from the time
@@ -990,10 +1112,10 @@ fn unindex_update<B: IndexBackend>(
             .map(|offset| minute_of(backend, tenant, &mut blocks, seq_at(chunk, offset)))
             .collect::<Result<Vec<Option<i64>>, _>>()?;
         let minute = |offset: u32| minutes[(offset - lo) as usize];
-        let folded = watermark >= (chunk + 1) << CHUNK_BITS;
+        let folded = self.watermark >= (chunk + 1) << CHUNK_BITS;
         let (mut open_out, mut open_back) = (MinuteCounts::default(), MinuteCounts::default());
         let (out, back) = if folded {
-            (&mut folded_out, &mut folded_back)
+            (&mut self.out, &mut self.back)
         } else {
             (&mut open_out, &mut open_back)
         };
@@ -1006,7 +1128,7 @@ fn unindex_update<B: IndexBackend>(
                 if hit.is_empty() {
                     continue;
                 }
-                let id = ids.id(&term.0);
+                let id = self.ids.id(&term.0);
                 for offset in &hit {
                     if let Some(m) = minute(offset) {
                         out.key(m, id);
@@ -1024,7 +1146,7 @@ fn unindex_update<B: IndexBackend>(
         }
         // Deriving again: the terms of the events as they are now, and their counts.
         let mut now: TermMap<RoaringBitmap> = TermMap::default();
-        if again {
+        if self.again {
             for row in backend.log_rows(tenant, seq_at(chunk, lo), seq_at(chunk, hi))? {
                 let offset = offset_in_chunk(row.seq);
                 if !fresh.contains(offset) {
@@ -1036,7 +1158,7 @@ fn unindex_update<B: IndexBackend>(
                     terms_of(source, |term| {
                         if is_key(term) {
                             if let Some(m) = at {
-                                back.key(m, ids.id(term));
+                                back.key(m, self.ids.id(term));
                             }
                         } else if is_failure(term) {
                             failed = true;
@@ -1066,7 +1188,7 @@ fn unindex_update<B: IndexBackend>(
             let mut kept: TermMap<RoaringBitmap> = TermMap::default();
             for row in rows
                 .iter()
-                .filter(|r| again || !fresh.contains(offset_in_chunk(r.seq)))
+                .filter(|r| self.again || !fresh.contains(offset_in_chunk(r.seq)))
             {
                 let offset = offset_in_chunk(row.seq);
                 let read = row.with_source(|source| {
@@ -1085,8 +1207,8 @@ fn unindex_update<B: IndexBackend>(
             }
             let mut kept: Vec<(Term, RoaringBitmap)> = kept.into_iter().collect();
             kept.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            update.cleared.push(chunk);
-            update.postings.extend(
+            self.update.cleared.push(chunk);
+            self.update.postings.extend(
                 kept.into_iter()
                     .map(|(term, bits)| (chunk, term, encode_bits(&bits))),
             );
@@ -1109,32 +1231,57 @@ fn unindex_update<B: IndexBackend>(
             changed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             for (term, bits) in changed {
                 if bits.is_empty() {
-                    update.removed.push((chunk, term));
+                    self.update.removed.push((chunk, term));
                 } else {
-                    update.postings.push((chunk, term, encode_bits(&bits)));
+                    self.update.postings.push((chunk, term, encode_bits(&bits)));
                 }
             }
         }
-        if !again {
+        if !self.again {
             gone_bits |= fresh;
-            update
+            self.update
                 .postings
-                .push((chunk, gone_term.clone(), encode_bits(&gone_bits)));
+                .push((chunk, self.gone.clone(), encode_bits(&gone_bits)));
         }
         if !folded {
-            let (out, back) = (open_out.per_minute(&ids), open_back.per_minute(&ids));
-            adjust_open_rollups(backend, tenant, chunk, (&out, &back), &mut update)?;
+            let (out, back) = (
+                open_out.per_minute(&self.ids),
+                open_back.per_minute(&self.ids),
+            );
+            adjust_open_rollups(backend, tenant, chunk, (&out, &back), &mut self.update)?;
+        }
+        Ok(())
+    }
+
+    /// The postings changed so far, taken out of the update (the rollups stay: the summaries
+    /// are made at the end), to be written into the open transaction before the rest.
+    fn written(&mut self) -> Update {
+        Update {
+            postings: std::mem::take(&mut self.update.postings),
+            removed: std::mem::take(&mut self.update.removed),
+            cleared: std::mem::take(&mut self.update.cleared),
+            watermark: self.watermark,
+            ..Update::default()
         }
     }
-    fold_summaries(
-        backend,
-        tenant,
-        &folded_out,
-        &folded_back,
-        &ids,
-        &mut update,
-    )?;
-    Ok((update, removed))
+
+    /// The whole update, with the summaries of folded chunks, and how many positions it takes
+    /// out.
+    fn finish<B: IndexBackend>(
+        mut self,
+        backend: &mut B,
+        tenant: &Tenant,
+    ) -> Result<(Update, u64), B::Error> {
+        fold_summaries(
+            backend,
+            tenant,
+            &self.out,
+            &self.back,
+            &self.ids,
+            &mut self.update,
+        )?;
+        Ok((self.update, self.removed))
+    }
 }
 
 /// Takes the counts `out` (per minute) out of the open rows of a chunk still being indexed and

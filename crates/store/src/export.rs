@@ -181,8 +181,9 @@ pub type Select<'a> = dyn Fn(&LogRow) -> Result<bool, RowError> + Sync + 'a;
 
 /// [`run`], exporting only the matching events `select` keeps (a retention archive: the expired
 /// events no legal hold keeps); in NDJSON the others are covered by nodes like any event the
-/// filter left out. The positions exported are added to `selected`, if given, in the export's
-/// order (an export of any size holds no list of them: its memory stays flat).
+/// filter left out. The positions of each page exported are given to `selected`, if given,
+/// in the export's order, before the page is rendered (an export of any size holds no list of
+/// them: its memory stays flat).
 pub async fn run_selected(
     store: &dyn Store,
     format: Format,
@@ -190,7 +191,7 @@ pub async fn run_selected(
     select: &Select<'_>,
     out: &mpsc::Sender<Vec<u8>>,
     progress: &mut (dyn FnMut(u64) + Send),
-    mut selected: Option<&mut Vec<u64>>,
+    mut selected: Option<&mut (dyn FnMut(Vec<u64>) + Send)>,
 ) -> Result<ExportSummary, ExportError> {
     let upto = match format {
         Format::Ndjson => query.checkpoint.as_ref().map_or(0, |c| c.size),
@@ -235,10 +236,12 @@ pub async fn run_selected(
             if !select(&row)? {
                 continue;
             }
-            if let Some(selected) = selected.as_deref_mut() {
-                selected.push(row.seq);
-            }
             rows.push(row);
+        }
+        if let Some(selected) = selected.as_deref_mut()
+            && !rows.is_empty()
+        {
+            selected(rows.iter().map(|r| r.seq).collect());
         }
         summary.rows += rows.len() as u64;
         let steps = match format {

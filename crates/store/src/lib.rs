@@ -322,6 +322,35 @@ pub trait Store: Send + Sync + 'static {
         receipt: PreparedEvent,
     ) -> StoreResult<Appended>;
 
+    /// [`Store::purge`], the positions arriving in ascending batches on `seqs` while they are
+    /// still being chosen (retention writes its archive meanwhile), and the receipt on
+    /// `receipt` once every batch was sent and the removal may commit. `None`, with nothing
+    /// changed, when the receipt never comes (the archive failed) or no position came. The
+    /// default gathers the positions and then calls [`Store::purge`]; a backend may take them
+    /// out of its derived data and its log as they arrive, committing only once the receipt
+    /// is there.
+    async fn purge_streamed(
+        &self,
+        tenant: &Tenant,
+        mut seqs: tokio::sync::mpsc::UnboundedReceiver<Vec<u64>>,
+        receipt: tokio::sync::oneshot::Receiver<PreparedEvent>,
+    ) -> StoreResult<Option<Appended>> {
+        let mut all = Vec::new();
+        while let Some(batch) = seqs.recv().await {
+            all.extend(batch);
+        }
+        if let Some(pair) = all.windows(2).find(|pair| pair[0] >= pair[1]) {
+            return Err(StoreError::Database(format!(
+                "positions to remove must ascend: {} came after {}",
+                pair[1], pair[0]
+            )));
+        }
+        match receipt.await {
+            Ok(receipt) if !all.is_empty() => self.purge(tenant, all, receipt).await.map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// Anonymisation's rewrite ([`anonymize`]): awaits `planned` (the plan and its audit event,
     /// read and made while the store already holds its indexer, so that waiting for a
     /// background pass overlaps the read), then, through the sanctioned path, writes each row's

@@ -191,9 +191,9 @@ pub async fn run(
             true
         })
     };
-    let mut seqs = Vec::new();
     outcome.checkpoint = Some(checkpoint);
     if dry_run {
+        let mut seqs = Vec::new();
         let mut cursor = None;
         loop {
             let page = store
@@ -215,27 +215,52 @@ pub async fn run(
                 break;
             }
         }
-    } else {
-        let dir = archive_dir.join(tenant.as_str());
-        let stem = format!(
-            "sealtrail-{}-{}",
-            tenant.as_str(),
-            now.to_rfc3339()
-                .replace([':', '-'], "")
-                .split('.')
-                .next()
-                .unwrap_or_default()
-        );
-        outcome.archive = write_archive(store, &query, &select, &dir, &stem, &mut seqs).await?;
-    }
-    outcome.held = held.into_inner();
-    outcome.purged = seqs.len() as u64;
-    outcome.range = seqs.first().zip(seqs.last()).map(|(a, b)| (*a, *b));
-    if dry_run || seqs.is_empty() {
+        outcome.held = held.into_inner();
+        outcome.purged = seqs.len() as u64;
+        outcome.range = seqs.first().zip(seqs.last()).map(|(a, b)| (*a, *b));
         return Ok(outcome);
     }
-    let event = receipt(&outcome);
-    outcome.receipt = Some(store.purge(tenant, seqs, event).await?);
+    let dir = archive_dir.join(tenant.as_str());
+    let stem = format!(
+        "sealtrail-{}-{}",
+        tenant.as_str(),
+        now.to_rfc3339()
+            .replace([':', '-'], "")
+            .split('.')
+            .next()
+            .unwrap_or_default()
+    );
+    // The events leave the store's derived data and log as the archive is written, in
+    // transactions that commit only once it is whole and synced and the receipt is made.
+    let (batches, chosen) = mpsc::unbounded_channel::<Vec<u64>>();
+    let (made, receipt_told) = tokio::sync::oneshot::channel();
+    let removal = store.purge_streamed(tenant, chosen, receipt_told);
+    let archive = async {
+        let (mut count, mut range) = (0u64, None::<(u64, u64)>);
+        let mut choose = |page: Vec<u64>| {
+            if let (Some(&first), Some(&last)) = (page.first(), page.last()) {
+                count += page.len() as u64;
+                range = Some((range.map_or(first, |r| r.0), last));
+                // A removal that stopped early fails on its own: its error is what is told.
+                let _ = batches.send(page);
+            }
+        };
+        let written = write_archive(store, &query, &select, &dir, &stem, &mut choose).await;
+        drop(batches);
+        let written = written?;
+        outcome.held = held.load(std::sync::atomic::Ordering::Relaxed);
+        outcome.purged = count;
+        outcome.range = range;
+        outcome.archive = written;
+        if outcome.archive.is_some() {
+            // The receipt, and with it the go ahead to commit.
+            let _ = made.send(receipt(&outcome));
+        }
+        Ok::<_, RetentionError>(())
+    };
+    let (removed, archived) = tokio::join!(removal, archive);
+    archived?;
+    outcome.receipt = removed?;
     Ok(outcome)
 }
 
@@ -250,7 +275,7 @@ async fn write_archive(
     select: &export::Select<'_>,
     dir: &Path,
     stem: &str,
-    seqs: &mut Vec<u64>,
+    chosen: &mut (dyn FnMut(Vec<u64>) + Send),
 ) -> Result<Option<(PathBuf, String)>, RetentionError> {
     let partial = dir.join(format!(".{stem}.{}.partial", std::process::id()));
     let failed = |source: std::io::Error| RetentionError::Archive {
@@ -260,6 +285,7 @@ async fn write_archive(
     std::fs::create_dir_all(dir).map_err(failed)?;
     let file = std::fs::File::create(&partial).map_err(failed)?;
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
+    let mut range: Option<(u64, u64)> = None;
     // Compressing and writing on a blocking thread while the next page is read and rendered.
     let writer =
         tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, String)> {
@@ -285,7 +311,13 @@ async fn write_archive(
         select,
         &tx,
         &mut |_| {},
-        Some(&mut *seqs),
+        Some(&mut |page: Vec<u64>| {
+            range = Some((
+                range.map_or(page[0], |r: (u64, u64)| r.0),
+                page[page.len() - 1],
+            ));
+            chosen(page);
+        }),
     )
     .await;
     drop(tx);
@@ -300,11 +332,11 @@ async fn write_archive(
         }
     };
     let (_, digest) = written.map_err(failed)?;
-    let (Some(first), Some(last)) = (seqs.first(), seqs.last()) else {
+    let Some((first, last)) = range else {
         let _ = std::fs::remove_file(&partial);
         return Ok(None);
     };
-    debug_assert_eq!(summary.rows, seqs.len() as u64);
+    debug_assert!(summary.rows > 0);
     let path = dir.join(format!("{stem}-seq{first}-{last}.ndjson.gz"));
     std::fs::rename(&partial, &path).map_err(failed)?;
     if let Ok(d) = std::fs::File::open(dir) {

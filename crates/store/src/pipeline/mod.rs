@@ -229,11 +229,20 @@ enum Command<B: LogBackend> {
     Sanctioned {
         reason: String,
         job: B::Job,
-        audit: Box<PreparedEvent>,
+        audit: Audit,
         reply: oneshot::Sender<StoreResult<Appended>>,
     },
     /// Run a closure on the backend.
     Run(Run<B>),
+}
+
+/// The event a sanctioned change records.
+enum Audit {
+    /// Known when the change is asked for.
+    Ready(Box<PreparedEvent>),
+    /// Known only once the job (which holds this tenant) is done (retention's receipt names what was
+    /// removed while its job ran); the job fails if it never comes.
+    Later(Tenant, oneshot::Receiver<PreparedEvent>),
 }
 
 impl<B: LogBackend> Command<B> {
@@ -333,7 +342,27 @@ impl<B: LogBackend> WriteHandle<B> {
         self.send(Command::Sanctioned {
             reason: reason.to_owned(),
             job,
-            audit: Box::new(audit),
+            audit: Audit::Ready(Box::new(audit)),
+            reply,
+        })?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// [`Writer::sanctioned`] for a change whose record is made while its job runs: `audit`
+    /// (an event of `tenant`) is awaited once the job is done; if it never comes, nothing
+    /// changes.
+    pub async fn sanctioned_later(
+        &self,
+        reason: &str,
+        tenant: &Tenant,
+        audit: oneshot::Receiver<PreparedEvent>,
+        job: B::Job,
+    ) -> StoreResult<Appended> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Sanctioned {
+            reason: reason.to_owned(),
+            job,
+            audit: Audit::Later(tenant.clone(), audit),
             reply,
         })?;
         answer.await.map_err(|_| stopped())?
@@ -423,7 +452,7 @@ impl<B: LogBackend> Writer<B> {
                     reply,
                 } => {
                     self.commit_appends(std::mem::take(&mut appends)).await;
-                    let _ = reply.send(self.run_sanctioned(&reason, job, *audit).await);
+                    let _ = reply.send(self.run_sanctioned(&reason, job, audit).await);
                 }
             }
         }
@@ -544,14 +573,28 @@ impl<B: LogBackend> Writer<B> {
         &mut self,
         reason: &str,
         job: B::Job,
-        audit: PreparedEvent,
+        audit: Audit,
     ) -> StoreResult<Appended> {
-        let tenant = audit.tenant.clone();
-        let requests = vec![vec![audit]];
-        let want = seal::want(&requests);
+        let tenant = match &audit {
+            Audit::Ready(event) => event.tenant.clone(),
+            Audit::Later(tenant, _) => tenant.clone(),
+        };
         let result = async {
             self.backend.begin().await?;
             self.backend.sanctioned(&tenant, reason, job).await?;
+            let audit = match audit {
+                Audit::Ready(event) => *event,
+                Audit::Later(_, later) => match later.await {
+                    Ok(event) => event,
+                    Err(_) => {
+                        return Ok(Err(StoreError::Database(format!(
+                            "the {reason} was abandoned before its record was made"
+                        ))));
+                    }
+                },
+            };
+            let requests = vec![vec![audit]];
+            let want = seal::want(&requests);
             // The job may have changed the log: load its end after it.
             let loaded = self.backend.load(&want).await?;
             let recorded_at = self.recorded_at(&loaded);
