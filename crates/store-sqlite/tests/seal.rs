@@ -477,3 +477,53 @@ async fn the_write_ahead_log_is_checkpointed_after_commits_are_answered() {
         "the write-ahead log holds {size} bytes: it was not checkpointed"
     );
 }
+
+/// Retention empties exactly the rows of its selection, runs of consecutive positions and
+/// single ones, leaving the positions between them whole; a selection holding a row removed
+/// before changes nothing and fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_empties_exactly_its_rows_and_a_stale_one_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = SqliteStore::open(&SqliteConfig::new(dir.path())).expect("open");
+    let events = (1..=20)
+        .map(|n| {
+            prepared(
+                "t",
+                json!({"action": "doc.read", "actor": {"id": "a"}, "metadata": {"n": n}}),
+            )
+        })
+        .collect();
+    store.append(events).await.expect("append");
+    store.settle().await.expect("settle");
+    let receipt = || {
+        prepared(
+            "t",
+            json!({"action": "audit.purged", "actor": {"id": "r", "type": "system"}}),
+        )
+    };
+    let path = dir.path().join(sealtrail_store_sqlite::DB_FILE);
+    let emptied = || -> Vec<u64> {
+        raw(&path)
+            .prepare(
+                "SELECT seq FROM log WHERE tenant = 't' AND entry IS NULL \
+                 AND gone_recorded_at IS NOT NULL ORDER BY seq",
+            )
+            .expect("prepare")
+            .query_map([], |r| r.get::<_, i64>(0).map(|s| s as u64))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    let t = sealtrail_store::conformance::tenant("t");
+    let first = vec![2, 3, 4, 6, 7, 9, 10];
+    store
+        .purge(&t, first.clone(), receipt())
+        .await
+        .expect("purge");
+    assert_eq!(emptied(), first);
+    // 9 went before: nothing of this one happens.
+    let stale = vec![5, 8, 9, 11, 12];
+    assert!(store.purge(&t, stale, receipt()).await.is_err());
+    assert_eq!(emptied(), first);
+    store.shutdown().await;
+}
