@@ -535,6 +535,7 @@ impl Store for SqliteStore {
         let log = self.sanctioned("retention", receipt, move |conn| {
             seal::remove_events(conn, &owner, &seqs)?;
             conn.cache_flush()?;
+            schema::sync_wal(conn)?;
             if unindexed.recv().unwrap_or(false) {
                 Ok(())
             } else {
@@ -605,9 +606,10 @@ impl Store for SqliteStore {
             for batch in log_batches.iter() {
                 seal::remove_events(conn, &owner, &batch)?;
             }
-            // The emptied pages go to the write-ahead log now, while the derived data
-            // commits, leaving the commit little more than its sync.
+            // The emptied pages go to the write-ahead log, and to disk, now, while the derived
+            // data commits, leaving the commit little to write and sync.
             conn.cache_flush()?;
+            schema::sync_wal(conn)?;
             let _ = log_ready.send(());
             if told_unindexed.recv().unwrap_or(false) {
                 Ok(())

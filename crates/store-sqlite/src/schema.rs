@@ -31,6 +31,21 @@ pub(crate) fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Syncs the write-ahead log of `conn`'s main database to disk, as a commit under synchronous
+/// FULL does: what it holds (committed or, after `cache_flush`, written for the open
+/// transaction) is then on disk. Nothing for a database without a file or a log yet.
+pub(crate) fn sync_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let Some(db) = conn.path().filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    match std::fs::File::open(format!("{db}-wal")).and_then(|f| f.sync_data()) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            Err(rusqlite::Error::ToSqlConversionFailure(Box::new(err)))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// How large a write-ahead log may grow before its writer makes it start over.
 const WAL_LIMIT: u64 = 64 << 20;
 

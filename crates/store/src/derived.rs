@@ -291,6 +291,14 @@ pub trait IndexBackend: Send {
     /// Makes what was committed durable before the caller goes on (a removal from the
     /// derived data must not be lost while the log's removal that follows it is kept).
     fn sync(&mut self) -> Result<(), Self::Error>;
+
+    /// Commits and makes the commit durable before the caller goes on: what retention's and
+    /// anonymisation's changes end with. The default: [`IndexBackend::commit`], then
+    /// [`IndexBackend::sync`].
+    fn commit_synced(&mut self) -> Result<(), Self::Error> {
+        self.commit()?;
+        self.sync()
+    }
 }
 
 /// An indexer: its backend, and what it remembers of each tenant's newest chunk.
@@ -713,8 +721,7 @@ fn write_gated<B: IndexBackend, T>(
             backend.rollback();
             return Ok(None);
         }
-        backend.commit()?;
-        backend.sync()?;
+        backend.commit_synced()?;
         Ok(Some(done))
     });
     if written.is_err() {
