@@ -236,23 +236,17 @@ pub async fn run(
     let (made, receipt_told) = tokio::sync::oneshot::channel();
     let removal = store.purge_streamed(tenant, chosen, receipt_told);
     let archive = async {
-        let (mut count, mut range) = (0u64, None::<(u64, u64)>);
         let mut choose = |page: Vec<u64>| {
-            if let (Some(&first), Some(&last)) = (page.first(), page.last()) {
-                count += page.len() as u64;
-                range = Some((range.map_or(first, |r| r.0), last));
-                // A removal that stopped early fails on its own: its error is what is told.
-                let _ = batches.send(page);
-            }
+            // A removal that stopped early fails on its own: its error is what is told.
+            let _ = batches.send(page);
         };
         let written = write_archive(store, &query, &select, &dir, &stem, &mut choose).await;
         drop(batches);
-        let written = written?;
         outcome.held = held.load(std::sync::atomic::Ordering::Relaxed);
-        outcome.purged = count;
-        outcome.range = range;
-        outcome.archive = written;
-        if outcome.archive.is_some() {
+        if let Some(archived) = written? {
+            outcome.purged = archived.count;
+            outcome.range = Some(archived.range);
+            outcome.archive = Some((archived.path, archived.digest));
             // The receipt, and with it the go ahead to commit.
             let _ = made.send(receipt(&outcome));
         }
@@ -266,9 +260,9 @@ pub async fn run(
 
 /// Writes the archive: the verifiable NDJSON export of the selected events, gzip'd, into a
 /// partial file in `dir` that is synced and, when whole, renamed to `<stem>-seq<first>-<last>
-/// .ndjson.gz` (the range makes names unique: no two runs remove the same event). Returns its
-/// path and the SHA-256 of its bytes, hex; `None`, with nothing left behind, when no event was
-/// selected.
+/// .ndjson.gz` (the range makes names unique: no two runs remove the same event); each page's
+/// selected positions go to `chosen` as they are. `None`, with nothing left behind, when no
+/// event was selected.
 async fn write_archive(
     store: &dyn Store,
     query: &ExportQuery,
@@ -276,7 +270,7 @@ async fn write_archive(
     dir: &Path,
     stem: &str,
     chosen: &mut (dyn FnMut(Vec<u64>) + Send),
-) -> Result<Option<(PathBuf, String)>, RetentionError> {
+) -> Result<Option<Archived>, RetentionError> {
     let partial = dir.join(format!(".{stem}.{}.partial", std::process::id()));
     let failed = |source: std::io::Error| RetentionError::Archive {
         path: partial.clone(),
@@ -312,10 +306,9 @@ async fn write_archive(
         &tx,
         &mut |_| {},
         Some(&mut |page: Vec<u64>| {
-            range = Some((
-                range.map_or(page[0], |r: (u64, u64)| r.0),
-                page[page.len() - 1],
-            ));
+            if let (Some(&first), Some(&last)) = (page.first(), page.last()) {
+                range = Some((range.map_or(first, |r: (u64, u64)| r.0), last));
+            }
             chosen(page);
         }),
     )
@@ -336,13 +329,29 @@ async fn write_archive(
         let _ = std::fs::remove_file(&partial);
         return Ok(None);
     };
-    debug_assert!(summary.rows > 0);
     let path = dir.join(format!("{stem}-seq{first}-{last}.ndjson.gz"));
     std::fs::rename(&partial, &path).map_err(failed)?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(Some((path, digest)))
+    Ok(Some(Archived {
+        path,
+        digest,
+        range: (first, last),
+        count: summary.rows,
+    }))
+}
+
+/// An archive written whole.
+struct Archived {
+    /// Its file.
+    path: PathBuf,
+    /// The SHA-256 of its bytes, hex.
+    digest: String,
+    /// The least and greatest position in it.
+    range: (u64, u64),
+    /// How many events it holds.
+    count: u64,
 }
 
 /// A writer that hashes what passes through it.

@@ -158,6 +158,28 @@ pub fn decode_keys<'a>(bytes: &'a [u8], mut f: impl FnMut(&'a [u8], u64)) -> boo
     true
 }
 
+/// The keys of stored form `bytes` in term order, each once (as stored; damaged ones are
+/// ordered here), and whether they were read whole (a warning says when not: what came before
+/// the damage is there).
+fn ordered_keys(bytes: &[u8]) -> (Vec<(&[u8], u64)>, bool) {
+    let mut keys: Vec<(&[u8], u64)> = Vec::new();
+    let whole = decode_keys(bytes, |term, n| keys.push((term, n)));
+    if !whole {
+        tracing::warn!("a stored statistics rollup is damaged; run sealtrail reindex");
+    }
+    if !keys.is_sorted_by(|a, b| a.0 < b.0) {
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        keys.dedup_by(|b, a| {
+            let same = a.0 == b.0;
+            if same {
+                a.1 = a.1.wrapping_add(b.1);
+            }
+            same
+        });
+    }
+    (keys, whole)
+}
+
 /// Key counts summed, and taken away, across many rollups and single events: what a
 /// statistics read adds up.
 ///
@@ -181,21 +203,9 @@ impl KeySums {
     /// Adds (or, with `negative`, takes away) every key of stored keys `bytes`; `false` when
     /// they are damaged (nothing of them is counted then, and a warning says so).
     pub fn merge_stored(&mut self, bytes: &[u8], negative: bool) -> bool {
-        let mut decoded: Vec<(&[u8], u64)> = Vec::new();
-        if !decode_keys(bytes, |term, n| decoded.push((term, n))) {
-            tracing::warn!("a stored statistics rollup is damaged; run sealtrail reindex");
+        let (decoded, whole) = ordered_keys(bytes);
+        if !whole {
             return false;
-        }
-        if !decoded.is_sorted_by(|a, b| a.0 < b.0) {
-            // Not in term order (damage): order it, each term once.
-            decoded.sort_by(|a, b| a.0.cmp(b.0));
-            decoded.dedup_by(|b, a| {
-                let same = a.0 == b.0;
-                if same {
-                    a.1 = a.1.wrapping_add(b.1);
-                }
-                same
-            });
         }
         let apply = |c: u64, n: u64| {
             if negative {
@@ -579,21 +589,8 @@ impl StoredRollup {
     /// keys), then put back in. A walk of the stored keys beside the change's, both in term
     /// order, written straight into the stored form.
     pub(crate) fn changed(&self, change: &Change, ids: &TermIds) -> StoredRollup {
-        let mut stored: Vec<(&[u8], u64)> = Vec::new();
-        if !decode_keys(&self.keys, |term, n| stored.push((term, n))) {
-            tracing::warn!("a stored statistics rollup is damaged; run sealtrail reindex");
-        }
-        if !stored.is_sorted_by(|a, b| a.0 < b.0) {
-            // Not in term order (damage): order it, each term once.
-            stored.sort_by(|a, b| a.0.cmp(b.0));
-            stored.dedup_by(|b, a| {
-                let same = a.0 == b.0;
-                if same {
-                    a.1 = a.1.saturating_add(b.1);
-                }
-                same
-            });
-        }
+        // Damaged keys: what was read before the damage is kept (`reindex` mends the rest).
+        let (stored, _) = ordered_keys(&self.keys);
         let mut keys = Vec::with_capacity(self.keys.len());
         let mut put = |term: &[u8], n: u64| {
             if n > 0 {

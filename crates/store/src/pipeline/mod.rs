@@ -338,19 +338,13 @@ impl<B: LogBackend> WriteHandle<B> {
         audit: PreparedEvent,
         job: B::Job,
     ) -> StoreResult<Appended> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Sanctioned {
-            reason: reason.to_owned(),
-            job,
-            audit: Audit::Ready(Box::new(audit)),
-            reply,
-        })?;
-        answer.await.map_err(|_| stopped())?
+        self.send_sanctioned(reason, job, Audit::Ready(Box::new(audit)))
+            .await
     }
 
-    /// [`Writer::sanctioned`] for a change whose record is made while its job runs: `audit`
-    /// (an event of `tenant`) is awaited once the job is done; if it never comes, nothing
-    /// changes.
+    /// [`WriteHandle::sanctioned`] for a change whose record is made while its job runs:
+    /// `audit` is awaited once the job (which holds `tenant`) is done; if it never comes,
+    /// nothing changes.
     pub async fn sanctioned_later(
         &self,
         reason: &str,
@@ -358,11 +352,21 @@ impl<B: LogBackend> WriteHandle<B> {
         audit: oneshot::Receiver<PreparedEvent>,
         job: B::Job,
     ) -> StoreResult<Appended> {
+        self.send_sanctioned(reason, job, Audit::Later(tenant.clone(), audit))
+            .await
+    }
+
+    async fn send_sanctioned(
+        &self,
+        reason: &str,
+        job: B::Job,
+        audit: Audit,
+    ) -> StoreResult<Appended> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Sanctioned {
             reason: reason.to_owned(),
             job,
-            audit: Audit::Later(tenant.clone(), audit),
+            audit,
             reply,
         })?;
         answer.await.map_err(|_| stopped())?
