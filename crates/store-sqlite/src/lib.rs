@@ -622,14 +622,12 @@ impl Store for SqliteStore {
             }
         });
         let (going, unindexed, appended) = tokio::join!(forward, unindex, log);
-        let unindexed = unindexed?;
+        // The derived data's failure first (the log's is only that it was told so); then,
+        // abandoned, nothing happened; else the log's outcome, which commits only after the
+        // derived data did (and fails, named, when it could not empty its rows).
+        unindexed?;
         if !going {
             return Ok(None);
-        }
-        if unindexed.is_none() {
-            return Err(StoreError::Database(
-                "the derived data did not commit the removal".into(),
-            ));
         }
         appended.map(Some)
     }
