@@ -738,27 +738,18 @@ pub fn unindex_shared<B: IndexBackend>(
     tenant: &Tenant,
     seqs: &[u64],
 ) -> StoreResult<u64> {
-    for attempt in 0u32.. {
-        let outcome = {
-            let mut indexer = indexer.lock();
-            unindex(&mut indexer, tenant, seqs).map_err(|e| StoreError::Database(e.to_string()))?
-        };
-        match outcome {
-            Unindex::Done { removed } => return Ok(removed),
-            Unindex::Behind { watermark } => {
-                return Err(StoreError::Database(format!(
-                    "events past the derived data's watermark ({watermark}) cannot be removed yet"
-                )));
-            }
-            Unindex::Busy if attempt < 200 => {
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            Unindex::Busy => break,
-        }
-    }
-    Err(StoreError::Database(
-        "another indexer kept the tenant for too long".into(),
-    ))
+    let outcome = held(indexer, |indexer| {
+        Ok(match unindex(indexer, tenant, seqs)? {
+            Unindex::Done { removed } => Some(Ok(removed)),
+            Unindex::Behind { watermark } => Some(Err(watermark)),
+            Unindex::Busy => None,
+        })
+    })?;
+    outcome.map_err(|watermark| {
+        StoreError::Database(format!(
+            "events past the derived data's watermark ({watermark}) cannot be removed yet"
+        ))
+    })
 }
 
 /// [`unindex_shared`], the positions arriving in ascending batches while they are still being
@@ -773,28 +764,29 @@ pub fn unindex_streamed<B: IndexBackend>(
     batches: &std::sync::mpsc::Receiver<Vec<u64>>,
     go: &mut dyn FnMut() -> bool,
 ) -> StoreResult<Option<u64>> {
-    let mut held = indexer.lock();
-    let mut attempt = 0u32;
-    let watermark = loop {
-        held.newest.remove(tenant);
-        match held.backend.begin(tenant) {
-            Ok(Some(watermark)) => break watermark,
-            Ok(None) if attempt < 200 => {
-                // Another process's indexer has the tenant: let it finish.
-                attempt += 1;
-                parking_lot::MutexGuard::unlocked(&mut held, || {
-                    std::thread::sleep(Duration::from_millis(25))
-                });
-            }
-            Ok(None) => {
-                return Err(StoreError::Database(
-                    "another indexer kept the tenant for too long".into(),
-                ));
-            }
-            Err(err) => return Err(StoreError::Database(err.to_string())),
-        }
-    };
-    let backend = &mut held.backend;
+    held(indexer, |indexer| {
+        indexer.newest.remove(tenant);
+        let Some(watermark) = indexer.backend.begin(tenant)? else {
+            return Ok(None);
+        };
+        Ok(Some(unindex_stream(
+            &mut indexer.backend,
+            tenant,
+            watermark,
+            batches,
+            go,
+        )))
+    })?
+}
+
+/// [`unindex_streamed`] in the tenant's open transaction, begun under `watermark`.
+fn unindex_stream<B: IndexBackend>(
+    backend: &mut B,
+    tenant: &Tenant,
+    watermark: u64,
+    batches: &std::sync::mpsc::Receiver<Vec<u64>>,
+    go: &mut dyn FnMut() -> bool,
+) -> StoreResult<Option<u64>> {
     let made = (|| {
         let mut unindexing = Unindexing::new(watermark, Mode::Remove);
         let mut current: Option<(u64, RoaringBitmap)> = None;
@@ -987,26 +979,34 @@ where
 /// answers `None` while another process's indexer holds it), for up to five seconds.
 async fn held_blocking<B: IndexBackend + 'static, T: Send + 'static>(
     indexer: SharedIndexer<B>,
-    mut work: impl FnMut(&mut Indexer<B>) -> Result<Option<T>, B::Error> + Send + 'static,
+    work: impl FnMut(&mut Indexer<B>) -> Result<Option<T>, B::Error> + Send + 'static,
 ) -> StoreResult<T> {
-    tokio::task::spawn_blocking(move || {
-        for attempt in 0u32..200 {
-            let outcome = {
-                let mut indexer = indexer.lock();
-                work(&mut indexer).map_err(|e| StoreError::Database(e.to_string()))?
-            };
-            match outcome {
-                Some(done) => return Ok(done),
-                None if attempt < 199 => std::thread::sleep(Duration::from_millis(25)),
-                None => break,
-            }
+    tokio::task::spawn_blocking(move || held(&indexer, work))
+        .await
+        .map_err(|e| StoreError::Database(format!("deriving again failed: {e}")))?
+}
+
+/// Runs `work` with the shared indexer until it gets its tenant (`work` answers `None`, having
+/// done nothing, while another process's indexer holds it), for up to five seconds, letting the
+/// indexer go between attempts.
+fn held<B: IndexBackend, T>(
+    indexer: &parking_lot::Mutex<Indexer<B>>,
+    mut work: impl FnMut(&mut Indexer<B>) -> Result<Option<T>, B::Error>,
+) -> StoreResult<T> {
+    for attempt in 0u32..200 {
+        let outcome = {
+            let mut indexer = indexer.lock();
+            work(&mut indexer).map_err(|e| StoreError::Database(e.to_string()))?
+        };
+        match outcome {
+            Some(done) => return Ok(done),
+            None if attempt < 199 => std::thread::sleep(Duration::from_millis(25)),
+            None => break,
         }
-        Err(StoreError::Database(
-            "another indexer kept the tenant for too long".into(),
-        ))
-    })
-    .await
-    .map_err(|e| StoreError::Database(format!("deriving again failed: {e}")))?
+    }
+    Err(StoreError::Database(
+        "another indexer kept the tenant for too long".into(),
+    ))
 }
 
 /// What [`unindex_update`] does with the positions it is given.
