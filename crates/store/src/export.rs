@@ -162,10 +162,10 @@ pub enum ExportError {
 }
 
 /// Writes the export into `out` one chunk per page, calling `progress` with the number of
-/// events written so far after each. Reading a page and rendering the one before overlap: the
+/// events written so far after each. Reading pages and rendering the ones before overlap: the
 /// store reads on its threads while blocking tasks render; an export of every event reads two
 /// pages at once (on PostgreSQL, two connections: one backend's reading is a page's critical
-/// path).
+/// path) and renders the two together.
 pub async fn run(
     store: &dyn Store,
     format: Format,
@@ -222,26 +222,38 @@ pub async fn run_selected(
     if upto > 0 {
         fetched.push_back(list(None).await?);
     }
-    while let Some(page) = fetched.pop_front() {
-        let mut done = page.next_cursor.is_none();
-        let mut rows = Vec::with_capacity(page.rows.len());
-        for row in page.rows {
-            if row.seq > upto {
-                if query.order == Order::Asc {
-                    done = true;
-                    break;
+    while !fetched.is_empty() {
+        // The pages held are rendered together (an export of every event reads two at once):
+        // reading the next ones goes on beside all of them, never beside rendering alone.
+        let mut done = false;
+        let mut rows = Vec::new();
+        let mut next_cursor = None;
+        for page in fetched.drain(..) {
+            done = page.next_cursor.is_none();
+            next_cursor = page.next_cursor;
+            let from = rows.len();
+            rows.reserve(page.rows.len());
+            for row in page.rows {
+                if row.seq > upto {
+                    if query.order == Order::Asc {
+                        done = true;
+                        break;
+                    }
+                    continue;
                 }
-                continue;
+                if !select(&row)? {
+                    continue;
+                }
+                rows.push(row);
             }
-            if !select(&row)? {
-                continue;
+            if let Some(selected) = selected.as_deref_mut()
+                && rows.len() > from
+            {
+                selected(rows[from..].iter().map(|r| r.seq).collect());
             }
-            rows.push(row);
-        }
-        if let Some(selected) = selected.as_deref_mut()
-            && !rows.is_empty()
-        {
-            selected(rows.iter().map(|r| r.seq).collect());
+            if done {
+                break;
+            }
         }
         summary.rows += rows.len() as u64;
         let steps = match format {
@@ -263,14 +275,9 @@ pub async fn run_selected(
         let leading_comma = !first && !steps.is_empty();
         first &= steps.is_empty();
         let render = render_parallel(format, steps, leading_comma);
-        // Read ahead from the last page held, while this one renders: one page, or two at
-        // once for an export of every event.
-        let ahead = match fetched.back() {
-            None if done => None,
-            None => page.next_cursor,
-            Some(last) if fetched.len() < 2 && !ends(last, query.order, upto) => last.next_cursor,
-            Some(_) => None,
-        };
+        // Read ahead from the last page, while these render: one page, or two at once for an
+        // export of every event.
+        let ahead = if done { None } else { next_cursor };
         let next = async {
             let Some(cursor) = ahead else {
                 return Ok::<_, StoreError>(Vec::new());

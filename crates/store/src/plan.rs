@@ -160,17 +160,43 @@ fn page_rows<S: ReadSnapshot>(
     Ok(seqs.iter().filter_map(|s| have.remove(s)).collect())
 }
 
-/// What a list collects: the seqs of its page (one more than the limit), and the events
-/// already read on the way.
+/// What a list collects: the seqs of its page (one more than the limit), and beside each the
+/// event if it was already read on the way (a scan's; positions from postings are read after).
 struct Collected {
     want: usize,
     seqs: Vec<u64>,
-    rows: HashMap<u64, LogRow>,
+    rows: Vec<Option<LogRow>>,
 }
 
 impl Collected {
     fn full(&self) -> bool {
         self.seqs.len() >= self.want
+    }
+
+    fn push(&mut self, seq: u64, row: Option<LogRow>) {
+        self.seqs.push(seq);
+        self.rows.push(row);
+    }
+
+    /// The page's events in order, reading those not read on the way.
+    fn into_rows<S: ReadSnapshot>(
+        mut self,
+        snap: &mut S,
+        tenant: &Tenant,
+    ) -> PlanResult<Vec<LogRow>, S::Error> {
+        self.seqs.truncate(self.want);
+        self.rows.truncate(self.want);
+        if self.rows.iter().all(Option::is_some) {
+            // A scan's page (every event of an export): in order already, nothing to look up.
+            return Ok(self.rows.into_iter().flatten().collect());
+        }
+        let have = self
+            .seqs
+            .iter()
+            .zip(self.rows)
+            .filter_map(|(seq, row)| row.map(|row| (*seq, row)))
+            .collect();
+        page_rows(snap, tenant, &self.seqs, have)
     }
 }
 
@@ -212,7 +238,7 @@ pub fn list_rows<S: ReadSnapshot>(
     let mut got = Collected {
         want: q.limit + 1,
         seqs: Vec::with_capacity(q.limit + 1),
-        rows: HashMap::new(),
+        rows: Vec::with_capacity(q.limit + 1),
     };
     if lo <= hi {
         let f = &q.filter;
@@ -228,8 +254,7 @@ pub fn list_rows<S: ReadSnapshot>(
             tail_matching(snap, tail, &q.tenant, f, beyond, false, bounds, &mut got)?;
         }
     }
-    got.seqs.truncate(got.want);
-    let mut rows = page_rows(snap, &q.tenant, &got.seqs, got.rows)?;
+    let mut rows = got.into_rows(snap, &q.tenant)?;
     let next_cursor = if rows.len() > q.limit {
         rows.truncate(q.limit);
         rows.last().map(|r| Cursor::Seq(r.seq))
@@ -253,13 +278,20 @@ fn scan_matching<S: ReadSnapshot>(
     let everything = f.is_empty();
     let (mut lo, mut hi) = (*range.start(), *range.end());
     while lo <= hi && !got.full() {
+        // Every event read is the page's when nothing filters them: one read for the rest of
+        // the page (an export's page of thousands was eight round trips of `SCAN_PAGE`).
+        let limit = if everything {
+            got.want - got.seqs.len()
+        } else {
+            SCAN_PAGE
+        };
         let rows = snap
-            .scan(tenant, lo..=hi, desc, SCAN_PAGE)
+            .scan(tenant, lo..=hi, desc, limit)
             .map_err(PlanError::Backend)?;
         let Some(last) = rows.last().map(|r| r.seq) else {
             break;
         };
-        let exhausted = rows.len() < SCAN_PAGE;
+        let exhausted = rows.len() < limit;
         for row in rows {
             if got.full() {
                 break;
@@ -269,8 +301,7 @@ fn scan_matching<S: ReadSnapshot>(
                 _ => row.with_source(|s| f.matches(s))?,
             };
             if keep {
-                got.seqs.push(row.seq);
-                got.rows.insert(row.seq, row);
+                got.push(row.seq, Some(row));
             }
         }
         if exhausted {
@@ -353,7 +384,7 @@ fn push_candidates<S: ReadSnapshot>(
             if got.full() {
                 break;
             }
-            got.seqs.push(seq);
+            got.push(seq, None);
         }
         return Ok(());
     }
@@ -374,8 +405,7 @@ fn push_candidates<S: ReadSnapshot>(
                 continue;
             };
             if row.with_source(|s| f.matches(s))? {
-                got.seqs.push(seq);
-                got.rows.insert(seq, row);
+                got.push(seq, Some(row));
             }
         }
     }
