@@ -74,7 +74,7 @@ impl WalBound {
 
     /// A bound of `limit` bytes, looked at every `every`.
     fn with(conn: &Connection, limit: u64, every: std::time::Duration) -> rusqlite::Result<Self> {
-        conn.pragma_update(None, "journal_size_limit", limit as i64)?;
+        conn.pragma_update(Some("main"), "journal_size_limit", limit as i64)?;
         let wal = conn
             .path()
             .filter(|p| !p.is_empty())
@@ -105,17 +105,7 @@ impl WalBound {
         if len <= self.limit {
             return;
         }
-        // A reader holding an old snapshot for long (an export, a verify walk) must not stall
-        // the writer: wait `busy` at most, and try again a second later.
-        let restart = (|| -> rusqlite::Result<(i64, i64, i64)> {
-            conn.busy_timeout(busy)?;
-            let r = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            });
-            conn.busy_timeout(std::time::Duration::from_secs(10))?;
-            r
-        })();
-        match restart {
+        match restart(conn, busy) {
             Ok((blocked, frames, copied)) => tracing::debug!(
                 wal_bytes = len,
                 blocked,
@@ -126,6 +116,20 @@ impl WalBound {
             Err(err) => tracing::warn!(error = %err, "write-ahead log checkpoint failed"),
         }
     }
+}
+
+/// The `RESTART` checkpoint of `conn`'s own database (`main`), waiting `busy` at most: a
+/// reader holding an old snapshot for long (an export, a verify walk) must not stall the
+/// writer. Only `main`: the indexer's connection has the log attached read-only, and an
+/// unqualified checkpoint would also take the log's write lock (stalling its writer) and then
+/// fail writing the log through a read-only file (`disk I/O error`, seen under ingest).
+fn restart(conn: &Connection, busy: std::time::Duration) -> rusqlite::Result<(i64, i64, i64)> {
+    conn.busy_timeout(busy)?;
+    let r = conn.query_row("PRAGMA main.wal_checkpoint(RESTART)", [], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    });
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    r
 }
 
 /// Settings for reader connections.
@@ -217,6 +221,47 @@ mod tests {
         let _: i64 = conn
             .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
             .expect("read");
+    }
+
+    #[test]
+    fn the_restart_leaves_a_database_attached_read_only_alone() {
+        // The indexer's connection: its own database, and the log attached read-only while
+        // another connection writes it and holds its write lock.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (own_path, mut own) = wal_database(dir.path());
+        let log_path = dir.path().join("log.db");
+        let mut log = Connection::open(&log_path).expect("open log");
+        log.pragma_update(None, "journal_mode", "WAL").expect("wal");
+        log.pragma_update(None, "wal_autocheckpoint", 0)
+            .expect("no checkpoints");
+        log.execute_batch("CREATE TABLE t (v BLOB)").expect("table");
+        for _ in 0..4 {
+            commit_one(&mut log);
+            commit_one(&mut own);
+        }
+        own.execute(
+            "ATTACH DATABASE ?1 AS lg",
+            [format!("file:{}?mode=ro", log_path.display())],
+        )
+        .expect("attach");
+        let _: i64 = own
+            .query_row("SELECT count(*) FROM lg.t", [], |r| r.get(0))
+            .expect("read the log");
+        log.execute_batch("BEGIN IMMEDIATE")
+            .expect("the log's writer");
+        let (blocked, frames, copied) =
+            restart(&own, std::time::Duration::from_millis(200)).expect("restart");
+        assert_eq!(blocked, 0);
+        assert!(
+            frames > 0 && copied == frames,
+            "its own log copied back: {frames}, {copied}"
+        );
+        log.execute_batch("COMMIT")
+            .expect("the log's writer goes on");
+        assert!(
+            wal_len(&log_path) > 0,
+            "the log's own write-ahead log untouched"
+        );
     }
 
     #[test]
