@@ -31,6 +31,71 @@ use std::collections::{BTreeMap, HashMap};
 /// byte strings the indexer hashes tens of times per event (no map is keyed by client-chosen
 /// values for longer than one batch, and each map's seed is random).
 type TermMap<V> = HashMap<Term, V, foldhash::fast::RandomState>;
+
+/// The longest term a [`KeyTerm`] holds in its own bytes: a UUID with its tag fits.
+const INLINE_TERM: usize = 38;
+
+/// A term as the key of the map a batch's new positions gather in, its bytes held in the
+/// map's slot when short (nearly every word and value): finding a term then compares bytes
+/// in the slot just read, where a boxed key sends the comparison to another cache line
+/// (`perf` under full-speed ingest: lookups a fifth of the indexer's time, comparing keys
+/// three fifths of that).
+#[derive(Clone)]
+enum KeyTerm {
+    Inline(u8, [u8; INLINE_TERM]),
+    Heap(Box<[u8]>),
+}
+
+impl KeyTerm {
+    fn new(term: &[u8]) -> Self {
+        match u8::try_from(term.len()) {
+            Ok(len) if term.len() <= INLINE_TERM => {
+                let mut bytes = [0; INLINE_TERM];
+                bytes[..term.len()].copy_from_slice(term);
+                Self::Inline(len, bytes)
+            }
+            _ => Self::Heap(term.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline(len, bytes) => &bytes[..usize::from(*len)],
+            Self::Heap(bytes) => bytes,
+        }
+    }
+
+    fn into_term(self) -> Term {
+        match self {
+            Self::Inline(..) => Term(self.as_bytes().into()),
+            Self::Heap(bytes) => Term(bytes),
+        }
+    }
+}
+
+impl PartialEq for KeyTerm {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for KeyTerm {}
+
+impl std::hash::Hash for KeyTerm {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As the bytes hash, so that a lookup by `&[u8]` finds it.
+        self.as_bytes().hash(state)
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for KeyTerm {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+/// A batch's new positions per term of one chunk.
+type FreshTerms = HashMap<KeyTerm, Vec<u32>, foldhash::fast::RandomState>;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -436,7 +501,7 @@ fn build<B: IndexBackend>(
     }
     let rows = backend.log_rows(tenant, watermark + 1, last)?;
     // New positions per (chunk, term), and the new times per block.
-    let mut fresh: BTreeMap<u64, TermMap<Vec<u32>>> = BTreeMap::new();
+    let mut fresh: BTreeMap<u64, FreshTerms> = BTreeMap::new();
     let mut times: BTreeMap<u64, Vec<(u64, i64)>> = BTreeMap::new();
     // The new counts per chunk and (span, period).
     let mut tallies: BTreeMap<u64, HashMap<(Span, i64), Rollup>> = BTreeMap::new();
@@ -444,12 +509,12 @@ fn build<B: IndexBackend>(
     let (mut keys, mut ends) = (Vec::<u8>::new(), Vec::<usize>::new());
     let gone_term = gone();
     let mut expected = watermark + 1;
-    let mark_gone = |fresh: &mut BTreeMap<u64, TermMap<Vec<u32>>>, until: u64, from: u64| {
+    let mark_gone = |fresh: &mut BTreeMap<u64, FreshTerms>, until: u64, from: u64| {
         for seq in from..until {
             fresh
                 .entry(chunk_of(seq))
                 .or_default()
-                .entry(gone_term.clone())
+                .entry(KeyTerm::new(&gone_term.0))
                 .or_default()
                 .push(offset_in_chunk(seq));
         }
@@ -481,7 +546,7 @@ fn build<B: IndexBackend>(
                         }
                     }
                     None => {
-                        terms.insert(Term(term.into()), vec![offset]);
+                        terms.insert(KeyTerm::new(term), vec![offset]);
                     }
                 }
             });
@@ -539,7 +604,10 @@ fn build<B: IndexBackend>(
                     .collect(),
             }
         };
-        let mut terms: Vec<(Term, Vec<u32>)> = terms.into_iter().collect();
+        let mut terms: Vec<(Term, Vec<u32>)> = terms
+            .into_iter()
+            .map(|(term, offsets)| (term.into_term(), offsets))
+            .collect();
         // In key order: the backend's B-tree is written left to right.
         terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (term, offsets) in terms {
@@ -1820,6 +1888,29 @@ pub fn rebuild<B: IndexBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_terms_are_found_by_their_bytes_and_give_them_back() {
+        let terms: Vec<Vec<u8>> = [0, 1, INLINE_TERM - 1, INLINE_TERM, INLINE_TERM + 1, 300]
+            .iter()
+            .map(|&n| (0..n).map(|i| b'a' + (i % 26) as u8).collect())
+            .collect();
+        let mut map = FreshTerms::default();
+        for (i, term) in terms.iter().enumerate() {
+            map.insert(KeyTerm::new(term), vec![i as u32]);
+        }
+        assert_eq!(map.len(), terms.len(), "no two lengths collide");
+        for (i, term) in terms.iter().enumerate() {
+            assert_eq!(
+                map.get(term.as_slice()),
+                Some(&vec![i as u32]),
+                "{}",
+                term.len()
+            );
+            assert_eq!(KeyTerm::new(term).into_term().0.as_ref(), term.as_slice());
+        }
+        assert!(map.get(&b"zz"[..]).is_none());
+    }
 
     #[test]
     fn positions_map_to_chunks_offsets_and_back() {
