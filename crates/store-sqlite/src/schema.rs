@@ -228,7 +228,7 @@ mod tests {
         // The indexer's connection: its own database, and the log attached read-only while
         // another connection writes it and holds its write lock.
         let dir = tempfile::tempdir().expect("tempdir");
-        let (own_path, mut own) = wal_database(dir.path());
+        let (_, mut own) = wal_database(dir.path());
         let log_path = dir.path().join("log.db");
         let mut log = Connection::open(&log_path).expect("open log");
         log.pragma_update(None, "journal_mode", "WAL").expect("wal");

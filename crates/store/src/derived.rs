@@ -1909,7 +1909,7 @@ mod tests {
             );
             assert_eq!(KeyTerm::new(term).into_term().0.as_ref(), term.as_slice());
         }
-        assert!(map.get(&b"zz"[..]).is_none());
+        assert!(!map.contains_key(&b"zz"[..]));
     }
 
     #[test]
