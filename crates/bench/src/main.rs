@@ -563,7 +563,16 @@ async fn derived_cost(
         at = end;
     }
     this.stop().await?;
-    base.stop().await
+    base.stop().await?;
+    // Two schemas of a million events each: not left behind in the shared cluster.
+    if let Some(url) = database_url {
+        for name in ["this", "base"] {
+            if let load::Backend::Postgres { schema, .. } = backend(name) {
+                pg::drop_schema(url, &schema).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A list query shape of the query benches: its name and URL path with query.
