@@ -109,10 +109,10 @@ pub(crate) fn prepare(index_path: &Path) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The indexer's connection: the index file, with the log attached read-only as `lg`.
 /// The index file's automatic checkpoint, in pages of write-ahead log.
 const AUTOCHECKPOINT_PAGES: i64 = 16_384;
 
+/// The indexer's connection: the index file, with the log attached read-only as `lg`.
 pub(crate) struct SqliteIndexer {
     conn: Connection,
     wal: crate::schema::WalBound,
