@@ -639,6 +639,32 @@ pub(crate) fn disk_gib(path: &std::path::Path) -> f64 {
     walk(path) as f64 / (1u64 << 30) as f64
 }
 
+/// CPU seconds used so far by every process named `postgres` on this machine (the cluster's
+/// backends and its background writers), user and system; `None` when none can be read. A
+/// backend that exits takes its seconds with it, so this is for spans where the servers'
+/// pooled connections stay open.
+pub(crate) fn postgres_cpu_seconds() -> Option<f64> {
+    let mut total = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let stat = format!("/proc/{pid}/stat");
+        let is_postgres = std::fs::read_to_string(&stat).is_ok_and(|s| {
+            s.split_once(" (")
+                .is_some_and(|(_, rest)| rest.starts_with("postgres)"))
+        });
+        if is_postgres && let Some(cpu) = cpu_seconds_of(&stat) {
+            *total.get_or_insert(0.0) += cpu;
+        }
+    }
+    total
+}
+
 /// CPU seconds a process has used, user and system, every thread, from its `stat` file (in
 /// ticks of 1/100 s, Linux's `USER_HZ`); `None` where that cannot be read.
 pub(crate) fn cpu_seconds_of(stat: &str) -> Option<f64> {

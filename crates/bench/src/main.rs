@@ -407,6 +407,8 @@ struct Step {
     raw_rate: Option<f64>,
     /// CPU seconds the server process used (every thread) until the step was indexed.
     server_cpu: Option<f64>,
+    /// CPU seconds every `postgres` process used over the same span (PostgreSQL runs only).
+    database_cpu: Option<f64>,
 }
 
 fn print_step_header() {
@@ -442,10 +444,12 @@ async fn ingest_step(
     source: &std::sync::Arc<EventSource>,
     range: std::ops::Range<u64>,
     args: &IngestArgs,
+    postgres: bool,
 ) -> anyhow::Result<Step> {
     let n = (range.end - range.start) as f64;
     let last = range.end - 1;
     let cpu_before = server.cpu_seconds();
+    let database_before = postgres.then(load::postgres_cpu_seconds).flatten();
     let started = Instant::now();
     let sent = load::ingest(
         http,
@@ -465,6 +469,11 @@ async fn ingest_step(
         .cpu_seconds()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
+    let database_cpu = postgres
+        .then(load::postgres_cpu_seconds)
+        .flatten()
+        .zip(database_before)
+        .map(|(after, before)| after - before);
     let _ = sent.acked;
     Ok(Step {
         stored: range.end,
@@ -473,6 +482,7 @@ async fn ingest_step(
         refused: sent.refused,
         raw_rate: None,
         server_cpu,
+        database_cpu,
     })
 }
 
@@ -495,6 +505,7 @@ async fn derived_cost(
     };
     let this_dir = dir.path().join("this");
     let base_dir = dir.path().join("baseline");
+    let postgres = database_url.is_some();
     let this = load::Server::start(&backend("this"), &this_dir, &[]).await?;
     let base = load::Server::start_binary(baseline, &backend("base"), &base_dir, &[]).await?;
     println!(
@@ -513,7 +524,7 @@ async fn derived_cost(
         baseline.display()
     );
     println!(
-        "  {:>10} {:>12} {:>12} {:>12} {:>12} {:>8} {:>8} {:>9} {:>9} {:>11} {:>11} {:>7}",
+        "  {:>10} {:>12} {:>12} {:>12} {:>12} {:>8} {:>8} {:>9} {:>9} {:>11} {:>11} {:>7} {:>11} {:>11} {:>7}",
         "stored",
         "this found",
         "this idx",
@@ -525,14 +536,17 @@ async fn derived_cost(
         "base GiB",
         "this ms/1k",
         "base ms/1k",
-        "cpu %"
+        "cpu %",
+        "this db/1k",
+        "base db/1k",
+        "all %"
     );
     let http = reqwest::Client::new();
     let mut at = 0;
     while at < args.events {
         let end = (at + args.step).min(args.events);
-        let a = ingest_step(&http, &this, &source, at..end, args).await?;
-        let b = ingest_step(&http, &base, &source, at..end, args).await?;
+        let a = ingest_step(&http, &this, &source, at..end, args, postgres).await?;
+        let b = ingest_step(&http, &base, &source, at..end, args, postgres).await?;
         let disk = |d: &std::path::Path| {
             if database_url.is_some() {
                 "-".to_owned()
@@ -544,9 +558,14 @@ async fn derived_cost(
         // steadier than rates on a machine whose speed drifts, and what the words cost.
         let per_k = |cpu: Option<f64>| cpu.map(|c| 1000.0 * 1000.0 * c / (end - at) as f64);
         let (a_cpu, b_cpu) = (per_k(a.server_cpu), per_k(b.server_cpu));
+        // PostgreSQL's CPU over the same span (every `postgres` process), and the two together:
+        // on two cores the database's work for the derived data competes with ingest too.
+        let (a_db, b_db) = (per_k(a.database_cpu), per_k(b.database_cpu));
+        let all = |cpu: Option<f64>, db: Option<f64>| cpu.zip(db).map(|(c, d)| c + d);
+        let (a_all, b_all) = (all(a_cpu, a_db), all(b_cpu, b_db));
         let show = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
         println!(
-            "  {:>10} {:>12.0} {:>12.0} {:>12.0} {:>12.0} {:>7.1}% {:>7.1}% {:>9} {:>9} {:>11} {:>11} {:>6}%",
+            "  {:>10} {:>12.0} {:>12.0} {:>12.0} {:>12.0} {:>7.1}% {:>7.1}% {:>9} {:>9} {:>11} {:>11} {:>6}% {:>11} {:>11} {:>6}%",
             end,
             a.found_rate,
             a.indexed_rate,
@@ -559,6 +578,9 @@ async fn derived_cost(
             show(a_cpu),
             show(b_cpu),
             show(a_cpu.zip(b_cpu).map(|(a, b)| 100.0 * a / b)),
+            show(a_db),
+            show(b_db),
+            show(a_all.zip(b_all).map(|(a, b)| 100.0 * a / b)),
         );
         at = end;
     }

@@ -104,7 +104,7 @@ pub(crate) async fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
     let mut at = 0;
     while at < args.events {
         let end = (at + args.step).min(args.events);
-        let mut step = ingest_step(&http, &server, &source, at..end, args).await?;
+        let mut step = ingest_step(&http, &server, &source, at..end, args, false).await?;
         if !args.no_baseline {
             let (db, batch) = (db.clone(), args.batch as usize);
             let (back, rate) = tokio::task::spawn_blocking(move || {
