@@ -13,6 +13,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("log", include_str!("../migrations/0002_log.sql")),
     ("rollups", include_str!("../migrations/0003_rollups.sql")),
     ("settings", include_str!("../migrations/0004_settings.sql")),
+    (
+        "postings_room",
+        include_str!("../migrations/0005_postings_room.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
