@@ -94,6 +94,14 @@ impl std::borrow::Borrow<[u8]> for KeyTerm {
     }
 }
 
+/// Most emptied [`FreshTerms`] an indexer keeps for its next passes (a pass spans two chunks
+/// at most, unless positions were removed).
+const SPARE_MAPS: usize = 2;
+
+/// The newest chunk's bitmaps, by term, as the indexer keeps them between passes: each pass
+/// looks up every term it touched (~30 000), so the keys are held in the slots too.
+type ChunkBits = HashMap<KeyTerm, RoaringBitmap, foldhash::fast::RandomState>;
+
 /// A batch's new positions per term of one chunk.
 type FreshTerms = HashMap<KeyTerm, Vec<u32>, foldhash::fast::RandomState>;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -376,6 +384,11 @@ pub trait IndexBackend: Send {
 pub struct Indexer<B> {
     backend: B,
     newest: HashMap<Tenant, Newest>,
+    /// Emptied maps of earlier passes' new positions, kept for the next pass with their
+    /// capacity: a pass of ~16 000 events gathers ~30 000 terms, and growing a fresh map to
+    /// that size (rehashing, and faulting in new pages) was a tenth of the indexer's time
+    /// under full-speed ingest.
+    spare: Vec<FreshTerms>,
 }
 
 /// An indexer shared by a store's background thread and its one-off updates (settling,
@@ -399,7 +412,7 @@ struct Newest {
     /// How many of the chunk's positions were gone: a removal since (which leaves the
     /// watermark where it was) makes the memory stale.
     gone: u64,
-    postings: TermMap<RoaringBitmap>,
+    postings: ChunkBits,
     block: Option<(u64, TimeBlock)>,
     /// The chunk's open rollups, every one of them.
     rollups: HashMap<(Span, i64), Rollup>,
@@ -411,6 +424,7 @@ impl<B: IndexBackend> Indexer<B> {
         Self {
             backend,
             newest: HashMap::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -453,6 +467,7 @@ pub fn index_next<B: IndexBackend>(
     }
     let result = build(
         &mut indexer.backend,
+        &mut indexer.spare,
         tenant,
         watermark,
         watermark.saturating_add(max.max(1)).min(size),
@@ -491,6 +506,7 @@ pub fn index_next<B: IndexBackend>(
 /// log was removed from it (retention): it goes into its chunk's [`gone`] posting.
 fn build<B: IndexBackend>(
     backend: &mut B,
+    spare: &mut Vec<FreshTerms>,
     tenant: &Tenant,
     watermark: u64,
     last: u64,
@@ -509,11 +525,14 @@ fn build<B: IndexBackend>(
     let (mut keys, mut ends) = (Vec::<u8>::new(), Vec::<usize>::new());
     let gone_term = gone();
     let mut expected = watermark + 1;
-    let mark_gone = |fresh: &mut BTreeMap<u64, FreshTerms>, until: u64, from: u64| {
+    let mark_gone = |fresh: &mut BTreeMap<u64, FreshTerms>,
+                     spare: &mut Vec<FreshTerms>,
+                     until: u64,
+                     from: u64| {
         for seq in from..until {
             fresh
                 .entry(chunk_of(seq))
-                .or_default()
+                .or_insert_with(|| spare.pop().unwrap_or_default())
                 .entry(KeyTerm::new(&gone_term.0))
                 .or_default()
                 .push(offset_in_chunk(seq));
@@ -521,11 +540,13 @@ fn build<B: IndexBackend>(
     };
     for row in &rows {
         if row.seq > expected {
-            mark_gone(&mut fresh, row.seq, expected);
+            mark_gone(&mut fresh, spare, row.seq, expected);
         }
         expected = row.seq + 1;
         let (chunk, offset) = (chunk_of(row.seq), offset_in_chunk(row.seq));
-        let terms = fresh.entry(chunk).or_default();
+        let terms = fresh
+            .entry(chunk)
+            .or_insert_with(|| spare.pop().unwrap_or_default());
         let tally = tallies.entry(chunk).or_default();
         keys.clear();
         ends.clear();
@@ -574,7 +595,7 @@ fn build<B: IndexBackend>(
             }
         }
     }
-    mark_gone(&mut fresh, last + 1, expected);
+    mark_gone(&mut fresh, spare, last + 1, expected);
     let mut update = Update {
         watermark: last,
         ..Update::default()
@@ -588,31 +609,31 @@ fn build<B: IndexBackend>(
         None => (None, None, None),
     };
     let newest_chunk = chunk_of(last);
-    let mut newest_postings = TermMap::default();
-    for (chunk, terms) in fresh {
+    let mut newest_postings = ChunkBits::default();
+    for (chunk, mut terms) in fresh {
         // What the chunk already holds: nothing, if no event of it was indexed before; else
         // what the indexer remembers of it, or all of it read back once.
-        let mut postings: TermMap<RoaringBitmap> = if watermark <= chunk << CHUNK_BITS {
-            TermMap::default()
+        let mut postings: ChunkBits = if watermark <= chunk << CHUNK_BITS {
+            ChunkBits::default()
         } else {
             match remembered_postings.take() {
                 Some((c, postings)) if c == chunk => postings,
                 _ => backend
                     .chunk_postings(tenant, chunk)?
                     .into_iter()
-                    .map(|(term, bits)| (term, decode_bits(&bits)))
+                    .map(|(term, bits)| (KeyTerm::new(&term.0), decode_bits(&bits)))
                     .collect(),
             }
         };
-        let mut terms: Vec<(Term, Vec<u32>)> = terms
-            .into_iter()
-            .map(|(term, offsets)| (term.into_term(), offsets))
-            .collect();
+        let mut sorted: Vec<(KeyTerm, Vec<u32>)> = terms.drain().collect();
+        if spare.len() < SPARE_MAPS {
+            spare.push(terms);
+        }
         // In key order: the backend's B-tree is written left to right.
-        terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (term, offsets) in terms {
+        sorted.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        for (key, offsets) in sorted {
             // Offsets come in ascending order, after anything stored.
-            let encoded = match postings.get_mut(&term) {
+            let encoded = match postings.get_mut(key.as_bytes()) {
                 Some(bits) => {
                     bits.extend(offsets);
                     encode_bits(bits)
@@ -620,11 +641,11 @@ fn build<B: IndexBackend>(
                 None => {
                     let bits: RoaringBitmap = offsets.into_iter().collect();
                     let encoded = encode_bits(&bits);
-                    postings.insert(term.clone(), bits);
+                    postings.insert(key.clone(), bits);
                     encoded
                 }
             };
-            update.postings.push((chunk, term, encoded));
+            update.postings.push((chunk, key.into_term(), encoded));
         }
         if chunk == newest_chunk {
             newest_postings = postings;
@@ -712,7 +733,9 @@ fn build<B: IndexBackend>(
     let newest = Newest {
         watermark: last,
         chunk: newest_chunk,
-        gone: newest_postings.get(&gone()).map_or(0, RoaringBitmap::len),
+        gone: newest_postings
+            .get(&*gone().0)
+            .map_or(0, RoaringBitmap::len),
         postings: newest_postings,
         block: update.times.last().cloned(),
         rollups: newest_rollups,
