@@ -151,6 +151,17 @@ async fn migrations_apply_once_and_partitions_are_made_ahead() {
             .expect("version"),
         schema::SCHEMA_VERSION
     );
+    // Migration 5: postings leave room on their pages for the indexer's rewrites.
+    let options: Option<Vec<String>> = client
+        .query_one(
+            "SELECT reloptions FROM pg_class \
+             WHERE relname = 'postings' AND relnamespace = to_regnamespace($1)::oid",
+            &[&config.schema],
+        )
+        .await
+        .expect("postings' options")
+        .get(0);
+    assert_eq!(options, Some(vec!["fillfactor=50".to_owned()]));
     let partitions: Vec<String> = client
         .query(
             "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
