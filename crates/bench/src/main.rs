@@ -407,7 +407,7 @@ struct Step {
     raw_rate: Option<f64>,
     /// CPU seconds the server process used (every thread) until the step was indexed.
     server_cpu: Option<f64>,
-    /// CPU seconds every `postgres` process used over the same span (PostgreSQL runs only).
+    /// CPU seconds every `postgres` process used over the same span, when counted.
     database_cpu: Option<f64>,
 }
 
@@ -444,12 +444,12 @@ async fn ingest_step(
     source: &std::sync::Arc<EventSource>,
     range: std::ops::Range<u64>,
     args: &IngestArgs,
-    postgres: bool,
+    count_database: bool,
 ) -> anyhow::Result<Step> {
     let n = (range.end - range.start) as f64;
     let last = range.end - 1;
     let cpu_before = server.cpu_seconds();
-    let database_before = postgres.then(load::postgres_cpu_seconds).flatten();
+    let database_before = count_database.then(load::postgres_cpu_seconds).flatten();
     let started = Instant::now();
     let sent = load::ingest(
         http,
@@ -469,7 +469,7 @@ async fn ingest_step(
         .cpu_seconds()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
-    let database_cpu = postgres
+    let database_cpu = count_database
         .then(load::postgres_cpu_seconds)
         .flatten()
         .zip(database_before)

@@ -167,7 +167,7 @@ pub(crate) async fn ingest(url: &str, args: &IngestArgs) -> anyhow::Result<()> {
         let mut at = 0;
         while at < args.events {
             let end = (at + args.step).min(args.events);
-            let mut step = ingest_step(&http, &server, &source, at..end, args, true).await?;
+            let mut step = ingest_step(&http, &server, &source, at..end, args, false).await?;
             if !args.no_baseline {
                 let rows = read_rows(url, &schema, at + 1, end).await?;
                 checkpoint(url, &raw).await?;
