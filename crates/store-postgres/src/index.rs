@@ -159,6 +159,18 @@ impl IndexBackend for PgIndexer {
         Ok(Some(indexed.max(0) as u64))
     }
 
+    fn revision(&mut self, tenant: &Tenant) -> Result<Option<u64>, PgError> {
+        // Every write of the derived data rewrites the tenant's watermark row (its value may
+        // stay the same), so the row version's transaction id names the newest write; several
+        // servers share these tables, and an anonymisation run by one changes terms another
+        // server's indexer remembers.
+        let rows = self.query(
+            "SELECT xmin::text::bigint FROM watermarks WHERE tenant = $1",
+            &[&tenant.as_str()],
+        )?;
+        Ok(rows.first().map(|r| r.get::<_, i64>(0) as u64))
+    }
+
     fn log_rows(&mut self, tenant: &Tenant, lo: u64, hi: u64) -> Result<Vec<LogRow>, PgError> {
         let rows = self.query(
             &format!(

@@ -287,6 +287,17 @@ pub trait IndexBackend: Send {
     /// open then).
     fn begin(&mut self, tenant: &Tenant) -> Result<Option<u64>, Self::Error>;
 
+    /// Which write of `tenant`'s derived data is the newest, read in the open transaction: a
+    /// value that changes with every committed write, whoever made it (an indexing pass,
+    /// a removal, an anonymisation), and is the same for the open transaction's own write
+    /// once made. An indexer trusts what it remembers of the newest chunk only while this is
+    /// what its own last pass left. `None` (the default) where every write of the derived
+    /// data goes through one process's indexer, which forgets its memory at each write that
+    /// is not a pass.
+    fn revision(&mut self, _tenant: &Tenant) -> Result<Option<u64>, Self::Error> {
+        Ok(None)
+    }
+
     /// The log's events with `seq` in `lo..=hi`, ascending.
     fn log_rows(&mut self, tenant: &Tenant, lo: u64, hi: u64) -> Result<Vec<LogRow>, Self::Error>;
 
@@ -412,6 +423,10 @@ struct Newest {
     /// How many of the chunk's positions were gone: a removal since (which leaves the
     /// watermark where it was) makes the memory stale.
     gone: u64,
+    /// The derived data's revision after the pass ([`IndexBackend::revision`]): another
+    /// process's write since (an anonymisation moves terms without moving the watermark or
+    /// the gone posting) makes the memory stale.
+    revision: Option<u64>,
     postings: ChunkBits,
     block: Option<(u64, TimeBlock)>,
     /// The chunk's open rollups, every one of them.
@@ -455,6 +470,10 @@ pub fn index_next<B: IndexBackend>(
         .newest
         .remove(tenant)
         .filter(|n| n.watermark == watermark);
+    if remembered.is_some() {
+        let revision = indexer.backend.revision(tenant)?;
+        remembered = remembered.filter(|n| n.revision == revision);
+    }
     if let Some(n) = &remembered {
         // A removal leaves the watermark as it was: its gone posting tells.
         let gone_now = indexer
@@ -474,12 +493,12 @@ pub fn index_next<B: IndexBackend>(
         remembered,
     );
     match result {
-        Ok(Some((update, newest))) => {
+        Ok(Some((update, mut newest))) => {
             let indexed = update.watermark - watermark;
-            let written = indexer
-                .backend
-                .write(tenant, &update)
-                .and_then(|()| indexer.backend.commit());
+            let written = indexer.backend.write(tenant, &update).and_then(|()| {
+                newest.revision = indexer.backend.revision(tenant)?;
+                indexer.backend.commit()
+            });
             if let Err(err) = written {
                 indexer.backend.rollback();
                 return Err(err);
@@ -733,6 +752,8 @@ fn build<B: IndexBackend>(
     let newest = Newest {
         watermark: last,
         chunk: newest_chunk,
+        // Set once the pass's own write is made.
+        revision: None,
         gone: newest_postings
             .get(&*gone().0)
             .map_or(0, RoaringBitmap::len),
