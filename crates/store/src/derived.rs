@@ -470,18 +470,21 @@ pub fn index_next<B: IndexBackend>(
         .newest
         .remove(tenant)
         .filter(|n| n.watermark == watermark);
-    if remembered.is_some() {
-        let revision = indexer.backend.revision(tenant)?;
-        remembered = remembered.filter(|n| n.revision == revision);
-    }
     if let Some(n) = &remembered {
-        // A removal leaves the watermark as it was: its gone posting tells.
-        let gone_now = indexer
-            .backend
-            .posting(tenant, n.chunk, &gone())?
-            .map_or(0, |bits| decode_bits(&bits).len());
-        if gone_now != n.gone {
-            remembered = None;
+        // Another process's write since the pass that left the memory (an anonymisation
+        // leaves the watermark as it was) changes the revision; a removal also changes the
+        // chunk's gone posting.
+        let current = indexer.backend.revision(tenant).and_then(|revision| {
+            let gone = indexer.backend.posting(tenant, n.chunk, &gone())?;
+            Ok((revision, gone.map_or(0, |bits| decode_bits(&bits).len())))
+        });
+        match current {
+            Ok((revision, gone)) if revision == n.revision && gone == n.gone => {}
+            Ok(_) => remembered = None,
+            Err(err) => {
+                indexer.backend.rollback();
+                return Err(err);
+            }
         }
     }
     let result = build(
