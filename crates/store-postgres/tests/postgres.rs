@@ -686,20 +686,12 @@ async fn retention_drops_a_past_partition_holding_only_removed_events() {
 
 /// Positions of tenant `t` holding the word `w`, ascending.
 async fn with_word(store: &dyn Store, w: &str) -> Vec<u64> {
-    let page = store
-        .list(ListQuery {
-            tenant: sealtrail_store::conformance::tenant("t"),
-            filter: EventFilter {
-                words: vec![w.to_owned()],
-                ..EventFilter::default()
-            },
-            order: Order::Asc,
-            limit: 100,
-            cursor: None,
-        })
-        .await
-        .expect("list");
-    page.items.iter().map(|e| e.seq).collect()
+    let filter = EventFilter {
+        words: vec![w.to_owned()],
+        ..EventFilter::default()
+    };
+    let tenant = sealtrail_store::conformance::tenant("t");
+    sealtrail_store::conformance::seqs_listed(store, &tenant, filter).await
 }
 
 /// An indexer remembers the newest chunk's bitmaps between passes; an anonymisation run by
@@ -712,13 +704,9 @@ async fn another_servers_anonymisation_is_not_written_back_by_this_indexer() {
     };
     let b = PgStore::open(&config).await.expect("second store");
     let ann = json!({"id": "u-ann", "name": "Ann Erasable", "type": "user"});
+    let viewed = || prepared("t", json!({"action": "report.viewed", "actor": ann}));
     for _ in 0..3 {
-        a.append(vec![prepared(
-            "t",
-            json!({"action": "report.viewed", "actor": ann}),
-        )])
-        .await
-        .expect("append");
+        a.append(vec![viewed()]).await.expect("append");
     }
     a.settle().await.expect("settle a");
     assert_eq!(with_word(&a, "erasable").await, vec![1, 2, 3]);
@@ -738,12 +726,7 @@ async fn another_servers_anonymisation_is_not_written_back_by_this_indexer() {
     .expect("anonymize");
     assert_eq!(done.events_updated, 3);
     assert_eq!(with_word(&b, "erasable").await, Vec::<u64>::new());
-    a.append(vec![prepared(
-        "t",
-        json!({"action": "report.viewed", "actor": ann}),
-    )])
-    .await
-    .expect("append");
+    a.append(vec![viewed()]).await.expect("append");
     a.settle().await.expect("settle a");
     assert_eq!(
         with_word(&a, "erasable").await,

@@ -90,6 +90,25 @@ pub fn tenant(name: &str) -> Tenant {
         .unwrap_or_else(|e| panic!("test tenant {name:?} is invalid: {e}"))
 }
 
+/// The positions a list of `tenant` with `filter` answers, oldest first (up to 100).
+pub async fn seqs_listed(
+    store: &dyn Store,
+    tenant: &crate::Tenant,
+    filter: EventFilter,
+) -> Vec<u64> {
+    let page = store
+        .list(ListQuery {
+            tenant: tenant.clone(),
+            filter,
+            order: Order::Asc,
+            limit: 100,
+            cursor: None,
+        })
+        .await
+        .expect("list");
+    page.items.iter().map(|e| e.seq).collect()
+}
+
 /// Prepares an event for a tenant.
 pub fn prepared(tenant_name: &str, value: Value) -> PreparedEvent {
     PreparedEvent::new(tenant(tenant_name), event(value))

@@ -654,21 +654,6 @@ fn aged_events(now: Timestamp) -> Vec<(serde_json::Value, i64)> {
         .collect()
 }
 
-/// The positions a list of `tenant` with `filter` answers, oldest first (up to 100).
-async fn seqs_listed(store: &dyn Store, tenant: &crate::Tenant, filter: EventFilter) -> Vec<u64> {
-    let page = store
-        .list(ListQuery {
-            tenant: tenant.clone(),
-            filter,
-            order: Order::Asc,
-            limit: 100,
-            cursor: None,
-        })
-        .await
-        .expect("list");
-    page.items.iter().map(|e| e.seq).collect()
-}
-
 /// The ids a list of everything in `r` answers, oldest first.
 async fn ids_listed(store: &dyn Store, filter: crate::fields::EventFilter) -> Vec<Uuid> {
     let page = store
@@ -1044,7 +1029,7 @@ pub async fn anonymisation_erases_a_person_everywhere_and_every_proof_still_hold
     assert_eq!(again.events_updated, 0, "nothing is left to erase");
     assert_eq!(again.pseudonym, done.pseudonym, "the pseudonym is stable");
 
-    let seqs = |filter: EventFilter| seqs_listed(&*store, &t, filter);
+    let seqs = |filter: EventFilter| crate::conformance::seqs_listed(&*store, &t, filter);
     let pseudonym = done.pseudonym.as_str();
     for settled in [false, true] {
         if settled {
@@ -1179,7 +1164,7 @@ pub async fn an_anonymisation_cut_short_is_completed_by_the_next_call(harness: A
         .rewrite_personal(&t, crate::anonymize::planned(half, audit(2, &pseudonym)))
         .await
         .expect("the log's half");
-    let found = |filter: EventFilter| seqs_listed(&*store, &t, filter);
+    let found = |filter: EventFilter| crate::conformance::seqs_listed(&*store, &t, filter);
     let by_id = || EventFilter::default().with(crate::fields::ACTOR_ID, ["u-cut"]);
     assert_eq!(
         found(by_id()).await,
@@ -1264,9 +1249,15 @@ pub async fn an_anonymisation_whose_plan_fails_changes_nothing_and_lets_the_inde
         .expect("the indexer was let go")
         .expect("settle");
     let by_id = EventFilter::default().with(crate::fields::ACTOR_ID, ["u-x"]);
-    assert_eq!(seqs_listed(&*store, &t, by_id).await, vec![1, 2, 3]);
+    assert_eq!(
+        crate::conformance::seqs_listed(&*store, &t, by_id).await,
+        vec![1, 2, 3]
+    );
     let audits = EventFilter::default().with(crate::fields::ACTION, ["audit.anonymized"]);
-    assert_eq!(seqs_listed(&*store, &t, audits).await, Vec::<u64>::new());
+    assert_eq!(
+        crate::conformance::seqs_listed(&*store, &t, audits).await,
+        Vec::<u64>::new()
+    );
     store.shutdown().await;
     let report = harness.verify(keys(), options()).await;
     assert_eq!(report.findings, vec![], "{report:?}");
