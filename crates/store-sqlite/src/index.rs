@@ -190,6 +190,16 @@ impl IndexBackend for SqliteIndexer {
         Ok(Some(indexed.unwrap_or(0) as u64))
     }
 
+    fn revision(&mut self, _tenant: &Tenant) -> rusqlite::Result<Option<u64>> {
+        // Changes whenever another connection commits to the index file (another process's
+        // anonymisation or indexer: several processes may open one store), never for this
+        // connection's own commits, which are this process's indexer's.
+        let version: i64 = self
+            .conn
+            .pragma_query_value(Some("main"), "data_version", |row| row.get(0))?;
+        Ok(Some(version as u64))
+    }
+
     fn log_rows(&mut self, tenant: &Tenant, lo: u64, hi: u64) -> rusqlite::Result<Vec<LogRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {ROW_COLUMNS} FROM lg.log WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3 AND {PRESENT} \

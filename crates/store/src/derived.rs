@@ -291,9 +291,9 @@ pub trait IndexBackend: Send {
     /// value that changes with every committed write, whoever made it (an indexing pass,
     /// a removal, an anonymisation), and is the same for the open transaction's own write
     /// once made. An indexer trusts what it remembers of the newest chunk only while this is
-    /// what its own last pass left. `None` (the default) where every write of the derived
-    /// data goes through one process's indexer, which forgets its memory at each write that
-    /// is not a pass.
+    /// what its own last pass left. `None` (the default) for a backend whose derived data
+    /// only one indexer ever writes (it forgets its memory at each write that is not a pass);
+    /// both stores override it, since several processes may open one store.
     fn revision(&mut self, _tenant: &Tenant) -> Result<Option<u64>, Self::Error> {
         Ok(None)
     }
