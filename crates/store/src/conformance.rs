@@ -2139,3 +2139,50 @@ pub async fn an_export_holds_every_listed_event_once_in_order_across_pages(store
         }
     }
 }
+
+/// Two stores on the same data (two servers on one PostgreSQL schema, two processes on one
+/// SQLite directory): an indexer remembers the newest chunk's bitmaps between passes, and an
+/// anonymisation run through the other store moves terms without moving the watermark. This
+/// store's next pass must not write its remembered bitmaps back (the erased name's word
+/// pointed at the erased events again).
+pub async fn another_stores_anonymisation_is_not_written_back(
+    this: Arc<dyn Store>,
+    other: Arc<dyn Store>,
+) {
+    let t = tenant("t");
+    let with_word = |store: &Arc<dyn Store>, w: &str| {
+        let (store, t, w) = (store.clone(), t.clone(), w.to_owned());
+        async move {
+            let filter = EventFilter {
+                words: vec![w],
+                ..EventFilter::default()
+            };
+            seqs_listed(&*store, &t, filter).await
+        }
+    };
+    let ann = json!({"id": "u-ann", "name": "Ann Erasable", "type": "user"});
+    let viewed = || prepared("t", json!({"action": "report.viewed", "actor": ann}));
+    for _ in 0..3 {
+        this.append(vec![viewed()]).await.expect("append");
+    }
+    this.settle().await.expect("settle");
+    assert_eq!(with_word(&this, "erasable").await, vec![1, 2, 3]);
+    let done = crate::anonymize::anonymize(&*other, &t, "u-ann", |n, p| {
+        Ok(prepared(
+            "t",
+            json!({"action": "audit.anonymized", "actor": {"id": "admin", "type": "service"},
+                   "metadata": {"events_updated": n, "pseudonym": p}}),
+        ))
+    })
+    .await
+    .expect("anonymize");
+    assert_eq!(done.events_updated, 3);
+    assert_eq!(with_word(&other, "erasable").await, Vec::<u64>::new());
+    this.append(vec![viewed()]).await.expect("append");
+    this.settle().await.expect("settle");
+    assert_eq!(
+        with_word(&this, "erasable").await,
+        vec![5],
+        "the new event only"
+    );
+}
