@@ -26,6 +26,20 @@
 //! each chunk's [`gone`] posting lists them, so that reads leave them out of time ranges too.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use roaring::RoaringBitmap;
+use sealtrail_model::Tenant;
+
+use crate::fields::{Term, terms_of};
+use crate::rollup::{
+    FOLDED, MinuteCounts, Rollup, RollupRow, Span, StoredRollup, TermIds, is_failure, is_key,
+    summary_changes,
+};
+use crate::rows::LogRow;
+use crate::{StoreError, StoreResult};
 
 /// Maps keyed by terms: hashed with foldhash, several times cheaper than SipHash on the short
 /// byte strings the indexer hashes tens of times per event (no map is keyed by client-chosen
@@ -104,20 +118,6 @@ type ChunkBits = HashMap<KeyTerm, RoaringBitmap, foldhash::fast::RandomState>;
 
 /// A batch's new positions per term of one chunk.
 type FreshTerms = HashMap<KeyTerm, Vec<u32>, foldhash::fast::RandomState>;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
-
-use roaring::RoaringBitmap;
-use sealtrail_model::Tenant;
-
-use crate::fields::{Term, terms_of};
-use crate::rollup::{
-    FOLDED, MinuteCounts, Rollup, RollupRow, Span, StoredRollup, TermIds, is_failure, is_key,
-    summary_changes,
-};
-use crate::rows::LogRow;
-use crate::{StoreError, StoreResult};
 
 /// log2 of [`CHUNK`].
 pub const CHUNK_BITS: u32 = 16;
@@ -420,12 +420,9 @@ const REMEMBERED_TENANTS: usize = 16;
 struct Newest {
     watermark: u64,
     chunk: u64,
-    /// How many of the chunk's positions were gone: a removal since (which leaves the
-    /// watermark where it was) makes the memory stale.
-    gone: u64,
     /// The derived data's revision after the pass ([`IndexBackend::revision`]): another
-    /// process's write since (an anonymisation moves terms without moving the watermark or
-    /// the gone posting) makes the memory stale.
+    /// process's write since (a removal or an anonymisation, which leave the watermark as it
+    /// was) makes the memory stale.
     revision: Option<u64>,
     postings: ChunkBits,
     block: Option<(u64, TimeBlock)>,
@@ -471,15 +468,11 @@ pub fn index_next<B: IndexBackend>(
         .remove(tenant)
         .filter(|n| n.watermark == watermark);
     if let Some(n) = &remembered {
-        // Another process's write since the pass that left the memory (an anonymisation
-        // leaves the watermark as it was) changes the revision; a removal also changes the
-        // chunk's gone posting.
-        let current = indexer.backend.revision(tenant).and_then(|revision| {
-            let gone = indexer.backend.posting(tenant, n.chunk, &gone())?;
-            Ok((revision, gone.map_or(0, |bits| decode_bits(&bits).len())))
-        });
-        match current {
-            Ok((revision, gone)) if revision == n.revision && gone == n.gone => {}
+        // Another process's write since the pass that left the memory (a removal or an
+        // anonymisation leaves the watermark as it was) changes the revision; this process's
+        // own such writes forget the memory.
+        match indexer.backend.revision(tenant) {
+            Ok(revision) if revision == n.revision => {}
             Ok(_) => remembered = None,
             Err(err) => {
                 indexer.backend.rollback();
@@ -757,9 +750,6 @@ fn build<B: IndexBackend>(
         chunk: newest_chunk,
         // Set once the pass's own write is made.
         revision: None,
-        gone: newest_postings
-            .get(&*gone().0)
-            .map_or(0, RoaringBitmap::len),
         postings: newest_postings,
         block: update.times.last().cloned(),
         rollups: newest_rollups,
