@@ -314,15 +314,29 @@ impl IndexBackend for PgIndexer {
                 &[&tenant.as_str(), &cleared],
             )?;
         }
-        let chunks: Vec<i64> = update.postings.iter().map(|p| p.0 as i64).collect();
-        let terms: Vec<&[u8]> = update.postings.iter().map(|p| &*p.1.0).collect();
-        let bits: Vec<&[u8]> = update.postings.iter().map(|p| p.2.as_slice()).collect();
-        self.execute(
-            "INSERT INTO postings (tenant, chunk, term, bits) \
-             SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bytea[]) \
-             ON CONFLICT (tenant, chunk, term) DO UPDATE SET bits = excluded.bits",
-            &[&tenant.as_str(), &chunks, &terms, &bits],
-        )?;
+        // Postings new to their chunk are inserted plainly: an upsert costs each row an
+        // index probe and a speculative insertion first (a pass's 30 000 new rows replayed
+        // in psql: 217 ms upserted, 134 ms inserted). A row there after all fails the pass,
+        // and the next one reads the chunk back.
+        for (postings, upsert) in [(&update.added, false), (&update.postings, true)] {
+            if postings.is_empty() {
+                continue;
+            }
+            let chunks: Vec<i64> = postings.iter().map(|p| p.0 as i64).collect();
+            let terms: Vec<&[u8]> = postings.iter().map(|p| &*p.1.0).collect();
+            let bits: Vec<&[u8]> = postings.iter().map(|p| p.2.as_slice()).collect();
+            self.execute(
+                if upsert {
+                    "INSERT INTO postings (tenant, chunk, term, bits) \
+                     SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bytea[]) \
+                     ON CONFLICT (tenant, chunk, term) DO UPDATE SET bits = excluded.bits"
+                } else {
+                    "INSERT INTO postings (tenant, chunk, term, bits) \
+                     SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bytea[])"
+                },
+                &[&tenant.as_str(), &chunks, &terms, &bits],
+            )?;
+        }
         if !update.removed.is_empty() {
             let chunks: Vec<i64> = update.removed.iter().map(|r| r.0 as i64).collect();
             let terms: Vec<&[u8]> = update.removed.iter().map(|r| &*r.1.0).collect();

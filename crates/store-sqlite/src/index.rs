@@ -331,11 +331,10 @@ impl IndexBackend for SqliteIndexer {
         for chunk in &update.cleared {
             cleared.execute(params![tenant.as_str(), *chunk as i64])?;
         }
-        let mut posting = self.conn.prepare_cached(
-            "INSERT OR REPLACE INTO postings (tenant, chunk, term, bits) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for (chunk, term, bits) in &update.postings {
-            posting.execute(params![tenant.as_str(), *chunk as i64, &*term.0, bits])?;
+        // The added postings are replaced too, should one be there after all (each list is in
+        // key order: the B-tree is written left to right, twice).
+        for postings in [&update.postings, &update.added] {
+            write_postings(&self.conn, tenant, postings)?;
         }
         let mut removed = self.conn.prepare_cached(
             "DELETE FROM postings WHERE tenant = ?1 AND chunk = ?2 AND term = ?3",
@@ -423,6 +422,62 @@ impl IndexBackend for SqliteIndexer {
     fn reset(&mut self) -> rusqlite::Result<()> {
         self.conn.execute_batch(CLEAR)
     }
+}
+
+/// Postings per statement: a statement of many rows pays a statement's own cost (binding the
+/// tenant, opening and closing its cursor, ending it) once for them all; in a profile of
+/// full-speed ingest that cost was a quarter of writing one row at a time.
+const POSTINGS_PER_STATEMENT: usize = 64;
+
+/// `INSERT OR REPLACE` of [`POSTINGS_PER_STATEMENT`] postings: the tenant is `?1`, then each
+/// posting's chunk, term and bitmap.
+static MANY_POSTINGS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let mut sql =
+        String::from("INSERT OR REPLACE INTO postings (tenant, chunk, term, bits) VALUES ");
+    for i in 0..POSTINGS_PER_STATEMENT {
+        let at = 2 + 3 * i;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("(?1, ?{}, ?{}, ?{})", at, at + 1, at + 2));
+    }
+    sql
+});
+
+/// Writes `postings`, each replacing what its key held, in their order.
+fn write_postings(
+    conn: &Connection,
+    tenant: &Tenant,
+    postings: &[sealtrail_store::derived::Posting],
+) -> rusqlite::Result<()> {
+    let groups = postings.chunks_exact(POSTINGS_PER_STATEMENT);
+    let rest = groups.remainder();
+    if postings.len() >= POSTINGS_PER_STATEMENT {
+        let mut many = conn.prepare_cached(&MANY_POSTINGS)?;
+        let mut chunks = [0i64; POSTINGS_PER_STATEMENT];
+        let name = tenant.as_str();
+        for group in groups {
+            for (at, posting) in chunks.iter_mut().zip(group) {
+                *at = posting.0 as i64;
+            }
+            let mut values: Vec<&dyn rusqlite::ToSql> =
+                Vec::with_capacity(1 + 3 * POSTINGS_PER_STATEMENT);
+            values.push(&name);
+            for (chunk, (_, term, bits)) in chunks.iter().zip(group) {
+                values.push(chunk);
+                values.push(&term.0);
+                values.push(bits);
+            }
+            many.execute(values.as_slice())?;
+        }
+    }
+    let mut one = conn.prepare_cached(
+        "INSERT OR REPLACE INTO postings (tenant, chunk, term, bits) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (chunk, term, bits) in rest {
+        one.execute(params![tenant.as_str(), *chunk as i64, &*term.0, bits])?;
+    }
+    Ok(())
 }
 
 /// A rollup's counts from columns `at..at + 3` (total, failures, keys).

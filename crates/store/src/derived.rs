@@ -257,6 +257,12 @@ pub fn gone() -> Term {
 pub struct Update {
     /// `(chunk, term, bitmap)`: each replaces what was stored under its key.
     pub postings: Vec<Posting>,
+    /// `(chunk, term, bitmap)` under keys that hold nothing: the indexing pass knew every
+    /// posting of the chunk (none of its events was indexed before, or it read them back or
+    /// remembered them in the pass's transaction). A backend may insert these without looking
+    /// for a row to replace; should one be there after all, the write fails and the next pass,
+    /// which reads the chunk back, derives it again.
+    pub added: Vec<Posting>,
     /// `(block, block)`: each replaces what was stored under its key.
     pub times: Vec<(u64, TimeBlock)>,
     /// Rollup rows: each replaces what was stored under its `(span, period, chunk)`.
@@ -648,19 +654,19 @@ fn build<B: IndexBackend>(
         sorted.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         for (key, offsets) in sorted {
             // Offsets come in ascending order, after anything stored.
-            let encoded = match postings.get_mut(key.as_bytes()) {
+            match postings.get_mut(key.as_bytes()) {
                 Some(bits) => {
                     bits.extend(offsets);
-                    encode_bits(bits)
+                    let encoded = encode_bits(bits);
+                    update.postings.push((chunk, key.into_term(), encoded));
                 }
                 None => {
                     let bits: RoaringBitmap = offsets.into_iter().collect();
                     let encoded = encode_bits(&bits);
                     postings.insert(key.clone(), bits);
-                    encoded
+                    update.added.push((chunk, key.into_term(), encoded));
                 }
-            };
-            update.postings.push((chunk, key.into_term(), encoded));
+            }
         }
         if chunk == newest_chunk {
             newest_postings = postings;
