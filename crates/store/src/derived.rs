@@ -116,8 +116,12 @@ const SPARE_MAPS: usize = 2;
 /// looks up every term it touched (~30 000), so the keys are held in the slots too.
 type ChunkBits = HashMap<KeyTerm, RoaringBitmap, foldhash::fast::RandomState>;
 
+/// A term's new positions in a batch: most terms a batch holds are new in it with one
+/// position or a few (identifiers), held in the map's slot without an allocation of their own.
+type Offsets = smallvec::SmallVec<[u32; 4]>;
+
 /// A batch's new positions per term of one chunk.
-type FreshTerms = HashMap<KeyTerm, Vec<u32>, foldhash::fast::RandomState>;
+type FreshTerms = HashMap<KeyTerm, Offsets, foldhash::fast::RandomState>;
 
 /// log2 of [`CHUNK`].
 pub const CHUNK_BITS: u32 = 16;
@@ -588,7 +592,7 @@ fn build<B: IndexBackend>(
                         }
                     }
                     None => {
-                        terms.insert(KeyTerm::new(term), vec![offset]);
+                        terms.insert(KeyTerm::new(term), smallvec::smallvec![offset]);
                     }
                 }
             });
@@ -646,7 +650,7 @@ fn build<B: IndexBackend>(
                     .collect(),
             }
         };
-        let mut sorted: Vec<(KeyTerm, Vec<u32>)> = terms.drain().collect();
+        let mut sorted: Vec<(KeyTerm, Offsets)> = terms.drain().collect();
         if spare.len() < SPARE_MAPS {
             spare.push(terms);
         }
@@ -1940,13 +1944,13 @@ mod tests {
             .collect();
         let mut map = FreshTerms::default();
         for (i, term) in terms.iter().enumerate() {
-            map.insert(KeyTerm::new(term), vec![i as u32]);
+            map.insert(KeyTerm::new(term), smallvec::smallvec![i as u32]);
         }
         assert_eq!(map.len(), terms.len(), "no two lengths collide");
         for (i, term) in terms.iter().enumerate() {
             assert_eq!(
                 map.get(term.as_slice()),
-                Some(&vec![i as u32]),
+                Some(&smallvec::smallvec![i as u32]),
                 "{}",
                 term.len()
             );
