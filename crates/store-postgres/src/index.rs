@@ -317,7 +317,7 @@ impl IndexBackend for PgIndexer {
         // Postings new to their chunk are inserted plainly: an upsert costs each row an
         // index probe and a speculative insertion first (a pass's 30 000 new rows replayed
         // in psql: 217 ms upserted, 134 ms inserted). A row there after all fails the pass,
-        // and the next one reads the chunk back.
+        // and the indexer's next pass upserts every posting.
         for (postings, upsert) in [(&update.added, false), (&update.postings, true)] {
             if postings.is_empty() {
                 continue;

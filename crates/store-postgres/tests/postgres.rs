@@ -700,3 +700,83 @@ async fn another_servers_anonymisation_is_not_written_back_by_this_indexer() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A posting already there when the indexer inserts one new to its chunk (derived data it
+/// could not know of; here planted) fails that pass, and the next pass replaces it: the
+/// indexer does not fail pass after pass, and the filter's answer is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_posting_already_there_fails_one_pass_and_the_next_replaces_it() {
+    let Some((store, _)) = fresh_store_with(|c| c.indexer.background = false).await else {
+        return;
+    };
+    let events: Vec<_> = (0..3)
+        .map(|i| {
+            prepared(
+                "t",
+                json!({"action": "x.planted", "actor": {"id": format!("a{i}")}}),
+            )
+        })
+        .collect();
+    store.append(events).await.expect("append");
+    let term = "convert_to('ax.planted', 'UTF8')";
+    let client = store.write_pool().get().await.expect("client");
+    client
+        .execute(
+            &format!(
+                "INSERT INTO postings (tenant, chunk, term, bits) VALUES ('t', 0, {term}, '\\x4c0000'::bytea)"
+            ),
+            &[],
+        )
+        .await
+        .expect("planted: the first event only");
+    assert!(
+        store.settle().await.is_err(),
+        "the plain insert meets the planted row"
+    );
+    store.settle().await.expect("the next pass replaces it");
+    let page = store
+        .list(ListQuery {
+            tenant: sealtrail_store::conformance::tenant("t"),
+            filter: EventFilter::default().with(sealtrail_store::fields::ACTION, ["x.planted"]),
+            order: Order::Asc,
+            limit: 10,
+            cursor: None,
+        })
+        .await
+        .expect("list");
+    let seqs: Vec<u64> = page.items.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    let bits: Vec<u8> = client
+        .query_one(
+            &format!(
+                "SELECT bits FROM postings WHERE tenant = 't' AND chunk = 0 AND term = {term}"
+            ),
+            &[],
+        )
+        .await
+        .expect("posting")
+        .get(0);
+    assert_eq!(
+        bits, b"L\x00\x00\x01\x00\x02\x00",
+        "every position, as a list"
+    );
+    // The pass after a successful one inserts plainly again: a row planted for it fails it.
+    store
+        .append(vec![prepared(
+            "t",
+            json!({"action": "x.later", "actor": {"id": "b"}}),
+        )])
+        .await
+        .expect("append");
+    client
+        .execute(
+            "INSERT INTO postings (tenant, chunk, term, bits) \
+             VALUES ('t', 0, convert_to('ax.later', 'UTF8'), '\\x4c0300'::bytea)",
+            &[],
+        )
+        .await
+        .expect("planted");
+    assert!(store.settle().await.is_err(), "plain inserts again");
+    store.settle().await.expect("replaced again");
+    store.shutdown().await;
+}

@@ -264,8 +264,8 @@ pub struct Update {
     /// `(chunk, term, bitmap)` under keys that hold nothing: the indexing pass knew every
     /// posting of the chunk (none of its events was indexed before, or it read them back or
     /// remembered them in the pass's transaction). A backend may insert these without looking
-    /// for a row to replace; should one be there after all, the write fails and the next pass,
-    /// which reads the chunk back, derives it again.
+    /// for a row to replace; should one be there after all, the write fails, and the
+    /// indexer's next pass sends every posting as a replacement.
     pub added: Vec<Posting>,
     /// `(block, block)`: each replaces what was stored under its key.
     pub times: Vec<(u64, TimeBlock)>,
@@ -410,6 +410,10 @@ pub struct Indexer<B> {
     /// that size (rehashing, and faulting in new pages) was a tenth of the indexer's time
     /// under full-speed ingest.
     spare: Vec<FreshTerms>,
+    /// After a pass failed to write, the next pass of each tenant sends every posting as a
+    /// replacement ([`Update::added`] stays empty): a row that was there after all (derived
+    /// data this indexer could not know of) then cannot fail pass after pass.
+    cautious: bool,
 }
 
 /// An indexer shared by a store's background thread and its one-off updates (settling,
@@ -447,6 +451,7 @@ impl<B: IndexBackend> Indexer<B> {
             backend,
             newest: HashMap::new(),
             spare: Vec::new(),
+            cautious: false,
         }
     }
 
@@ -497,6 +502,7 @@ pub fn index_next<B: IndexBackend>(
         watermark,
         watermark.saturating_add(max.max(1)).min(size),
         remembered,
+        indexer.cautious,
     );
     match result {
         Ok(Some((update, mut newest))) => {
@@ -507,8 +513,10 @@ pub fn index_next<B: IndexBackend>(
             });
             if let Err(err) = written {
                 indexer.backend.rollback();
+                indexer.cautious = true;
                 return Err(err);
             }
+            indexer.cautious = false;
             if indexer.newest.len() >= REMEMBERED_TENANTS {
                 indexer.newest.clear();
             }
@@ -528,7 +536,8 @@ pub fn index_next<B: IndexBackend>(
 
 /// Derives the update for the positions after `watermark` up to `last`, and what to remember
 /// of the newest chunk after it; `None` when there are none. A position with no event in the
-/// log was removed from it (retention): it goes into its chunk's [`gone`] posting.
+/// log was removed from it (retention): it goes into its chunk's [`gone`] posting. `cautious`:
+/// every posting goes into [`Update::postings`], none into [`Update::added`].
 fn build<B: IndexBackend>(
     backend: &mut B,
     spare: &mut Vec<FreshTerms>,
@@ -536,6 +545,7 @@ fn build<B: IndexBackend>(
     watermark: u64,
     last: u64,
     remembered: Option<Newest>,
+    cautious: bool,
 ) -> Result<Option<(Update, Newest)>, B::Error> {
     if last <= watermark {
         return Ok(None);
@@ -668,7 +678,12 @@ fn build<B: IndexBackend>(
                     let bits: RoaringBitmap = offsets.into_iter().collect();
                     let encoded = encode_bits(&bits);
                     postings.insert(key.clone(), bits);
-                    update.added.push((chunk, key.into_term(), encoded));
+                    let list = if cautious {
+                        &mut update.postings
+                    } else {
+                        &mut update.added
+                    };
+                    list.push((chunk, key.into_term(), encoded));
                 }
             }
         }
