@@ -734,17 +734,12 @@ async fn a_posting_already_there_fails_one_pass_and_the_next_replaces_it() {
         "the plain insert meets the planted row"
     );
     store.settle().await.expect("the next pass replaces it");
-    let page = store
-        .list(ListQuery {
-            tenant: sealtrail_store::conformance::tenant("t"),
-            filter: EventFilter::default().with(sealtrail_store::fields::ACTION, ["x.planted"]),
-            order: Order::Asc,
-            limit: 10,
-            cursor: None,
-        })
-        .await
-        .expect("list");
-    let seqs: Vec<u64> = page.items.iter().map(|e| e.seq).collect();
+    let seqs = sealtrail_store::conformance::seqs_listed(
+        &store,
+        &sealtrail_store::conformance::tenant("t"),
+        EventFilter::default().with(sealtrail_store::fields::ACTION, ["x.planted"]),
+    )
+    .await;
     assert_eq!(seqs, vec![1, 2, 3]);
     let bits: Vec<u8> = client
         .query_one(
