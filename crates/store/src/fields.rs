@@ -192,9 +192,15 @@ pub const WORD: Field = Field(b'w');
 /// Calls `emit` with every word of an event that `q` searches ([`crate::text`]); a word the
 /// event holds several times comes several times.
 pub fn words_of(s: Source<'_, '_>, emit: &mut dyn FnMut(&str)) {
-    use sealtrail_ledger::view::TargetName;
     let mut scratch = String::new();
-    let mut text = |t: &str| crate::text::words(t, &mut scratch, emit);
+    texts_of(s, &mut |t| crate::text::words(t, &mut scratch, emit));
+}
+
+/// Calls `emit` with every text of an event whose words `q` searches, in order: the words of
+/// an event are those of these texts ([`words_of`]).
+pub fn texts_of(s: Source<'_, '_>, emit: &mut dyn FnMut(&str)) {
+    use sealtrail_ledger::view::TargetName;
+    let mut text = |t: &str| emit(t);
     text(s.view.action);
     if let Some(t) = s.view.event_type {
         text(t);
@@ -419,6 +425,29 @@ pub fn terms_of(source: Source<'_, '_>, mut emit: impl FnMut(&[u8])) {
             scratch.extend_from_slice(value.as_bytes());
             emit(&scratch);
         });
+    }
+}
+
+/// What [`terms_of`] gives, split for the indexer: `term` gets the bytes of every term but the
+/// words (lent, as there), `text` each text the words come from ([`texts_of`]), so that a text
+/// many events hold is cut into words once.
+pub fn terms_and_texts_of(
+    source: Source<'_, '_>,
+    mut term: impl FnMut(&[u8]),
+    mut text: impl FnMut(&str),
+) {
+    let mut scratch = Vec::with_capacity(64);
+    for spec in FIELDS.iter().filter(|s| s.tag != WORD.0) {
+        (spec.values)(source, &mut |value| {
+            scratch.clear();
+            scratch.push(spec.tag);
+            scratch.extend_from_slice(value.as_bytes());
+            term(&scratch);
+        });
+    }
+    // The measuring baseline derives no words (the feature's note in Cargo.toml).
+    if !cfg!(feature = "bench-without-words-and-rollups") {
+        texts_of(source, &mut text);
     }
 }
 
