@@ -132,21 +132,13 @@ enum Held {
 impl Held {
     /// The posting stored as `bytes`.
     fn from_stored(bytes: &[u8]) -> Self {
-        match bytes.split_first() {
-            Some((&LIST_FORM, list))
-                if list.len() % 2 == 0 && list.len() / 2 <= LIST_MAX as usize =>
-            {
-                let offsets: smallvec::SmallVec<[u16; 8]> = list
-                    .chunks_exact(2)
-                    .map(|b| u16::from_le_bytes([b[0], b[1]]))
-                    .collect();
-                if offsets.windows(2).all(|w| w[0] < w[1]) {
-                    return Self::List(offsets);
-                }
-                Self::Bits(decode_bits(bytes))
+        if let Some(offsets) = listed_offsets(bytes) {
+            let list: smallvec::SmallVec<[u16; 8]> = offsets.collect();
+            if list.len() <= LIST_MAX as usize && list.windows(2).all(|w| w[0] < w[1]) {
+                return Self::List(list);
             }
-            _ => Self::Bits(decode_bits(bytes)),
         }
+        Self::Bits(decode_bits(bytes))
     }
 
     /// The posting of `offsets` (ascending, each below [`CHUNK`]).
@@ -186,14 +178,7 @@ impl Held {
     /// Its stored form, as [`encode_bits`] writes the same positions.
     fn encode(&self) -> Vec<u8> {
         match self {
-            Self::List(list) => {
-                let mut out = Vec::with_capacity(1 + 2 * list.len());
-                out.push(LIST_FORM);
-                for offset in list {
-                    out.extend_from_slice(&offset.to_le_bytes());
-                }
-                out
-            }
+            Self::List(list) => list_form(list.len(), list.iter().copied()),
             Self::Bits(bits) => encode_bits(bits),
         }
     }
@@ -334,12 +319,7 @@ const LIST_MAX: u64 = 4_096;
 /// one event; a longer one in the portable Roaring format.
 pub fn encode_bits(bits: &RoaringBitmap) -> Vec<u8> {
     if bits.len() <= LIST_MAX && bits.max().is_none_or(|m| m < CHUNK as u32) {
-        let mut out = Vec::with_capacity(1 + 2 * bits.len() as usize);
-        out.push(LIST_FORM);
-        for offset in bits {
-            out.extend_from_slice(&(offset as u16).to_le_bytes());
-        }
-        return out;
+        return list_form(bits.len() as usize, bits.iter().map(|o| o as u16));
     }
     let mut out = Vec::with_capacity(bits.serialized_size());
     bits.serialize_into(&mut out)
@@ -347,17 +327,34 @@ pub fn encode_bits(bits: &RoaringBitmap) -> Vec<u8> {
     out
 }
 
+/// The list form of `len` ascending `offsets`.
+fn list_form(len: usize, offsets: impl Iterator<Item = u16>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + 2 * len);
+    out.push(LIST_FORM);
+    for offset in offsets {
+        out.extend_from_slice(&offset.to_le_bytes());
+    }
+    out
+}
+
+/// The offsets of a posting stored in list form, as stored (their order unchecked); `None`
+/// for any other form.
+fn listed_offsets(bytes: &[u8]) -> Option<impl Iterator<Item = u16> + '_> {
+    match bytes.split_first() {
+        Some((&LIST_FORM, list)) if list.len() % 2 == 0 => Some(
+            list.chunks_exact(2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]])),
+        ),
+        _ => None,
+    }
+}
+
 /// Reads a stored posting bitmap; a damaged one reads as empty (and `reindex` mends it).
 pub fn decode_bits(bytes: &[u8]) -> RoaringBitmap {
-    if let Some((&LIST_FORM, list)) = bytes.split_first()
-        && list.len() % 2 == 0
+    if let Some(offsets) = listed_offsets(bytes)
+        && let Ok(bits) = RoaringBitmap::from_sorted_iter(offsets.map(u32::from))
     {
-        let offsets = list
-            .chunks_exact(2)
-            .map(|b| u32::from(u16::from_le_bytes([b[0], b[1]])));
-        if let Ok(bits) = RoaringBitmap::from_sorted_iter(offsets) {
-            return bits;
-        }
+        return bits;
     }
     RoaringBitmap::deserialize_from(bytes).unwrap_or_else(|err| {
         tracing::warn!(error = %err, "a stored posting bitmap is damaged; run sealtrail reindex");
