@@ -412,13 +412,24 @@ pub static FIELDS: [FieldSpec; 14] = [
 
 /// Calls `emit` with the bytes of every term of an event (a [`Term`]'s bytes, lent: copy
 /// them to keep them).
-pub fn terms_of(source: Source<'_, '_>, mut emit: impl FnMut(&[u8])) {
+pub fn terms_of(source: Source<'_, '_>, emit: impl FnMut(&[u8])) {
+    // The measuring baseline derives no words (the feature's note in Cargo.toml).
+    let words = !cfg!(feature = "bench-without-words-and-rollups");
+    field_terms(
+        source,
+        FIELDS.iter().filter(|s| words || s.tag != WORD.0),
+        emit,
+    );
+}
+
+/// Calls `emit` with the bytes of each term of `specs`' values (lent).
+fn field_terms<'s>(
+    source: Source<'_, '_>,
+    specs: impl IntoIterator<Item = &'s FieldSpec>,
+    mut emit: impl FnMut(&[u8]),
+) {
     let mut scratch = Vec::with_capacity(64);
-    for spec in &FIELDS {
-        // The measuring baseline derives no words (the feature's note in Cargo.toml).
-        if cfg!(feature = "bench-without-words-and-rollups") && spec.tag == WORD.0 {
-            continue;
-        }
+    for spec in specs {
         (spec.values)(source, &mut |value| {
             scratch.clear();
             scratch.push(spec.tag);
@@ -433,18 +444,10 @@ pub fn terms_of(source: Source<'_, '_>, mut emit: impl FnMut(&[u8])) {
 /// many events hold is cut into words once.
 pub fn terms_and_texts_of(
     source: Source<'_, '_>,
-    mut term: impl FnMut(&[u8]),
+    term: impl FnMut(&[u8]),
     mut text: impl FnMut(&str),
 ) {
-    let mut scratch = Vec::with_capacity(64);
-    for spec in FIELDS.iter().filter(|s| s.tag != WORD.0) {
-        (spec.values)(source, &mut |value| {
-            scratch.clear();
-            scratch.push(spec.tag);
-            scratch.extend_from_slice(value.as_bytes());
-            term(&scratch);
-        });
-    }
+    field_terms(source, FIELDS.iter().filter(|s| s.tag != WORD.0), term);
     // The measuring baseline derives no words (the feature's note in Cargo.toml).
     if !cfg!(feature = "bench-without-words-and-rollups") {
         texts_of(source, &mut text);
@@ -453,19 +456,14 @@ pub fn terms_and_texts_of(
 
 /// Calls `emit` with the terms statistics count of an event: its actor, action, target and
 /// outcome.
-pub fn stat_terms_of(source: Source<'_, '_>, mut emit: impl FnMut(&[u8])) {
-    let mut scratch = Vec::with_capacity(64);
-    for spec in FIELDS
-        .iter()
-        .filter(|s| [ACTOR_ID.0, ACTION.0, TARGET.0, OUTCOME.0].contains(&s.tag))
-    {
-        (spec.values)(source, &mut |value| {
-            scratch.clear();
-            scratch.push(spec.tag);
-            scratch.extend_from_slice(value.as_bytes());
-            emit(&scratch);
-        });
-    }
+pub fn stat_terms_of(source: Source<'_, '_>, emit: impl FnMut(&[u8])) {
+    field_terms(
+        source,
+        FIELDS
+            .iter()
+            .filter(|s| [ACTOR_ID.0, ACTION.0, TARGET.0, OUTCOME.0].contains(&s.tag)),
+        emit,
+    );
 }
 
 /// Filters of SPEC §4.3. Each declared field holds alternatives (OR); different fields, the
