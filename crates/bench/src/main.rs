@@ -524,7 +524,7 @@ async fn derived_cost(
         baseline.display()
     );
     println!(
-        "  {:>10} {:>12} {:>12} {:>12} {:>12} {:>8} {:>8} {:>9} {:>9} {:>11} {:>11} {:>7} {:>11} {:>11} {:>7}",
+        "  {:>10} {:>12} {:>12} {:>12} {:>12} {:>8} {:>8} {:>9} {:>9} {:>11} {:>11} {:>7} {:>11} {:>11} {:>7} {:>11}",
         "stored",
         "this found",
         "this idx",
@@ -539,7 +539,8 @@ async fn derived_cost(
         "cpu %",
         "this db/1k",
         "base db/1k",
-        "all %"
+        "all %",
+        "503s"
     );
     let http = reqwest::Client::new();
     let mut at = 0;
@@ -565,7 +566,7 @@ async fn derived_cost(
         let (a_all, b_all) = (all(a_cpu, a_db), all(b_cpu, b_db));
         let show = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
         println!(
-            "  {:>10} {:>12.0} {:>12.0} {:>12.0} {:>12.0} {:>7.1}% {:>7.1}% {:>9} {:>9} {:>11} {:>11} {:>6}% {:>11} {:>11} {:>6}%",
+            "  {:>10} {:>12.0} {:>12.0} {:>12.0} {:>12.0} {:>7.1}% {:>7.1}% {:>9} {:>9} {:>11} {:>11} {:>6}% {:>11} {:>11} {:>6}% {:>11}",
             end,
             a.found_rate,
             a.indexed_rate,
@@ -581,6 +582,9 @@ async fn derived_cost(
             show(a_db),
             show(b_db),
             show(a_all.zip(b_all).map(|(a, b)| 100.0 * a / b)),
+            // Requests refused while the indexer was too far behind (each waits out its
+            // `Retry-After`), this build / the baseline.
+            format!("{} / {}", a.refused, b.refused),
         );
         at = end;
     }

@@ -1316,6 +1316,9 @@ fn brute_force_words(event: &Value) -> BTreeSet<String> {
 /// another tenant.
 pub async fn full_text_finds_what_a_brute_force_search_finds(store: Arc<dyn Store>) {
     const UUID: &str = "550E8400-E29B-41D4-A716-446655440000";
+    // Identifiers that are their own words: the index keeps them through their field's
+    // posting alone, and `q` must still find them (and only them) as words.
+    const OWN_IDS: [&str; 4] = ["beta", "zeta7", "550e8400-e29b-41d4-a716-446655440000", "x"];
     const WORDS: [&str; 12] = [
         "Alpha",
         "beta",
@@ -1347,10 +1350,18 @@ pub async fn full_text_finds_what_a_brute_force_search_finds(store: Arc<dyn Stor
     };
     let make = |rng: &mut Mix| -> Value {
         let n = [json!(42), json!(3.5), json!(-7)][rng.below(3)].clone();
+        let actor_id = if rng.chance(30) {
+            rng.pick(&OWN_IDS).to_owned()
+        } else {
+            format!(
+                "{}-{}",
+                rng.pick(&["u", "alpha", "Beta_x", UUID]),
+                rng.below(5)
+            )
+        };
         let mut v = json!({
             "action": rng.pick(&["invoice.paid", "user.login", "asset.update", "Alpha.beta"]),
-            "actor": {"id": format!("{}-{}", rng.pick(&["u", "alpha", "Beta_x", UUID]), rng.below(5)),
-                      "email": "eta@zeta.io"},
+            "actor": {"id": actor_id, "email": "eta@zeta.io"},
             "outcome": if rng.chance(30) { "failure" } else { "success" },
             "organization": {"id": "o1", "name": "Zeta Corp"},
             "context": {"endpoint": "/epsilon/delta", "session_id": "theta"},
@@ -1366,8 +1377,12 @@ pub async fn full_text_finds_what_a_brute_force_search_finds(store: Arc<dyn Stor
         }
         if rng.chance(80) {
             let kind = rng.pick(&["user", "asset"]);
-            v["target"] =
-                json!({"type": kind, "id": format!("{}-{}", rng.pick(&WORDS), rng.below(9))});
+            let id = if rng.chance(30) {
+                rng.pick(&OWN_IDS).to_owned()
+            } else {
+                format!("{}-{}", rng.pick(&WORDS), rng.below(9))
+            };
+            v["target"] = json!({"type": kind, "id": id});
             if rng.chance(60) {
                 v["target"]["name"] = json!(phrase(rng));
             }
@@ -1417,6 +1432,8 @@ pub async fn full_text_finds_what_a_brute_force_search_finds(store: Arc<dyn Stor
     queries.extend(
         [
             "zeta",
+            "zeta7",
+            "ZETA7 beta",
             "eta",
             "epsilon",
             "theta",

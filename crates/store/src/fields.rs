@@ -19,7 +19,7 @@ use serde_json::Value;
 
 /// The version of everything derived from the log (terms, their tags, how values are read).
 /// A store whose derived data was built by another version rebuilds it from the log.
-pub const DERIVED_VERSION: u32 = 5;
+pub const DERIVED_VERSION: u32 = 6;
 
 /// Where a filter may be given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,18 +199,41 @@ pub fn words_of(s: Source<'_, '_>, emit: &mut dyn FnMut(&str)) {
 /// Calls `emit` with every text of an event whose words `q` searches, in order: the words of
 /// an event are those of these texts ([`words_of`]).
 pub fn texts_of(s: Source<'_, '_>, emit: &mut dyn FnMut(&str)) {
+    texts(s, true, emit)
+}
+
+/// Calls `emit` with the texts whose words the index keeps as word postings: every text of
+/// [`texts_of`] but an `actor.id` or `target.id` that is its own word
+/// ([`crate::text::is_own_word`]: a lower-case identifier or UUID). Such an identifier's
+/// field posting holds exactly the events its word posting would, so a word is looked up in
+/// both ([`EventFilter::groups`]) and the index keeps one posting for it instead of two (a
+/// fifth of the word postings of the bench's events).
+pub fn indexed_texts_of(s: Source<'_, '_>, emit: &mut dyn FnMut(&str)) {
+    texts(s, false, emit)
+}
+
+/// The texts of [`texts_of`]; without the identifiers that are their own words unless
+/// `own_word_ids`.
+fn texts(s: Source<'_, '_>, own_word_ids: bool, emit: &mut dyn FnMut(&str)) {
     use sealtrail_ledger::view::TargetName;
     let mut text = |t: &str| emit(t);
+    let id = |t: &str| own_word_ids || !crate::text::is_own_word(t);
     text(s.view.action);
     if let Some(t) = s.view.event_type {
         text(t);
     }
-    text(s.actor_id());
+    let actor = s.actor_id();
+    if id(actor) {
+        text(actor);
+    }
     if let Some(n) = s.personal.actor_name {
         text(n);
     }
     if let Some(t) = &s.view.target {
-        text(s.target_id().unwrap_or_default());
+        let target = s.target_id().unwrap_or_default();
+        if id(target) {
+            text(target);
+        }
         match t.name {
             TargetName::Plain(n) => text(n),
             TargetName::Digest => {
@@ -410,16 +433,22 @@ pub static FIELDS: [FieldSpec; 14] = [
     },
 ];
 
-/// Calls `emit` with the bytes of every term of an event (a [`Term`]'s bytes, lent: copy
-/// them to keep them).
-pub fn terms_of(source: Source<'_, '_>, emit: impl FnMut(&[u8])) {
+/// Calls `emit` with the bytes of every term the index keeps of an event (a [`Term`]'s bytes,
+/// lent: copy them to keep them): each field's, then the words of [`indexed_texts_of`].
+pub fn terms_of(source: Source<'_, '_>, mut emit: impl FnMut(&[u8])) {
+    field_terms(source, FIELDS.iter().filter(|s| s.tag != WORD.0), &mut emit);
     // The measuring baseline derives no words (the feature's note in Cargo.toml).
-    let words = !cfg!(feature = "bench-without-words-and-rollups");
-    field_terms(
-        source,
-        FIELDS.iter().filter(|s| words || s.tag != WORD.0),
-        emit,
-    );
+    if !cfg!(feature = "bench-without-words-and-rollups") {
+        let (mut lower, mut word) = (String::new(), Vec::with_capacity(64));
+        indexed_texts_of(source, &mut |text| {
+            crate::text::words(text, &mut lower, &mut |w| {
+                word.clear();
+                word.push(WORD.0);
+                word.extend_from_slice(w.as_bytes());
+                emit(&word);
+            })
+        });
+    }
 }
 
 /// Calls `emit` with the bytes of each term of `specs`' values (lent).
@@ -440,8 +469,8 @@ fn field_terms<'s>(
 }
 
 /// What [`terms_of`] gives, split for the indexer: `term` gets the bytes of every term but the
-/// words (lent, as there), `text` each text the words come from ([`texts_of`]), so that a text
-/// many events hold is cut into words once.
+/// words (lent, as there), `text` each text the words come from ([`indexed_texts_of`]), so
+/// that a text many events hold is cut into words once.
 pub fn terms_and_texts_of(
     source: Source<'_, '_>,
     term: impl FnMut(&[u8]),
@@ -450,7 +479,7 @@ pub fn terms_and_texts_of(
     field_terms(source, FIELDS.iter().filter(|s| s.tag != WORD.0), term);
     // The measuring baseline derives no words (the feature's note in Cargo.toml).
     if !cfg!(feature = "bench-without-words-and-rollups") {
-        texts_of(source, &mut text);
+        indexed_texts_of(source, &mut text);
     }
 }
 
@@ -517,7 +546,8 @@ impl EventFilter {
     }
 
     /// The term groups: for each field with values, the terms of its alternatives; for each
-    /// word of `q`, its term alone.
+    /// word of `q`, its word's term, and when the word could be an identifier kept through its
+    /// field alone ([`indexed_texts_of`]), that `actor_id` and `target_id` too.
     pub fn groups(&self) -> Vec<Vec<Term>> {
         self.fields
             .iter()
@@ -528,7 +558,14 @@ impl EventFilter {
                 terms.dedup();
                 terms
             })
-            .chain(self.words.iter().map(|w| vec![WORD.term(w)]))
+            .chain(self.words.iter().map(|w| {
+                if crate::text::is_own_word(w) {
+                    // In byte order, as the fields' groups are.
+                    vec![ACTOR_ID.term(w), TARGET_ID.term(w), WORD.term(w)]
+                } else {
+                    vec![WORD.term(w)]
+                }
+            }))
             .collect()
     }
 

@@ -17,7 +17,8 @@
 //! of `metadata` (values, not keys). The indexer keeps one posting per word
 //! ([`crate::fields::WORD`]), so `q` is answered like any other filter: behind the log, exact
 //! over its tail, and an erased personal value's words leave the postings when they are
-//! rebuilt from the log.
+//! rebuilt from the log. An `actor.id` or `target.id` that is its own word ([`is_own_word`])
+//! is kept through its field's posting alone, and a word of that shape is looked up there too.
 
 /// The longest word kept, in bytes; longer runs are cut to it.
 pub const MAX_WORD: usize = 64;
@@ -75,6 +76,23 @@ fn uuid_at(text: &str) -> Option<usize> {
             .is_none_or(|c| !c.is_alphanumeric())
     };
     (shape_ok && ends()).then_some(LEN)
+}
+
+/// Whether `text` is one word exactly as it stands: its only word ([`words`]) is `text`
+/// itself. Answered by its shape alone, without cutting it: ASCII lower-case letters and
+/// digits, or a lower-case UUID, at most [`MAX_WORD`] bytes (any other text answers `false`,
+/// whatever its words). An identifier of this shape (`actor.id`, `target.id`) needs no word
+/// posting of its own: its field's posting holds the same events (see
+/// [`crate::fields::EventFilter::groups`]).
+pub fn is_own_word(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_WORD {
+        return false;
+    }
+    let lower_alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    bytes.iter().all(lower_alnum)
+        || (uuid_at(text) == Some(bytes.len())
+            && bytes.iter().all(|b| *b == b'-' || lower_alnum(b)))
 }
 
 fn emit_word(run: &str, scratch: &mut String, emit: &mut dyn FnMut(&str)) {
@@ -167,6 +185,51 @@ mod tests {
             [id.to_lowercase(), "tail".into()]
         );
         assert_eq!(query_words(id).expect("a valid query"), [id.to_lowercase()]);
+    }
+
+    #[test]
+    fn a_text_that_is_its_own_word_is_told_by_its_shape() {
+        for own in ["alpha", "a1", "x", "550e8400-e29b-41d4-a716-446655440000"] {
+            assert!(is_own_word(own), "{own}");
+            assert_eq!(all(own), [own]);
+        }
+        let longest = "a".repeat(MAX_WORD);
+        assert!(is_own_word(&longest));
+        for not in [
+            "",
+            "Alpha",
+            "u-1",
+            "550E8400-E29B-41D4-A716-446655440000",
+            "550e8400-e29b-41d4-a716-4466554400000",
+            "straße",
+            "a b",
+        ] {
+            assert!(!is_own_word(not), "{not}");
+        }
+        assert!(!is_own_word(&"a".repeat(MAX_WORD + 1)));
+        // Whatever the text: one that says it is its own word is.
+        let pieces = [
+            "a",
+            "Z",
+            "0",
+            "-",
+            "é",
+            "_",
+            " ",
+            "550e8400-e29b-41d4-a716-446655440000",
+        ];
+        let mut seed = 0x9e37_79b9_u64;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            for _ in 0..(seed % 5) {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                text.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
+            }
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            if is_own_word(&text) {
+                assert_eq!(all(&text), [text.clone()]);
+            }
+        }
     }
 
     #[test]
