@@ -199,7 +199,8 @@ fn add(offsets: &mut [Offsets], slot: u32, offset: u32) {
 /// The slots of a text's words in a [`FreshTerms`]: most texts hold a few words.
 type TextSlots = smallvec::SmallVec<[u32; 6]>;
 
-/// A batch's new positions per term of one chunk.
+/// A batch's new positions per term of one chunk (the indexer's), or of one segment of the
+/// unindexed tail ([`crate::tail`]'s: the same terms, derived the same way).
 ///
 /// Each term has a slot, and the words of each text the batch met are remembered as their
 /// slots: most texts recur (an action, a name, a reason shared by every event of a kind), and
@@ -207,7 +208,7 @@ type TextSlots = smallvec::SmallVec<[u32; 6]>;
 /// looked up (`perf` of `sealtrail reindex`: cutting and looking up words were a fifth of the
 /// indexer's time).
 #[derive(Default)]
-struct FreshTerms {
+pub(crate) struct FreshTerms {
     /// Each term's slot in `offsets`.
     slots: HashMap<KeyTerm, u32, foldhash::fast::RandomState>,
     /// Each slot's new positions, ascending.
@@ -230,6 +231,46 @@ impl FreshTerms {
         self.offsets.push(Offsets::new());
         self.slots.insert(KeyTerm::new(term), slot);
         slot
+    }
+
+    /// Adds `offset` to the positions of every term of an event ([`terms_and_texts_of`]: each
+    /// field's, and the words of its texts through the text cache). `each` sees every term but
+    /// the words as well.
+    pub(crate) fn event(
+        &mut self,
+        source: crate::fields::Source<'_, '_>,
+        offset: u32,
+        mut each: impl FnMut(&[u8]),
+    ) {
+        let terms = std::cell::RefCell::new(self);
+        terms_and_texts_of(
+            source,
+            |term| {
+                each(term);
+                terms.borrow_mut().term(term, offset);
+            },
+            |text| terms.borrow_mut().text(text, offset),
+        );
+    }
+
+    /// Forgets the words of the texts met so far (kept to cut a recurring text once): for a
+    /// map that is only read from now on.
+    pub(crate) fn forget_texts(&mut self) {
+        self.texts = HashMap::default();
+    }
+
+    /// The positions of `term`, ascending.
+    pub(crate) fn positions(&self, term: &[u8]) -> Option<&[u32]> {
+        self.slots
+            .get(term)
+            .map(|&slot| self.offsets[slot as usize].as_slice())
+    }
+
+    /// Every term with its positions, in no order.
+    pub(crate) fn each(&self) -> impl Iterator<Item = (&[u8], &[u32])> {
+        self.slots
+            .iter()
+            .map(|(key, &slot)| (key.as_bytes(), self.offsets[slot as usize].as_slice()))
     }
 
     /// Adds `offset` to `term`'s positions.
@@ -753,20 +794,14 @@ fn build<B: IndexBackend>(
         ends.clear();
         let mut failed = false;
         let occurred = row.with_source(|source| {
-            let terms = std::cell::RefCell::new(&mut *terms);
-            terms_and_texts_of(
-                source,
-                |term| {
-                    if is_key(term) {
-                        keys.extend_from_slice(term);
-                        ends.push(keys.len());
-                    } else if is_failure(term) {
-                        failed = true;
-                    }
-                    terms.borrow_mut().term(term, offset);
-                },
-                |text| terms.borrow_mut().text(text, offset),
-            );
+            terms.event(source, offset, |term| {
+                if is_key(term) {
+                    keys.extend_from_slice(term);
+                    ends.push(keys.len());
+                } else if is_failure(term) {
+                    failed = true;
+                }
+            });
             source.view.occurred_at
         });
         match occurred {

@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use sealtrail_model::Tenant;
 
-use crate::fields::{Term, terms_of};
+use crate::derived::FreshTerms;
+use crate::fields::Term;
 use crate::plan::{PlanError, ReadSnapshot};
 
 /// Tails longer than this are not held (they are scanned as before): memory stays bounded
@@ -78,10 +79,12 @@ pub(crate) struct TenantTail {
     segments: std::collections::VecDeque<Segment>,
 }
 
-/// The terms and times of positions `first..first + times.len()`.
+/// The terms and times of positions `first..first + times.len()`: each term's positions as
+/// offsets from `first`, derived as the indexer derives a batch's (a text many events hold is
+/// cut into words once).
 struct Segment {
     first: u64,
-    postings: HashMap<Term, Vec<u64>>,
+    terms: FreshTerms,
     times: Vec<i64>,
 }
 
@@ -136,9 +139,13 @@ impl TenantTail {
                     .back()
                     .is_none_or(|seg| seg.times.len() as u64 >= SEGMENT)
                 {
+                    if let Some(full) = self.segments.back_mut() {
+                        // Only read from now on.
+                        full.terms.forget_texts();
+                    }
                     self.segments.push_back(Segment {
                         first: row.seq,
-                        postings: HashMap::new(),
+                        terms: FreshTerms::default(),
                         times: Vec::with_capacity(SEGMENT as usize),
                     });
                 }
@@ -146,17 +153,9 @@ impl TenantTail {
                     .segments
                     .back_mut()
                     .expect("a segment was just ensured");
-                let postings = &mut seg.postings;
+                let (terms, offset) = (&mut seg.terms, (row.seq - seg.first) as u32);
                 let at = row.with_source(|source| {
-                    terms_of(source, |term| {
-                        if let Some(seqs) = postings.get_mut(term) {
-                            if seqs.last() != Some(&row.seq) {
-                                seqs.push(row.seq);
-                            }
-                        } else {
-                            postings.insert(Term(term.to_vec().into_boxed_slice()), vec![row.seq]);
-                        }
-                    });
+                    terms.event(source, offset, |_| {});
                     source.view.occurred_at
                 })?;
                 seg.times.push(at);
@@ -197,10 +196,12 @@ impl TenantTail {
             for group in groups {
                 let mut any: Vec<u64> = Vec::new();
                 for term in group {
-                    if let Some(seqs) = seg.postings.get(term) {
-                        let a = seqs.partition_point(|s| *s < lo);
-                        let b = seqs.partition_point(|s| *s <= hi);
-                        any.extend_from_slice(&seqs[a..b]);
+                    if let Some(offsets) = seg.terms.positions(&term.0) {
+                        // The segment starts at or before `hi` (it was skipped otherwise).
+                        let (from, to) = (lo.saturating_sub(seg.first), hi - seg.first);
+                        let a = offsets.partition_point(|&o| u64::from(o) < from);
+                        let b = offsets.partition_point(|&o| u64::from(o) <= to);
+                        any.extend(offsets[a..b].iter().map(|&o| seg.first + u64::from(o)));
                     }
                 }
                 if group.len() > 1 {
@@ -239,13 +240,16 @@ impl TenantTail {
             for seq in a..=b {
                 visit(seg.times[(seq - seg.first) as usize], None);
             }
-            for (term, seqs) in &seg.postings {
-                if !wanted(&term.0) {
+            for (term, offsets) in seg.terms.each() {
+                if !wanted(term) {
                     continue;
                 }
-                let start = seqs.partition_point(|s| *s < a);
-                for &seq in seqs[start..].iter().take_while(|s| **s <= b) {
-                    visit(seg.times[(seq - seg.first) as usize], Some(&term.0));
+                let start = offsets.partition_point(|&o| seg.first + u64::from(o) < a);
+                for &o in offsets[start..].iter() {
+                    if seg.first + u64::from(o) > b {
+                        break;
+                    }
+                    visit(seg.times[o as usize], Some(term));
                 }
             }
         }
