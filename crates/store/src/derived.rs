@@ -293,9 +293,7 @@ impl FreshTerms {
         );
         let mut slots = TextSlots::new();
         crate::text::words(text, &mut lower, &mut |w| {
-            word.clear();
-            word.push(crate::fields::WORD.tag());
-            word.extend_from_slice(w.as_bytes());
+            crate::fields::WORD.term_into(w, &mut word);
             let slot = self.slot(&word);
             add(&mut self.offsets, slot, offset);
             slots.push(slot);

@@ -121,9 +121,15 @@ impl Field {
     /// The term of one of this field's values.
     pub fn term(self, value: &str) -> Term {
         let mut bytes = Vec::with_capacity(1 + value.len());
-        bytes.push(self.0);
-        bytes.extend_from_slice(value.as_bytes());
+        self.term_into(value, &mut bytes);
         Term(bytes.into_boxed_slice())
+    }
+
+    /// Makes `into` the bytes of the term of one of this field's values, reusing its buffer.
+    pub fn term_into(self, value: &str, into: &mut Vec<u8>) {
+        into.clear();
+        into.push(self.0);
+        into.extend_from_slice(value.as_bytes());
     }
 }
 
@@ -435,20 +441,19 @@ pub static FIELDS: [FieldSpec; 14] = [
 
 /// Calls `emit` with the bytes of every term the index keeps of an event (a [`Term`]'s bytes,
 /// lent: copy them to keep them): each field's, then the words of [`indexed_texts_of`].
-pub fn terms_of(source: Source<'_, '_>, mut emit: impl FnMut(&[u8])) {
-    field_terms(source, FIELDS.iter().filter(|s| s.tag != WORD.0), &mut emit);
-    // The measuring baseline derives no words (the feature's note in Cargo.toml).
-    if !cfg!(feature = "bench-without-words-and-rollups") {
-        let (mut lower, mut word) = (String::new(), Vec::with_capacity(64));
-        indexed_texts_of(source, &mut |text| {
+pub fn terms_of(source: Source<'_, '_>, emit: impl FnMut(&[u8])) {
+    let emit = std::cell::RefCell::new(emit);
+    let (mut lower, mut word) = (String::new(), Vec::with_capacity(64));
+    terms_and_texts_of(
+        source,
+        |term| (emit.borrow_mut())(term),
+        |text| {
             crate::text::words(text, &mut lower, &mut |w| {
-                word.clear();
-                word.push(WORD.0);
-                word.extend_from_slice(w.as_bytes());
-                emit(&word);
+                WORD.term_into(w, &mut word);
+                (emit.borrow_mut())(&word);
             })
-        });
-    }
+        },
+    );
 }
 
 /// Calls `emit` with the bytes of each term of `specs`' values (lent).
@@ -460,9 +465,7 @@ fn field_terms<'s>(
     let mut scratch = Vec::with_capacity(64);
     for spec in specs {
         (spec.values)(source, &mut |value| {
-            scratch.clear();
-            scratch.push(spec.tag);
-            scratch.extend_from_slice(value.as_bytes());
+            Field(spec.tag).term_into(value, &mut scratch);
             emit(&scratch);
         });
     }
