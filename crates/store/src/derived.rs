@@ -17,7 +17,7 @@
 //!   terms' frequencies.
 //! - **Times**: for each *block* of [`BLOCK`] positions, the `occurred_at` of each event and
 //!   the block's least and greatest, so a time range is answered block by block.
-//! - **Rollups**: per minute, hour, day and week of `occurred_at`, the events' counts by outcome,
+//! - **Rollups**: per minute, hour, quarter day, day and week of `occurred_at`, the events' counts by outcome,
 //!   actor, action and target, for statistics ([`crate::rollup`]).
 //!
 //! Events removed from the log by retention ([`unindex`]) leave it through the derived data
@@ -1654,7 +1654,7 @@ fn adjust_open_rollups<B: IndexBackend>(
     Ok(())
 }
 
-/// Rewrites the summaries (minute, hour, day and week) of folded chunks that the counts `out`
+/// Rewrites the summaries (minute, hour, quarter day, day and week) of folded chunks that the counts `out`
 /// leave and `back` come into.
 fn fold_summaries<B: IndexBackend>(
     backend: &mut B,

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 /// The version of everything derived from the log (terms, their tags, how values are read).
 /// A store whose derived data was built by another version rebuilds it from the log.
-pub const DERIVED_VERSION: u32 = 6;
+pub const DERIVED_VERSION: u32 = 7;
 
 /// Where a filter may be given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

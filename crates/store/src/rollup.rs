@@ -1,18 +1,18 @@
 //! Statistics rollups: derived counts of events per time period, built behind the log by the
 //! indexer ([`crate::derived`]) and read by [`crate::stats`].
 //!
-//! For each *span* (minute, hour, day, week of `occurred_at`, UTC) and each period of it, a rollup
-//! holds how many events occurred in it, how many failed, and how many named each actor,
-//! action and target (their [`Term`]s). A window of time is answered from the fewest
-//! rollups that tile it (whole weeks, then whole days, hours and minutes toward its edges) and
-//! the few events of its sub-minute edges, so statistics over a month read about a hundred
-//! rows whatever the number of events.
+//! For each *span* (minute, hour, quarter day, day, week of `occurred_at`, UTC) and each period
+//! of it, a rollup holds how many events occurred in it, how many failed, and how many named
+//! each actor, action and target (their [`Term`]s). A window of time is answered from the
+//! fewest rollups that tile it (whole weeks, then whole days, quarter days, hours and minutes
+//! toward its edges) and the few events of its sub-minute edges, so statistics over a month
+//! read about a hundred rows whatever the number of events.
 //!
 //! Rows are keyed `(chunk, span, period)`: while a chunk of the log ([`crate::derived::CHUNK`]
 //! positions) is being indexed, it has *open* rows for its minutes only, and each pass rewrites
 //! just the minutes it touched, bounded by the chunk's size however busy a period is. When the
 //! watermark passes the chunk's end, its minutes are *folded* into their summary rows (chunk
-//! [`FOLDED`]) and, summed, into their hours', days' and weeks' summaries, and the open rows
+//! [`FOLDED`]) and, summed, into their hours', quarter days', days' and weeks' summaries, and the open rows
 //! are deleted. A minute is read as its summary and at most one open row; a longer period as
 //! its summary and the open minutes inside it.
 
@@ -30,6 +30,9 @@ pub enum Span {
     Minute,
     /// One UTC hour.
     Hour,
+    /// Six UTC hours (a quarter of a day, from midnight): a window's partial days are read as
+    /// a few of these and at most five hours at each end, rather than up to 23 hours.
+    QuarterDay,
     /// One UTC day.
     Day,
     /// Seven UTC days, counted from the epoch (a Thursday): only ever whole inside a window,
@@ -39,13 +42,20 @@ pub enum Span {
 
 impl Span {
     /// Every span, longest first.
-    pub const LONGEST_FIRST: [Span; 4] = [Span::Week, Span::Day, Span::Hour, Span::Minute];
+    pub const LONGEST_FIRST: [Span; 5] = [
+        Span::Week,
+        Span::Day,
+        Span::QuarterDay,
+        Span::Hour,
+        Span::Minute,
+    ];
 
     /// Its length in microseconds.
     pub const fn micros(self) -> i64 {
         match self {
             Span::Minute => 60_000_000,
             Span::Hour => 3_600_000_000,
+            Span::QuarterDay => 21_600_000_000,
             Span::Day => 86_400_000_000,
             Span::Week => 604_800_000_000,
         }
@@ -64,6 +74,7 @@ impl Span {
             Span::Hour => 1,
             Span::Day => 2,
             Span::Week => 3,
+            Span::QuarterDay => 4,
         }
     }
 
@@ -74,7 +85,19 @@ impl Span {
             1 => Some(Span::Hour),
             2 => Some(Span::Day),
             3 => Some(Span::Week),
+            4 => Some(Span::QuarterDay),
             _ => None,
+        }
+    }
+
+    /// The next longer span, whose periods each hold a whole number of this one's.
+    pub const fn coarser(self) -> Option<Self> {
+        match self {
+            Span::Minute => Some(Span::Hour),
+            Span::Hour => Some(Span::QuarterDay),
+            Span::QuarterDay => Some(Span::Day),
+            Span::Day => Some(Span::Week),
+            Span::Week => None,
         }
     }
 }
@@ -557,12 +580,7 @@ pub(crate) fn summary_changes(
             settle(right);
         }
         this.sort_unstable_by_key(|(period, _)| *period);
-        let coarser = match span {
-            Span::Minute => Some(Span::Hour),
-            Span::Hour => Some(Span::Day),
-            Span::Day => Some(Span::Week),
-            Span::Week => None,
-        };
+        let coarser = span.coarser();
         level = HashMap::default();
         if let Some(coarser) = coarser {
             for (period, change) in &this {

@@ -194,35 +194,52 @@ fn tile(lo: i64, hi: i64, level: usize, whole: &mut Vec<Periods>, edges: &mut Ve
 type Signed = (Span, i64, i64, bool);
 
 /// The whole periods of a tiling as rollups to add and take away, longest span first: where
-/// a run of hours fills most of its day (or of days, most of its week), the day less its
-/// other hours costs fewer rollups (a window's two partial days weigh most at 10M events:
-/// each hour holds ~12 000 keys, a day ~20 000). Periods that one run adds and another takes
-/// away are not read at all.
+/// the periods of one span fill most of the next longer period (hours of a quarter day,
+/// quarters of a day, days of a week), that period less its other parts costs fewer rollups
+/// (a window's partial days weigh most at 10M events: each hour holds ~12 000 keys, a day
+/// ~20 000). Spans are weighed shortest first, so that hours that make a quarter day can make
+/// its day with its other quarters. Periods that one part adds and another takes away are not
+/// read at all.
 fn fewer_rows(whole: &[Periods]) -> Vec<Signed> {
     let mut signs: BTreeMap<(Span, i64), i64> = BTreeMap::new();
     let mut kept = Vec::new();
     for &(span, a, b) in whole {
-        let coarser = match span {
-            Span::Hour => Span::Day,
-            Span::Day => Span::Week,
-            _ => {
-                kept.push((span, a, b, false));
-                continue;
-            }
-        };
-        let per = coarser.micros() / span.micros();
-        let (p, k) = (a.div_euclid(per), b - a + 1);
-        // A longer period read counts as two: it holds more keys than one of its parts.
-        if b.div_euclid(per) == p && (per - k) + 2 < k {
-            *signs.entry((coarser, p)).or_default() += 1;
-            for q in (p * per..a).chain(b + 1..(p + 1) * per) {
-                *signs.entry((span, q)).or_default() -= 1;
-            }
+        if span == Span::Minute {
+            // Never more than 59 at each end of a window, and never read as their hour.
+            kept.push((span, a, b, false));
         } else {
             for q in a..=b {
                 *signs.entry((span, q)).or_default() += 1;
             }
         }
+    }
+    for span in [Span::Hour, Span::QuarterDay, Span::Day] {
+        let Some(coarser) = span.coarser() else {
+            continue;
+        };
+        let per = coarser.micros() / span.micros();
+        // Each longer period's parts that are read, with how often and which way.
+        let mut parents: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
+        for (&(s, q), &n) in signs.range((span, i64::MIN)..=(span, i64::MAX)) {
+            debug_assert_eq!(s, span);
+            parents.entry(q.div_euclid(per)).or_default().push((q, n));
+        }
+        for (p, parts) in parents {
+            // Reading the longer period counts as two: it holds more keys than one part. It
+            // then takes each of its parts away once more.
+            let now: i64 = parts.iter().map(|(_, n)| n.abs()).sum();
+            let held: i64 = parts.iter().map(|(_, n)| (n - 1).abs()).sum();
+            // A tie goes to the longer period: its parts are one row fewer, and it may make
+            // its own longer period with its neighbours in the next round.
+            let instead = 2 + held + (per - parts.len() as i64);
+            if instead <= now {
+                *signs.entry((coarser, p)).or_default() += 1;
+                for q in p * per..(p + 1) * per {
+                    *signs.entry((span, q)).or_default() -= 1;
+                }
+            }
+        }
+        signs.retain(|_, n| *n != 0);
     }
     for ((span, q), n) in signs {
         for _ in 0..n.unsigned_abs() {
@@ -634,7 +651,8 @@ mod tests {
             whole,
             vec![
                 (Span::Week, 1, 2),
-                (Span::Hour, 6 * 24 + 1, 7 * 24 - 1),
+                (Span::QuarterDay, 6 * 4 + 1, 6 * 4 + 3),
+                (Span::Hour, 6 * 24 + 1, 6 * 24 + 5),
                 (Span::Day, 21, 21)
             ]
         );
@@ -683,15 +701,18 @@ mod tests {
             let rows = |p: &[(Span, i64, i64, bool)]| p.iter().map(|x| x.2 - x.1 + 1).sum::<i64>();
             assert!(rows(&signed) <= rows(&plain), "{lo}..{hi}");
         }
-        // The last 30 days at 04:10 (day 70 opens week 10): the first day's 19 whole hours
-        // are that day less its first 5, and the week's 6 other days the week less that day,
-        // so the day itself is not read; the last day's 4 hours stay as they are.
+        // The last 30 days at 04:10 (day 70 opens week 10): the first day's three whole
+        // quarters are that day less its first quarter, and the week's 6 other days the week
+        // less that day, so the day itself is not read; the last day's 4 hours are its first
+        // quarter less its last two.
         let to = 100 * D + 4 * H + 10 * M;
         let (whole, _) = tiled(to - 30 * D, to);
         let signed = fewer_rows(&whole);
         assert!(signed.contains(&(Span::Week, 10, 13, false)), "{signed:?}");
-        assert!(signed.contains(&(Span::Hour, 70 * 24, 70 * 24 + 4, true)));
-        assert!(signed.contains(&(Span::Hour, 100 * 24, 100 * 24 + 3, false)));
+        assert!(signed.contains(&(Span::QuarterDay, 70 * 4, 70 * 4, true)));
+        assert!(signed.contains(&(Span::Hour, 70 * 24 + 5, 70 * 24 + 5, false)));
+        assert!(signed.contains(&(Span::QuarterDay, 100 * 4, 100 * 4, false)));
+        assert!(signed.contains(&(Span::Hour, 100 * 24 + 4, 100 * 24 + 5, true)));
         assert!(
             !signed
                 .iter()
@@ -702,10 +723,24 @@ mod tests {
             week_days,
             vec![(Span::Week, 1, 1, false), (Span::Day, 7, 7, true)]
         );
-        // A few hours of a day, or days of a week, are read as they are.
+        // Noon to noon: two quarters at each end, not twelve hours.
+        let (whole, _) = tiled(10 * D + 12 * H, 38 * D + 12 * H);
+        let signed = fewer_rows(&whole);
+        let edge = |p: &(Span, i64, i64, bool)| p.0 == Span::QuarterDay && !p.3;
         assert_eq!(
-            fewer_rows(&[(Span::Hour, 5, 12)]),
-            vec![(Span::Hour, 5, 12, false)]
+            signed
+                .iter()
+                .filter(|p| edge(p))
+                .map(|p| p.2 - p.1 + 1)
+                .sum::<i64>(),
+            4,
+            "{signed:?}"
+        );
+        assert!(signed.iter().all(|p| p.0 != Span::Hour), "{signed:?}");
+        // A few hours of a quarter day, or days of a week, are read as they are.
+        assert_eq!(
+            fewer_rows(&[(Span::Hour, 1, 3)]),
+            vec![(Span::Hour, 1, 3, false)]
         );
         assert_eq!(
             fewer_rows(&[(Span::Day, 8, 10)]),
