@@ -17,8 +17,8 @@
 //!   terms' frequencies.
 //! - **Times**: for each *block* of [`BLOCK`] positions, the `occurred_at` of each event and
 //!   the block's least and greatest, so a time range is answered block by block.
-//! - **Rollups**: per minute, hour, quarter day, day and week of `occurred_at`, the events' counts by outcome,
-//!   actor, action and target, for statistics ([`crate::rollup`]).
+//! - **Rollups**: per minute, hour, quarter day, day and week of `occurred_at`, the events'
+//!   counts by outcome, actor, action and target, for statistics ([`crate::rollup`]).
 //!
 //! Events removed from the log by retention ([`unindex`]) leave it through the derived data
 //! first: their positions are cleared from every posting (a posting left empty is deleted, so
@@ -1654,8 +1654,8 @@ fn adjust_open_rollups<B: IndexBackend>(
     Ok(())
 }
 
-/// Rewrites the summaries (minute, hour, quarter day, day and week) of folded chunks that the counts `out`
-/// leave and `back` come into.
+/// Rewrites the summaries (minute, hour, quarter day, day and week) of folded chunks that the
+/// counts `out` leave and `back` come into.
 fn fold_summaries<B: IndexBackend>(
     backend: &mut B,
     tenant: &Tenant,

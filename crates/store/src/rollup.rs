@@ -12,9 +12,9 @@
 //! positions) is being indexed, it has *open* rows for its minutes only, and each pass rewrites
 //! just the minutes it touched, bounded by the chunk's size however busy a period is. When the
 //! watermark passes the chunk's end, its minutes are *folded* into their summary rows (chunk
-//! [`FOLDED`]) and, summed, into their hours', quarter days', days' and weeks' summaries, and the open rows
-//! are deleted. A minute is read as its summary and at most one open row; a longer period as
-//! its summary and the open minutes inside it.
+//! [`FOLDED`]) and, summed, into their hours', quarter days', days' and weeks' summaries, and
+//! the open rows are deleted. A minute is read as its summary and at most one open row; a
+//! longer period as its summary and the open minutes inside it.
 
 use std::collections::HashMap;
 
