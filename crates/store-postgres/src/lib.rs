@@ -4,7 +4,7 @@
 //! Everything lives in its own schema (`sealtrail` by default), brought up to date by versioned
 //! migrations ([`schema`]). `events` is range-partitioned by month on `recorded_at`; partitions
 //! are made at start and ahead of time by a background job. Each process has one writer task
-//! ([`writer`]) that group-commits append requests from a bounded queue and seals every event
+//! (`writer`) that group-commits append requests from a bounded queue and seals every event
 //! in the transaction that stores it, under a per-tenant advisory lock, so any number of
 //! processes keep each tenant's `seq` gap-free and its chain and tree valid. Writes and reads
 //! use separate connection pools; reads of events may go to a replica.

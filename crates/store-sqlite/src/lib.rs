@@ -1,7 +1,7 @@
 //! The embedded SQLite backend of the sealtrail store.
 //!
 //! The sealed log is one file in the data directory (`sealtrail.db`), in WAL mode with
-//! `synchronous=FULL`. Exactly one thread writes it ([`writer`], driving the store layer's
+//! `synchronous=FULL`. Exactly one thread writes it (`writer`, driving the store layer's
 //! pipeline): it group-commits append requests taken from a bounded queue and answers each only
 //! after its transaction is committed and synced. Everything derived from the log (postings,
 //! time blocks, watermarks) lives in a second file that one indexer thread writes behind the

@@ -354,7 +354,7 @@ const LIST_FORM: u8 = b'L';
 const LIST_MAX: u64 = 4_096;
 
 /// The stored form of a posting bitmap: a short one (most words name few events of a chunk)
-/// as [`LIST_FORM`] and each offset as two little-endian bytes, three bytes for a posting of
+/// as `LIST_FORM` and each offset as two little-endian bytes, three bytes for a posting of
 /// one event; a longer one in the portable Roaring format.
 pub fn encode_bits(bits: &RoaringBitmap) -> Vec<u8> {
     if bits.len() <= LIST_MAX && bits.max().is_none_or(|m| m < CHUNK as u32) {

@@ -29,7 +29,7 @@ const MAX_TAIL: u64 = 250_000;
 /// Rows read per step while extending.
 const STEP: usize = 1_024;
 
-/// Every tenant's [`TenantTail`], shared by the reads of one store.
+/// Every tenant's `TenantTail`, shared by the reads of one store.
 #[derive(Default)]
 pub struct TailIndex {
     tenants: Mutex<HashMap<Tenant, Arc<Mutex<TenantTail>>>>,

@@ -7,7 +7,7 @@
 //! else happens here, once.
 //!
 //! **Architecture Invariant:** one [`Writer`] per store process owns the backend's write
-//! transactions; sequencing happens in [`seal`] under the transaction that loaded the log ends,
+//! transactions; sequencing happens in `seal` under the transaction that loaded the log ends,
 //! so `seq` is gap-free per tenant and follows queue order.
 
 mod seal;
