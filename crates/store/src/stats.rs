@@ -213,15 +213,15 @@ fn fewer_rows(whole: &[Periods]) -> Vec<Signed> {
             }
         }
     }
-    for span in [Span::Hour, Span::QuarterDay, Span::Day] {
+    // Hours into quarter days, quarters into days, days into weeks.
+    for span in std::iter::successors(Some(Span::Hour), |s| s.coarser()) {
         let Some(coarser) = span.coarser() else {
-            continue;
+            break;
         };
         let per = coarser.micros() / span.micros();
         // Each longer period's parts that are read, with how often and which way.
         let mut parents: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
-        for (&(s, q), &n) in signs.range((span, i64::MIN)..=(span, i64::MAX)) {
-            debug_assert_eq!(s, span);
+        for (&(_, q), &n) in signs.range((span, i64::MIN)..=(span, i64::MAX)) {
             parents.entry(q.div_euclid(per)).or_default().push((q, n));
         }
         for (p, parts) in parents {
