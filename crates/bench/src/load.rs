@@ -422,6 +422,44 @@ impl Server {
         Ok(())
     }
 
+    /// What `/metrics` says of the indexer so far: positions indexed (every tenant) and the
+    /// seconds its passes spent in each stage (`sealtrail_store::metrics::INDEX_STAGES`).
+    /// `None` from a build that does not export them.
+    pub(crate) async fn indexer_time(
+        &self,
+        http: &reqwest::Client,
+    ) -> anyhow::Result<Option<IndexerTime>> {
+        use sealtrail_store::metrics::{INDEX_EVENTS, INDEX_STAGE_DURATION, INDEX_STAGES};
+        let text = http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let mut time = IndexerTime::default();
+        let mut seen = false;
+        let sum = format!("{INDEX_STAGE_DURATION}_sum{{stage=\"");
+        for line in text.lines() {
+            let Some((name, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            if name.starts_with(INDEX_EVENTS) {
+                time.events += value;
+                seen = true;
+            } else if let Some(stage) = name.strip_prefix(&sum) {
+                let stage = stage.trim_end_matches("\"}");
+                if let Some(at) = INDEX_STAGES.iter().position(|s| *s == stage) {
+                    time.seconds[at] += value;
+                }
+            }
+        }
+        Ok(seen.then_some(time))
+    }
+
     /// Stops the process (SIGTERM) and waits for it.
     pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(pid) = self.child.id() {
@@ -431,6 +469,37 @@ impl Server {
         }
         tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await??;
         Ok(())
+    }
+}
+
+/// The indexer's work as `/metrics` counts it ([`Server::indexer_time`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct IndexerTime {
+    /// Positions indexed.
+    pub(crate) events: f64,
+    /// Seconds spent in each stage of the passes.
+    pub(crate) seconds: [f64; sealtrail_store::metrics::INDEX_STAGES.len()],
+}
+
+impl std::ops::Sub for IndexerTime {
+    type Output = Self;
+
+    fn sub(self, earlier: Self) -> Self {
+        let mut seconds = self.seconds;
+        for (s, e) in seconds.iter_mut().zip(earlier.seconds) {
+            *s -= e;
+        }
+        Self {
+            events: self.events - earlier.events,
+            seconds,
+        }
+    }
+}
+
+impl IndexerTime {
+    /// Microseconds per event indexed in each stage.
+    pub(crate) fn micros_per_event(&self) -> [f64; sealtrail_store::metrics::INDEX_STAGES.len()] {
+        self.seconds.map(|s| 1e6 * s / self.events.max(1.0))
     }
 }
 

@@ -543,6 +543,11 @@ async fn derived_cost(
         "503s"
     );
     let http = reqwest::Client::new();
+    // The indexers' time by stage over the whole run, from each server's `/metrics`.
+    let indexer_before = (
+        this.indexer_time(&http).await?,
+        base.indexer_time(&http).await?,
+    );
     let mut at = 0;
     while at < args.events {
         let end = (at + args.step).min(args.events);
@@ -588,6 +593,19 @@ async fn derived_cost(
         );
         at = end;
     }
+    let indexer_after = (
+        this.indexer_time(&http).await?,
+        base.indexer_time(&http).await?,
+    );
+    // Nothing indexed yet at the start is nothing counted.
+    print_indexer_time(
+        indexer_after
+            .0
+            .map(|a| a - indexer_before.0.unwrap_or_default()),
+        indexer_after
+            .1
+            .map(|a| a - indexer_before.1.unwrap_or_default()),
+    );
     this.stop().await?;
     base.stop().await?;
     // Two schemas of a million events each: not left behind in the shared cluster.
@@ -599,6 +617,34 @@ async fn derived_cost(
         }
     }
     Ok(())
+}
+
+/// The indexers' wall time per event in each stage of their passes, this build's, the
+/// baseline's and the difference: where the derived data's cost lies. A baseline that does
+/// not export the stages leaves its rows out.
+fn print_indexer_time(this: Option<load::IndexerTime>, base: Option<load::IndexerTime>) {
+    use sealtrail_store::metrics::INDEX_STAGES;
+    let Some(this) = this else {
+        return;
+    };
+    print!("  indexer, µs per event {:>10}", "");
+    for stage in INDEX_STAGES {
+        print!(" {stage:>8}");
+    }
+    println!(" {:>8}", "all");
+    let row = |name: &str, micros: [f64; INDEX_STAGES.len()]| {
+        print!("  {name:<33}");
+        for m in micros {
+            print!(" {m:>8.2}");
+        }
+        println!(" {:>8.2}", micros.iter().sum::<f64>());
+    };
+    row("this build", this.micros_per_event());
+    if let Some(base) = base {
+        row("baseline", base.micros_per_event());
+        let (a, b) = (this.micros_per_event(), base.micros_per_event());
+        row("this − baseline", std::array::from_fn(|i| a[i] - b[i]));
+    }
 }
 
 /// A list query shape of the query benches: its name and URL path with query.

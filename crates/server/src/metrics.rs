@@ -92,6 +92,16 @@ fn describe() {
         Unit::Count,
         "Events in the log not yet covered by the indexes, over every tenant."
     );
+    describe_counter!(
+        names::INDEX_EVENTS,
+        Unit::Count,
+        "Log positions the indexer has covered with derived data, by tenant."
+    );
+    describe_histogram!(
+        names::INDEX_STAGE_DURATION,
+        Unit::Seconds,
+        "Time each indexing pass spent in each stage (read, derive, merge, write, commit)."
+    );
 }
 
 /// The metrics, Prometheus text format 0.0.4.

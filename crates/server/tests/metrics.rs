@@ -156,7 +156,8 @@ async fn metrics_parse_and_count_what_ingest_answered_while_load_runs() {
         answered.insert(*tenant, task.await.expect("client"));
     }
     app.checkpoint_at(&keys[0], answered["m-one"].0).await;
-    // The checkpointer's pass that signed it also posts it for the gauges; wait for that.
+    // The checkpointer's pass that signed it also posts it for the gauges, and the indexer
+    // catches up with the log behind ingest; wait for both.
     let wanted = format!(
         "sealtrail_checkpoint_size_events{{tenant=\"m-one\"}} {}",
         answered["m-one"].0
@@ -171,7 +172,9 @@ async fn metrics_parse_and_count_what_ingest_answered_while_load_runs() {
             .text()
             .await
             .expect("text");
-        if text.lines().any(|l| l == wanted) {
+        if text.lines().any(|l| l == wanted)
+            && text.lines().any(|l| l == "sealtrail_index_lag_events 0")
+        {
             break text;
         }
         assert!(
@@ -204,6 +207,8 @@ async fn metrics_parse_and_count_what_ingest_answered_while_load_runs() {
         ("sealtrail_http_request_duration_seconds", "histogram"),
         ("sealtrail_checkpoint_age_seconds", "gauge"),
         ("sealtrail_checkpoint_size_events", "gauge"),
+        ("sealtrail_index_events", "counter"),
+        ("sealtrail_index_stage_duration_seconds", "histogram"),
     ] {
         let f = family(name);
         assert_eq!(f["type"], kind, "{name}");
@@ -233,6 +238,32 @@ async fn metrics_parse_and_count_what_ingest_answered_while_load_runs() {
             Some(refused as f64)
         );
     }
+    // The indexer has covered every stored event of each tenant (their logs hold nothing
+    // else), in passes each timed in every stage.
+    for tenant in tenants {
+        assert_eq!(
+            value(last, "sealtrail_index_events_total", &[("tenant", tenant)]),
+            Some(answered[tenant].0 as f64),
+            "{tenant}"
+        );
+    }
+    let passes: Vec<f64> = sealtrail_store::metrics::INDEX_STAGES
+        .iter()
+        .map(|stage| {
+            value(
+                last,
+                "sealtrail_index_stage_duration_seconds_count",
+                &[("stage", stage)],
+            )
+            .unwrap_or_else(|| panic!("stage {stage} is timed"))
+        })
+        .collect();
+    let stored: u64 = answered.values().map(|a| a.0).sum();
+    assert!(
+        passes[0] >= 1.0 && passes[0] <= stored as f64,
+        "{passes:?} passes for {stored} events"
+    );
+    assert!(passes.iter().all(|&p| p == passes[0]), "{passes:?}");
     // Counters never go down between scrapes; histogram buckets are cumulative.
     for pair in parsed.windows(2) {
         for s in &pair[0] {
@@ -289,7 +320,6 @@ async fn metrics_parse_and_count_what_ingest_answered_while_load_runs() {
     // Commits: as many events through group commits as were stored (keys add none: they
     // were put straight into the store).
     let committed = value(last, "sealtrail_batch_size_events_sum", &[]).expect("sum");
-    let stored: u64 = answered.values().map(|a| a.0).sum();
     assert!(committed >= stored as f64, "{committed} < {stored}");
     // The checkpoint gauges name the tenant's newest checkpoint.
     assert_eq!(
@@ -327,6 +357,8 @@ fn the_grafana_dashboard_queries_only_declared_metrics() {
         m::COMMITS_FAILED,
         m::HTTP_DURATION,
         m::INDEX_LAG,
+        m::INDEX_EVENTS,
+        m::INDEX_STAGE_DURATION,
         m::CHECKPOINT_AGE,
         m::CHECKPOINT_SIZE,
     ];

@@ -673,15 +673,60 @@ impl<B: IndexBackend> Indexer<B> {
     }
 }
 
+/// A stage of an indexing pass, as [`crate::metrics::INDEX_STAGE_DURATION`] names it.
+#[derive(Clone, Copy)]
+enum Stage {
+    Read,
+    Derive,
+    Merge,
+    Write,
+    Commit,
+}
+
+/// Where one pass's time went, stage by stage: each [`PassClock::lap`] ends the stage running
+/// since the one before.
+struct PassClock {
+    spent: [Duration; crate::metrics::INDEX_STAGES.len()],
+    since: std::time::Instant,
+}
+
+impl PassClock {
+    fn start() -> Self {
+        Self {
+            spent: Default::default(),
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// Ends `stage` now: the time since the last lap is its.
+    fn lap(&mut self, stage: Stage) {
+        let now = std::time::Instant::now();
+        self.spent[stage as usize] += now - self.since;
+        self.since = now;
+    }
+
+    /// Records the pass: `events` positions of `tenant` indexed, and each stage's time.
+    fn record(&self, tenant: &Tenant, events: u64) {
+        metrics::counter!(crate::metrics::INDEX_EVENTS, "tenant" => tenant.to_string())
+            .increment(events);
+        for (stage, spent) in crate::metrics::INDEX_STAGES.iter().zip(self.spent) {
+            metrics::histogram!(crate::metrics::INDEX_STAGE_DURATION, "stage" => *stage)
+                .record(spent.as_secs_f64());
+        }
+    }
+}
+
 /// Indexes the next batch of at most `max` events of `tenant`, whose log holds `size`
 /// positions, in one transaction. Returns how many positions it indexed, or `None` when
-/// another indexer holds the tenant.
+/// another indexer holds the tenant. A pass that indexed something is recorded in
+/// [`crate::metrics::INDEX_EVENTS`] and, stage by stage, [`crate::metrics::INDEX_STAGE_DURATION`].
 pub fn index_next<B: IndexBackend>(
     indexer: &mut Indexer<B>,
     tenant: &Tenant,
     max: u64,
     size: u64,
 ) -> Result<Option<u64>, B::Error> {
+    let mut clock = PassClock::start();
     let Some(watermark) = indexer.backend.begin(tenant)? else {
         return Ok(None);
     };
@@ -710,11 +755,13 @@ pub fn index_next<B: IndexBackend>(
         watermark.saturating_add(max.max(1)).min(size),
         remembered,
         indexer.cautious,
+        &mut clock,
     );
     match result {
         Ok(Some((update, mut newest))) => {
             let indexed = update.watermark - watermark;
             let written = indexer.backend.write(tenant, &update).and_then(|()| {
+                clock.lap(Stage::Write);
                 newest.revision = indexer.backend.revision(tenant)?;
                 indexer.backend.commit()
             });
@@ -728,6 +775,8 @@ pub fn index_next<B: IndexBackend>(
                 indexer.newest.clear();
             }
             indexer.newest.insert(tenant.clone(), newest);
+            clock.lap(Stage::Commit);
+            clock.record(tenant, indexed);
             Ok(Some(indexed))
         }
         Ok(None) => {
@@ -744,7 +793,9 @@ pub fn index_next<B: IndexBackend>(
 /// Derives the update for the positions after `watermark` up to `last`, and what to remember
 /// of the newest chunk after it; `None` when there are none. A position with no event in the
 /// log was removed from it (retention): it goes into its chunk's [`gone`] posting. `cautious`:
-/// every posting goes into [`Update::postings`], none into [`Update::added`].
+/// every posting goes into [`Update::postings`], none into [`Update::added`]. `clock` is
+/// lapped after reading the events, deriving their terms and merging them.
+#[allow(clippy::too_many_arguments)]
 fn build<B: IndexBackend>(
     backend: &mut B,
     spare: &mut Vec<FreshTerms>,
@@ -753,11 +804,13 @@ fn build<B: IndexBackend>(
     last: u64,
     remembered: Option<Newest>,
     cautious: bool,
+    clock: &mut PassClock,
 ) -> Result<Option<(Update, Newest)>, B::Error> {
     if last <= watermark {
         return Ok(None);
     }
     let rows = backend.log_rows(tenant, watermark + 1, last)?;
+    clock.lap(Stage::Read);
     // New positions per (chunk, term), and the new times per block.
     let mut fresh: BTreeMap<u64, FreshTerms> = BTreeMap::new();
     let mut times: BTreeMap<u64, Vec<(u64, i64)>> = BTreeMap::new();
@@ -827,6 +880,7 @@ fn build<B: IndexBackend>(
         }
     }
     mark_gone(&mut fresh, spare, last + 1, expected);
+    clock.lap(Stage::Derive);
     if cfg!(feature = "bench-without-words-and-rollups") {
         // The measuring baseline keeps no rollups (the feature's note in Cargo.toml): nor
         // does it read a chunk's open ones back.
@@ -970,6 +1024,7 @@ fn build<B: IndexBackend>(
             }
         }
     }
+    clock.lap(Stage::Merge);
     let newest = Newest {
         watermark: last,
         chunk: newest_chunk,

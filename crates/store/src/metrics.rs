@@ -26,6 +26,17 @@ pub const COMMITS_FAILED: &str = "sealtrail_commits_failed_total";
 pub const HTTP_DURATION: &str = "sealtrail_http_request_duration_seconds";
 /// Gauge: events in the log not yet covered by derived data (indexes), over every tenant.
 pub const INDEX_LAG: &str = "sealtrail_index_lag_events";
+/// Counter, by `tenant`: log positions the indexer has covered with derived data (passes
+/// behind ingest, settling, `sealtrail reindex`).
+pub const INDEX_EVENTS: &str = "sealtrail_index_events_total";
+/// Histogram, by `stage`: seconds each indexing pass spent in each of its stages, in order
+/// `read` (opening the pass and reading its events from the log), `derive` (cutting them into
+/// terms, words and counts), `merge` (adding those to the newest chunk's postings and rollups),
+/// `write` (sending the update to the derived data) and `commit`. Divided by
+/// [`INDEX_EVENTS`], each stage's sum is its cost per event: where the indexer's time goes.
+pub const INDEX_STAGE_DURATION: &str = "sealtrail_index_stage_duration_seconds";
+/// The stages of [`INDEX_STAGE_DURATION`], in the order a pass runs them.
+pub const INDEX_STAGES: [&str; 5] = ["read", "derive", "merge", "write", "commit"];
 /// Gauge, by `tenant`: seconds since the newest signed checkpoint was issued.
 pub const CHECKPOINT_AGE: &str = "sealtrail_checkpoint_age_seconds";
 /// Gauge, by `tenant`: the tree size the newest signed checkpoint covers.
