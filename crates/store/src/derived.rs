@@ -673,7 +673,8 @@ impl<B: IndexBackend> Indexer<B> {
     }
 }
 
-/// A stage of an indexing pass, as [`crate::metrics::INDEX_STAGE_DURATION`] names it.
+/// A stage of an indexing pass, as [`crate::metrics::INDEX_STAGE_DURATION`] names it: each
+/// variant's number is its name's place in [`crate::metrics::INDEX_STAGES`].
 #[derive(Clone, Copy)]
 enum Stage {
     Read,
