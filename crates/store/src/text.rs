@@ -62,20 +62,37 @@ pub fn words(text: &str, scratch: &mut String, emit: &mut dyn FnMut(&str)) {
 /// when nothing alphanumeric follows it: such a UUID is one word, so that an identifier is
 /// found whole and costs one posting, not five.
 fn uuid_at(text: &str) -> Option<usize> {
-    const LEN: usize = 36;
-    let bytes = text.as_bytes().get(..LEN)?;
-    let shape_ok = bytes.iter().enumerate().all(|(i, b)| match i {
-        8 | 13 | 18 | 23 => *b == b'-',
-        _ => b.is_ascii_hexdigit(),
-    });
-    // Only once the first LEN bytes are known to be ASCII is LEN a character boundary.
+    let bytes = text.as_bytes().get(..UUID_LEN)?;
+    // Only once the first UUID_LEN bytes are known to be ASCII is UUID_LEN a character boundary.
     let ends = || {
-        text[LEN..]
+        text[UUID_LEN..]
             .chars()
             .next()
             .is_none_or(|c| !c.is_alphanumeric())
     };
-    (shape_ok && ends()).then_some(LEN)
+    (uuid_shape(bytes, |b| b.is_ascii_hexdigit()) && ends()).then_some(UUID_LEN)
+}
+
+/// A UUID's length in bytes.
+const UUID_LEN: usize = 36;
+
+/// Whether `bytes` is a UUID's shape: dashes after the 8th, 12th, 16th and 20th digit, and
+/// digits `digit` accepts everywhere else. The dashes are looked at first (most texts fail
+/// there), then each group with no early exit, which the compiler vectorises: the indexer asks
+/// this of two identifiers of every event (`perf` of `sealtrail reindex`: 3 % of the indexer
+/// when it went byte by byte).
+fn uuid_shape(bytes: &[u8], digit: impl Fn(u8) -> bool) -> bool {
+    bytes.len() == UUID_LEN
+        && [8, 13, 18, 23].iter().all(|&i| bytes[i] == b'-')
+        && [
+            &bytes[..8],
+            &bytes[9..13],
+            &bytes[14..18],
+            &bytes[19..23],
+            &bytes[24..],
+        ]
+        .iter()
+        .all(|group| group.iter().fold(true, |ok, &b| ok & digit(b)))
 }
 
 /// Whether `text` is one word exactly as it stands: its only word ([`words`]) is `text`
@@ -89,10 +106,11 @@ pub fn is_own_word(text: &str) -> bool {
     if bytes.is_empty() || bytes.len() > MAX_WORD {
         return false;
     }
-    let lower_alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    bytes.iter().all(lower_alnum)
-        || (uuid_at(text) == Some(bytes.len())
-            && bytes.iter().all(|b| *b == b'-' || lower_alnum(b)))
+    let lower_hex = |b: u8| b.is_ascii_digit() | (b'a'..=b'f').contains(&b);
+    uuid_shape(bytes, lower_hex)
+        || bytes.iter().fold(true, |ok, &b| {
+            ok & (b.is_ascii_lowercase() | b.is_ascii_digit())
+        })
 }
 
 fn emit_word(run: &str, scratch: &mut String, emit: &mut dyn FnMut(&str)) {
@@ -207,6 +225,19 @@ mod tests {
             assert!(!is_own_word(not), "{not}");
         }
         assert!(!is_own_word(&"a".repeat(MAX_WORD + 1)));
+        // The shape as first written, byte by byte: the same answers.
+        let reference = |text: &str| {
+            let b = text.as_bytes();
+            let lower_alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+            !b.is_empty()
+                && b.len() <= MAX_WORD
+                && (b.iter().all(lower_alnum)
+                    || (b.len() == UUID_LEN
+                        && b.iter().enumerate().all(|(i, c)| match i {
+                            8 | 13 | 18 | 23 => *c == b'-',
+                            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
+                        })))
+        };
         // Whatever the text: one that says it is its own word is.
         let pieces = [
             "a",
@@ -217,6 +248,10 @@ mod tests {
             "_",
             " ",
             "550e8400-e29b-41d4-a716-446655440000",
+            "550e8400-e29b-41d4-a716-44665544000",
+            "550e8400-E29B-41d4-a716",
+            "-f-",
+            "g",
         ];
         let mut seed = 0x9e37_79b9_u64;
         for _ in 0..20_000 {
@@ -226,6 +261,7 @@ mod tests {
                 text.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
             }
             seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            assert_eq!(is_own_word(&text), reference(&text), "{text:?}");
             if is_own_word(&text) {
                 assert_eq!(all(&text), [text.clone()]);
             }
