@@ -242,8 +242,9 @@ impl FreshTerms {
     ///
     /// The event's texts are gathered first and looked up together: each lookup is a cache
     /// miss or two in a map larger than the caches (`perf` of `sealtrail reindex`: probing it
-    /// a tenth of the indexer), and lookups with nothing between them overlap their misses
-    /// where lookups each followed by its text's use wait one after the other.
+    /// 5 % of the indexer, every map's probes 10 %), and lookups with nothing between them
+    /// overlap their misses where lookups each followed by its text's use wait one after the
+    /// other.
     pub(crate) fn event(
         &mut self,
         source: crate::fields::Source<'_, '_>,
