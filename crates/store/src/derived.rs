@@ -199,6 +199,36 @@ fn add(offsets: &mut [Offsets], slot: u32, offset: u32) {
 /// The slots of a text's words in a [`FreshTerms`]: most texts hold a few words.
 type TextSlots = smallvec::SmallVec<[u32; 6]>;
 
+/// Byte strings end to end, and where each ends: one event's terms, or its texts, gathered
+/// to be looked up together ([`FreshTerms::event`]).
+#[derive(Default)]
+struct Gathered {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Gathered {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    fn push(&mut self, piece: &[u8]) {
+        self.bytes.extend_from_slice(piece);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// The `i`th piece.
+    fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.ends.len()).map(|i| self.get(i))
+    }
+}
+
 /// A batch's new positions per term of one chunk (the indexer's), or of one segment of the
 /// unindexed tail ([`crate::tail`]'s: the same terms, derived the same way).
 ///
@@ -215,9 +245,8 @@ pub(crate) struct FreshTerms {
     offsets: Vec<Offsets>,
     /// The slots of each text's words, by text.
     texts: HashMap<KeyTerm, TextSlots, foldhash::fast::RandomState>,
-    /// One event's texts, end to end, and where each ends ([`FreshTerms::event`]).
-    gathered: String,
-    ends: Vec<usize>,
+    /// One event's terms and texts ([`FreshTerms::event`]).
+    gathered: (Gathered, Gathered),
     /// A word's term, as it is made.
     word: Vec<u8>,
     /// A word, lower-cased.
@@ -240,41 +269,50 @@ impl FreshTerms {
     /// field's, and the words of its texts through the text cache). `each` sees every term but
     /// the words as well.
     ///
-    /// The event's texts are gathered first and looked up together: each lookup is a cache
-    /// miss or two in a map larger than the caches (`perf` of `sealtrail reindex`: probing it
-    /// 5 % of the indexer, every map's probes 10 %), and lookups with nothing between them
-    /// overlap their misses where lookups each followed by its text's use wait one after the
-    /// other.
+    /// The event's terms and texts are gathered first and each kind looked up together: each
+    /// lookup is a cache miss or two in a map larger than the caches (`perf` of `sealtrail
+    /// reindex`: probing the maps 10 % of the indexer), and lookups with nothing between them
+    /// overlap their misses where lookups each followed by its use wait one after the other.
     pub(crate) fn event(
         &mut self,
         source: crate::fields::Source<'_, '_>,
         offset: u32,
         mut each: impl FnMut(&[u8]),
     ) {
-        let (mut gathered, mut ends) = (
-            std::mem::take(&mut self.gathered),
-            std::mem::take(&mut self.ends),
-        );
-        gathered.clear();
-        ends.clear();
+        let (mut terms, mut texts) = std::mem::take(&mut self.gathered);
+        terms.clear();
+        texts.clear();
         terms_and_texts_of(
             source,
             |term| {
                 each(term);
-                self.term(term, offset);
+                terms.push(term);
             },
-            |text| {
-                gathered.push_str(text);
-                ends.push(gathered.len());
-            },
+            |text| texts.push(text.as_bytes()),
         );
-        let text_at = |i: usize| &gathered[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
         let mut unknown = smallvec::SmallVec::<[usize; 8]>::new();
         {
-            let FreshTerms { texts, offsets, .. } = &mut *self;
-            let known: smallvec::SmallVec<[Option<&TextSlots>; 24]> = (0..ends.len())
-                .map(|i| texts.get(text_at(i).as_bytes()))
-                .collect();
+            let FreshTerms { slots, offsets, .. } = &mut *self;
+            let known: smallvec::SmallVec<[Option<u32>; 24]> =
+                terms.iter().map(|term| slots.get(term).copied()).collect();
+            for (i, slot) in known.into_iter().enumerate() {
+                match slot {
+                    Some(slot) => add(offsets, slot, offset),
+                    None => unknown.push(i),
+                }
+            }
+        }
+        for i in unknown.drain(..) {
+            self.term(terms.get(i), offset);
+        }
+        {
+            let FreshTerms {
+                texts: cache,
+                offsets,
+                ..
+            } = &mut *self;
+            let known: smallvec::SmallVec<[Option<&TextSlots>; 24]> =
+                texts.iter().map(|text| cache.get(text)).collect();
             for (i, slots) in known.into_iter().enumerate() {
                 match slots {
                     Some(slots) => {
@@ -287,9 +325,12 @@ impl FreshTerms {
             }
         }
         for i in unknown {
-            self.text(text_at(i), offset);
+            // Gathered from a `str` whole: always one.
+            if let Ok(text) = std::str::from_utf8(texts.get(i)) {
+                self.text(text, offset);
+            }
         }
-        (self.gathered, self.ends) = (gathered, ends);
+        self.gathered = (terms, texts);
     }
 
     /// Forgets the words of the texts met so far (kept to cut a recurring text once): for a
