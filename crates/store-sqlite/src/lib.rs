@@ -55,6 +55,11 @@ pub struct SqliteConfig {
     pub queue_capacity: usize,
     /// Read connections.
     pub readers: usize,
+    /// Each read connection's page cache for each of its two files (the log and the derived
+    /// data), in MiB. Pages fill it as they are read and stay until it is full: a server keeps
+    /// its queries' pages warm; a one-pass command (an export) reads each page once and is
+    /// better served by a small one, its memory then flat whatever the store's size.
+    pub reader_cache_mib: u32,
     /// How the indexer runs, and the lag past which ingest is refused.
     pub indexer: IndexerOptions,
 }
@@ -68,6 +73,7 @@ impl SqliteConfig {
             batch_max_wait: Duration::ZERO,
             queue_capacity: 50_000,
             readers: 4,
+            reader_cache_mib: 64,
             indexer: IndexerOptions::default(),
         }
     }
@@ -121,7 +127,12 @@ impl SqliteStore {
         schema::prepare_writer(&mut conn)?;
         index::prepare(&index_path)?;
         let indexer = index::SqliteIndexer::open(&path, &index_path)?;
-        let readers = read::Pool::open(&path, &index_path, config.readers.max(1))?;
+        let readers = read::Pool::open(
+            &path,
+            &index_path,
+            config.readers.max(1),
+            config.reader_cache_mib,
+        )?;
         let limits = BatchLimits {
             max_events: config.batch_max_events,
             max_wait: config.batch_max_wait,
@@ -688,7 +699,11 @@ impl Store for SqliteStore {
 }
 
 /// Opens a connection for reading only: the log, with the derived data attached as `ix`.
-pub(crate) fn open_reader(path: &Path, index_path: &Path) -> rusqlite::Result<Connection> {
+pub(crate) fn open_reader(
+    path: &Path,
+    index_path: &Path,
+    cache_mib: u32,
+) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -699,6 +714,6 @@ pub(crate) fn open_reader(path: &Path, index_path: &Path) -> rusqlite::Result<Co
         "ATTACH DATABASE ?1 AS ix",
         [index_path.to_string_lossy().as_ref()],
     )?;
-    schema::configure_reader(&conn)?;
+    schema::configure_reader(&conn, cache_mib)?;
     Ok(conn)
 }

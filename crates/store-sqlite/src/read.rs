@@ -26,18 +26,26 @@ use crate::{db_error, open_reader};
 pub(crate) struct Pool {
     path: PathBuf,
     index_path: PathBuf,
+    /// Each connection's page cache per file, in MiB.
+    cache_mib: u32,
     conns: Arc<Mutex<Vec<Connection>>>,
     permits: Arc<Semaphore>,
 }
 
 impl Pool {
-    pub(crate) fn open(path: &Path, index_path: &Path, size: usize) -> rusqlite::Result<Self> {
+    pub(crate) fn open(
+        path: &Path,
+        index_path: &Path,
+        size: usize,
+        cache_mib: u32,
+    ) -> rusqlite::Result<Self> {
         let conns = (0..size)
-            .map(|_| open_reader(path, index_path))
+            .map(|_| open_reader(path, index_path, cache_mib))
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Self {
             path: path.to_owned(),
             index_path: index_path.to_owned(),
+            cache_mib,
             conns: Arc::new(Mutex::new(conns)),
             permits: Arc::new(Semaphore::new(size)),
         })
@@ -56,13 +64,14 @@ impl Pool {
             .await
             .map_err(|_| StoreError::Closed)?;
         let conns = self.conns.clone();
-        let (path, index_path) = (self.path.clone(), self.index_path.clone());
+        let (path, index_path, cache_mib) =
+            (self.path.clone(), self.index_path.clone(), self.cache_mib);
         tokio::task::spawn_blocking(move || {
             let pooled = conns.lock().expect("pool lock is never poisoned").pop();
             // A connection lost to a panicking query is replaced.
             let conn = match pooled {
                 Some(conn) => conn,
-                None => open_reader(&path, &index_path).map_err(db_error)?,
+                None => open_reader(&path, &index_path, cache_mib).map_err(db_error)?,
             };
             let result = f(&conn);
             conns
@@ -96,7 +105,7 @@ impl Pool {
             .pop();
         let conn = match pooled {
             Some(conn) => conn,
-            None => open_reader(&self.path, &self.index_path).map_err(db_error)?,
+            None => open_reader(&self.path, &self.index_path, self.cache_mib).map_err(db_error)?,
         };
         let result = f(&conn);
         self.conns
@@ -517,4 +526,44 @@ pub(crate) fn consistency_proof(
     sealtrail_ledger::merkle::consistency_proof(&nodes, from, to)
         .map(Some)
         .map_err(proof_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `cache_size` of `conn`'s `schema`, in KiB (SQLite gives a size in KiB as negative).
+    fn cache_kib(conn: &Connection, schema: &str) -> i64 {
+        -conn
+            .pragma_query_value(Some(schema), "cache_size", |r| r.get::<_, i64>(0))
+            .expect("cache_size")
+    }
+
+    #[tokio::test]
+    async fn every_reader_has_the_page_cache_it_was_given_for_both_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for cache_mib in [8, 64] {
+            let config = crate::SqliteConfig {
+                readers: 2,
+                reader_cache_mib: cache_mib,
+                ..crate::SqliteConfig::new(dir.path())
+            };
+            let store = crate::SqliteStore::open(&config).expect("open");
+            let want = i64::from(cache_mib) * 1024;
+            // The pool's own connections, and one opened in place of a connection lost.
+            let pooled = store
+                .readers
+                .run(|c| Ok((cache_kib(c, "main"), cache_kib(c, "ix"))))
+                .await
+                .expect("read");
+            assert_eq!(pooled, (want, want));
+            let (path, index_path) = (store.readers.path.clone(), store.readers.index_path.clone());
+            let opened = open_reader(&path, &index_path, cache_mib).expect("open reader");
+            assert_eq!(
+                (cache_kib(&opened, "main"), cache_kib(&opened, "ix")),
+                (want, want)
+            );
+            sealtrail_store::Store::shutdown(&store).await;
+        }
+    }
 }

@@ -132,16 +132,18 @@ fn restart(conn: &Connection, busy: std::time::Duration) -> rusqlite::Result<(i6
     r
 }
 
-/// Settings for reader connections, with the derived data attached as `ix`.
-pub(crate) fn configure_reader(conn: &Connection) -> rusqlite::Result<()> {
+/// Settings for reader connections, with the derived data attached as `ix`; `cache_mib` is
+/// each file's page cache.
+pub(crate) fn configure_reader(conn: &Connection, cache_mib: u32) -> rusqlite::Result<()> {
     conn.pragma_update(None, "query_only", true)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // A page cache of each file's own: `cache_size` without a schema sets `main`'s only, and
     // the derived data's 2 MB default held less than one statistics request reads (its
     // rollups' keys, ~7 MB a month at 1M events), so every request read them all again
     // (`mmap_size` applies to both, but pages still in the write-ahead log are read from it).
-    conn.pragma_update(None, "cache_size", -65_536)?;
-    conn.pragma_update(Some("ix"), "cache_size", -65_536)?;
+    let cache_kib = -i64::from(cache_mib.max(1)) * 1024;
+    conn.pragma_update(None, "cache_size", cache_kib)?;
+    conn.pragma_update(Some("ix"), "cache_size", cache_kib)?;
     conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(())
