@@ -618,11 +618,8 @@ pub(crate) fn tool_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// The page cache of each read connection of a command's store, per file, in MiB.
-const TOOL_READER_CACHE_MIB: u32 = 2;
-
 /// Opens a store for a command (export, reindex, keys) rather than a server: no background
-/// indexer, no migration, small page caches.
+/// indexer, no migration.
 async fn open_tool_store(
     data_dir: Option<&std::path::Path>,
     database_url: Option<&sealtrail_store::DatabaseUrl>,
@@ -637,11 +634,6 @@ async fn open_tool_store(
             );
             let mut config = SqliteConfig::new(dir);
             config.indexer.background = false;
-            // One pass over the store, each page read once: small page caches keep the
-            // command's memory flat whatever the store's size (an export of 1M events peaked
-            // at ~290 MiB of heap with the server's 64 MiB per file and connection, at
-            // ~170 MiB with these, as at 100k).
-            config.reader_cache_mib = TOOL_READER_CACHE_MIB;
             let store = SqliteStore::open(&config)
                 .with_context(|| format!("cannot open the store in {}", dir.display()))?;
             Ok(Arc::new(store))

@@ -55,11 +55,6 @@ pub struct SqliteConfig {
     pub queue_capacity: usize,
     /// Read connections.
     pub readers: usize,
-    /// Each read connection's page cache for each of its two files (the log and the derived
-    /// data), in MiB. Pages fill it as they are read and stay until it is full: a server keeps
-    /// its queries' pages warm; a one-pass command (an export) reads each page once and is
-    /// better served by a small one, its memory then flat whatever the store's size.
-    pub reader_cache_mib: u32,
     /// How the indexer runs, and the lag past which ingest is refused.
     pub indexer: IndexerOptions,
 }
@@ -73,7 +68,6 @@ impl SqliteConfig {
             batch_max_wait: Duration::ZERO,
             queue_capacity: 50_000,
             readers: 4,
-            reader_cache_mib: 64,
             indexer: IndexerOptions::default(),
         }
     }
@@ -101,10 +95,25 @@ pub enum OpenError {
     Thread(std::io::Error),
 }
 
+/// The page cache of each query connection, per file (the log and the derived data), in MiB:
+/// pages stay until it is full, so queries find their pages warm.
+const READER_CACHE_MIB: u32 = 64;
+/// Connections of [`SqliteStore`]'s pool for passes over many rows: an export reads two pages
+/// at once.
+const BULK_READERS: usize = 2;
+/// Their page cache per file, in MiB: SQLite's default. Such a pass reads each page once.
+const BULK_CACHE_MIB: u32 = 2;
+
 /// The SQLite store.
 pub struct SqliteStore {
     write: WriteHandle<SqliteLog>,
     readers: read::Pool,
+    /// Connections for passes over many rows ([`Store::list_rows`]: exports, retention,
+    /// anonymisation, integrity walks; and an export's Merkle nodes), with small page caches:
+    /// such a pass reads each page once, and through the queries' connections it would fill
+    /// their caches with pages no query wants (an export's memory then grew with the store:
+    /// `sealtrail export` of 1M events peaked at ~290 MiB of heap, of 100k at ~150).
+    bulk: read::Pool,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     gate: Arc<IndexGate>,
     index: sealtrail_store::derived::SharedIndexer<index::SqliteIndexer>,
@@ -127,12 +136,9 @@ impl SqliteStore {
         schema::prepare_writer(&mut conn)?;
         index::prepare(&index_path)?;
         let indexer = index::SqliteIndexer::open(&path, &index_path)?;
-        let readers = read::Pool::open(
-            &path,
-            &index_path,
-            config.readers.max(1),
-            config.reader_cache_mib,
-        )?;
+        let readers =
+            read::Pool::open(&path, &index_path, config.readers.max(1), READER_CACHE_MIB)?;
+        let bulk = read::Pool::open(&path, &index_path, BULK_READERS, BULK_CACHE_MIB)?;
         let limits = BatchLimits {
             max_events: config.batch_max_events,
             max_wait: config.batch_max_wait,
@@ -167,6 +173,7 @@ impl SqliteStore {
         Ok(Self {
             write,
             readers,
+            bulk,
             writer: Mutex::new(Some(writer)),
             gate,
             index,
@@ -199,8 +206,16 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut read::Snapshot<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        self.readers
-            .run(move |conn| Ok(read::Snapshot::begin(conn).map(|mut snap| f(&mut snap))))
+        Self::read_on(&self.readers, f).await
+    }
+
+    /// [`SqliteStore::read`] on a connection of `pool`.
+    async fn read_on<T, F>(pool: &read::Pool, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut read::Snapshot<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        pool.run(move |conn| Ok(read::Snapshot::begin(conn).map(|mut snap| f(&mut snap))))
             .await?
             .map_err(db_error)?
     }
@@ -482,8 +497,10 @@ impl Store for SqliteStore {
 
     async fn list_rows(&self, query: ListQuery) -> StoreResult<sealtrail_store::RowPage> {
         let tail = self.tail.clone();
-        self.read(move |snap| plan::list_rows(snap, &query, &tail).map_err(plan_error))
-            .await
+        Self::read_on(&self.bulk, move |snap| {
+            plan::list_rows(snap, &query, &tail).map_err(plan_error)
+        })
+        .await
     }
 
     async fn tree_nodes(
@@ -492,7 +509,7 @@ impl Store for SqliteStore {
         wanted: Vec<(u32, u64)>,
     ) -> StoreResult<Vec<Option<[u8; 32]>>> {
         let tenant = tenant.clone();
-        self.readers
+        self.bulk
             .run(move |conn| seal::nodes_of(conn, tenant.as_str(), &wanted))
             .await
     }

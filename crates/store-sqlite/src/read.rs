@@ -539,31 +539,23 @@ mod tests {
             .expect("cache_size")
     }
 
+    /// The page caches of `pool`'s connections, the log's and the derived data's, in KiB.
+    async fn caches(pool: &Pool) -> (i64, i64) {
+        pool.run(|c| Ok((cache_kib(c, "main"), cache_kib(c, "ix"))))
+            .await
+            .expect("read")
+    }
+
     #[tokio::test]
-    async fn every_reader_has_the_page_cache_it_was_given_for_both_files() {
+    async fn queries_and_passes_over_many_rows_have_their_own_page_caches() {
         let dir = tempfile::tempdir().expect("temp dir");
-        for cache_mib in [8, 64] {
-            let config = crate::SqliteConfig {
-                readers: 2,
-                reader_cache_mib: cache_mib,
-                ..crate::SqliteConfig::new(dir.path())
-            };
-            let store = crate::SqliteStore::open(&config).expect("open");
-            let want = i64::from(cache_mib) * 1024;
-            // The pool's own connections, and one opened in place of a connection lost.
-            let pooled = store
-                .readers
-                .run(|c| Ok((cache_kib(c, "main"), cache_kib(c, "ix"))))
-                .await
-                .expect("read");
-            assert_eq!(pooled, (want, want));
-            let (path, index_path) = (store.readers.path.clone(), store.readers.index_path.clone());
-            let opened = open_reader(&path, &index_path, cache_mib).expect("open reader");
-            assert_eq!(
-                (cache_kib(&opened, "main"), cache_kib(&opened, "ix")),
-                (want, want)
-            );
-            sealtrail_store::Store::shutdown(&store).await;
-        }
+        let store = crate::SqliteStore::open(&crate::SqliteConfig::new(dir.path())).expect("open");
+        let (queries, passes) = (
+            i64::from(crate::READER_CACHE_MIB) * 1024,
+            i64::from(crate::BULK_CACHE_MIB) * 1024,
+        );
+        assert_eq!(caches(&store.readers).await, (queries, queries));
+        assert_eq!(caches(&store.bulk).await, (passes, passes));
+        sealtrail_store::Store::shutdown(&store).await;
     }
 }
