@@ -549,10 +549,13 @@ async fn derived_cost(
         base.indexer_time(&http).await?,
     );
     let mut at = 0;
+    // Each step's found %, for the run's summary.
+    let mut ratios = Vec::new();
     while at < args.events {
         let end = (at + args.step).min(args.events);
         let a = ingest_step(&http, &this, &source, at..end, args, postgres).await?;
         let b = ingest_step(&http, &base, &source, at..end, args, postgres).await?;
+        ratios.push(100.0 * a.found_rate / b.found_rate);
         let disk = |d: &std::path::Path| {
             if database_url.is_some() {
                 "-".to_owned()
@@ -593,6 +596,7 @@ async fn derived_cost(
         );
         at = end;
     }
+    print_ratio_summary(&ratios);
     let indexer_after = (
         this.indexer_time(&http).await?,
         base.indexer_time(&http).await?,
@@ -622,6 +626,32 @@ async fn derived_cost(
 /// The indexers' wall time per event in each stage of their passes, this build's, the
 /// baseline's and the difference: where the derived data's cost lies. A baseline that does
 /// not export the stages leaves its rows out.
+/// One line over a run's steps: the mean of their found %, its standard error, the lowest
+/// and highest, and how many reached the 90 % the issue's target names. One step's ratio
+/// moves by several points from run to run on this machine; the mean over many steps is
+/// what to compare.
+fn print_ratio_summary(ratios: &[f64]) {
+    let n = ratios.len() as f64;
+    if ratios.is_empty() {
+        return;
+    }
+    let mean = ratios.iter().sum::<f64>() / n;
+    let error = if ratios.len() > 1 {
+        let variance = ratios.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        (variance / n).sqrt()
+    } else {
+        f64::NAN
+    };
+    let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let reached = ratios.iter().filter(|&&r| r >= 90.0).count();
+    println!(
+        "  found %: mean {mean:.1} (standard error {error:.1}), {low:.1}–{high:.1}, \
+         {reached} of {} steps at 90 % or more",
+        ratios.len()
+    );
+}
+
 fn print_indexer_time(this: Option<load::IndexerTime>, base: Option<load::IndexerTime>) {
     use sealtrail_store::metrics::INDEX_STAGES;
     let Some(this) = this else {
