@@ -623,18 +623,15 @@ async fn derived_cost(
     Ok(())
 }
 
-/// The indexers' wall time per event in each stage of their passes, this build's, the
-/// baseline's and the difference: where the derived data's cost lies. A baseline that does
-/// not export the stages leaves its rows out.
 /// One line over a run's steps: the mean of their found %, its standard error, the lowest
 /// and highest, and how many reached the 90 % the target names. One step's ratio
 /// moves by several points from run to run on this machine; the mean over many steps is
 /// what to compare.
 fn print_ratio_summary(ratios: &[f64]) {
-    let n = ratios.len() as f64;
     if ratios.is_empty() {
         return;
     }
+    let n = ratios.len() as f64;
     let mean = ratios.iter().sum::<f64>() / n;
     let error = if ratios.len() > 1 {
         let variance = ratios.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0);
@@ -652,6 +649,9 @@ fn print_ratio_summary(ratios: &[f64]) {
     );
 }
 
+/// The indexers' wall time per event in each stage of their passes, this build's, the
+/// baseline's and the difference: where the derived data's cost lies. A baseline that does
+/// not export the stages leaves its rows out.
 fn print_indexer_time(this: Option<load::IndexerTime>, base: Option<load::IndexerTime>) {
     use sealtrail_store::metrics::INDEX_STAGES;
     let Some(this) = this else {
